@@ -1,0 +1,147 @@
+"""CDN-origin throughput: wrk against the API under gunicorn, next to nginx serving the same files.
+
+    .venv/bin/python bench/origin.py [--seconds 10] [--connections 32] [--api-workers 4]
+
+Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everything listens on
+127.0.0.1 only and every wrk run is bounded in time. Prints a table of requests/s and p99 for
+cached ~100 KB rendition GETs and for 304 revalidations, and our ratio to nginx; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config.settings import Settings  # noqa: E402
+from media_pipeline import service  # noqa: E402
+from media_pipeline.queue import RecordingQueue  # noqa: E402
+from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
+
+PHOTO = REPO.parent / "shared" / "testdata" / "camera-exif" / "IMG_9424.JPG"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def wrk(url: str, seconds: int, connections: int, header: str | None = None) -> tuple[float, float]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if header:
+        cmd[1:1] = ["-H", header]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    value, unit = float(p99.group(1)), p99.group(2)
+    p99_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    if "Non-2xx or 3xx responses" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return rate, p99_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--api-workers", type=int, default=4)
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is not installed: apt-get install nginx-light wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="mp-origin-"))
+    work.chmod(0o755)  # nginx's workers run as another user
+    settings = Settings.from_env({}, data_dir=work / "var", access_log="", api_workers=args.api_workers, log_level="WARNING")
+    services = build_services(settings, queue=RecordingQueue())
+    data = PHOTO.read_bytes() if PHOTO.exists() else None
+    if data is None:
+        from tests import images
+
+        data = images.jpeg(images.scene(4000, 3000))
+    upload = SpooledUpload.receive(io.BytesIO(data), settings.tmp_dir, settings.max_upload_bytes)
+    photo = service.ingest(services, upload, None)
+    upload.close()
+    service.process_photo(services, photo.id)
+    photo = services.catalog.get_photo(photo.id)
+    target = min(photo.renditions, key=lambda r: abs(r.bytes - 100_000))
+    ext = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}[target.format]
+    api_path = f"/i/{photo.id}/{target.spec}/{target.width}.{ext}"
+
+    api_port, nginx_port = free_port(), free_port()
+    env = {**os.environ, **settings.replace(port=api_port).as_env()}
+    api = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "api"], env=env, cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on; tcp_nopush on; etag on; open_file_cache max=1000;
+  client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp; fastcgi_temp_path {work}/nginx-tmp;
+  uwsgi_temp_path {work}/nginx-tmp; scgi_temp_path {work}/nginx-tmp;
+  types {{ image/avif avif; image/webp webp; image/jpeg jpg; }}
+  server {{ listen 127.0.0.1:{nginx_port}; root {settings.effective_storage_dir / 'objects'}; }}
+}}""")
+    (work / "nginx-tmp").mkdir()
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
+    try:
+        api_url = f"http://127.0.0.1:{api_port}{api_path}"
+        nginx_url = f"http://127.0.0.1:{nginx_port}/{target.key}"
+        wait_http(api_url)
+        wait_http(nginx_url)
+        api_etag = urllib.request.urlopen(api_url).headers["ETag"]
+        nginx_etag = urllib.request.urlopen(nginx_url).headers["ETag"]
+        rows = []
+        for name, ours, theirs in (
+            (f"cached GET, {target.bytes // 1024} KB {target.format}", (api_url, None), (nginx_url, None)),
+            ("304 revalidation", (api_url, f"If-None-Match: {api_etag}"), (nginx_url, f"If-None-Match: {nginx_etag}")),
+        ):
+            our_rate, our_p99 = wrk(ours[0], args.seconds, args.connections, ours[1])
+            their_rate, their_p99 = wrk(theirs[0], args.seconds, args.connections, theirs[1])
+            rows.append((name, our_rate, our_p99, their_rate, their_p99))
+    finally:
+        subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False)
+        os.killpg(api.pid, signal.SIGTERM)
+        api.wait(timeout=20)
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {os.cpu_count()} cores; API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, "
+          f"local storage, SQLite catalog; nginx: 2 workers, sendfile, same folder")
+    print("| request | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | ours / nginx |")
+    print("|---|---|---|---|---|---|")
+    for name, our_rate, our_p99, their_rate, their_p99 in rows:
+        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {their_rate:,.0f} | {their_p99:.1f} | {our_rate / their_rate:.2f}x |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Configuration: the typed settings object and the rendition presets."""

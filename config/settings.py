@@ -1,0 +1,246 @@
+"""The one typed settings object. This is the only module that reads ``os.environ``.
+
+Every field has a default that works on a fresh machine with no outside service (local-folder
+storage, SQLite catalog, a Celery broker on the local disk). Production overrides them with
+``MP_*`` environment variables; ``Settings.from_env`` validates all of them and reports every
+problem in one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from media_pipeline.models import EncoderSettings, Preset
+
+PRESETS_FILE = Path(__file__).with_name("presets.toml")
+
+
+class ConfigError(ValueError):
+    """Raised at start-up with every invalid setting listed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def _setting(default: Any, env: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(Path("var"), "MP_DATA_DIR", "Folder for embedded defaults: storage, SQLite catalog, broker, temp files.")
+    storage_backend: str = _setting("local", "MP_STORAGE_BACKEND", "`local` (a folder) or `s3` (any S3-compatible endpoint).")
+    storage_dir: Path | None = _setting(None, "MP_STORAGE_DIR", "Folder of the local backend; default `<data_dir>/storage`.")
+    s3_bucket: str = _setting("", "MP_S3_BUCKET", "Bucket for the S3 backend (required with `s3`).")
+    s3_endpoint_url: str = _setting("", "MP_S3_ENDPOINT_URL", "S3 endpoint, e.g. `http://minio:9000` or an R2 URL; empty means AWS.")
+    s3_region: str = _setting("us-east-1", "MP_S3_REGION", "S3 region (`auto` for R2).")
+    s3_access_key_id: str = _setting("", "MP_S3_ACCESS_KEY_ID", "S3 access key; empty uses boto3's default credential chain.")
+    s3_secret_access_key: str = _setting("", "MP_S3_SECRET_ACCESS_KEY", "S3 secret key.")
+    s3_prefix: str = _setting("", "MP_S3_PREFIX", "Key prefix inside the bucket, e.g. `media/`.")
+    s3_addressing_style: str = _setting("auto", "MP_S3_ADDRESSING_STYLE", "`auto`, `path` (MinIO) or `virtual`.")
+    catalog_url: str = _setting("", "MP_CATALOG_URL", "`sqlite:///path.db` or `postgresql://user@host/db`; default `sqlite:///<data_dir>/catalog.db`.")
+    broker_url: str = _setting("filesystem://", "MP_BROKER_URL", "Celery broker: `filesystem://` (folder `<data_dir>/broker`), `redis://…` or `amqp://…`.")
+    max_upload_bytes: int = _setting(40_000_000, "MP_MAX_UPLOAD_BYTES", "Largest accepted upload in bytes, enforced while streaming.")
+    max_pixels: int = _setting(50_000_000, "MP_MAX_PIXELS", "Largest accepted image in pixels (width x height of one frame), read from the header.")
+    public_base_url: str = _setting("", "MP_PUBLIC_BASE_URL", "Prefix for rendition URLs in API answers, e.g. `https://cdn.example.com`; empty gives relative URLs.")
+    signing_keys: str = _setting("", "MP_SIGNING_KEYS", "Comma-separated secrets (16+ characters) for signed on-demand rendition URLs; the first signs, all verify. Empty disables on-demand renditions.")
+    ondemand_widths: str = _setting("160,240,320,480,640,750,828,1080,1200,1440,1600,1920,2160", "MP_ONDEMAND_WIDTHS", "Widths an on-demand request may produce; other widths snap up to the next one.")
+    stable_max_age: int = _setting(86400, "MP_STABLE_MAX_AGE", "Cache lifetime in seconds for stable (unversioned) image URLs; versioned URLs are immutable.")
+    serve_mode: str = _setting("stream", "MP_SERVE_MODE", "`stream` bodies from storage, or `redirect` to a presigned S3 URL (S3 backend only).")
+    presign_seconds: int = _setting(3600, "MP_PRESIGN_SECONDS", "Lifetime of presigned URLs in `redirect` mode.")
+    rendition_keep_seconds: int = _setting(86400, "MP_RENDITION_KEEP_SECONDS", "How long renditions dropped by a preset change stay servable before cleanup deletes them (URLs in clients' caches keep working meanwhile).")
+    presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
+    task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
+    task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
+    task_max_retries: int = _setting(5, "MP_TASK_MAX_RETRIES", "Retries of a task on transient storage/catalog errors, with exponential backoff.")
+    task_retry_backoff: float = _setting(2.0, "MP_TASK_RETRY_BACKOFF", "First retry delay in seconds; doubles each retry.")
+    stuck_after_seconds: int = _setting(600, "MP_STUCK_AFTER_SECONDS", "A photo queued or processing this long without progress is re-enqueued by the reconciler (its message was lost with a dead worker or broker).")
+    max_attempts: int = _setting(3, "MP_MAX_ATTEMPTS", "Processing attempts before the reconciler gives a photo up as failed (`abandoned`): a file that kills its worker cannot loop forever.")
+    worker_concurrency: int = _setting(0, "MP_WORKER_CONCURRENCY", "Worker processes; 0 means one per CPU core.")
+    vips_concurrency: int = _setting(1, "MP_VIPS_CONCURRENCY", "libvips threads per worker process; 1 with one process per core is fastest.")
+    host: str = _setting("127.0.0.1", "MP_HOST", "Address the API binds to.")
+    port: int = _setting(8080, "MP_PORT", "Port the API binds to.")
+    api_workers: int = _setting(2, "MP_API_WORKERS", "gunicorn worker processes for the API.")
+    api_threads: int = _setting(4, "MP_API_THREADS", "Threads per API process (gunicorn gthread workers, which keep connections alive for a CDN).")
+    access_log: str = _setting("-", "MP_ACCESS_LOG", "gunicorn access log: `-` for stdout, a file path, or empty for none.")
+    log_format: str = _setting("text", "MP_LOG_FORMAT", "`text`, or `json` for one JSON object a line (with the photo id on every line about a photo).")
+    log_level: str = _setting("INFO", "MP_LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR.")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def effective_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def effective_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def signing_key_list(self) -> tuple[bytes, ...]:
+        return tuple(k.strip().encode() for k in self.signing_keys.split(",") if k.strip())
+
+    @property
+    def ondemand_width_list(self) -> tuple[int, ...]:
+        return tuple(sorted({int(w) for w in self.ondemand_widths.split(",") if w.strip()}))
+
+    def preset(self) -> Preset:
+        return load_preset(self.presets_file)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """The ``MP_*`` variables that reproduce these settings in a child process."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[f.metadata["env"]] = str(value)
+        return env
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if f.name in overrides:
+                value = overrides[f.name]
+                values[f.name] = _parse(f.type, value) if isinstance(value, str) else value
+                continue
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = _parse(f.type, raw)
+            except ValueError as exc:
+                problems.append(f"{name}={raw!r}: {exc}")
+        settings = cls(**values)
+        problems.extend(settings.problems())
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.storage_backend not in ("local", "s3"):
+            problems.append(f"MP_STORAGE_BACKEND must be `local` or `s3`, not {self.storage_backend!r}")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            problems.append("MP_S3_BUCKET is required when MP_STORAGE_BACKEND=s3")
+        if self.s3_addressing_style not in ("auto", "path", "virtual"):
+            problems.append("MP_S3_ADDRESSING_STYLE must be auto, path or virtual")
+        scheme = urlparse(self.effective_catalog_url).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            problems.append(f"MP_CATALOG_URL must start with sqlite:// or postgresql://, not {scheme!r}")
+        broker = urlparse(self.broker_url).scheme
+        if broker not in ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory"):
+            problems.append(f"MP_BROKER_URL scheme {broker!r} is not filesystem, redis or amqp")
+        for name in ("max_upload_bytes", "max_pixels", "stable_max_age", "presign_seconds", "task_soft_time_limit", "task_time_limit", "port", "api_workers", "api_threads", "vips_concurrency", "stuck_after_seconds", "max_attempts"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{_env(name)} must be positive")
+        if self.task_time_limit <= self.task_soft_time_limit:
+            problems.append("MP_TASK_TIME_LIMIT must be greater than MP_TASK_SOFT_TIME_LIMIT")
+        if self.worker_concurrency < 0 or self.task_max_retries < 0 or self.rendition_keep_seconds < 0:
+            problems.append("MP_WORKER_CONCURRENCY, MP_TASK_MAX_RETRIES and MP_RENDITION_KEEP_SECONDS must not be negative")
+        if any(len(k) < 16 for k in self.signing_key_list):
+            problems.append("MP_SIGNING_KEYS: every key must be at least 16 characters")
+        try:
+            widths = self.ondemand_width_list
+            if not widths or widths[0] < 16 or widths[-1] > 8192:
+                problems.append("MP_ONDEMAND_WIDTHS must list widths between 16 and 8192")
+        except ValueError:
+            problems.append("MP_ONDEMAND_WIDTHS must be comma-separated integers")
+        if self.serve_mode not in ("stream", "redirect"):
+            problems.append("MP_SERVE_MODE must be stream or redirect")
+        if self.serve_mode == "redirect" and self.storage_backend != "s3":
+            problems.append("MP_SERVE_MODE=redirect needs MP_STORAGE_BACKEND=s3")
+        if self.log_format not in ("text", "json"):
+            problems.append("MP_LOG_FORMAT must be text or json")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("MP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.public_base_url.endswith("/"):
+            problems.append("MP_PUBLIC_BASE_URL must not end with /")
+        try:
+            self.preset()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"MP_PRESETS_FILE {self.presets_file}: {exc}")
+        return problems
+
+
+def _env(field_name: str) -> str:
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == field_name)
+
+
+def _parse(type_name: Any, raw: str) -> Any:
+    type_name = str(type_name)
+    if type_name.startswith("int"):
+        return int(raw)
+    if type_name.startswith("float"):
+        return float(raw)
+    if "Path" in type_name:
+        return Path(raw)
+    return raw
+
+
+def load_preset(path: Path) -> Preset:
+    """Read the rendition preset from TOML into the core's frozen ``Preset``."""
+    with open(path, "rb") as fh:
+        doc = tomllib.load(fh)
+    default = doc["default"]
+    formats = tuple(
+        EncoderSettings(
+            format=name,
+            quality=int(opts["quality"]),
+            effort=int(opts.get("effort", 0)),
+            progressive=bool(opts.get("progressive", False)),
+            trellis=bool(opts.get("trellis", False)),
+        )
+        for name, opts in default["formats"].items()
+    )
+    for enc in formats:
+        if enc.format not in ("avif", "webp", "jpeg"):
+            raise ValueError(f"unknown rendition format {enc.format!r}")
+        if not 1 <= enc.quality <= 100:
+            raise ValueError(f"{enc.format} quality must be 1..100")
+    eager = tuple(default.get("eager_formats", [enc.format for enc in formats]))
+    if not eager or not set(eager) <= {enc.format for enc in formats}:
+        raise ValueError("eager_formats must name formats defined under [default.formats]")
+    widths = tuple(sorted({int(w) for w in default["widths"]}, reverse=True))
+    if not widths or widths[-1] < 16:
+        raise ValueError("widths must be a non-empty list of widths >= 16")
+    placeholder = doc.get("placeholder", {})
+    return Preset(
+        widths=widths,
+        formats=formats,
+        eager_formats=eager,
+        blurhash_x=int(placeholder.get("components_x", 4)),
+        blurhash_y=int(placeholder.get("components_y", 3)),
+    )
+
+
+def settings_table() -> str:
+    """The README table of settings, generated so it cannot drift from the code."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, Path):
+            default = "config/presets.toml" if default == PRESETS_FILE else str(default)
+        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -1,0 +1,65 @@
+"""The narrow catalog port. Expected outcomes are values (``None``, ``False``); failures raise
+``CatalogUnavailable`` (retryable) or ``CatalogError``."""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+from media_pipeline.models import Hashes, Photo, PhotoMetadata, Placeholder, Rendition, RenditionLookup
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call from many processes at once."""
+
+    def check(self) -> None:
+        """Raise ``CatalogUnavailable`` unless the database answers."""
+
+    def add_photo(self, photo: Photo) -> None: ...
+
+    def get_photo(self, photo_id: str) -> Photo | None: ...
+
+    def start_processing(self, photo_id: str) -> Photo | None:
+        """Mark a queued/processing photo ``processing`` and count the attempt; ``None`` if it is gone."""
+
+    def complete(
+        self,
+        photo_id: str,
+        preset_version: str,
+        metadata: PhotoMetadata,
+        placeholder: Placeholder,
+        renditions: Iterable[Rendition],
+        hashes: Hashes,
+    ) -> bool:
+        """Record a finished photo in one transaction: ``renditions`` become its current set and every
+        other rendition it had is retired. ``False`` if the photo is gone."""
+
+    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None) -> RenditionLookup | None:
+        """For serving: ``None`` unless the photo is ready; else its renditions at ``width``: those
+        of ``spec`` (current or retired, as long as they exist), or the current ones."""
+
+    def add_rendition(self, photo_id: str, rendition: Rendition) -> bool:
+        """Record one more current rendition (on demand) of a ready photo; idempotent; ``False`` if the photo is gone."""
+
+    def all_renditions(self, photo_id: str) -> list[Rendition]:
+        """Current and retired renditions: what exists in storage for the photo."""
+
+    def retired_renditions(self, retired_before: float, photo_id: str | None = None, limit: int = 1000) -> list[tuple[str, Rendition]]:
+        """(photo id, rendition) pairs retired before ``retired_before``, for cleanup."""
+
+    def forget_rendition(self, photo_id: str, rendition: Rendition) -> None: ...
+
+    def fail(self, photo_id: str, code: str, message: str) -> bool: ...
+
+    def stuck_photos(self, updated_before: float, limit: int = 1000) -> list[tuple[str, int]]:
+        """(id, attempts) of photos queued or processing with no update since ``updated_before``."""
+
+    def touch(self, photo_id: str) -> None: ...
+
+    def claim_idempotency_key(self, scope: str, request_sha256: str, expires_before: float) -> tuple[str, str | None]:
+        """("new" | "replay" | "mismatch" | "in_progress", photo id for a replay)."""
+
+    def settle_idempotency_key(self, scope: str, photo_id: str | None) -> None: ...
+
+    def delete_photo(self, photo_id: str) -> bool: ...

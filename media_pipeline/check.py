@@ -1,0 +1,87 @@
+"""Consistency between the catalog and storage: what an operator runs after an incident.
+
+Catalog ids and storage keys both sort by photo id, so the check is a merge of sorted streams:
+memory does not grow with the number of photos.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Iterator
+
+from media_pipeline.models import PhotoStatus, Selection
+from media_pipeline.service import Services
+from media_pipeline.storage.base import ORIGINALS, RENDITIONS
+
+EXAMPLES = 20
+
+
+@dataclass
+class CheckReport:
+    photos: dict[str, int] = field(default_factory=dict)  # status -> count
+    problems: dict[str, list[str]] = field(default_factory=dict)  # kind -> examples
+    counts: dict[str, int] = field(default_factory=dict)  # kind -> how many
+
+    def add(self, kind: str, example: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        examples = self.problems.setdefault(kind, [])
+        if len(examples) < EXAMPLES:
+            examples.append(example)
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts
+
+
+def _catalog_ids(services: Services) -> Iterator[str]:
+    after = ""
+    while ids := services.catalog.select_photo_ids(Selection(mode="all"), "", after=after, limit=1000):
+        yield from ids
+        after = ids[-1]
+
+
+def check(services: Services, now: float | None = None) -> CheckReport:
+    report = CheckReport()
+    stuck_before = (time.time() if now is None else now) - services.settings.stuck_after_seconds
+    originals = (k[len(ORIGINALS):] for k in services.storage.list(ORIGINALS))
+    rendition_groups = groupby(services.storage.list(RENDITIONS), key=lambda k: k[len(RENDITIONS):].split("/", 1)[0])
+    next_original = next(originals, None)
+    group_id, group = next(rendition_groups, (None, iter(())))
+    for photo_id in _catalog_ids(services):
+        while next_original is not None and next_original < photo_id:
+            report.add("original_without_catalog_row", f"{ORIGINALS}{next_original}")
+            next_original = next(originals, None)
+        while group_id is not None and group_id < photo_id:
+            report.add("renditions_of_unknown_photo", f"{RENDITIONS}{group_id}/")
+            group_id, group = next(rendition_groups, (None, iter(())))
+        photo = services.catalog.get_photo(photo_id)
+        if photo is None:  # deleted meanwhile
+            continue
+        report.photos[photo.status.value] = report.photos.get(photo.status.value, 0) + 1
+        if next_original == photo_id:
+            next_original = next(originals, None)
+        else:
+            report.add("catalog_row_without_original", photo_id)
+        stored: set[str] = set()
+        if group_id == photo_id:
+            stored = set(group)
+            group_id, group = next(rendition_groups, (None, iter(())))
+        known = {r.key for r in services.catalog.all_renditions(photo_id)}
+        for key in sorted(stored - known):
+            report.add("rendition_without_catalog_row", key)
+        current = {r.key for r in photo.renditions}
+        for key in sorted(current - stored):
+            report.add("rendition_missing_from_storage", key)
+        if photo.status is PhotoStatus.READY and not photo.renditions:
+            report.add("ready_without_renditions", photo_id)
+        if photo.status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING) and photo.updated_at < stuck_before:
+            report.add("stuck_queued_or_processing", photo_id)
+    while next_original is not None:
+        report.add("original_without_catalog_row", f"{ORIGINALS}{next_original}")
+        next_original = next(originals, None)
+    while group_id is not None:
+        report.add("renditions_of_unknown_photo", f"{RENDITIONS}{group_id}/")
+        group_id, group = next(rendition_groups, (None, iter(())))
+    return report

@@ -1,0 +1,434 @@
+"""``media-pipeline`` commands: serve, api, worker, render, migrate, settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from config.settings import ConfigError, Settings, settings_table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="media-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="API and worker together on embedded defaults; Ctrl-C stops both")
+    _server_options(serve)
+    api = sub.add_parser("api", help="the HTTP API under gunicorn")
+    _server_options(api)
+    worker = sub.add_parser("worker", help="a Celery worker")
+    worker.add_argument("--data-dir", type=Path)
+    worker.add_argument("--concurrency", type=int, help="worker processes (default MP_WORKER_CONCURRENCY or one per core)")
+    worker.add_argument("--queues", default="photos,reprocess", help="photos (uploads) first, then reprocess")
+    render = sub.add_parser("render", help="run the pipeline on local files, with no service")
+    render.add_argument("files", nargs="+", type=Path)
+    render.add_argument("--out", type=Path, required=True)
+    sub.add_parser("migrate", help="create or upgrade the catalog schema")
+    rep = sub.add_parser("reprocess", help="bring stored photos up to the current preset; `reprocess status` shows a job")
+    rep.add_argument("action", nargs="?", choices=["status"], help="show a running or finished job instead")
+    rep.add_argument("--job", help="with status: the job (default: the newest); to run: resume this job")
+    which = rep.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_const", dest="mode", const="all", help="every photo")
+    which.add_argument("--stale", action="store_const", dest="mode", const="stale", help="photos not at the current preset (default)")
+    which.add_argument("--failed", action="store_const", dest="mode", const="failed", help="failed photos, given another go")
+    which.add_argument("--ids", type=Path, help="a file of photo ids, one a line")
+    which.add_argument("--prefix", help="originals in storage under this prefix (e.g. originals/); uncatalogued ones are catalogued")
+    rep.add_argument("--owner")
+    rep.add_argument("--created-after", type=_timestamp, help="ISO date/time or epoch seconds")
+    rep.add_argument("--created-before", type=_timestamp, help="ISO date/time or epoch seconds")
+    rep.add_argument("--rate", type=float, help="photos enqueued per second at most")
+    rep.add_argument("--batch", type=int, default=500, help="photos per enqueue batch and checkpoint")
+    rep.add_argument("--dry-run", action="store_true", help="print what would change and an estimate; change nothing")
+    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes, for the estimate")
+    rep.add_argument("--no-wait", action="store_true", help="enqueue and return; follow with `reprocess status`")
+    rep.add_argument("--stall-seconds", type=float, default=60.0, help="re-enqueue pending photos after this long with no progress")
+    sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
+    chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec = sub.add_parser("reconcile", help="re-enqueue photos stuck in queued/processing; give up after MP_MAX_ATTEMPTS")
+    rec.add_argument("--every", type=float, help="repeat every N seconds until stopped")
+    rec.add_argument("--data-dir", type=Path)
+    sign = sub.add_parser("sign", help="sign an on-demand rendition path, e.g. /i/<id>/480.webp")
+    sign.add_argument("path")
+    sub.add_parser("settings", help="print every setting with its default")
+
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "host", "port"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    if args.command == "settings":
+        print(settings_table())
+        return 0
+    try:
+        settings = Settings.from_env(**overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return {
+        "serve": _serve,
+        "api": _api,
+        "worker": _worker,
+        "render": _render,
+        "migrate": _migrate,
+        "sign": _sign,
+        "reprocess": _reprocess,
+        "cleanup": _cleanup,
+        "reconcile": _reconcile,
+        "check": _check,
+    }[args.command](settings, args)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--data-dir", type=Path)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from media_pipeline.catalog import make_catalog
+
+    make_catalog(settings).migrate()  # once, before two processes race to do it
+    env = {**os.environ, **settings.as_env()}
+    me = [sys.executable, "-m", "media_pipeline.cli"]
+    children = [
+        subprocess.Popen([*me, "api"], env=env, start_new_session=True),
+        subprocess.Popen([*me, "worker"], env=env, start_new_session=True),
+        # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
+        subprocess.Popen([*me, "reconcile", "--every", "60"], env=env, start_new_session=True),
+    ]
+    print(f"media-pipeline: API on http://{settings.host}:{settings.port}, data in {settings.data_dir.resolve()}", flush=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Installed explicitly: a process started in the background by a script inherits SIGINT ignored.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        code = next(child.returncode for child in children if child.returncode is not None) or 1
+        print("media-pipeline: a child process exited; stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("media-pipeline: stopping", flush=True)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return code
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from media_pipeline import logs
+    from media_pipeline.web import create_app
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", settings.api_workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.api_threads)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            if settings.access_log:
+                self.cfg.set("accesslog", settings.access_log)
+            self.cfg.set("logconfig_dict", logs.gunicorn_logconfig(settings.log_level, settings.log_format))
+            if settings.log_format == "json":
+                self.cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s %(B)s %(M)sms')
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    Server().run()
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    os.environ.update(settings.as_env())  # the module-level app reads them
+    from media_pipeline import logs
+    from workers.celery_app import app
+
+    logs.configure(settings.log_level, settings.log_format)  # before Celery's start-up checks warn
+
+    concurrency = args.concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # the start-up banner is not JSON
+    app.worker_main(
+        [
+            *quiet,  # a global option: before the command
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--queues={args.queues}",
+            f"--concurrency={concurrency}",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            f"--hostname=mp-{os.getpid()}@%h",
+        ]
+    )
+    return 0
+
+
+def _render(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline import pipeline, vips
+    from media_pipeline.errors import MediaPipelineError
+    from media_pipeline.metadata import extract_metadata
+
+    vips.configure(settings.vips_concurrency)
+    preset = settings.preset()
+    failures = 0
+    for path in args.files:
+        data = path.read_bytes()
+        out_dir = args.out / path.stem
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            started = time.perf_counter()
+            job = pipeline.prepare(data, preset, settings.max_pixels)
+            prepare_ms = (time.perf_counter() - started) * 1000
+            meta = extract_metadata(job.info)
+            print(f"{path}: {job.info.format.value} {job.info.width}x{job.info.height} orientation={meta.orientation} "
+                  f"profile={meta.color_profile} decode+resize {prepare_ms:.0f} ms")
+            total = prepare_ms
+            t = time.perf_counter()
+            for rendition in pipeline.iter_renditions(job, preset.formats):
+                ms = (time.perf_counter() - t) * 1000
+                total += ms
+                (out_dir / f"{rendition.width}.{rendition.extension}").write_bytes(rendition.data)
+                print(f"  {rendition.width:5d} {rendition.format:5s} {len(rendition.data):9d} bytes {ms:8.1f} ms")
+                t = time.perf_counter()
+            print(f"  total {total:.0f} ms")
+        except MediaPipelineError as exc:
+            failures += 1
+            print(f"{path}: failed: {exc.code}: {exc.message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.catalog import make_catalog
+
+    make_catalog(settings).migrate()
+    print("catalog schema is up to date")
+    return 0
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline import reprocess
+    from media_pipeline.models import Selection
+    from media_pipeline.service import build_services
+
+    services = build_services(settings)
+    if args.action == "status":
+        job = services.catalog.get_job(args.job)
+        if job is None:
+            print("no reprocess job", file=sys.stderr)
+            return 1
+        _print_report(job, services.catalog.job_report(job.id))
+        return 0
+    if args.job:
+        job = services.catalog.get_job(args.job)
+        if job is None:
+            print(f"no job {args.job}", file=sys.stderr)
+            return 1
+        if job.target_version != services.preset.version:
+            print(f"job {job.id} targets preset {job.target_version}, the preset is now {services.preset.version}: start a new job",
+                  file=sys.stderr)
+            return 1
+    else:
+        selection = Selection(
+            mode=args.mode or "stale", owner=args.owner, created_after=args.created_after, created_before=args.created_before,
+            ids_file=str(args.ids.resolve()) if args.ids else None, prefix=args.prefix,
+        )
+        if args.dry_run:
+            _print_estimate(reprocess.estimate(services, selection, args.workers), services.preset.version, args.workers, args.rate)
+            return 0
+        job = reprocess.start_job(services, selection)
+    print(f"job {job.id}: preset {job.target_version}; resume with `media-pipeline reprocess --job {job.id}`", flush=True)
+    stop = {"now": False}
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        stop["now"] = True  # finish the batch in hand and checkpoint it
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    started = time.monotonic()
+    count = reprocess.enqueue(services, job, batch=args.batch, rate=args.rate, should_stop=lambda: stop["now"])
+    signal.signal(signal.SIGINT, previous)
+    elapsed = time.monotonic() - started
+    print(f"enqueued {count} photos in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)", flush=True)
+    if stop["now"]:
+        print(f"interrupted: resume with `media-pipeline reprocess --job {job.id}`", file=sys.stderr)
+        return 130
+    if args.no_wait:
+        return 0
+    progress = _Progress()
+    try:
+        report = reprocess.wait(services, job, progress.show, stall_seconds=args.stall_seconds)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; the workers go on. `media-pipeline reprocess status --job {job.id}`", file=sys.stderr)
+        return 130
+    progress.done()
+    _print_report(services.catalog.get_job(job.id), report)
+    return 1 if report.counts.get("failed") else 0
+
+
+class _Progress:
+    """One line, redrawn: a bar, counts per outcome, rate and ETA."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def show(self, report: Any) -> None:
+        now = time.monotonic()
+        self.samples = [s for s in self.samples if now - s[0] < 10] + [(now, report.finished)]
+        span = self.samples[-1][0] - self.samples[0][0]
+        rate = (self.samples[-1][1] - self.samples[0][1]) / span if span > 0 else 0.0
+        total = max(report.total, 1)
+        left = report.total - report.finished
+        eta = _duration(left / rate) if rate > 0 else "--:--:--"
+        filled = int(30 * report.finished / total)
+        counts = " ".join(f"{k} {v}" for k, v in sorted(report.counts.items()) if k != "pending")
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {report.finished}/{report.total} {counts} | {rate:.1f} photos/s | ETA {eta}"
+        if self.tty:
+            print("\r" + line.ljust(110), end="", file=sys.stderr, flush=True)
+        elif now - self.last_print >= 2 or left == 0:
+            print(line, file=sys.stderr, flush=True)
+            self.last_print = now
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _print_estimate(est: Any, version: str, workers: int, rate: float | None) -> None:
+    print(f"dry run against preset {version} (nothing enqueued, nothing written)")
+    print(f"  photos selected:           {est.selected}")
+    print(f"  not at the current preset: {est.to_update}")
+    print(f"  renditions to render:      {est.renditions_to_render}  (from a sample of {est.sample} photos)")
+    print(f"  renditions to retire:      {est.renditions_to_retire}")
+    if est.seconds is None:
+        print("  time:                      unknown (no processing time recorded yet)")
+    else:
+        floor = est.to_update / rate if rate else 0
+        print(f"  time:                      ~{_duration(max(est.seconds, floor))} with {workers} worker processes "
+              "(from recorded processing times)")
+    print(f"  bytes to write:            {'unknown' if est.bytes_written is None else '~' + _size(est.bytes_written)}")
+
+
+def _print_report(job: Any, report: Any) -> None:
+    took = (report.last_finished_at or job.updated_at) - job.created_at
+    print(f"job {job.id} [{job.status}] preset {job.target_version}, selection {job.selection.to_dict()}")
+    print(f"  enqueued {job.enqueued}, finished {report.finished}, pending {report.counts.get('pending', 0)}")
+    for outcome in ("updated", "up_to_date", "failed", "missing"):
+        print(f"  {outcome:11s} {report.counts.get(outcome, 0)}")
+    print(f"  written {_size(report.bytes_written)}, deleted {_size(report.bytes_deleted)}, elapsed {_duration(max(took, 0))}")
+    for photo_id, code in report.failures:
+        print(f"  failed: {photo_id} {code}")
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    import json as jsonlib
+
+    from media_pipeline.check import check
+    from media_pipeline.queue import RecordingQueue
+    from media_pipeline.service import build_services
+
+    report = check(build_services(settings, queue=RecordingQueue()))
+    if args.json:
+        print(jsonlib.dumps({"ok": report.ok, "photos": report.photos, "counts": report.counts, "examples": report.problems}, indent=2))
+    else:
+        print("photos by status: " + (", ".join(f"{k} {v}" for k, v in sorted(report.photos.items())) or "none"))
+        print("catalog and storage agree" if report.ok else "problems:")
+        for kind, count in sorted(report.counts.items()):
+            print(f"  {kind}: {count}")
+            for example in report.problems[kind]:
+                print(f"    {example}")
+    return 0 if report.ok else 1
+
+
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.errors import MediaPipelineError
+    from media_pipeline.service import build_services, reconcile
+
+    services = build_services(settings)
+    while True:
+        try:
+            requeued, abandoned = reconcile(services)
+            if not args.every or requeued or abandoned:
+                print(f"re-enqueued {requeued}, abandoned {abandoned}", flush=True)
+        except MediaPipelineError as exc:  # a backend is down: try again next round
+            print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
+            if not args.every:
+                return 1
+        if not args.every:
+            return 0
+        try:
+            time.sleep(args.every)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.queue import RecordingQueue
+    from media_pipeline.service import build_services, cleanup_retired
+
+    count, size = cleanup_retired(build_services(settings, queue=RecordingQueue()))
+    print(f"deleted {count} retired renditions, {_size(size)}")
+    return 0
+
+
+def _sign(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline import signing
+
+    keys = settings.signing_key_list
+    if not keys:
+        print("MP_SIGNING_KEYS is not set", file=sys.stderr)
+        return 2
+    print(f"{settings.public_base_url}{signing.signed_path(args.path, keys[0])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

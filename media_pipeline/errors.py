@@ -1,0 +1,119 @@
+"""The project's error hierarchy. Expected outcomes are values; these are failures.
+
+    MediaPipelineError                  code, http_status, transient
+    ├── UploadError
+    │   ├── EmptyUpload                 400 empty_file
+    │   └── UploadTooLarge              413 too_large
+    ├── MediaError                      (the image itself is bad: never retried)
+    │   ├── UnsupportedFormat           415 unsupported_format
+    │   ├── ImageTooLarge               422 too_many_pixels
+    │   ├── CorruptImage                422 corrupt_image
+    │   └── ProcessingTimeout           422 timeout
+    ├── IdempotencyConflict             409 idempotency_in_progress
+    │   └── IdempotencyMismatch         422 idempotency_mismatch
+    ├── NotFound                        404 not_found
+    ├── StorageError                    500 storage_error
+    │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
+    │   └── StorageUnavailable          503 storage_unavailable, transient
+    ├── CatalogError                    500 catalog_error
+    │   └── CatalogUnavailable          503 catalog_unavailable, transient
+    └── QueueUnavailable                503 queue_unavailable, transient
+
+Transient errors are the only ones a task retries.
+"""
+
+from __future__ import annotations
+
+
+class MediaPipelineError(Exception):
+    code: str = "internal"
+    http_status: int = 500
+    transient: bool = False
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class UploadError(MediaPipelineError):
+    http_status = 400
+    code = "bad_upload"
+
+
+class EmptyUpload(UploadError):
+    code = "empty_file"
+
+
+class UploadTooLarge(UploadError):
+    http_status = 413
+    code = "too_large"
+
+
+class MediaError(MediaPipelineError):
+    http_status = 422
+    code = "bad_image"
+
+
+class UnsupportedFormat(MediaError):
+    http_status = 415
+    code = "unsupported_format"
+
+
+class ImageTooLarge(MediaError):
+    code = "too_many_pixels"
+
+
+class CorruptImage(MediaError):
+    code = "corrupt_image"
+
+
+class ProcessingTimeout(MediaError):
+    code = "timeout"
+
+
+class IdempotencyConflict(MediaPipelineError):
+    http_status = 409
+    code = "idempotency_in_progress"
+
+
+class IdempotencyMismatch(IdempotencyConflict):
+    http_status = 422
+    code = "idempotency_mismatch"
+
+
+class NotFound(MediaPipelineError):
+    http_status = 404
+    code = "not_found"
+
+
+class StorageError(MediaPipelineError):
+    code = "storage_error"
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):
+    http_status = 404
+    code = "object_not_found"
+
+
+class StorageUnavailable(StorageError):
+    http_status = 503
+    code = "storage_unavailable"
+    transient = True
+
+
+class CatalogError(MediaPipelineError):
+    code = "catalog_error"
+
+
+class CatalogUnavailable(CatalogError):
+    http_status = 503
+    code = "catalog_unavailable"
+    transient = True
+
+
+class QueueUnavailable(MediaPipelineError):
+    http_status = 503
+    code = "queue_unavailable"
+    transient = True

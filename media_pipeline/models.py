@@ -1,0 +1,261 @@
+"""Frozen values passed between the layers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from media_pipeline import PIPELINE_VERSION
+
+
+class ImageFormat(str, Enum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    GIF = "gif"
+    TIFF = "tiff"
+    HEIC = "heic"
+    AVIF = "avif"
+
+
+OUTPUT_CONTENT_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg"}
+OUTPUT_EXTENSIONS = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}
+EXTENSION_FORMATS = {ext: fmt for fmt, ext in OUTPUT_EXTENSIONS.items()}
+
+
+class PhotoStatus(str, Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class _OutputFormat:
+    """Content type and file extension of anything with an output ``format``."""
+
+    format: str
+
+    @property
+    def content_type(self) -> str:
+        return OUTPUT_CONTENT_TYPES[self.format]
+
+    @property
+    def extension(self) -> str:
+        return OUTPUT_EXTENSIONS[self.format]
+
+
+@dataclass(frozen=True)
+class EncoderSettings(_OutputFormat):
+    format: str  # avif | webp | jpeg
+    quality: int
+    effort: int = 0
+    progressive: bool = False
+    trellis: bool = False
+
+    @property
+    def spec(self) -> str:
+        """Hash of everything that changes this format's bytes; part of its rendition keys, so a
+        changed setting writes new keys for this format only and the others are kept as they are."""
+        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Preset:
+    widths: tuple[int, ...]  # descending
+    formats: tuple[EncoderSettings, ...]  # every format the service can make
+    eager_formats: tuple[str, ...] = ()  # made at ingest; empty means all; the rest on demand
+    blurhash_x: int = 4
+    blurhash_y: int = 3
+
+    @property
+    def eager(self) -> tuple[EncoderSettings, ...]:
+        return tuple(e for e in self.formats if not self.eager_formats or e.format in self.eager_formats)
+
+    def encoder(self, fmt: str) -> EncoderSettings | None:
+        return next((e for e in self.formats if e.format == fmt), None)
+
+    @property
+    def version(self) -> str:
+        """Short hash of everything that changes rendition bytes; part of every rendition key."""
+        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says, before any pixel is decoded."""
+
+    format: ImageFormat
+    width: int  # stored width of one frame, before orientation
+    height: int
+    pages: int = 1
+    orientation: int = 1  # EXIF tag as found in the source (1 when absent)
+    has_alpha: bool = False
+    exif: bytes | None = field(default=None, repr=False)
+    icc_profile: bytes | None = field(default=None, repr=False)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def applies_exif_orientation(self) -> bool:
+        # HEIF/AVIF carry irot/imir boxes that libheif already applies; their EXIF orientation is
+        # informational only, and applying it too would rotate the picture twice.
+        return self.format not in (ImageFormat.HEIC, ImageFormat.AVIF)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        if self.applies_exif_orientation and self.orientation in (5, 6, 7, 8):
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    make: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class PhotoMetadata:
+    taken_at: str | None = None
+    camera: CameraInfo = CameraInfo()
+    orientation: int = 1
+    color_profile: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PhotoMetadata":
+        return cls(
+            taken_at=data.get("taken_at"),
+            camera=CameraInfo(**(data.get("camera") or {})),
+            orientation=int(data.get("orientation") or 1),
+            color_profile=data.get("color_profile"),
+        )
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    blurhash: str
+    dominant_color: str  # "#rrggbb"
+
+
+@dataclass(frozen=True)
+class EncodedRendition(_OutputFormat):
+    width: int
+    height: int
+    format: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A stored rendition as the catalog knows it."""
+
+    width: int
+    height: int
+    format: str
+    bytes: int
+    key: str
+    spec: str
+
+    @property
+    def identity(self) -> tuple[str, int, str]:
+        return self.spec, self.width, self.format
+
+
+@dataclass(frozen=True)
+class RenditionLookup:
+    original_width: int
+    renditions: tuple[Rendition, ...]
+
+    def find(self, fmt: str) -> Rendition | None:
+        return next((r for r in self.renditions if r.format == fmt), None)
+
+
+@dataclass(frozen=True)
+class Hashes:
+    phash: str  # 64-bit DCT hash, hex
+    dhash: str  # 64-bit gradient hash, hex
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A catalog row."""
+
+    id: str
+    status: PhotoStatus
+    owner: str | None
+    sha256: str
+    original_key: str
+    original_format: str
+    original_width: int
+    original_height: int
+    original_bytes: int
+    created_at: float
+    updated_at: float
+    preset_version: str | None = None
+    metadata: PhotoMetadata | None = None
+    placeholder: Placeholder | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    renditions: tuple[Rendition, ...] = ()
+    hashes: Hashes | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which photos a reprocess job covers. ``mode``: all, stale (preset version differs) or failed."""
+
+    mode: str = "stale"
+    owner: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    ids_file: str | None = None  # photo ids, one a line, instead of a catalog query
+    prefix: str | None = None  # originals in storage, catalogued first if they have no row
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Selection":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ReprocessJob:
+    id: str
+    selection: Selection
+    target_version: str
+    status: str  # enqueuing, waiting, done, interrupted
+    cursor: str
+    enqueued: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class JobReport:
+    counts: dict[str, int]  # outcome -> photos: pending, updated, up_to_date, failed, missing
+    bytes_written: int
+    bytes_deleted: int
+    failures: list[tuple[str, str | None]]
+    first_finished_at: float | None
+    last_finished_at: float | None
+
+    @property
+    def finished(self) -> int:
+        return sum(n for outcome, n in self.counts.items() if outcome != "pending")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

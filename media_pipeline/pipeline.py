@@ -1,0 +1,256 @@
+"""The photo pipeline: bytes in, renditions, metadata, placeholder and hashes out.
+
+It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``):
+
+    sniff + probe      header only; format by magic bytes; pixel limit before any decode
+    decode             explicit loader per format, shrink-on-load, fail on truncated data
+    fit_largest        resample to the largest rendition width (scale from the upright geometry)
+                       and hold it in memory: orienting and colour work then touch fewer pixels,
+                       and rotating no longer fights the loader's sequential access
+    orient             EXIF orientation applied exactly once (never for HEIF/AVIF: libheif did it)
+    to_srgb            embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB
+    drop_opaque_alpha  an alpha band that is all 255 only costs bytes
+    cascade            each smaller width resized from the next larger one (one decode in all)
+    encode             every width in every preset format, with no metadata
+    placeholder        BlurHash and dominant colour from the smallest level
+    hashes             perceptual hashes from the smallest level
+
+Nothing here touches the network, files or the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import pyvips
+
+from media_pipeline import vips
+from media_pipeline.encode import WHITE, encode
+from media_pipeline.errors import CorruptImage
+from media_pipeline.hashing import perceptual_hashes
+from media_pipeline.metadata import extract_metadata
+from media_pipeline.models import (
+    EncodedRendition,
+    EncoderSettings,
+    Hashes,
+    ImageFormat,
+    ImageInfo,
+    PhotoMetadata,
+    Placeholder,
+    Preset,
+)
+from media_pipeline.placeholders import make_placeholder
+from media_pipeline.probe import _first_line, probe
+
+PLACEHOLDER_SIZE = 32
+
+
+@dataclass
+class Job:
+    """The state the steps pass along. ``image`` is replaced by each step."""
+
+    data: bytes | memoryview = field(repr=False)
+    info: ImageInfo
+    widths: tuple[int, ...]  # descending, never above the upright width
+    image: pyvips.Image | None = None
+    levels: dict[int, pyvips.Image] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcessedPhoto:
+    info: ImageInfo
+    metadata: PhotoMetadata
+    renditions: tuple[EncodedRendition, ...]
+    placeholder: Placeholder
+    hashes: Hashes
+
+
+def rendition_widths(preset_widths: tuple[int, ...], upright_width: int) -> tuple[int, ...]:
+    """Preset widths that do not upscale, plus the original's own width when it is narrower than the largest."""
+    widths = [w for w in preset_widths if w <= upright_width]
+    if upright_width < max(preset_widths) and upright_width not in widths:
+        widths.append(upright_width)
+    return tuple(sorted(widths, reverse=True))
+
+
+# --------------------------------------------------------------------------- steps
+def decode(job: Job) -> None:
+    info = job.info
+    if info.format is ImageFormat.HEIC:
+        job.image = _decode_heic(job.data)
+        return
+    options: dict[str, object] = {"fail_on": "truncated", "access": "sequential"}
+    if info.format is ImageFormat.JPEG:
+        upright_width = info.upright_size[0]
+        options["shrink"] = _jpeg_shrink(upright_width, job.widths[0])
+    job.image = vips.load(job.data, info.format, **options)
+
+
+def orient(job: Job) -> None:
+    image = job.image
+    if job.info.applies_exif_orientation:
+        job.image = image.autorot()
+    elif image.get_typeof("orientation"):
+        image = image.copy()
+        image.remove("orientation")
+        job.image = image
+
+
+def to_srgb(job: Job) -> None:
+    image = job.image
+    has_profile = image.get_typeof("icc-profile-data") != 0
+    try:
+        if image.interpretation == "cmyk":
+            image = image.icc_transform("srgb", input_profile="cmyk", embedded=has_profile, intent="relative", depth=8)
+        elif has_profile:
+            image = image.icc_transform("srgb", embedded=True, intent="relative", depth=8)
+    except pyvips.Error:
+        # A profile lcms rejects (truncated, wrong colour space for the pixels): treat the pixels as sRGB.
+        image = job.image
+        if image.get_typeof("icc-profile-data"):
+            image = image.copy()
+            image.remove("icc-profile-data")
+    if image.interpretation not in ("srgb",) or image.format != "uchar":
+        image = image.colourspace("srgb")
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    if image.bands not in (3, 4):
+        image = image[:3] if image.bands > 4 else image.colourspace("srgb")
+    job.image = image
+
+
+def fit_largest(job: Job) -> None:
+    image = job.image
+    upright_width = image.height if _swaps_axes(job.info, image) else image.width
+    if upright_width != job.widths[0]:
+        image = _resize(image, job.widths[0] / upright_width)
+    job.image = image.copy_memory()
+
+
+def drop_opaque_alpha(job: Job) -> None:
+    image = job.image
+    if image.hasalpha() and image[image.bands - 1].min() >= 255:
+        job.image = image[: image.bands - 1]
+
+
+def cascade(job: Job) -> None:
+    previous = job.image
+    for width in job.widths:
+        if previous.width != width:
+            previous = _resize(previous, width / previous.width, exact_width=width).copy_memory()
+        job.levels[width] = previous
+
+
+STEPS: tuple[Callable[[Job], None], ...] = (decode, fit_largest, orient, to_srgb, drop_opaque_alpha, cascade)
+
+
+# --------------------------------------------------------------------------- entry points
+def prepare(data: bytes | memoryview, preset: Preset, max_pixels: int, info: ImageInfo | None = None,
+            widths: tuple[int, ...] | None = None) -> Job:
+    """Probe (unless ``info`` is given) and run every step up to the in-memory cascade.
+
+    ``widths`` (descending) replaces the preset's, e.g. for one on-demand rendition.
+    """
+    vips.configure()
+    info = info or probe(data, max_pixels)
+    wanted = widths or preset.widths
+    job = Job(data=data, info=info, widths=rendition_widths(wanted, info.upright_size[0]))
+    try:
+        for step in STEPS:
+            step(job)
+    except pyvips.Error as exc:
+        raise CorruptImage(f"cannot decode the {info.format.value}: {_first_line(exc)}") from exc
+    return job
+
+
+def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
+                    only: set[tuple[int, str]] | None = None) -> Iterator[EncodedRendition]:
+    """Encode every level in every given format (or just the (width, format) pairs in ``only``),
+    largest first; a generator so callers can time each."""
+    for width in job.widths:
+        level = job.levels[width]
+        for enc in encoders:
+            if only is not None and (width, enc.format) not in only:
+                continue
+            try:
+                data = encode(level, enc)
+            except pyvips.Error as exc:
+                raise CorruptImage(f"cannot encode {enc.format} at {width}: {_first_line(exc)}") from exc
+            yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data)
+
+
+def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
+    """The smallest level, alpha flattened on white, as HxWx3 uint8 (optionally shrunk further)."""
+    image = job.levels[job.widths[-1]]
+    if long_side and max(image.width, image.height) > long_side:
+        image = image.thumbnail_image(long_side, height=long_side)
+    if image.hasalpha():
+        image = image.flatten(background=WHITE)
+    return image.numpy()
+
+
+def describe(job: Job, preset: Preset) -> tuple[PhotoMetadata, Placeholder, Hashes]:
+    """What the catalog keeps besides renditions: metadata, placeholder, perceptual hashes."""
+    return (
+        extract_metadata(job.info),
+        make_placeholder(small_rgb(job, PLACEHOLDER_SIZE), preset.blurhash_x, preset.blurhash_y),
+        perceptual_hashes(small_rgb(job)),
+    )
+
+
+def process(data: bytes | memoryview, preset: Preset, max_pixels: int, info: ImageInfo | None = None) -> ProcessedPhoto:
+    job = prepare(data, preset, max_pixels, info)
+    renditions = tuple(iter_renditions(job, preset.eager))
+    metadata, placeholder, hashes = describe(job, preset)
+    return ProcessedPhoto(info=job.info, metadata=metadata, renditions=renditions, placeholder=placeholder, hashes=hashes)
+
+
+# --------------------------------------------------------------------------- helpers
+def _jpeg_shrink(upright_width: int, target_width: int) -> int:
+    for shrink in (8, 4, 2):
+        if upright_width / shrink >= target_width:
+            return shrink
+    return 1
+
+
+def _swaps_axes(info: ImageInfo, image: pyvips.Image) -> bool:
+    if not info.applies_exif_orientation or not image.get_typeof("orientation"):
+        return False
+    return image.get("orientation") in (5, 6, 7, 8)
+
+
+def _resize(image: pyvips.Image, scale: float, exact_width: int | None = None) -> pyvips.Image:
+    if image.hasalpha():
+        # Premultiply so the colour of transparent pixels does not bleed into the edges.
+        band_format = image.format
+        resized = image.premultiply().resize(scale, kernel="lanczos3").unpremultiply().cast(band_format)
+    else:
+        resized = image.resize(scale, kernel="lanczos3")
+    if exact_width and resized.width != exact_width:  # float rounding: at most one pixel
+        resized = resized.embed(0, 0, exact_width, resized.height, extend="copy")
+    return resized
+
+
+def _decode_heic(data: bytes | memoryview) -> pyvips.Image:
+    """libvips' wheel cannot decode HEVC; pillow-heif can. libheif applies irot/imir itself."""
+    import pillow_heif
+
+    try:
+        heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
+        frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
+        mode = frame.mode
+        width, height = frame.size
+        bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode)
+        if bands is None:
+            raise CorruptImage(f"unsupported HEIF pixel mode {mode}")
+        raw = np.frombuffer(frame.data, dtype=np.uint8).reshape(height, frame.stride)[:, : width * bands]
+        image = pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands), interpretation="srgb" if bands >= 3 else "b-w")
+        icc = heif.info.get("icc_profile")
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CorruptImage(f"cannot decode the HEIC: {exc}") from exc
+    if icc:
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image

@@ -1,0 +1,54 @@
+"""Header-only inspection and the limits checked before any pixel is decoded."""
+
+from __future__ import annotations
+
+import pyvips
+
+from media_pipeline import vips
+from media_pipeline.errors import CorruptImage, ImageTooLarge
+from media_pipeline.models import ImageFormat, ImageInfo
+from media_pipeline.sniff import sniff
+
+
+def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
+    """Sniff ``data``, read its header and enforce the pixel limit. Decodes no pixels."""
+    fmt = sniff(bytes(data[:64]))
+    vips.configure()
+    try:
+        header = vips.load(data, fmt, fail_on="error")
+        width, height = header.width, header.get_page_height()
+        pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
+        fields = set(header.get_fields())
+        orientation = header.get("orientation") if "orientation" in fields else 1
+        exif = header.get("exif-data") if "exif-data" in fields else None
+        icc = header.get("icc-profile-data") if "icc-profile-data" in fields else None
+        has_alpha = header.hasalpha()
+    except pyvips.Error as exc:
+        raise CorruptImage(f"cannot read the {fmt.value} header: {_first_line(exc)}") from exc
+    if width <= 0 or height <= 0:
+        raise CorruptImage(f"the {fmt.value} header declares {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{width}x{height} is {width * height / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:.1f}"
+        )
+    if orientation not in range(1, 9):
+        orientation = 1
+    return ImageInfo(
+        format=fmt,
+        width=width,
+        height=height,
+        pages=max(1, int(pages)),
+        orientation=int(orientation),
+        has_alpha=bool(has_alpha),
+        exif=exif,
+        icc_profile=icc,
+    )
+
+
+def _first_line(exc: pyvips.Error) -> str:
+    detail = (getattr(exc, "detail", "") or str(exc)).strip()
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
+
+
+__all__ = ["probe", "ImageFormat"]

@@ -1,0 +1,354 @@
+"""The only module that joins the imaging core to the ports (storage, catalog, queue)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mmap
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import BinaryIO
+
+from config.settings import Settings
+from media_pipeline import pipeline, vips
+from media_pipeline.catalog import Catalog, make_catalog
+from media_pipeline.errors import (
+    EmptyUpload,
+    IdempotencyConflict,
+    IdempotencyMismatch,
+    MediaError,
+    MediaPipelineError,
+    ObjectNotFound,
+    QueueUnavailable,
+    UploadTooLarge,
+)
+from media_pipeline.models import Photo, PhotoStatus, Preset, Rendition
+from media_pipeline.probe import probe
+from media_pipeline.queue import TaskQueue
+from media_pipeline.storage import Storage, make_storage, original_key, rendition_key, rendition_prefix
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-store"
+_CHUNK = 1 << 16
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    preset: Preset
+    storage: Storage
+    catalog: Catalog
+    queue: TaskQueue
+
+
+def build_services(settings: Settings, queue: TaskQueue | None = None) -> Services:
+    vips.configure(settings.vips_concurrency)
+    if queue is None:
+        from media_pipeline.queue import CeleryQueue
+        from workers.celery_app import PHOTOS_QUEUE, PROCESS_TASK, REPROCESS_QUEUE, REPROCESS_TASK, make_celery
+
+        queue = CeleryQueue(make_celery(settings), PROCESS_TASK, PHOTOS_QUEUE, REPROCESS_TASK, REPROCESS_QUEUE)
+    catalog = make_catalog(settings)
+    catalog.migrate()
+    return Services(settings=settings, preset=settings.preset(), storage=make_storage(settings), catalog=catalog, queue=queue)
+
+
+def new_photo_id(now: float | None = None) -> str:
+    """26 characters, Crockford base32: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def is_photo_id(value: str) -> bool:
+    return len(value) == 26 and all(c in _CROCKFORD for c in value)
+
+
+# --------------------------------------------------------------------------- uploads
+class SpooledUpload:
+    """An upload streamed to a temp file while counting bytes and hashing; nothing is held in memory."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.file: BinaryIO = tempfile.TemporaryFile(dir=tmp_dir)  # type: ignore[assignment]
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._map: mmap.mmap | None = None
+
+    @classmethod
+    def receive(cls, stream: BinaryIO, tmp_dir: Path, limit: int) -> "SpooledUpload":
+        upload = cls(tmp_dir)
+        try:
+            while chunk := stream.read(_CHUNK):
+                upload.size += len(chunk)
+                if upload.size > limit:
+                    raise UploadTooLarge(f"the upload is larger than {limit} bytes")
+                upload._sha.update(chunk)
+                upload.file.write(chunk)
+            if upload.size == 0:
+                raise EmptyUpload("the upload is empty")
+            upload.file.flush()
+        except BaseException:
+            upload.close()
+            raise
+        return upload
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def buffer(self) -> mmap.mmap:
+        """The bytes, mapped from the temp file (the page cache holds them, not the heap)."""
+        if self._map is None:
+            self._map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._map
+
+    def rewind(self) -> BinaryIO:
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self.file.close()
+
+
+def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Photo:
+    """Check the header, store the original durably, record the photo ``queued`` and queue it.
+
+    Raises ``MediaError`` subclasses for uploads that are not acceptable images; nothing is stored
+    for those. If the queue is down the original and the row are removed again and
+    ``QueueUnavailable`` is raised, so a 503 never leaves an orphan behind.
+    """
+    info = probe(upload.buffer(), services.settings.max_pixels)
+    now = time.time()
+    photo_id = new_photo_id(now)
+    key = original_key(photo_id)
+    services.storage.put(key, upload.rewind(), f"image/{info.format.value}", PRIVATE)
+    photo = Photo(
+        id=photo_id,
+        status=PhotoStatus.QUEUED,
+        owner=owner,
+        sha256=upload.sha256,
+        original_key=key,
+        original_format=info.format.value,
+        original_width=info.upright_size[0],
+        original_height=info.upright_size[1],
+        original_bytes=upload.size,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        services.catalog.add_photo(photo)
+    except MediaPipelineError:
+        services.storage.delete(key)
+        raise
+    try:
+        services.queue.enqueue_process(photo_id)
+    except QueueUnavailable:
+        services.catalog.delete_photo(photo_id)
+        services.storage.delete(key)
+        raise
+    log.info("photo accepted", extra={"photo_id": photo_id, "format": info.format.value, "bytes": upload.size})
+    return photo
+
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+def ingest_idempotent(services: Services, upload: SpooledUpload, owner: str | None, key: str | None) -> tuple[Photo, bool]:
+    """``ingest`` behind an ``Idempotency-Key``: the same key and body give the first photo again
+    (``True``: a replay) instead of a second copy. Keys are scoped by owner and kept a day."""
+    if not key:
+        return ingest(services, upload, owner), False
+    scope = f"{owner or ''}\n{key}"  # owners and keys are printable: a newline cannot be part of either
+    state, photo_id = services.catalog.claim_idempotency_key(scope, upload.sha256, time.time() - IDEMPOTENCY_TTL)
+    if state == "mismatch":
+        raise IdempotencyMismatch("this Idempotency-Key was used with another body")
+    if state == "in_progress":
+        raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry shortly")
+    if state == "replay":
+        photo = services.catalog.get_photo(photo_id or "")
+        if photo is not None:
+            return photo, True
+        # The photo was deleted since: this request makes a new one under the same key.
+    try:
+        photo = ingest(services, upload, owner)
+    except BaseException:
+        if state == "new":
+            services.catalog.settle_idempotency_key(scope, None)  # a retry may try again
+        raise
+    services.catalog.settle_idempotency_key(scope, photo.id)
+    return photo, False
+
+
+# --------------------------------------------------------------------------- processing
+class Outcome(str, Enum):
+    DONE = "done"
+    ALREADY_DONE = "already_done"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    outcome: Outcome
+    code: str | None = None
+    bytes_written: int = 0
+    bytes_deleted: int = 0
+
+
+def process_photo(services: Services, photo_id: str) -> Outcome:
+    return run_photo(services, photo_id).outcome
+
+
+def run_photo(services: Services, photo_id: str) -> ProcessResult:
+    """Bring one photo to the current preset. Idempotent: a photo already there is left alone.
+
+    Only renditions whose spec (format settings + pipeline version) or width is new are rendered;
+    the ones the photo already has are kept with their keys, so their URLs and CDN copies stay
+    valid. A photo that is already ready stays ready and served throughout: the new set replaces
+    the old in one catalog transaction, and what falls out is retired, then deleted by
+    ``cleanup_retired`` after ``MP_RENDITION_KEEP_SECONDS``. Bad images end ``failed`` with their
+    code; transient storage/catalog errors propagate so the task can retry.
+    """
+    started = time.monotonic()
+    preset = services.preset
+    photo = services.catalog.get_photo(photo_id)
+    if photo is None:
+        return ProcessResult(Outcome.MISSING)
+    if photo.status is PhotoStatus.READY and photo.preset_version == preset.version:
+        # A worker that died between completing and cleaning up left retirees behind: finish its job.
+        _, deleted = cleanup_retired(services, photo_id)
+        return ProcessResult(Outcome.ALREADY_DONE, bytes_deleted=deleted)
+    if photo.status is PhotoStatus.FAILED:
+        return ProcessResult(Outcome.FAILED, photo.error_code)
+    if photo.status is not PhotoStatus.READY:
+        photo = services.catalog.start_processing(photo_id)
+        if photo is None:
+            return ProcessResult(Outcome.MISSING)
+    existing = {r.identity: r for r in services.catalog.all_renditions(photo_id)}
+    widths = pipeline.rendition_widths(preset.widths, photo.original_width)
+    wanted = [(width, enc) for width in widths for enc in preset.eager]
+    missing = {(width, enc.format) for width, enc in wanted if (enc.spec, width, enc.format) not in existing}
+    metadata, placeholder, hashes = photo.metadata, photo.placeholder, photo.hashes
+    rendered: dict[tuple[str, int, str], Rendition] = {}
+    if missing or metadata is None or placeholder is None or hashes is None:
+        try:
+            data = services.storage.get(photo.original_key)
+        except ObjectNotFound:
+            services.catalog.fail(photo_id, "original_missing", "the stored original is missing")
+            return ProcessResult(Outcome.FAILED, "original_missing")
+        try:
+            job = pipeline.prepare(data, preset, services.settings.max_pixels)
+            metadata, placeholder, hashes = pipeline.describe(job, preset)
+            for encoded in pipeline.iter_renditions(job, preset.eager, only=missing):
+                enc = preset.encoder(encoded.format)
+                key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
+                services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
+                rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec)
+                rendered[rendition.identity] = rendition
+        except MediaError as exc:
+            services.catalog.fail(photo_id, exc.code, exc.message)
+            log.info("photo failed", extra={"photo_id": photo_id, "code": exc.code})
+            return ProcessResult(Outcome.FAILED, exc.code)
+    current = [rendered.get(ident) or existing[ident] for ident in ((enc.spec, w, enc.format) for w, enc in wanted)]
+    # Only a full render says how long a photo takes; a partial diff would skew the estimates.
+    seconds = time.monotonic() - started if len(rendered) == len(wanted) else None
+    if not services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds):
+        # Deleted while we worked: leave nothing behind.
+        _delete_objects(services, photo_id, photo.original_key)
+        return ProcessResult(Outcome.MISSING)
+    _, deleted = cleanup_retired(services, photo_id)
+    log.info("photo ready", extra={"photo_id": photo_id, "rendered": len(rendered), "kept": len(current) - len(rendered)})
+    return ProcessResult(Outcome.DONE, bytes_written=sum(r.bytes for r in rendered.values()), bytes_deleted=deleted)
+
+
+def reconcile(services: Services, now: float | None = None) -> tuple[int, int]:
+    """Nothing accepted may vanish: re-enqueue photos stuck in ``queued``/``processing`` for longer
+    than ``MP_STUCK_AFTER_SECONDS`` (their message died with a worker or a broker that keeps
+    nothing), and give up on those that already had ``MP_MAX_ATTEMPTS`` attempts, which end
+    ``failed`` with ``abandoned``. Returns (re-enqueued, abandoned)."""
+    cutoff = (time.time() if now is None else now) - services.settings.stuck_after_seconds
+    requeued = abandoned = 0
+    while batch := services.catalog.stuck_photos(cutoff):
+        for photo_id, attempts in batch:
+            if attempts >= services.settings.max_attempts:
+                services.catalog.fail(photo_id, "abandoned",
+                                      f"processing did not finish in {attempts} attempts (the worker died or timed out each time)")
+                abandoned += 1
+            else:
+                services.catalog.touch(photo_id)  # not picked again before the new message had its chance
+                services.queue.enqueue_process(photo_id)
+                requeued += 1
+        if len(batch) < 1000:
+            break
+    if requeued or abandoned:
+        log.warning("reconciled stuck photos: %d re-enqueued, %d abandoned", requeued, abandoned)
+    return requeued, abandoned
+
+
+def cleanup_retired(services: Services, photo_id: str | None = None, now: float | None = None) -> tuple[int, int]:
+    """Delete renditions retired longer than ``MP_RENDITION_KEEP_SECONDS`` ago: the object first,
+    then its row. Returns (renditions, bytes) deleted."""
+    cutoff = (time.time() if now is None else now) - services.settings.rendition_keep_seconds
+    count = size = 0
+    while True:
+        batch = services.catalog.retired_renditions(cutoff, photo_id)
+        for owner, rendition in batch:
+            services.storage.delete(rendition.key)
+            services.catalog.forget_rendition(owner, rendition)
+            count, size = count + 1, size + rendition.bytes
+        if len(batch) < 1000:
+            return count, size
+
+
+def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) -> Rendition | None:
+    """Render one rendition not made at ingest, store it under its immutable key and record it.
+
+    Two concurrent first requests may both render; both write the same key with the same bytes and
+    the catalog upsert keeps one row, so the second is harmless. ``None`` if the photo is gone.
+    """
+    preset = services.preset
+    encoder = preset.encoder(fmt)
+    photo = services.catalog.get_photo(photo_id)
+    if encoder is None or photo is None or photo.status is not PhotoStatus.READY:
+        return None
+    data = services.storage.get(photo.original_key)
+    job = pipeline.prepare(data, preset, services.settings.max_pixels, widths=(width,))
+    encoded = next(pipeline.iter_renditions(job, (encoder,)))
+    key = rendition_key(photo_id, encoder.spec, encoded.width, encoded.extension)
+    services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
+    rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec)
+    if not services.catalog.add_rendition(photo_id, rendition):
+        services.storage.delete(key)
+        return None
+    log.info("on-demand rendition", extra={"photo_id": photo_id, "width": encoded.width, "format": fmt})
+    return rendition
+
+
+def fail_photo(services: Services, photo_id: str, code: str, message: str) -> None:
+    services.catalog.fail(photo_id, code, message)
+
+
+def delete_photo(services: Services, photo_id: str) -> bool:
+    """Remove the original, every rendition and the catalog rows. ``False`` if there was no such photo."""
+    photo = services.catalog.get_photo(photo_id)
+    if photo is None:
+        return False
+    _delete_objects(services, photo_id, photo.original_key)
+    return services.catalog.delete_photo(photo_id)
+
+
+def _delete_objects(services: Services, photo_id: str, key: str) -> None:
+    for rendition in list(services.storage.list(rendition_prefix(photo_id))):
+        services.storage.delete(rendition)
+    services.storage.delete(key)

@@ -1,0 +1,26 @@
+"""The ``Storage`` port and its backends: a local folder (default), S3, and an in-memory fake.
+
+Key layout (documented in README):
+    originals/<photo id>                                   private, never served
+    renditions/<photo id>/<spec>/<width>.<ext>             immutable, public through /i/…
+"""
+
+from __future__ import annotations
+
+from media_pipeline.storage.base import ObjectInfo, Storage, original_key, rendition_key, rendition_prefix, validate_key
+
+__all__ = ["ObjectInfo", "Storage", "original_key", "rendition_key", "rendition_prefix", "validate_key", "make_storage"]
+
+
+def make_storage(settings: "object") -> Storage:
+    """Build the backend the settings pick (``MP_STORAGE_BACKEND``)."""
+    backend = getattr(settings, "storage_backend")
+    if backend == "local":
+        from media_pipeline.storage.local import LocalStorage
+
+        return LocalStorage.from_settings(settings)
+    if backend == "s3":
+        from media_pipeline.storage.s3 import S3Storage
+
+        return S3Storage.from_settings(settings)
+    raise ValueError(f"unknown storage backend {backend!r}")

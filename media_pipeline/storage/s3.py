@@ -1,0 +1,150 @@
+"""S3 backend (AWS, MinIO, R2, any S3-compatible endpoint) through boto3.
+
+Vendor errors become ours here and nowhere else: ``NoSuchKey``/404 is ``ObjectNotFound``;
+connection failures, throttling and 5xx are ``StorageUnavailable`` (retryable). A PUT of one
+object is atomic in S3; originals are at most ``MP_MAX_UPLOAD_BYTES`` (40 MB by default), far
+below the 5 GB single-PUT limit, so no multipart upload is ever left half-done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, BinaryIO, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
+from media_pipeline.errors import ObjectNotFound, StorageError, StorageUnavailable
+from media_pipeline.storage.base import ObjectInfo, validate_key
+
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+_TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException", "503", "500"}
+
+
+class S3Storage:
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "S3Storage":
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=5,
+            read_timeout=30,
+            s3={"addressing_style": settings.s3_addressing_style},
+            signature_version="s3v4",
+        )
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url or None,
+            region_name=settings.s3_region or None,
+            aws_access_key_id=settings.s3_access_key_id or None,
+            aws_secret_access_key=settings.s3_secret_access_key or None,
+            config=config,
+        )
+        return cls(client, settings.s3_bucket, settings.s3_prefix)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None) -> ObjectInfo:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        with _translated(key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **extra)
+        return self.stat(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        with _translated(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return _info(key, head)
+
+    def get(self, key: str) -> bytes:
+        info, body = self.open(key)
+        with body:
+            return body.read()
+
+    def open(self, key: str, byte_range: tuple[int, int] | None = None) -> tuple[ObjectInfo, BinaryIO]:
+        extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        with _translated(key):
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+        info = _info(key, answer)
+        if byte_range:  # ContentLength is the part's; the object's size is after the slash of ContentRange
+            info = replace(info, size=int(str(answer["ContentRange"]).rsplit("/", 1)[1]))
+        return info, answer["Body"]
+
+    def presigned_url(self, key: str, expires: int) -> str:
+        """A time-limited GET URL, for operators who prefer the CDN to fetch from S3 directly."""
+        with _translated(key):
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
+            )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        with _translated(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _translated(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix) :]
+
+    def check(self) -> None:
+        with _translated(""):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (local set-ups and tests; production buckets exist)."""
+        try:
+            self.check()
+        except ObjectNotFound:
+            with _translated(""):
+                self.client.create_bucket(Bucket=self.bucket)
+
+
+def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=int(answer["ContentLength"]),
+        etag=str(answer.get("ETag", "")).strip('"'),
+        last_modified=answer["LastModified"].timestamp(),
+        content_type=answer.get("ContentType") or "application/octet-stream",
+        cache_control=answer.get("CacheControl"),
+    )
+
+
+class _translated:
+    """Context manager turning boto errors into the project's storage errors."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _MISSING or status == 404:
+                raise ObjectNotFound(self.key) from exc
+            if code in _TRANSIENT or status >= 500 or status == 429:
+                raise StorageUnavailable(f"S3 {code or status} for {self.key!r}") from exc
+            raise StorageError(f"S3 {code or status} for {self.key!r}: {error.get('Message', '')}") from exc
+        if isinstance(exc, (BotoConnectionError, BotoCoreError)):
+            raise StorageUnavailable(f"S3 unreachable for {self.key!r}: {exc}") from exc
+        return False

@@ -1,0 +1,53 @@
+"""libvips set-up and the one place that picks a loader per format.
+
+Only the explicit loader of a sniffed format ever runs: libvips' own detection, and with it the
+SVG, PDF, matrix and other loaders, is never reached from untrusted bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyvips
+
+from media_pipeline.models import ImageFormat
+
+log = logging.getLogger(__name__)
+
+_LOADERS = {
+    ImageFormat.JPEG: "jpegload_buffer",
+    ImageFormat.PNG: "pngload_buffer",
+    ImageFormat.WEBP: "webpload_buffer",
+    ImageFormat.GIF: "gifload_buffer",
+    ImageFormat.TIFF: "tiffload_buffer",
+    ImageFormat.AVIF: "heifload_buffer",
+    ImageFormat.HEIC: "heifload_buffer",  # header only; HEVC pixels come from pillow-heif
+}
+
+_configured = False
+
+
+def configure(concurrency: int = 1) -> None:
+    """Process-wide libvips hardening; called once per process by the service layer."""
+    global _configured
+    if _configured:
+        return
+    # A cache keyed by operation arguments only grows memory in a long-lived worker.
+    # libvips reports every operation at INFO through GLib; only its warnings are worth a log line.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_mem(0)
+    pyvips.cache_set_max_files(0)
+    pyvips.concurrency_set(concurrency)
+    try:
+        pyvips.block_untrusted_set(True)
+    except (AttributeError, pyvips.Error):  # libvips < 8.13
+        log.warning("libvips is too old to block untrusted loaders")
+    _configured = True
+
+
+def load(data: bytes | memoryview, fmt: ImageFormat, **options: Any) -> pyvips.Image:
+    """Open ``data`` with the loader of ``fmt``; lazy: only the header is read until pixels are asked for."""
+    loader = getattr(pyvips.Image, _LOADERS[fmt])
+    return loader(data, **options)

@@ -1,0 +1,30 @@
+"""Flask app factory: ``create_app(settings)``; blueprints for the v1 API, image serving and health."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from config.settings import Settings
+from media_pipeline import logs
+from media_pipeline.service import Services, build_services
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else Settings.from_env())
+    logs.configure(settings.log_level, settings.log_format)
+    services = services or build_services(settings)
+    app = Flask("media_pipeline")
+    # Headroom over the file limit for multipart framing; the file itself is counted exactly.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1_000_000
+    app.config["MAX_FORM_MEMORY_SIZE"] = 1_000_000  # text fields; also bounds the parser's buffer
+    app.extensions["media_pipeline"] = services
+
+    from media_pipeline.web import errors, health, images, openapi, photos, ui
+
+    errors.register(app)
+    app.register_blueprint(photos.bp)
+    app.register_blueprint(images.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(ui.bp)
+    app.register_blueprint(openapi.bp)
+    return app

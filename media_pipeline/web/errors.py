@@ -1,0 +1,49 @@
+"""One error handler: every failure becomes ``{"error": {"code", "message"}}`` with its status."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from media_pipeline.errors import MediaPipelineError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_format",
+    416: "range_not_satisfiable",
+}
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(MediaPipelineError)
+    def _ours(exc: MediaPipelineError) -> Response:
+        if exc.http_status >= 500:
+            log.warning("%s: %s", exc.code, exc.message)
+        return error_response(exc.http_status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"the upload is larger than {current_app.extensions['media_pipeline'].settings.max_upload_bytes} bytes"
+        return error_response(status, _HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,197 @@
+"""The CDN origin: rendition URLs, conditional and range requests, on-demand renditions.
+
+    /i/<id>/<spec>/<width>.<ext>      immutable: the bytes behind it never change
+    /i/<id>/<width>.<ext>             stable: the photo's current rendition of that width and format
+    /i/<id>/<width>                   stable, format negotiated from Accept (AVIF, WebP, JPEG); Vary: Accept
+
+A stable URL for a width or format that was not made at ingest is rendered on first request, but
+only when the URL carries a valid signature (``?sig=``, HMAC-SHA256 of the path); its width snaps
+up to the configured on-demand set and never exceeds the original. Originals are unreachable: every
+URL resolves through the catalog to a key under ``renditions/``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Iterator
+
+from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.http import http_date, parse_accept_header
+from werkzeug.wsgi import wrap_file
+
+from media_pipeline import service, signing
+from media_pipeline.errors import NotFound
+from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, Rendition
+from media_pipeline.service import Services
+from media_pipeline.storage.base import ObjectInfo
+from media_pipeline.web.errors import error_response
+
+bp = Blueprint("images", __name__)
+_CHUNK = 1 << 16
+NEGOTIATION_ORDER = ("avif", "webp", "jpeg")
+_render_locks: dict[str, threading.Lock] = {}
+_render_locks_guard = threading.Lock()
+
+
+def services() -> Services:
+    return current_app.extensions["media_pipeline"]
+
+
+@bp.route("/i/<photo_id>/<spec>/<name>", methods=["GET", "HEAD"])
+def versioned(photo_id: str, spec: str, name: str) -> Response:
+    width, fmt = _parse_name(name)
+    if fmt is None:
+        raise NotFound("no such rendition")
+    rendition = _resolve(photo_id, width, (fmt,), spec=spec, signed=False)
+    return _serve(rendition, service.IMMUTABLE, vary=None)
+
+
+@bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
+def stable(photo_id: str, name: str) -> Response:
+    width, fmt = _parse_name(name)
+    signed = _signature_ok()
+    candidates = (fmt,) if fmt else _acceptable_formats()
+    rendition = _resolve(photo_id, width, candidates, spec=None, signed=signed)
+    max_age = services().settings.stable_max_age
+    cache = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
+    return _serve(rendition, cache, vary=None if fmt else "Accept")
+
+
+# --------------------------------------------------------------------------- resolution
+def _parse_name(name: str) -> tuple[int, str | None]:
+    stem, dot, extension = name.partition(".")
+    if not stem.isdigit() or len(stem) > 5 or (dot and extension not in EXTENSION_FORMATS):
+        raise NotFound("no such rendition")
+    return int(stem), EXTENSION_FORMATS[extension] if dot else None
+
+
+def _acceptable_formats() -> tuple[str, ...]:
+    accept = parse_accept_header(request.headers.get("Accept", ""))
+    chosen = tuple(f for f in ("avif", "webp") if accept.quality(OUTPUT_CONTENT_TYPES[f]) > 0 and f"image/{f}" in accept.values())
+    return (*chosen, "jpeg")  # every client renders JPEG
+
+
+def _signature_ok() -> bool:
+    signature = request.args.get(signing.SIGNATURE_PARAM)
+    keys = services().settings.signing_key_list
+    return bool(signature and keys and signing.verify(request.path, signature, keys))
+
+
+def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool) -> Rendition:
+    svc = services()
+    if not service.is_photo_id(photo_id):
+        raise NotFound("no such rendition")
+    if signed:
+        width = _snap(width, svc)
+    lookup = svc.catalog.lookup_renditions(photo_id, width, spec)
+    if lookup is None:
+        raise NotFound("no such photo, or it is not ready")
+    if signed and width > lookup.original_width:
+        width = lookup.original_width
+        lookup = svc.catalog.lookup_renditions(photo_id, width, spec) or lookup
+    for fmt in formats:  # the client's preference among what exists
+        found = lookup.find(fmt)
+        if found is not None and (not signed or fmt == formats[0]):
+            return found
+    if signed and spec is None:
+        rendered = _render_once(photo_id, width, formats[0])
+        if rendered is not None:
+            return rendered
+    for fmt in formats:
+        found = lookup.find(fmt)
+        if found is not None:
+            return found
+    raise NotFound("no such rendition")
+
+
+def _snap(width: int, svc: Services) -> int:
+    allowed = sorted(set(svc.settings.ondemand_width_list) | set(svc.preset.widths))
+    index = bisect.bisect_left(allowed, width)
+    return allowed[min(index, len(allowed) - 1)]
+
+
+def _render_once(photo_id: str, width: int, fmt: str) -> Rendition | None:
+    """In one process, concurrent first requests for the same rendition render it once."""
+    key = f"{photo_id}/{width}/{fmt}"
+    with _render_locks_guard:
+        lock = _render_locks.setdefault(key, threading.Lock())
+    with lock:
+        svc = services()
+        lookup = svc.catalog.lookup_renditions(photo_id, width)
+        existing = lookup.find(fmt) if lookup else None
+        result = existing or service.render_on_demand(svc, photo_id, width, fmt)
+    with _render_locks_guard:
+        _render_locks.pop(key, None)
+    return result
+
+
+# --------------------------------------------------------------------------- HTTP
+def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Response:
+    svc = services()
+    info = svc.storage.stat(rendition.key)
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.last_modified),
+        "Cache-Control": cache_control,
+        "X-Content-Type-Options": "nosniff",
+        "Accept-Ranges": "bytes",
+    }
+    if vary:
+        headers["Vary"] = vary
+    if _not_modified(info):
+        return Response(status=304, headers=headers)
+    if svc.settings.serve_mode == "redirect" and hasattr(svc.storage, "presigned_url"):
+        response = redirect(svc.storage.presigned_url(rendition.key, svc.settings.presign_seconds), code=302)
+        # A CDN must not keep the redirect longer than the signature lives.
+        response.headers["Cache-Control"] = f"public, max-age={svc.settings.presign_seconds // 2}"
+        if vary:
+            response.headers["Vary"] = vary
+        return response
+    byte_range = _byte_range(info)
+    if byte_range == "unsatisfiable":
+        response = error_response(416, "range_not_satisfiable", f"the object has {info.size} bytes")
+        response.headers["Content-Range"] = f"bytes */{info.size}"
+        return response
+    status, length = 200, info.size
+    if isinstance(byte_range, tuple):
+        status, length = 206, byte_range[1] - byte_range[0] + 1
+        headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{info.size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        response = Response(status=status, headers=headers, content_type=info.content_type)
+        response.headers["Content-Length"] = str(length)
+        return response
+    _, stream = svc.storage.open(rendition.key, byte_range if isinstance(byte_range, tuple) else None)
+    body = wrap_file(request.environ, stream) if hasattr(stream, "fileno") and status == 200 else _chunks(stream)
+    response = Response(body, status=status, headers=headers, content_type=info.content_type, direct_passthrough=True)
+    return response
+
+
+def _not_modified(info: ObjectInfo) -> bool:
+    if_none_match = request.if_none_match
+    if if_none_match:
+        return if_none_match.star_tag or if_none_match.contains_weak(info.etag)
+    since = request.if_modified_since
+    return since is not None and int(info.last_modified) <= since.timestamp()
+
+
+def _byte_range(info: ObjectInfo) -> tuple[int, int] | str | None:
+    ranges = request.range
+    if ranges is None or len(ranges.ranges) != 1 or ranges.units != "bytes":
+        return None  # no range, or several: the whole object is a valid answer
+    if_range = request.if_range
+    if if_range.etag is not None and if_range.etag != info.etag:
+        return None
+    if if_range.date is not None and int(info.last_modified) > if_range.date.timestamp():
+        return None
+    span = ranges.range_for_length(info.size)
+    if span is None:
+        return "unsatisfiable"
+    return span[0], span[1] - 1
+
+
+def _chunks(stream: object) -> Iterator[bytes]:
+    with stream:  # type: ignore[attr-defined]
+        while chunk := stream.read(_CHUNK):  # type: ignore[attr-defined]
+            yield chunk

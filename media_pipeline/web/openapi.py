@@ -1,0 +1,192 @@
+"""The OpenAPI 3.1 document of the public API, served at ``/openapi.json``.
+
+Tests check that every route is documented and validate real responses against these schemas,
+so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+_ERROR_CODES = [
+    "empty_file", "missing_file", "bad_owner", "bad_idempotency_key", "idempotency_mismatch", "idempotency_in_progress", "bad_request", "not_found", "method_not_allowed", "too_large",
+    "unsupported_format", "too_many_pixels", "corrupt_image", "range_not_satisfiable", "queue_unavailable",
+    "storage_unavailable", "catalog_unavailable", "internal",
+]
+_FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
+                  "abandoned", "internal"]
+
+_nullable_string = {"type": ["string", "null"]}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _image_responses() -> dict[str, Any]:
+    image = {"image/avif": {}, "image/webp": {}, "image/jpeg": {}}
+    headers = {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified", "Cache-Control", "Content-Length")}
+    return {
+        "200": {"description": "The rendition", "headers": headers, "content": image},
+        "206": {"description": "One byte range of it (`Range: bytes=…`)", "content": image},
+        "302": {"description": "Redirect to a presigned storage URL (MP_SERVE_MODE=redirect)"},
+        "304": {"description": "Not modified (`If-None-Match` / `If-Modified-Since`)"},
+        "404": _error("No such photo or rendition, or the photo is not ready"),
+        "416": _error("Range not satisfiable"),
+    }
+
+
+def document() -> dict[str, Any]:
+    photo_id = {"name": "photo_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-z]{26}$"}}
+    name = {"name": "name", "in": "path", "required": True, "description": "`<width>.<avif|webp|jpg>`, or `<width>` to negotiate",
+            "schema": {"type": "string", "pattern": r"^[0-9]{1,5}(\.(avif|webp|jpg))?$"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "media_pipeline",
+            "version": "1",
+            "description": "Photo upload, processing status and renditions. Errors are always "
+                           "`{\"error\": {\"code\", \"message\"}}`.",
+        },
+        "paths": {
+            "/v1/photos": {
+                "post": {
+                    "operationId": "uploadPhoto",
+                    "summary": "Upload a photo; it is stored durably and queued for processing",
+                    "parameters": [
+                        {"name": "X-Owner", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128}},
+                        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128},
+                         "description": "Retry-safe uploads: the same key and body answer the first 202 again "
+                                        "(header Idempotent-Replayed: true); kept 24 h, scoped by owner"},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                                "owner": {"type": "string", "maxLength": 128}}}},
+                            "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                            "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                        },
+                    },
+                    "responses": {
+                        "202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PhotoAccepted"}}}},
+                        "400": _error("Empty upload, no `file` field, a bad owner or Idempotency-Key"),
+                        "409": _error("A request with this Idempotency-Key is still in progress"),
+                        "413": _error("Larger than MP_MAX_UPLOAD_BYTES"),
+                        "415": _error("Not JPEG, PNG, WebP, GIF, HEIC/HEIF, AVIF or TIFF (by magic bytes)"),
+                        "422": _error("Over MP_MAX_PIXELS, an unreadable header, or an Idempotency-Key used with another body"),
+                        "503": _error("A backend is down; nothing was kept"),
+                    },
+                }
+            },
+            "/v1/photos/{photo_id}": {
+                "parameters": [photo_id],
+                "get": {
+                    "operationId": "getPhoto",
+                    "summary": "Status, and when ready: renditions, metadata, placeholder",
+                    "responses": {
+                        "200": {"description": "The photo", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Photo"}}}},
+                        "404": _error("No such photo"),
+                    },
+                },
+                "delete": {
+                    "operationId": "deletePhoto",
+                    "summary": "Delete the original, every rendition and the records",
+                    "responses": {"204": {"description": "Deleted"}, "404": _error("No such photo")},
+                },
+            },
+            "/i/{photo_id}/{spec}/{name}": {
+                "parameters": [photo_id, {"name": "spec", "in": "path", "required": True, "schema": {"type": "string"}}, name],
+                "get": {"operationId": "getRendition", "summary": "An immutable rendition URL", "responses": _image_responses()},
+                "head": {"operationId": "headRendition", "summary": "Headers only", "responses": _image_responses()},
+            },
+            "/i/{photo_id}/{name}": {
+                "parameters": [photo_id, name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
+                                                "description": "HMAC-SHA256 of the path; needed to render a width or format on demand"}],
+                "get": {"operationId": "getStableRendition", "summary": "The current rendition; negotiated from Accept without an extension",
+                        "responses": _image_responses()},
+                "head": {"operationId": "headStableRendition", "summary": "Headers only", "responses": _image_responses()},
+            },
+            "/healthz": {"get": {"operationId": "health", "summary": "The process is up",
+                                 "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                                     "type": "object", "properties": {"status": {"const": "ok"}}}}}}}}},
+            "/readyz": {"get": {"operationId": "ready", "summary": "Storage, catalog and broker are reachable",
+                                "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                                              "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
+            "/ui": {"get": {"operationId": "operatorPage", "summary": "The operator page (HTML)",
+                            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+        },
+        "components": {"schemas": {
+            "Error": {
+                "type": "object", "required": ["error"], "additionalProperties": False,
+                "properties": {"error": {"type": "object", "required": ["code", "message"], "additionalProperties": False,
+                                         "properties": {"code": {"enum": _ERROR_CODES}, "message": {"type": "string", "minLength": 1}}}},
+            },
+            "PhotoAccepted": {
+                "type": "object", "required": ["id", "status", "sha256", "links"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9a-z]{26}$"},
+                    "status": {"const": "queued"},
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "links": {"type": "object", "required": ["self"], "properties": {"self": {"type": "string"}}},
+                },
+            },
+            "Rendition": {
+                "type": "object", "required": ["width", "height", "format", "bytes", "url", "stable_url"], "additionalProperties": False,
+                "properties": {
+                    "width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1},
+                    "format": {"enum": ["avif", "webp", "jpeg"]}, "bytes": {"type": "integer", "minimum": 1},
+                    "url": {"type": "string"}, "stable_url": {"type": "string"},
+                },
+            },
+            "Photo": {
+                "type": "object",
+                "required": ["id", "status", "owner", "sha256", "created_at", "links", "original"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"enum": ["queued", "processing", "ready", "failed"]},
+                    "owner": _nullable_string,
+                    "sha256": {"type": "string"},
+                    "created_at": {"type": "number", "description": "seconds since the epoch"},
+                    "links": {"type": "object", "required": ["self"], "properties": {
+                        "self": {"type": "string"}, "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}},
+                    "original": {"type": "object", "required": ["format", "width", "height", "bytes"], "properties": {
+                        "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
+                        "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                    "preset_version": {"type": "string"},
+                    "metadata": {"type": "object", "required": ["taken_at", "camera", "orientation", "color_profile"], "properties": {
+                        "taken_at": _nullable_string,
+                        "camera": {"type": "object", "properties": {"make": _nullable_string, "model": _nullable_string}},
+                        "orientation": {"type": "integer", "minimum": 1, "maximum": 8},
+                        "color_profile": _nullable_string}},
+                    "renditions": {"type": "array", "items": {"$ref": "#/components/schemas/Rendition"}},
+                    "srcset": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "placeholder": {"type": ["object", "null"], "required": ["blurhash", "dominant_color"], "properties": {
+                        "blurhash": {"type": "string"}, "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}},
+                    "hashes": {"type": ["object", "null"], "properties": {"phash": {"type": "string"}, "dhash": {"type": "string"}}},
+                    "error": {"type": "object", "required": ["code", "message"], "properties": {
+                        "code": {"enum": _FAILURE_CODES}, "message": {"type": "string"}}},
+                },
+                "allOf": [
+                    {"if": {"properties": {"status": {"const": "ready"}}},
+                     "then": {"required": ["metadata", "renditions", "placeholder", "srcset", "preset_version"]}},
+                    {"if": {"properties": {"status": {"const": "failed"}}}, "then": {"required": ["error"]}},
+                ],
+            },
+            "Readiness": {"type": "object", "required": ["status", "checks"], "properties": {
+                "status": {"enum": ["ready", "unavailable"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        }},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(document())

@@ -1,0 +1,144 @@
+"""The v1 upload API, the public contract for client apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from media_pipeline import service
+from media_pipeline.errors import EmptyUpload, NotFound, UploadError
+from media_pipeline.models import OUTPUT_EXTENSIONS, Photo, PhotoStatus
+from media_pipeline.service import Services, SpooledUpload
+
+bp = Blueprint("photos", __name__, url_prefix="/v1")
+
+_MAX_OWNER = 128
+
+
+def services() -> Services:
+    return current_app.extensions["media_pipeline"]
+
+
+@bp.post("/photos")
+def upload_photo() -> tuple[Response, int]:
+    svc = services()
+    settings = svc.settings
+    owner = request.headers.get("X-Owner")
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("file")
+        owner = request.form.get("owner") or owner
+        if part is None:
+            raise EmptyUpload("no `file` field in the multipart form", code="missing_file")
+        stream = part.stream
+    else:
+        stream = request.stream
+    owner = _valid_owner(owner)
+    key = _valid_idempotency_key(request.headers.get("Idempotency-Key"))
+    upload = SpooledUpload.receive(stream, settings.tmp_dir, settings.max_upload_bytes)
+    try:
+        photo, replayed = service.ingest_idempotent(svc, upload, owner, key)
+    finally:
+        upload.close()
+    body = {
+        "id": photo.id,
+        "status": photo.status.value,
+        "sha256": photo.sha256,
+        "links": {"self": url_for("photos.get_photo", photo_id=photo.id)},
+    }
+    if replayed:
+        body["status"] = PhotoStatus.QUEUED.value  # the first answer, replayed as it was
+    response = jsonify(body)
+    response.headers["Location"] = body["links"]["self"]
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 202
+
+
+@bp.get("/photos/<photo_id>")
+def get_photo(photo_id: str) -> Response:
+    photo = _find(photo_id)
+    response = jsonify(photo_json(photo, services().settings.public_base_url))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/photos/<photo_id>")
+def delete_photo(photo_id: str) -> tuple[str, int]:
+    if not service.is_photo_id(photo_id) or not service.delete_photo(services(), photo_id):
+        raise NotFound(f"no photo {photo_id}")
+    return "", 204
+
+
+def _find(photo_id: str) -> Photo:
+    photo = services().catalog.get_photo(photo_id) if service.is_photo_id(photo_id) else None
+    if photo is None:
+        raise NotFound(f"no photo {photo_id}")
+    return photo
+
+
+def _valid_idempotency_key(key: str | None) -> str | None:
+    if key is None or key == "":
+        return None
+    if len(key) > 128 or not key.isprintable():
+        raise UploadError("Idempotency-Key must be at most 128 printable characters", code="bad_idempotency_key")
+    return key
+
+
+def _valid_owner(owner: str | None) -> str | None:
+    if owner is None or owner == "":
+        return None
+    if len(owner) > _MAX_OWNER or not owner.isprintable():
+        raise UploadError(f"owner must be at most {_MAX_OWNER} printable characters", code="bad_owner")
+    return owner
+
+
+def rendition_url(base: str, photo_id: str, spec: str, width: int, fmt: str) -> str:
+    return f"{base}/i/{photo_id}/{spec}/{width}.{OUTPUT_EXTENSIONS[fmt]}"
+
+
+def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": photo.id,
+        "status": photo.status.value,
+        "owner": photo.owner,
+        "sha256": photo.sha256,
+        "created_at": photo.created_at,
+        "links": {"self": f"/v1/photos/{photo.id}"},
+        "original": {
+            "format": photo.original_format,
+            "width": photo.original_width,
+            "height": photo.original_height,
+            "bytes": photo.original_bytes,
+        },
+    }
+    if photo.status is PhotoStatus.READY:
+        metadata = photo.metadata.to_dict() if photo.metadata else None
+        body["metadata"] = metadata
+        body["preset_version"] = photo.preset_version
+        body["renditions"] = [
+            {
+                "width": r.width,
+                "height": r.height,
+                "format": r.format,
+                "bytes": r.bytes,
+                "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
+                "stable_url": f"{base_url}/i/{photo.id}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}",
+            }
+            for r in photo.renditions
+        ]
+        # Ready-made srcset strings per format (immutable URLs), and one negotiated URL per width.
+        body["srcset"] = {
+            fmt: ", ".join(f"{r['url']} {r['width']}w" for r in sorted(body["renditions"], key=lambda r: r["width"]) if r["format"] == fmt)
+            for fmt in sorted({r.format for r in photo.renditions})
+        }
+        body["links"]["negotiated"] = f"{base_url}/i/{photo.id}/{{width}}"
+        body["placeholder"] = (
+            {"blurhash": photo.placeholder.blurhash, "dominant_color": photo.placeholder.dominant_color}
+            if photo.placeholder
+            else None
+        )
+        body["hashes"] = {"phash": photo.hashes.phash, "dhash": photo.hashes.dhash} if photo.hashes else None
+    if photo.status is PhotoStatus.FAILED:
+        body["error"] = {"code": photo.error_code, "message": photo.error_message}
+    return body

@@ -1,0 +1,20 @@
+"""The benchmark scripts must keep running as the code changes; this runs the quick one on a
+small photo and checks it printed its table (figures are not asserted: benches measure, tests don't)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import images
+from tests.conftest import REPO
+
+
+def test_encoder_bench_runs(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(images.scene(700, 500)))
+    done = subprocess.run([sys.executable, "bench/encoders.py", str(photo)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| avif") or line.startswith("| webp") or line.startswith("| jpeg")]
+    assert len(rows) == 9 and sum("| yes |" in row for row in rows) == 3

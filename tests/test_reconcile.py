@@ -1,0 +1,51 @@
+"""The reconciler: photos whose message was lost are re-enqueued; a photo that keeps killing its
+worker is given up as `failed`/`abandoned` after MP_MAX_ATTEMPTS; nothing accepted vanishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import pytest
+
+from config.settings import Settings
+from media_pipeline import service
+from media_pipeline.service import build_services
+from tests import images
+from tests.conftest import ingest_bytes, wait_for_status
+
+
+def test_stuck_photos_are_re_enqueued_then_abandoned(services: Any, queue: Any) -> None:
+    photo_id = ingest_bytes(services, images.jpeg(images.scene(300, 200)))
+    fresh = ingest_bytes(services, images.jpeg(images.scene(300, 200, seed=2)))
+    queue.enqueued.clear()
+    stuck_at = time.time() + services.settings.stuck_after_seconds + 1
+    services.catalog.start_processing(photo_id)  # a worker took it, then died
+    assert service.reconcile(services, now=time.time()) == (0, 0)  # nothing is old enough
+    assert service.reconcile(services, now=stuck_at) == (2, 0)
+    assert sorted(queue.enqueued) == sorted([photo_id, fresh])
+    for _ in range(services.settings.max_attempts - 1):
+        services.catalog.start_processing(photo_id)  # and died again, and again
+    service.process_photo(services, fresh)
+    assert service.reconcile(services, now=stuck_at + services.settings.stuck_after_seconds + 1) == (0, 1)
+    photo = services.catalog.get_photo(photo_id)
+    assert (photo.status.value, photo.error_code) == ("failed", "abandoned") and "3 attempts" in photo.error_message
+    assert services.catalog.get_photo(fresh).status.value == "ready"
+
+
+@pytest.mark.slow
+def test_a_photo_whose_worker_was_killed_mid_task_still_ends_ready(settings: Settings, start_worker: Callable[..., Any]) -> None:
+    settings = settings.replace(stuck_after_seconds=2)
+    services = build_services(settings)  # the real Celery queue on the embedded broker
+    victim = start_worker(settings, name="victim")
+    photo_id = ingest_bytes(services, images.jpeg(images.scene(6000, 4000)))
+    wait_for_status(services.catalog, photo_id, ("processing",), timeout=60)
+    os.killpg(victim.proc.pid, signal.SIGKILL)  # the filesystem broker loses the message with it
+    time.sleep(3)
+    assert services.catalog.get_photo(photo_id).status.value == "processing"
+    start_worker(settings, name="rescuer")
+    assert service.reconcile(services) == (1, 0)
+    photo = wait_for_status(services.catalog, photo_id)
+    assert (photo.status.value, photo.attempts) == ("ready", 2)
