@@ -56,6 +56,9 @@ class Settings:
     serve_mode: str = _setting("stream", "MP_SERVE_MODE", "`stream` bodies from storage, or `redirect` to a presigned S3 URL (S3 backend only).")
     presign_seconds: int = _setting(3600, "MP_PRESIGN_SECONDS", "Lifetime of presigned URLs in `redirect` mode.")
     rendition_keep_seconds: int = _setting(86400, "MP_RENDITION_KEEP_SECONDS", "How long renditions dropped by a preset change stay servable before cleanup deletes them (URLs in clients' caches keep working meanwhile).")
+    dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
+    near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
+    min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
@@ -167,6 +170,12 @@ class Settings:
                 problems.append("MP_ONDEMAND_WIDTHS must list widths between 16 and 8192")
         except ValueError:
             problems.append("MP_ONDEMAND_WIDTHS must be comma-separated integers")
+        if self.dedupe_scope not in ("global", "owner"):
+            problems.append("MP_DEDUPE_SCOPE must be global or owner")
+        if not 0 <= self.near_distance <= 64:
+            problems.append("MP_NEAR_DISTANCE must be between 0 and 64 (of 256 bits)")
+        if not 0 <= self.min_hash_quality <= 100:
+            problems.append("MP_MIN_HASH_QUALITY must be between 0 and 100")
         if self.serve_mode not in ("stream", "redirect"):
             problems.append("MP_SERVE_MODE must be stream or redirect")
         if self.serve_mode == "redirect" and self.storage_backend != "s3":

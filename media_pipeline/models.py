@@ -187,6 +187,26 @@ class Hashes:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """An earlier photo this one repeats. ``kind``: "exact" (same bytes or decoded pixels) or
+    "near" (perceptual hashes within the threshold); ``distance`` in bits of 256 (0 when exact)."""
+
+    id: str
+    kind: str
+    distance: int
+    transform: str | None = None
+
+
+@dataclass(frozen=True)
+class HashQuality:
+    """How much a perceptual hash of the photo says (0..100), and whether it was near-matched at
+    all: flat or near-blank pictures are not, or they would all match each other."""
+
+    score: float
+    matched: bool
+
+
+@dataclass(frozen=True)
 class Photo:
     """A catalog row."""
 
@@ -209,6 +229,8 @@ class Photo:
     attempts: int = 0
     renditions: tuple[Rendition, ...] = ()
     hashes: Hashes | None = None
+    hash_quality: HashQuality | None = None
+    duplicates: tuple[Duplicate, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,22 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
     encode             every width in every preset format, with no metadata
     placeholder        BlurHash and dominant colour from the smallest level
     hashes             perceptual hashes from the smallest level
+    identify           SHA-256 of the largest level's pixels, and the near-duplicate
+                       fingerprint (view hashes, see dedupe.py) of the smallest
 
 Nothing here touches the network, files or the clock.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 import pyvips
 
-from media_pipeline import vips
+from media_pipeline import dedupe, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import perceptual_hashes
@@ -198,6 +201,26 @@ def describe(job: Job, preset: Preset) -> tuple[PhotoMetadata, Placeholder, Hash
         make_placeholder(small_rgb(job, PLACEHOLDER_SIZE), preset.blurhash_x, preset.blurhash_y),
         perceptual_hashes(small_rgb(job)),
     )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What duplicates are found by: exact (decoded upright pixels) and near (view hashes)."""
+
+    pixel_sha256: str
+    fingerprint: dedupe.Fingerprint
+
+
+def identify(job: Job) -> Identity:
+    largest = job.levels[job.widths[0]]
+    digest = hashlib.sha256(f"{largest.width}x{largest.height}x{largest.bands}:".encode())
+    digest.update(largest.write_to_memory())
+    return Identity(pixel_sha256=digest.hexdigest(), fingerprint=dedupe.fingerprint(small_rgb(job)))
+
+
+def identity_widths(preset: Preset) -> tuple[int, ...]:
+    """The levels ``identify`` reads: enough to identify a picture without rendering it."""
+    return (max(preset.widths), min(preset.widths))
 
 
 def process(data: bytes | memoryview, preset: Preset, max_pixels: int, info: ImageInfo | None = None) -> ProcessedPhoto:

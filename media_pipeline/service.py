@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import pipeline, vips
+from media_pipeline import dedupe, pipeline, vips
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
     EmptyUpload,
@@ -26,7 +26,8 @@ from media_pipeline.errors import (
     QueueUnavailable,
     UploadTooLarge,
 )
-from media_pipeline.models import Photo, PhotoStatus, Preset, Rendition
+from media_pipeline.hashindex import HashIndex, SqlHashIndex
+from media_pipeline.models import Duplicate, Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.probe import probe
 from media_pipeline.queue import TaskQueue
 from media_pipeline.storage import Storage, make_storage, original_key, rendition_key, rendition_prefix
@@ -46,6 +47,12 @@ class Services:
     storage: Storage
     catalog: Catalog
     queue: TaskQueue
+    hash_index: HashIndex | None = None
+
+    def __post_init__(self) -> None:
+        if self.hash_index is None:
+            # The index lives in the catalog's database unless a caller hands in another backend.
+            self.hash_index = SqlHashIndex(self.catalog)  # type: ignore[arg-type]
 
 
 def build_services(settings: Settings, queue: TaskQueue | None = None) -> Services:
@@ -241,7 +248,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     missing = {(width, enc.format) for width, enc in wanted if (enc.spec, width, enc.format) not in existing}
     metadata, placeholder, hashes = photo.metadata, photo.placeholder, photo.hashes
     rendered: dict[tuple[str, int, str], Rendition] = {}
-    if missing or metadata is None or placeholder is None or hashes is None:
+    if missing or metadata is None or placeholder is None or hashes is None or photo.hash_quality is None:
         try:
             data = services.storage.get(photo.original_key)
         except ObjectNotFound:
@@ -250,6 +257,8 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
         try:
             job = pipeline.prepare(data, preset, services.settings.max_pixels)
             metadata, placeholder, hashes = pipeline.describe(job, preset)
+            # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
+            record_duplicates(services, photo, pipeline.identify(job))
             for encoded in pipeline.iter_renditions(job, preset.eager, only=missing):
                 enc = preset.encoder(encoded.format)
                 key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
@@ -340,10 +349,12 @@ def fail_photo(services: Services, photo_id: str, code: str, message: str) -> No
 
 
 def delete_photo(services: Services, photo_id: str) -> bool:
-    """Remove the original, every rendition and the catalog rows. ``False`` if there was no such photo."""
+    """Remove the original, every rendition, its index entries and the catalog rows. ``False``
+    if there was no such photo."""
     photo = services.catalog.get_photo(photo_id)
     if photo is None:
         return False
+    services.hash_index.remove(photo_id)
     _delete_objects(services, photo_id, photo.original_key)
     return services.catalog.delete_photo(photo_id)
 
@@ -352,3 +363,53 @@ def _delete_objects(services: Services, photo_id: str, key: str) -> None:
     for rendition in list(services.storage.list(rendition_prefix(photo_id))):
         services.storage.delete(rendition)
     services.storage.delete(key)
+
+
+# --------------------------------------------------------------------------- duplicates
+def record_duplicates(services: Services, photo: Photo, identity: pipeline.Identity) -> list[Duplicate]:
+    """Index the photo, then find every other photo it repeats, and record the matches.
+
+    The order is the rule that keeps two simultaneous uploads of one picture from missing each
+    other: each photo is indexed (committed) before it searches, so of two that run at once the
+    one that searches last always finds the other. A match is stored from the later photo (by
+    id, i.e. by acceptance) to the earlier one, whichever found it, so ``duplicates`` of the
+    later photo lists the earlier and never the other way round.
+    """
+    settings = services.settings
+    fingerprint = identity.fingerprint
+    matched = fingerprint.quality >= settings.min_hash_quality
+    services.catalog.record_fingerprint(photo.id, identity.pixel_sha256, fingerprint.quality, matched)
+    if matched:
+        services.hash_index.add(photo.id, photo.owner, [(h.view, h.value) for h in fingerprint.stored])
+    else:
+        services.hash_index.remove(photo.id)
+    found = find_duplicates(services, photo.sha256, identity, photo.owner, exclude=photo.id)
+    services.catalog.replace_duplicates(photo.id, found)
+    return found
+
+
+def find_duplicates(services: Services, sha256: str, identity: pipeline.Identity, owner: str | None,
+                    exclude: str | None = None) -> list[Duplicate]:
+    """Exact matches (same bytes, same decoded pixels) first, then near ones, closest first."""
+    # In owner scope, photos without an owner form one scope of their own ("").
+    scope = (owner or "") if services.settings.dedupe_scope == "owner" else None
+    exact = services.catalog.exact_matches(exclude or "", sha256, identity.pixel_sha256, scope)
+    found = [Duplicate(id=other, kind="exact", distance=0, transform=f"same {how}") for other, how in exact]
+    fingerprint = identity.fingerprint
+    if fingerprint.quality >= services.settings.min_hash_quality:
+        queries = [q.value for q in fingerprint.queries]
+        seen = {d.id for d in found}
+        for hit in services.hash_index.search(queries, services.settings.near_distance, owner=scope, exclude=exclude):
+            if hit.photo_id not in seen:
+                hint = dedupe.transform_hint(fingerprint.queries[hit.query], hit.view)
+                found.append(Duplicate(id=hit.photo_id, kind="near", distance=hit.distance, transform=hint))
+    return found
+
+
+def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> list[Duplicate]:
+    """The duplicates an image would have, without storing anything."""
+    data = upload.buffer()
+    info = probe(data, services.settings.max_pixels)
+    job = pipeline.prepare(data, services.preset, services.settings.max_pixels, info,
+                           widths=pipeline.identity_widths(services.preset))
+    return find_duplicates(services, upload.sha256, pipeline.identify(job), owner)

@@ -131,3 +131,18 @@ def mean_colour(image: pyvips.Image | np.ndarray) -> np.ndarray:
             image = image.flatten(background=[255, 255, 255])
         image = image.numpy()
     return image[..., :3].reshape(-1, 3).astype(np.float64).mean(axis=0)
+
+
+def natural(width: int = 640, height: int = 480, seed: int = 1) -> np.ndarray:
+    """A photo-like picture whose layout depends on ``seed``: smooth random fields at three
+    scales plus some texture, so two seeds are as unrelated as two photos (a ``scene`` shares its
+    gradients with every other scene)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), dtype=np.float32)
+    for cells, weight in ((3, 90.0), (7, 50.0), (19, 25.0)):
+        field = rng.uniform(-1, 1, (cells, cells, 3)).astype(np.float32)
+        img += weight * cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
+    img += 128 + rng.normal(0, 6, img.shape).astype(np.float32)
+    return img.clip(0, 255).astype(np.uint8)

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 from media_pipeline.errors import CatalogError, CatalogUnavailable
 from media_pipeline.models import (
+    Duplicate,
+    HashQuality,
     Hashes,
     Photo,
     PhotoMetadata,
@@ -127,6 +129,45 @@ MIGRATIONS = MIGRATIONS + (
                 created_at DOUBLE PRECISION NOT NULL
             )""",
             "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+        ),
+    ),
+)
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        4,
+        (
+            # The near-duplicate index: one row per stored view hash, its 16 substrings indexed
+            # (see media_pipeline/hashindex). No foreign key: the index is its own port.
+            """CREATE TABLE hash_index (
+                photo_id TEXT NOT NULL,
+                view TEXT NOT NULL,
+                owner TEXT,
+                value TEXT NOT NULL,
+                """ + ",\n                ".join(f"c{i} INTEGER NOT NULL" for i in range(16)) + """,
+                PRIMARY KEY (photo_id, view)
+            )""",
+            *(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i})" for i in range(16)),
+            # What a photo is matched by besides the index: its decoded pixels' digest and how
+            # much a perceptual hash of it can be trusted.
+            """CREATE TABLE photo_fingerprints (
+                photo_id TEXT PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+                pixel_sha256 TEXT NOT NULL,
+                quality DOUBLE PRECISION NOT NULL,
+                near_indexed INTEGER NOT NULL
+            )""",
+            "CREATE INDEX photo_fingerprints_pixels ON photo_fingerprints (pixel_sha256)",
+            # A match, always stored from the later photo (by id, which orders by acceptance) to
+            # the earlier one, whichever of the two found it.
+            """CREATE TABLE photo_duplicates (
+                photo_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                other_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                distance INTEGER NOT NULL,
+                transform TEXT,
+                PRIMARY KEY (photo_id, other_id)
+            )""",
+            "CREATE INDEX photo_duplicates_other ON photo_duplicates (other_id)",
         ),
     ),
 )
@@ -276,6 +317,7 @@ class SqlCatalog:
         hashes = Hashes(phash=hash_rows["phash"], dhash=hash_rows["dhash"]) if {"phash", "dhash"} <= hash_rows.keys() else None
         metadata = json.loads(row[12]) if row[12] else None
         placeholder = json.loads(row[13]) if row[13] else None
+        quality = cur.fetchall("SELECT quality, near_indexed FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
         return Photo(
             id=row[0], owner=row[1], status=PhotoStatus(row[2]), sha256=row[3], original_key=row[4],
             original_format=row[5], original_width=row[6], original_height=row[7], original_bytes=row[8],
@@ -284,6 +326,8 @@ class SqlCatalog:
             placeholder=Placeholder(**placeholder) if placeholder else None,
             error_code=row[14], error_message=row[15], attempts=row[16],
             renditions=renditions, hashes=hashes,
+            hash_quality=HashQuality(score=float(quality[0][0]), matched=bool(quality[0][1])) if quality else None,
+            duplicates=tuple(self._duplicates(cur, photo_id)),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -551,10 +595,65 @@ class SqlCatalog:
             cur.executemany("UPDATE reprocess_items SET enqueued_at = ? WHERE job_id = ? AND photo_id = ?",
                             [(time.time(), job_id, pid) for pid in photo_ids])
 
+    # ------------------------------------------------------------------ duplicates
+    def record_fingerprint(self, photo_id: str, pixel_sha256: str, quality: float, near_indexed: bool) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
+            cur.execute(
+                "INSERT INTO photo_fingerprints (photo_id, pixel_sha256, quality, near_indexed) VALUES (?, ?, ?, ?)",
+                (photo_id, pixel_sha256, quality, int(near_indexed)),
+            )
+
+    def exact_matches(self, photo_id: str, sha256: str, pixel_sha256: str, owner: str | None = None) -> list[tuple[str, str]]:
+        """(other photo id, "bytes" | "pixels") of other photos with the same bytes or decoded pixels."""
+        scope, params = ("AND COALESCE(p.owner, '') = ?", [owner]) if owner is not None else ("", [])
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall(
+                f"SELECT p.id, 'bytes' FROM photos p WHERE p.sha256 = ? AND p.id <> ? {scope} "
+                f"UNION SELECT p.id, 'pixels' FROM photo_fingerprints f JOIN photos p ON p.id = f.photo_id "
+                f"WHERE f.pixel_sha256 = ? AND p.id <> ? {scope}",
+                (sha256, photo_id, *params, pixel_sha256, photo_id, *params),
+            )
+        best: dict[str, str] = {}
+        for other, how in rows:
+            best[other] = "bytes" if how == "bytes" or best.get(other) == "bytes" else how
+        return sorted(best.items())
+
+    def replace_duplicates(self, photo_id: str, matches: Iterable[Duplicate]) -> None:
+        """Every match of ``photo_id`` as found now, replacing its earlier ones; each is stored from
+        the later photo (by id) to the earlier one."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
+            rows = [
+                (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, photo_id, m.id)
+                for m in matches if m.id != photo_id
+            ]
+            # A match deleted meanwhile is skipped, not an error.
+            cur.executemany(
+                "INSERT INTO photo_duplicates (photo_id, other_id, kind, distance, transform) SELECT ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM photos WHERE id = ?) AND EXISTS (SELECT 1 FROM photos WHERE id = ?)",
+                rows,
+            )
+
+    def duplicates_of(self, photo_id: str) -> list[Duplicate]:
+        """The earlier photos this one repeats, exact matches first, then by distance."""
+        with self._tx(write=False) as cur:
+            return self._duplicates(cur, photo_id)
+
+    def _duplicates(self, cur: "_Cursor", photo_id: str) -> list[Duplicate]:
+        rows = cur.fetchall(
+            "SELECT other_id, kind, distance, transform FROM photo_duplicates WHERE photo_id = ?", (photo_id,)
+        )
+        found = [Duplicate(id=r[0], kind=r[1], distance=int(r[2]), transform=r[3]) for r in rows]
+        return sorted(found, key=lambda d: (d.kind != "exact", d.distance, d.id))
+
     def delete_photo(self, photo_id: str) -> bool:
         with self._tx() as cur:
             cur.execute("DELETE FROM renditions WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
             return bool(cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)))
 
 

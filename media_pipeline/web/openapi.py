@@ -27,6 +27,21 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def _image_body() -> dict[str, Any]:
+    """An image as multipart field `file` (with an optional `owner` field) or as the raw body."""
+    raw = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                "owner": {"type": "string", "maxLength": 128}}}},
+            "application/octet-stream": raw,
+            "image/*": raw,
+        },
+    }
+
+
 def _image_responses() -> dict[str, Any]:
     image = {"image/avif": {}, "image/webp": {}, "image/jpeg": {}}
     headers = {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified", "Cache-Control", "Content-Length")}
@@ -63,16 +78,7 @@ def document() -> dict[str, Any]:
                          "description": "Retry-safe uploads: the same key and body answer the first 202 again "
                                         "(header Idempotent-Replayed: true); kept 24 h, scoped by owner"},
                     ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-                                "owner": {"type": "string", "maxLength": 128}}}},
-                            "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
-                            "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
-                        },
-                    },
+                    "requestBody": _image_body(),
                     "responses": {
                         "202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PhotoAccepted"}}}},
                         "400": _error("Empty upload, no `file` field, a bad owner or Idempotency-Key"),
@@ -81,6 +87,25 @@ def document() -> dict[str, Any]:
                         "415": _error("Not JPEG, PNG, WebP, GIF, HEIC/HEIF, AVIF or TIFF (by magic bytes)"),
                         "422": _error("Over MP_MAX_PIXELS, an unreadable header, or an Idempotency-Key used with another body"),
                         "503": _error("A backend is down; nothing was kept"),
+                    },
+                }
+            },
+            "/v1/duplicates/search": {
+                "post": {
+                    "operationId": "searchDuplicates",
+                    "summary": "The photos an image repeats (exact or near), closest first; nothing is stored",
+                    "parameters": [{"name": "X-Owner", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128},
+                                    "description": "With MP_DEDUPE_SCOPE=owner, search only this owner's photos"}],
+                    "requestBody": _image_body(),
+                    "responses": {
+                        "200": {"description": "Matches", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["duplicates"],
+                            "properties": {"duplicates": {"type": "array", "items": {"$ref": "#/components/schemas/Duplicate"}}}}}}},
+                        "400": _error("Empty upload, no `file` field or a bad owner"),
+                        "413": _error("Larger than MP_MAX_UPLOAD_BYTES"),
+                        "415": _error("Not a supported image (by magic bytes)"),
+                        "422": _error("Over MP_MAX_PIXELS or not decodable"),
+                        "503": _error("A backend is down"),
                     },
                 }
             },
@@ -171,14 +196,28 @@ def document() -> dict[str, Any]:
                     "placeholder": {"type": ["object", "null"], "required": ["blurhash", "dominant_color"], "properties": {
                         "blurhash": {"type": "string"}, "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}},
                     "hashes": {"type": ["object", "null"], "properties": {"phash": {"type": "string"}, "dhash": {"type": "string"}}},
+                    "hash_quality": {"type": ["object", "null"], "required": ["score", "near_matching"], "properties": {
+                        "score": {"type": "number", "minimum": 0, "maximum": 100},
+                        "near_matching": {"type": "boolean", "description": "false for flat or near-blank pictures, which are only matched exactly"}}},
+                    "duplicates": {"type": "array", "description": "Earlier photos this one repeats: exact first, then closest",
+                                   "items": {"$ref": "#/components/schemas/Duplicate"}},
                     "error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"enum": _FAILURE_CODES}, "message": {"type": "string"}}},
                 },
                 "allOf": [
                     {"if": {"properties": {"status": {"const": "ready"}}},
-                     "then": {"required": ["metadata", "renditions", "placeholder", "srcset", "preset_version"]}},
+                     "then": {"required": ["metadata", "renditions", "placeholder", "srcset", "preset_version", "duplicates", "hash_quality"]}},
                     {"if": {"properties": {"status": {"const": "failed"}}}, "then": {"required": ["error"]}},
                 ],
+            },
+            "Duplicate": {
+                "type": "object", "required": ["id", "kind", "distance", "transform"], "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "kind": {"enum": ["exact", "near"]},
+                    "distance": {"type": "integer", "minimum": 0, "maximum": 256, "description": "Hamming distance of the closest view hashes (0 when exact)"},
+                    "transform": {"type": ["string", "null"], "description": "A hint: same bytes, same pixels, or mirror, reframed, crop (joined with +)"},
+                },
             },
             "Readiness": {"type": "object", "required": ["status", "checks"], "properties": {
                 "status": {"enum": ["ready", "unavailable"]},

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from media_pipeline import service
 from media_pipeline.errors import EmptyUpload, NotFound, UploadError
-from media_pipeline.models import OUTPUT_EXTENSIONS, Photo, PhotoStatus
+from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus
 from media_pipeline.service import Services, SpooledUpload
 
 bp = Blueprint("photos", __name__, url_prefix="/v1")
@@ -24,16 +24,7 @@ def services() -> Services:
 def upload_photo() -> tuple[Response, int]:
     svc = services()
     settings = svc.settings
-    owner = request.headers.get("X-Owner")
-    if request.mimetype == "multipart/form-data":
-        part = request.files.get("file")
-        owner = request.form.get("owner") or owner
-        if part is None:
-            raise EmptyUpload("no `file` field in the multipart form", code="missing_file")
-        stream = part.stream
-    else:
-        stream = request.stream
-    owner = _valid_owner(owner)
+    stream, owner = _upload_stream()
     key = _valid_idempotency_key(request.headers.get("Idempotency-Key"))
     upload = SpooledUpload.receive(stream, settings.tmp_dir, settings.max_upload_bytes)
     try:
@@ -53,6 +44,37 @@ def upload_photo() -> tuple[Response, int]:
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response, 202
+
+
+@bp.post("/duplicates/search")
+def search_duplicates() -> Response:
+    """The photos an image would be a duplicate of, without storing anything."""
+    svc = services()
+    stream, owner = _upload_stream()
+    upload = SpooledUpload.receive(stream, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
+    try:
+        found = service.search_duplicates(svc, upload, owner)
+    finally:
+        upload.close()
+    response = jsonify({"duplicates": [duplicate_json(d) for d in found]})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _upload_stream() -> tuple[Any, str | None]:
+    """The image of a raw-body or multipart (`file`, optional `owner`) request, and its owner."""
+    owner = request.headers.get("X-Owner")
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("file")
+        owner = request.form.get("owner") or owner
+        if part is None:
+            raise EmptyUpload("no `file` field in the multipart form", code="missing_file")
+        return part.stream, _valid_owner(owner)
+    return request.stream, _valid_owner(owner)
+
+
+def duplicate_json(duplicate: Duplicate) -> dict[str, Any]:
+    return {"id": duplicate.id, "kind": duplicate.kind, "distance": duplicate.distance, "transform": duplicate.transform}
 
 
 @bp.get("/photos/<photo_id>")
@@ -139,6 +161,11 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
             else None
         )
         body["hashes"] = {"phash": photo.hashes.phash, "dhash": photo.hashes.dhash} if photo.hashes else None
+        body["hash_quality"] = (
+            {"score": round(photo.hash_quality.score, 1), "near_matching": photo.hash_quality.matched}
+            if photo.hash_quality else None
+        )
+        body["duplicates"] = [duplicate_json(d) for d in photo.duplicates]
     if photo.status is PhotoStatus.FAILED:
         body["error"] = {"code": photo.error_code, "message": photo.error_message}
     return body

@@ -1,0 +1,220 @@
+"""Near-duplicate index: query latency and memory at scale, against a brute-force scan.
+
+    python bench/dedupe_index.py [--memory 1000000,10000000] [--sql 1000000] [--postgres URL]
+
+Uniformly random 256-bit hashes (the worst case for multi-index hashing: real hashes cluster,
+which only helps the scan) with planted matches: for every query, hashes at distances drawn
+from 0..radius. Printed per backend and size: p50/p99 of a one-hash query and of a full
+upload's query (18 hashes: 9 views and their mirrors), how many planted matches were found
+within 16 and within the match distance, and the same for a numpy scan of every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
+from media_pipeline.hashindex import MemoryHashIndex, SqlHashIndex  # noqa: E402
+from media_pipeline.hashindex.base import CHUNKS, HASH_BITS, chunks  # noqa: E402
+from media_pipeline.hashindex.memory import distances, to_words  # noqa: E402
+
+QUERIES = 200
+FULL_QUERY = 18
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def words_to_int(row: np.ndarray) -> int:
+    return int.from_bytes(row.astype(">u8").tobytes(), "big")
+
+
+def make_data(n: int, radius: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int], list[tuple[int, int, int]]]:
+    """n random hashes (as (n, 4) uint64), queries, and (query, row, distance) of planted matches."""
+    words = rng.integers(0, 2**64, size=(n, 4), dtype=np.uint64)
+    queries = [int.from_bytes(rng.bytes(32), "big") for _ in range(QUERIES)]
+    planted = []
+    rows = rng.choice(n, size=QUERIES * 3, replace=False)
+    for qi, query in enumerate(queries):
+        for k in range(3):
+            distance = int(rng.integers(0, radius + 1)) if k else int(rng.integers(0, 17))
+            value = query
+            for bit in rng.choice(HASH_BITS, size=distance, replace=False):
+                value ^= 1 << int(bit)
+            row = int(rows[qi * 3 + k])
+            words[row] = to_words([value])[0]
+            planted.append((qi, row, distance))
+    return words, queries, planted
+
+
+def timed(search: Callable[[list[int]], Any], query_sets: list[list[int]]) -> tuple[list[float], list[Any]]:
+    times, answers = [], []
+    for qs in query_sets:
+        started = time.perf_counter()
+        answers.append(search(qs))
+        times.append((time.perf_counter() - started) * 1000)
+    return times, answers
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p))
+
+
+def recall(answers: list[set[str]], planted: list[tuple[int, int, int]], limit: int) -> str:
+    wanted = [(qi, row) for qi, row, d in planted if d <= limit]
+    found = sum(1 for qi, row in wanted if f"p{row}" in answers[qi])
+    return f"{found}/{len(wanted)}"
+
+
+def query_sets(queries: list[int], rng: np.random.Generator) -> tuple[list[list[int]], list[list[int]]]:
+    single = [[q] for q in queries]
+    # A real upload searches with 18 hashes; the other 17 are random (different views hash differently).
+    full = [[q] + [int.from_bytes(rng.bytes(32), "big") for _ in range(FULL_QUERY - 1)] for q in queries]
+    return single, full
+
+
+def report(name: str, n: int, extra: str, radius: int, search: Callable[[list[int]], Any], planted: list[tuple[int, int, int]],
+           singles: list[list[int]], fulls: list[list[int]], scan_ms: list[float] | None) -> None:
+    search(singles[0])  # warm up (first statement, page cache)
+    t1, answers = timed(search, singles)
+    t18, _ = timed(search, fulls[: QUERIES // 2])
+    ids = [{hit.photo_id for hit in a} for a in answers]
+    scan = f"{pct(scan_ms, 50):.1f} / {pct(scan_ms, 99):.1f}" if scan_ms else "-"
+    print(f"| {name} | {n:,} | {pct(t1, 50):.2f} / {pct(t1, 99):.2f} | {pct(t18, 50):.2f} / {pct(t18, 99):.2f} | {scan} | "
+          f"{recall(ids, planted, 16)} | {recall(ids, planted, radius)} | {extra} |")
+
+
+def bench_memory(n: int, radius: int, rng: np.random.Generator) -> None:
+    words, queries, planted = make_data(n, radius, rng)
+    singles, fulls = query_sets(queries, rng)
+    gc.collect()
+    before = current_rss_mib()
+    index = MemoryHashIndex()
+    started = time.perf_counter()
+    index.add_many([f"p{i}" for i in range(n)], [None] * n, ["full"] * n, words)
+    index.rebuild()
+    build = time.perf_counter() - started
+    grown = current_rss_mib() - before
+    scan_ms = []
+    for qs in singles[:20]:
+        t = time.perf_counter()
+        index.scan(qs, radius)
+        scan_ms.append((time.perf_counter() - t) * 1000)
+    report("memory", n, f"build {build:.1f} s, +{grown:,.0f} MiB RSS", radius, lambda qs: index.search(qs, radius), planted, singles, fulls, scan_ms)
+    del index, words
+    gc.collect()
+
+
+def bulk_load(catalog: SqlCatalog, words: np.ndarray) -> None:
+    values = [words_to_int(row) for row in words]
+    rows = [(f"p{i}", "full", "", f"{v:064x}", *chunks(v)) for i, v in enumerate(values)]
+    columns = "photo_id, view, owner, value, " + ", ".join(f"c{i}" for i in range(CHUNKS))
+    with catalog._tx() as cur:
+        for i in range(CHUNKS):
+            cur.execute(f"DROP INDEX IF EXISTS hash_index_c{i}")
+    if catalog.dialect == "postgresql":
+        conn = catalog._connection()
+        with conn.cursor() as cur, cur.copy(f"COPY hash_index ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        with catalog._tx() as cur:
+            cur.executemany(f"INSERT INTO hash_index ({columns}) VALUES ({', '.join('?' * (4 + CHUNKS))})", rows)
+    with catalog._tx() as cur:
+        for i in range(CHUNKS):
+            cur.execute(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i})")
+        if catalog.dialect == "postgresql":
+            cur.execute("ANALYZE hash_index")
+        else:
+            cur.execute("ANALYZE")
+
+
+def bench_sql(url: str, label: str, n: int, radius: int, rng: np.random.Generator) -> None:
+    words, queries, planted = make_data(n, radius, rng)
+    singles, fulls = query_sets(queries, rng)
+    catalog = SqlCatalog(url)
+    catalog.migrate()
+    with catalog._tx() as cur:
+        cur.execute("DELETE FROM hash_index")
+    started = time.perf_counter()
+    bulk_load(catalog, words)
+    build = time.perf_counter() - started
+    if catalog.dialect == "postgresql":
+        with catalog._tx(write=False) as cur:
+            size = cur.fetchall("SELECT pg_total_relation_size('hash_index')")[0][0]
+    else:
+        with catalog._tx(write=False) as cur:
+            size = cur.fetchall("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")[0][0]
+    index = SqlHashIndex(catalog)
+    scan_ms = []
+    for qi in range(3):  # the scan reads every row as a client would and checks each distance
+        t = time.perf_counter()
+        with catalog._tx(write=False) as cur:
+            table = cur.fetchall("SELECT photo_id, value FROM hash_index")
+        all_words = np.frombuffer(bytes.fromhex("".join(v for _, v in table)), dtype=">u8").astype(np.uint64).reshape(-1, 4)
+        within = distances(all_words, to_words([queries[qi]]))[:, 0] <= radius
+        _ = [table[i][0] for i in np.flatnonzero(within)]
+        scan_ms.append((time.perf_counter() - t) * 1000)
+        del table, all_words
+    report(label, n, f"load {build:.0f} s, {size / 2**20:,.0f} MiB on disk", radius, lambda qs: index.search(qs, radius), planted, singles, fulls, scan_ms)
+    with catalog._tx() as cur:
+        cur.execute("DELETE FROM hash_index")
+    catalog.close()
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall():
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--memory", default="1000000,10000000", help="sizes for the in-memory index ('' to skip)")
+    parser.add_argument("--sql", default="1000000", help="sizes for SQLite and PostgreSQL ('' to skip)")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/mp_bench",
+                        help="a database it may fill (created if missing); '' to skip PostgreSQL")
+    parser.add_argument("--sqlite", default="var/bench/hash_index.db", help="'' to skip SQLite")
+    parser.add_argument("--radius", type=int, default=31, help="match distance searched (MP_NEAR_DISTANCE)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(20261122)
+    print(f"# dedupe_index: uniformly random 256-bit hashes, {QUERIES} queries, radius {args.radius}; "
+          f"each query has 3 planted matches (one within 16, two within {args.radius})\n")
+    print("| backend | hashes | 1-hash query p50 / p99 ms | 18-hash query p50 / p99 ms | brute-force scan p50 / p99 ms | planted within 16 found | planted within radius found | size |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in [int(x) for x in args.memory.split(",") if x]:
+        bench_memory(n, args.radius, rng)
+    for n in [int(x) for x in args.sql.split(",") if x]:
+        if args.sqlite:
+            path = Path(args.sqlite)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            bench_sql(f"sqlite:///{path}", "sqlite", n, args.radius, rng)
+            path.unlink(missing_ok=True)
+        if args.postgres:
+            ensure_database(args.postgres)
+            bench_sql(args.postgres, "postgresql", n, args.radius, rng)
+    print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The edits a repost goes through, made from a photo's pixels (RGB uint8 arrays).
+
+Shared by the dedupe evaluation and the tests. Random choices come from a ``random.Random`` the
+caller seeds, so a run is repeatable but no edit is tuned to one file.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import cv2
+import numpy as np
+
+Edit = Callable[[np.ndarray, random.Random], np.ndarray]
+
+_WORDS = "when you finally get the shot lol same energy every weekend no filter needed mood goals".split()
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def resize(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    scale = rng.uniform(0.4, 0.7)
+    return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def recompress(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    return decode_rgb(jpeg_bytes(rgb, rng.randint(25, 45)))
+
+
+def brightness(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    gain = rng.uniform(0.75, 1.3)
+    offset = rng.uniform(-30, 30)
+    return np.clip(rgb.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+
+
+def greyscale(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return np.dstack([grey] * 3)
+
+
+def mirror(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, ::-1])
+
+
+def border(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A plain frame on every side, or letterbox/pillarbox bars to a square."""
+    h, w = rgb.shape[:2]
+    colour = rng.choice([(255, 255, 255), (0, 0, 0), (240, 236, 228), (30, 30, 36)])
+    if rng.random() < 0.5:
+        pad = int(max(h, w) * rng.uniform(0.04, 0.12))
+        return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=colour)
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return cv2.copyMakeBorder(rgb, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
+def screenshot(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A phone screenshot of the photo in a feed: status bar, header, the photo at full width,
+    a caption and buttons below, then the whole thing shared at a lower resolution."""
+    width, height = 1080, 2340
+    dark = rng.random() < 0.5
+    bg = (0, 0, 0) if dark else (255, 255, 255)
+    fg = (240, 240, 240) if dark else (20, 20, 20)
+    canvas = np.full((height, width, 3), bg, np.uint8)
+    cv2.putText(canvas, "9:41", (40, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.6, fg, 3, cv2.LINE_AA)
+    cv2.rectangle(canvas, (900, 40), (1010, 80), fg, 3)
+    cv2.circle(canvas, (70, 220), 45, (200, 120, 60), -1)
+    cv2.putText(canvas, "some_account", (140, 235), cv2.FONT_HERSHEY_SIMPLEX, 1.4, fg, 3, cv2.LINE_AA)
+    h, w = rgb.shape[:2]
+    shown = cv2.resize(rgb, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
+    top = 300
+    bottom = min(height - 300, top + shown.shape[0])
+    canvas[top:bottom] = shown[: bottom - top]
+    for i, words in enumerate((rng.sample(_WORDS, 5), rng.sample(_WORDS, 4))):
+        cv2.putText(canvas, " ".join(words), (40, bottom + 110 + i * 70), cv2.FONT_HERSHEY_SIMPLEX, 1.5, fg, 3, cv2.LINE_AA)
+    for x in (60, 200, 340):
+        cv2.circle(canvas, (x, bottom + 40), 26, fg, 3)
+    shared = cv2.resize(canvas, (720, 1560), interpolation=cv2.INTER_AREA)
+    return decode_rgb(jpeg_bytes(shared, 80))
+
+
+def centre_crop(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """About 10% cut off: each side keeps 86-94% of its length, centred."""
+    h, w = rgb.shape[:2]
+    keep = rng.uniform(0.86, 0.94)
+    dy, dx = int(h * (1 - keep) / 2), int(w * (1 - keep) / 2)
+    return np.ascontiguousarray(rgb[dy : h - dy, dx : w - dx])
+
+
+def caption(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Meme-style text over the lower part of the picture, white with a black outline."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    text = " ".join(rng.sample(_WORDS, 3)).upper()
+    scale = 1.0
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, 2)
+    scale = 0.85 * w / tw
+    thick = max(2, int(scale * 2))
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thick)
+    org = ((w - tw) // 2, int(h * rng.uniform(0.8, 0.92)))
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thick * 3, cv2.LINE_AA)
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def asymmetric_crop(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Keep 65-80% of each side, from an off-centre position."""
+    h, w = rgb.shape[:2]
+    kh, kw = int(h * rng.uniform(0.65, 0.8)), int(w * rng.uniform(0.65, 0.8))
+    y = rng.choice([0, h - kh]) if rng.random() < 0.5 else rng.randint(0, h - kh)
+    x = rng.choice([0, w - kw])
+    return np.ascontiguousarray(rgb[y : y + kh, x : x + kw])
+
+
+def rotate5(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """5 degrees either way about the centre; the canvas keeps its size, corners go black."""
+    h, w = rgb.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), rng.choice([-5.0, 5.0]), 1.0)
+    return cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+EDITS: dict[str, Edit] = {
+    "resize": resize,
+    "recompress": recompress,
+    "brightness": brightness,
+    "greyscale": greyscale,
+    "mirror": mirror,
+    "border": border,
+    "screenshot": screenshot,
+    "crop10": centre_crop,
+    "caption": caption,
+    "asym_crop": asymmetric_crop,
+    "rotate5": rotate5,
+}
+
+
+def tile(rgb: np.ndarray, index: int) -> np.ndarray:
+    """One of four overlapping 60% tiles of a photo: distractors that share content with it."""
+    h, w = rgb.shape[:2]
+    th, tw = int(h * 0.6), int(w * 0.6)
+    y, x = [(0, 0), (0, w - tw), (h - th, 0), (h - th, w - tw)][index % 4]
+    return np.ascontiguousarray(rgb[y : y + th, x : x + tw])

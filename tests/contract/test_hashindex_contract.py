@@ -1,0 +1,100 @@
+"""One contract for every near-duplicate index backend: in memory (both its scanned and its
+bucketed rows), SQLite and PostgreSQL (a real server; required in CI)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from media_pipeline.catalog.sql import SqlCatalog
+from media_pipeline.hashindex import HashIndex, MemoryHashIndex, SqlHashIndex
+
+BITS = 256
+
+
+@pytest.fixture(params=["memory", "memory-bucketed", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def index(request: Any, tmp_path: Any) -> Any:
+    if request.param == "memory":
+        yield MemoryHashIndex()
+        return
+    if request.param == "memory-bucketed":
+        yield MemoryHashIndex(rebuild_after=3)  # nearly every row goes through the bucket tables
+        return
+    url = f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    catalog = SqlCatalog(url)
+    catalog.migrate()
+    yield SqlHashIndex(catalog)
+    if request.param == "postgresql":
+        with catalog._tx() as cur:
+            cur.execute("DELETE FROM hash_index")
+    catalog.close()
+
+
+def flip(value: int, bits: int, rng: random.Random) -> int:
+    for position in rng.sample(range(BITS), bits):
+        value ^= 1 << position
+    return value
+
+
+def test_is_a_hash_index(index: Any) -> None:
+    assert isinstance(index, HashIndex)
+
+
+def test_finds_exactly_what_is_within_the_radius(index: Any) -> None:
+    """Planted hashes at every distance around the radius, among random ones: the search must
+    answer what a brute-force scan answers, for radii that probe 0, 1 and 2 bits per substring."""
+    rng = random.Random(7)
+    query = rng.getrandbits(BITS)
+    planted = {f"p{d:02d}": d for d in range(0, 46)}
+    for photo_id, distance in planted.items():
+        index.add(photo_id, None, [("full", flip(query, distance, rng))])
+    for i in range(200):
+        index.add(f"r{i:03d}", None, [("full", rng.getrandbits(BITS))])
+    for radius in (0, 9, 15, 16, 31, 40):
+        hits = index.search([query], radius)
+        assert [(h.photo_id, h.distance) for h in hits] == sorted(
+            ((pid, d) for pid, d in planted.items() if d <= radius), key=lambda x: (x[1], x[0])
+        ), radius
+    assert index.count() == 246
+
+
+def test_one_hit_per_photo_its_closest_view_and_query(index: Any) -> None:
+    rng = random.Random(1)
+    base = rng.getrandbits(BITS)
+    index.add("a", None, [("full", flip(base, 20, rng)), ("centre85", flip(base, 3, rng)), ("top", rng.getrandbits(BITS))])
+    index.add("b", None, [("full", flip(base, 12, rng))])
+    other_query = rng.getrandbits(BITS)
+    hits = index.search([other_query, base], 31)
+    assert [(h.photo_id, h.view, h.distance, h.query) for h in hits] == [("a", "centre85", 3, 1), ("b", "full", 12, 1)]
+
+
+def test_owner_scope_and_exclude(index: Any) -> None:
+    value = random.Random(2).getrandbits(BITS)
+    index.add("mine", "alice", [("full", value)])
+    index.add("theirs", "bob", [("full", value)])
+    index.add("anon", None, [("full", value)])
+    assert {h.photo_id for h in index.search([value], 4)} == {"mine", "theirs", "anon"}
+    assert [h.photo_id for h in index.search([value], 4, owner="alice")] == ["mine"]
+    assert [h.photo_id for h in index.search([value], 4, owner="")] == ["anon"]
+    assert [h.photo_id for h in index.search([value], 4, owner="carol")] == []
+    assert {h.photo_id for h in index.search([value], 4, exclude="mine")} == {"theirs", "anon"}
+
+
+def test_add_replaces_and_remove_forgets(index: Any) -> None:
+    rng = random.Random(3)
+    old, new = rng.getrandbits(BITS), rng.getrandbits(BITS)
+    index.add("x", None, [("full", old), ("top", old)])
+    index.add("x", None, [("full", new)])
+    assert index.search([old], 10) == []
+    assert [h.photo_id for h in index.search([new], 0)] == ["x"]
+    assert index.count() == 1
+    index.remove("x")
+    index.remove("never-there")
+    assert index.search([new], 10) == [] and index.count() == 0
+
+
+def test_empty_queries_and_empty_index(index: Any) -> None:
+    assert index.search([], 31) == []
+    assert index.search([123], 31) == []

@@ -1,0 +1,193 @@
+"""Near-duplicate and exact repost detection: the fingerprint (pure), the service rule, the API."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import edits
+from media_pipeline import dedupe, service
+from media_pipeline.service import Outcome, build_services
+from tests import images
+from tests.conftest import ingest_bytes
+
+NEAR = 31
+
+
+def fingerprint_of(rgb: np.ndarray) -> dedupe.Fingerprint:
+    from media_pipeline import pipeline
+    from config.settings import Settings
+
+    preset = Settings.from_env({}).preset()
+    job = pipeline.prepare(edits.jpeg_bytes(rgb), preset, 50_000_000, widths=pipeline.identity_widths(preset))
+    return pipeline.identify(job).fingerprint
+
+
+# --------------------------------------------------------------------------- pure fingerprint
+@pytest.mark.parametrize("edit", ["resize", "recompress", "brightness", "greyscale", "mirror", "border", "screenshot", "crop10", "caption"])
+def test_edits_stay_within_the_near_distance(edit: str) -> None:
+    original = images.natural(720, 480, seed=11)
+    edited = edits.EDITS[edit](original, random.Random(edit))
+    distance, _ = dedupe.closest(fingerprint_of(edited), fingerprint_of(original).stored)
+    assert distance <= NEAR, (edit, distance)
+
+
+def test_distinct_pictures_are_far_apart() -> None:
+    prints = [fingerprint_of(images.natural(640, 480, seed=s)) for s in range(8)]
+    closest = min(dedupe.closest(a, b.stored)[0] for i, a in enumerate(prints) for j, b in enumerate(prints) if i != j)
+    assert closest > 2 * NEAR
+
+
+def test_mirror_and_frame_are_hinted() -> None:
+    original = images.natural(640, 480, seed=3)
+    assert dedupe.closest(fingerprint_of(edits.mirror(original, random.Random(0))), fingerprint_of(original).stored)[1] == "mirror"
+    framed = edits.screenshot(original, random.Random(0))
+    assert "reframed" in (dedupe.closest(fingerprint_of(framed), fingerprint_of(original).stored)[1] or "")
+
+
+def test_content_box_finds_the_picture_in_a_screenshot() -> None:
+    original = images.natural(640, 480, seed=4)
+    shot = edits.screenshot(original, random.Random(1))
+    box = dedupe.content_box(dedupe.luma(shot))
+    assert box is not None
+    top, bottom, left, right = box
+    assert abs((right - left) / (bottom - top) - 640 / 480) < 0.05  # the photo's own aspect ratio
+    assert dedupe.content_box(dedupe.luma(original)) is None
+
+
+def test_flat_pictures_have_low_hash_quality() -> None:
+    flat = np.full((400, 600, 3), (40, 120, 200), np.uint8)
+    faint = (np.linspace(240, 250, 600)[None, :, None] * np.ones((400, 1, 3))).astype(np.uint8)
+    photo = images.natural(600, 400, seed=5)
+    assert dedupe.fingerprint(flat).quality < 8 and dedupe.fingerprint(faint).quality < 8
+    assert dedupe.fingerprint(photo).quality > 8
+
+
+# --------------------------------------------------------------------------- service and API
+def ready(services: Any, data: bytes, owner: str | None = None) -> str:
+    photo_id = ingest_bytes(services, data, owner)
+    assert service.process_photo(services, photo_id) is Outcome.DONE
+    return photo_id
+
+
+def test_a_mirrored_repost_reports_the_original(client: Any, services: Any) -> None:
+    original = images.natural(900, 600, seed=21)
+    first = ready(services, edits.jpeg_bytes(original))
+    repost = ready(services, edits.jpeg_bytes(edits.mirror(original, random.Random(0)), 70))
+    unrelated = ready(services, edits.jpeg_bytes(images.natural(900, 600, seed=22)))
+    body = client.get(f"/v1/photos/{repost}").get_json()
+    assert [(d["id"], d["kind"], d["transform"]) for d in body["duplicates"]] == [(first, "near", "mirror")]
+    assert body["duplicates"][0]["distance"] <= NEAR
+    assert body["hash_quality"]["near_matching"] is True and body["hash_quality"]["score"] > 8
+    # The rule: the later photo reports the earlier, not the other way round.
+    assert client.get(f"/v1/photos/{first}").get_json()["duplicates"] == []
+    assert client.get(f"/v1/photos/{unrelated}").get_json()["duplicates"] == []
+
+
+def test_exact_duplicates_by_bytes_and_by_pixels(client: Any, services: Any) -> None:
+    rgb = images.natural(500, 400, seed=31)
+    a = ready(services, images.png(rgb))
+    b = ready(services, images.png(rgb))  # the same bytes
+    c = ready(services, images.encode_with(images.to_vips(rgb), ".png", compression=9, interlace=True))  # same pixels
+    near = ready(services, edits.jpeg_bytes(rgb, 60))
+    assert [(d["id"], d["kind"], d["distance"], d["transform"]) for d in client.get(f"/v1/photos/{b}").get_json()["duplicates"]] == [
+        (a, "exact", 0, "same bytes")]
+    dups = client.get(f"/v1/photos/{c}").get_json()["duplicates"]
+    assert [(d["id"], d["kind"], d["transform"]) for d in dups] == [(a, "exact", "same pixels"), (b, "exact", "same pixels")]
+    dups = client.get(f"/v1/photos/{near}").get_json()["duplicates"]
+    assert [d["id"] for d in dups] == sorted([a, b, c], key=lambda i: (next(x["distance"] for x in dups if x["id"] == i), i))
+    assert {d["kind"] for d in dups} == {"near"}
+
+
+def test_flat_pictures_are_not_near_matched(client: Any, services: Any) -> None:
+    blue = ready(services, images.png(np.full((300, 400, 3), (30, 60, 200), np.uint8)))
+    red = ready(services, images.png(np.full((300, 400, 3), (200, 40, 30), np.uint8)))
+    body = client.get(f"/v1/photos/{red}").get_json()
+    assert body["hash_quality"]["near_matching"] is False and body["duplicates"] == []
+    again = ready(services, images.png(np.full((300, 400, 3), (30, 60, 200), np.uint8)))
+    assert [d["id"] for d in client.get(f"/v1/photos/{again}").get_json()["duplicates"]] == [blue]  # exact still works
+
+
+def test_search_answers_without_storing(client: Any, services: Any) -> None:
+    original = images.natural(800, 600, seed=41)
+    first = ready(services, edits.jpeg_bytes(original))
+    before = (sorted(services.storage.list("")), services.hash_index.count())
+    query = edits.jpeg_bytes(edits.caption(original, random.Random(2)), 75)
+    response = client.post("/v1/duplicates/search", data=query, content_type="image/jpeg")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert [(d["id"], d["kind"]) for d in response.get_json()["duplicates"]] == [(first, "near")]
+    response = client.post("/v1/duplicates/search", data={"file": (io.BytesIO(edits.jpeg_bytes(original)), "x.jpg")},
+                           content_type="multipart/form-data")
+    assert response.get_json()["duplicates"][0]["id"] == first
+    assert (sorted(services.storage.list("")), services.hash_index.count()) == before
+    unrelated = edits.jpeg_bytes(images.natural(800, 600, seed=42))
+    assert client.post("/v1/duplicates/search", data=unrelated, content_type="image/jpeg").get_json() == {"duplicates": []}
+
+
+def test_search_rejects_bad_input_like_uploads(client: Any) -> None:
+    response = client.post("/v1/duplicates/search", data=b"%PDF-1.4 not an image", content_type="image/jpeg")
+    assert response.status_code == 415 and response.get_json()["error"]["code"]
+    response = client.post("/v1/duplicates/search", data=b"", content_type="image/jpeg")
+    assert response.status_code == 400
+
+
+def test_deleting_a_photo_removes_it_from_the_index(client: Any, services: Any) -> None:
+    original = images.natural(800, 600, seed=51)
+    first = ready(services, edits.jpeg_bytes(original))
+    repost = ready(services, edits.jpeg_bytes(edits.resize(original, random.Random(0))))
+    assert client.delete(f"/v1/photos/{first}").status_code == 204
+    assert client.get(f"/v1/photos/{repost}").get_json()["duplicates"] == []
+    found = client.post("/v1/duplicates/search", data=edits.jpeg_bytes(original), content_type="image/jpeg").get_json()
+    assert [d["id"] for d in found["duplicates"]] == [repost]
+
+
+def test_owner_scope(settings: Any, queue: Any) -> None:
+    services = build_services(settings.replace(dedupe_scope="owner"), queue=queue)
+    rgb = images.natural(640, 480, seed=61)
+    alice = ready(services, edits.jpeg_bytes(rgb), owner="alice")
+    bob = ready(services, edits.jpeg_bytes(rgb), owner="bob")
+    alice_again = ready(services, edits.jpeg_bytes(edits.greyscale(rgb, random.Random(0))), owner="alice")
+    assert services.catalog.get_photo(bob).duplicates == ()
+    assert [d.id for d in services.catalog.get_photo(alice_again).duplicates] == [alice]
+
+
+# --------------------------------------------------------------------------- ordering
+def test_the_later_photo_reports_the_earlier_whichever_ran_first(services: Any) -> None:
+    """Worst interleavings: the earlier upload is processed after the later one (it finds the
+    later one; the match is still stored on the later photo), and the other way round."""
+    rgb = images.natural(640, 480, seed=71)
+    earlier = ingest_bytes(services, edits.jpeg_bytes(rgb))
+    later = ingest_bytes(services, edits.jpeg_bytes(edits.mirror(rgb, random.Random(0))))
+    assert earlier < later
+    assert service.process_photo(services, later) is Outcome.DONE  # finds nothing: the earlier is not indexed yet
+    assert services.catalog.get_photo(later).duplicates == ()
+    assert service.process_photo(services, earlier) is Outcome.DONE  # finds the later one
+    assert [d.id for d in services.catalog.get_photo(later).duplicates] == [earlier]
+    assert services.catalog.get_photo(earlier).duplicates == ()
+
+
+def test_simultaneous_uploads_find_each_other(settings: Any, queue: Any) -> None:
+    """Two workers (threads with their own connections) process two copies at the same moment,
+    several times: the later always ends up reporting the earlier."""
+    for attempt in range(4):
+        rgb = images.natural(900, 600, seed=80 + attempt)
+        workers = [build_services(settings, queue=queue) for _ in range(2)]
+        a = ingest_bytes(workers[0], edits.jpeg_bytes(rgb))
+        b = ingest_bytes(workers[0], edits.jpeg_bytes(edits.brightness(rgb, random.Random(attempt))))
+        barrier = threading.Barrier(2)
+
+        def run(svc: Any, photo_id: str) -> None:
+            barrier.wait()
+            assert service.process_photo(svc, photo_id) is Outcome.DONE
+
+        threads = [threading.Thread(target=run, args=(workers[i], pid)) for i, pid in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [d.id for d in workers[0].catalog.get_photo(b).duplicates] == [a], attempt
