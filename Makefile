@@ -25,6 +25,8 @@ bench: install
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/origin.py
 	$(BIN)/python bench/reprocess.py
+	$(BIN)/python bench/dedupe_eval.py
+	$(BIN)/python bench/dedupe_index.py
 
 clean:
 	rm -rf $(VENV) var

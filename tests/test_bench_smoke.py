@@ -18,3 +18,16 @@ def test_encoder_bench_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| avif") or line.startswith("| webp") or line.startswith("| jpeg")]
     assert len(rows) == 9 and sum("| yes |" in row for row in rows) == 3
+
+
+def test_dedupe_benches_run(tmp_path: Path) -> None:
+    for seed in range(3):
+        (tmp_path / f"p{seed}.jpg").write_bytes(images.jpeg(images.natural(480, 320, seed=seed)))
+    done = subprocess.run([sys.executable, "bench/dedupe_eval.py", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sum(line.startswith("| mirror |") for line in done.stdout.splitlines()) == 1
+    done = subprocess.run([sys.executable, "bench/dedupe_index.py", "--memory", "3000", "--sql", "2000", "--postgres", "",
+                           "--sqlite", str(tmp_path / "index.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |"))]
+    assert len(rows) == 2 and all("600/600" in row for row in rows)

@@ -203,3 +203,37 @@ def test_malformed_files_get_a_4xx_or_end_failed_and_the_next_upload_works(path:
     good = client.post("/v1/photos", data=images.jpeg(images.scene(400, 300)))
     assert good.status_code == 202
     assert service.process_photo(services, good.get_json()["id"]) is service.Outcome.DONE
+
+
+def test_reposts_of_real_photos_are_found_and_distinct_photos_are_not(testdata: Path) -> None:
+    """Every fifth corpus photo, edited the ways reposts are, looked up among all of them."""
+    import random
+
+    from bench import edits
+    from media_pipeline import dedupe
+    from media_pipeline.hashindex import MemoryHashIndex
+
+    corpus = [p for p in files("corpus-dev") if p.suffix.lower() in (".jpg", ".png")][::5]
+    assert len(corpus) >= 20, "corpus-dev is missing or nearly empty"
+    from config.settings import Settings
+
+    preset = Settings.from_env({}).preset()
+
+    def fingerprint(data: bytes) -> dedupe.Fingerprint:
+        job = pipeline.prepare(data, preset, LIMIT, widths=pipeline.identity_widths(preset))
+        return pipeline.identify(job).fingerprint
+
+    index = MemoryHashIndex()
+    for i, path in enumerate(corpus):
+        index.add(str(i), None, [(h.view, h.value) for h in fingerprint(path.read_bytes()).stored])
+    missed, false = [], []
+    for i, path in enumerate(corpus):
+        rgb = edits.decode_rgb(path.read_bytes())
+        for name in ("resize", "recompress", "greyscale", "mirror", "border", "screenshot", "caption"):
+            query = fingerprint(edits.jpeg_bytes(edits.EDITS[name](rgb, random.Random(f"{i}{name}"))))
+            found = {hit.photo_id for hit in index.search([q.value for q in query.queries], 31)}
+            if str(i) not in found:
+                missed.append((path.name, name))
+            false += [(path.name, name, other) for other in found - {str(i)}]
+    assert false == []
+    assert len(missed) <= len(corpus) * 7 // 50, missed  # at most 2% of the lookups

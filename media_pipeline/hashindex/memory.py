@@ -110,25 +110,23 @@ class MemoryHashIndex:
             return []
         query_words = to_words(queries)
         with self._lock:
-            rows = np.concatenate([self._bucketed_candidates(queries, radius), np.arange(self._built, self._n)])
-            rows = np.unique(rows)
+            # (row, query) pairs: each query only with its own candidates, all in one vector op.
+            rows, qids = self._bucketed_candidates(queries, radius)
+            newer = np.arange(self._built, self._n)
+            rows = np.concatenate([rows, np.tile(newer, len(queries))])
+            qids = np.concatenate([qids, np.repeat(np.arange(len(queries)), len(newer))])
             keep = self._alive[rows]
             if owner is not None:
                 keep &= self._owner_codes[rows] == self._owner_code.get(owner, -1)
-            rows = rows[keep]
-            if len(rows) == 0:
-                return []
-            dist = distances(self._words[rows], query_words)
-            best_query = dist.argmin(axis=1)
-            best = dist[np.arange(len(rows)), best_query]
-            within = best <= radius
+            rows, qids = rows[keep], qids[keep]
+            dist = np.bitwise_count(self._words[rows] ^ query_words[qids]).sum(axis=1, dtype=np.int32)
+            within = dist <= radius
+            rows, qids, dist = rows[within], qids[within], dist[within]
             hits: dict[str, IndexHit] = {}
-            for row, d, qi in zip(rows[within].tolist(), best[within].tolist(), best_query[within].tolist()):
-                photo_id = self._ids[row]
-                if photo_id == exclude:
-                    continue
-                if photo_id not in hits or d < hits[photo_id].distance:
-                    hits[photo_id] = IndexHit(photo_id, self._views[row], d, qi)
+            for i in np.lexsort((qids, dist)).tolist():  # closest first, then the first query
+                photo_id = self._ids[int(rows[i])]
+                if photo_id != exclude and photo_id not in hits:
+                    hits[photo_id] = IndexHit(photo_id, self._views[int(rows[i])], int(dist[i]), int(qids[i]))
         return sorted(hits.values(), key=lambda hit: (hit.distance, hit.photo_id))
 
     def scan(self, queries: Sequence[int], radius: int) -> list[tuple[str, int]]:
@@ -139,18 +137,24 @@ class MemoryHashIndex:
             rows = np.flatnonzero((dist <= radius) & self._alive[: self._n])
             return sorted({(self._ids[r], int(dist[r])) for r in rows.tolist()}, key=lambda x: (x[1], x[0]))
 
-    def _bucketed_candidates(self, queries: Sequence[int], radius: int) -> np.ndarray:
+    def _bucketed_candidates(self, queries: Sequence[int], radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, query index) of every bucketed row sharing a probed substring with a query."""
+        empty = np.zeros(0, dtype=np.int64)
         if not self._buckets:
-            return np.zeros(0, dtype=np.int64)
-        found = []
-        for (offsets, order), values in zip(self._buckets, probe_sets(queries, radius)):
-            keys = np.fromiter(values, dtype=np.int64, count=len(values))
-            starts, ends = offsets[keys], offsets[keys + 1]
-            lengths = ends - starts
+            return empty, empty
+        per_query = [probe_sets([q], radius) for q in queries]
+        found_rows, found_qids = [], []
+        for i, (offsets, order) in enumerate(self._buckets):
+            keys = np.concatenate([np.fromiter(p[i], dtype=np.int64, count=len(p[i])) for p in per_query])
+            key_qids = np.concatenate([np.full(len(p[i]), qi, dtype=np.int64) for qi, p in enumerate(per_query)])
+            starts, lengths = offsets[keys], offsets[keys + 1] - offsets[keys]
             total = int(lengths.sum())
             if total == 0:
                 continue
-            # Concatenate order[starts[k]:ends[k]] for every k without a Python loop.
+            # Concatenate order[start:start + length] for every key without a Python loop.
             shifts = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-            found.append(order[np.arange(total) + shifts])
-        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+            found_rows.append(order[np.arange(total) + shifts])
+            found_qids.append(np.repeat(key_qids, lengths))
+        if not found_rows:
+            return empty, empty
+        return np.concatenate(found_rows), np.concatenate(found_qids)
