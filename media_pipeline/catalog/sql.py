@@ -165,9 +165,11 @@ MIGRATIONS = MIGRATIONS + (
                 kind TEXT NOT NULL,
                 distance INTEGER NOT NULL,
                 transform TEXT,
+                found_by TEXT NOT NULL,
                 PRIMARY KEY (photo_id, other_id)
             )""",
             "CREATE INDEX photo_duplicates_other ON photo_duplicates (other_id)",
+            "CREATE INDEX photo_duplicates_found_by ON photo_duplicates (found_by)",
         ),
     ),
 )
@@ -616,22 +618,26 @@ class SqlCatalog:
             )
         best: dict[str, str] = {}
         for other, how in rows:
-            best[other] = "bytes" if how == "bytes" or best.get(other) == "bytes" else how
+            if best.get(other) != "bytes":  # the same bytes says more than the same pixels
+                best[other] = how
         return sorted(best.items())
 
     def replace_duplicates(self, photo_id: str, matches: Iterable[Duplicate]) -> None:
-        """Every match of ``photo_id`` as found now, replacing its earlier ones; each is stored from
-        the later photo (by id) to the earlier one."""
+        """The matches ``photo_id``'s search found now replace those its earlier searches found;
+        each is stored from the later photo (by id) to the earlier one. Matches other photos
+        found stay: the earlier of two simultaneous uploads may finish its (empty) search after
+        the later one recorded their match, and must not erase it."""
         with self._tx() as cur:
-            cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
+            cur.execute("DELETE FROM photo_duplicates WHERE found_by = ?", (photo_id,))
             rows = [
-                (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, photo_id, m.id)
+                (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, photo_id, photo_id, m.id)
                 for m in matches if m.id != photo_id
             ]
-            # A match deleted meanwhile is skipped, not an error.
+            # A match deleted meanwhile is skipped, not an error; one the other photo found first is kept.
             cur.executemany(
-                "INSERT INTO photo_duplicates (photo_id, other_id, kind, distance, transform) SELECT ?, ?, ?, ?, ? "
-                "WHERE EXISTS (SELECT 1 FROM photos WHERE id = ?) AND EXISTS (SELECT 1 FROM photos WHERE id = ?)",
+                "INSERT INTO photo_duplicates (photo_id, other_id, kind, distance, transform, found_by) SELECT ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM photos WHERE id = ?) AND EXISTS (SELECT 1 FROM photos WHERE id = ?) "
+                "ON CONFLICT (photo_id, other_id) DO NOTHING",
                 rows,
             )
 

@@ -24,7 +24,7 @@ def catalog(request: Any, tmp_path: Any) -> Any:
     yield catalog
     if request.param == "postgresql":
         with catalog._tx() as cur:  # the database is shared by the session: leave it empty
-            for table in ("renditions", "photo_hashes", "photos"):
+            for table in ("renditions", "photo_hashes", "photo_duplicates", "photo_fingerprints", "photos"):
                 cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
@@ -201,3 +201,27 @@ def test_checkpoint_counts_only_photos_new_to_the_job(catalog: Any) -> None:
     job = catalog.get_job("job1")
     assert (job.cursor, job.enqueued) == ("d", 4)
     assert catalog.job_report("job1").counts == {"pending": 4}
+
+
+def test_duplicates_survive_the_other_photos_late_search(catalog: Any) -> None:
+    """The earlier of two simultaneous uploads finished its search (finding nothing) after the
+    later one recorded their match: the match must survive, stored on the later photo."""
+    from media_pipeline.models import Duplicate
+
+    earlier, later = make_photo(), make_photo()
+    earlier_id, later_id = sorted([earlier.id, later.id])
+    catalog.add_photo(earlier)
+    catalog.add_photo(later)
+    catalog.replace_duplicates(later_id, [Duplicate(earlier_id, "near", 4, "mirror")])
+    catalog.replace_duplicates(earlier_id, [])
+    assert catalog.duplicates_of(later_id) == [Duplicate(earlier_id, "near", 4, "mirror")]
+    # Both found it: one row, still on the later photo.
+    catalog.replace_duplicates(earlier_id, [Duplicate(later_id, "near", 4, "mirror")])
+    assert catalog.duplicates_of(later_id) == [Duplicate(earlier_id, "near", 4, "mirror")]
+    assert catalog.duplicates_of(earlier_id) == []
+    # A rerun replaces only what that photo's own search found; a deleted photo leaves no match.
+    catalog.replace_duplicates(later_id, [])
+    catalog.delete_photo(earlier_id)
+    assert catalog.duplicates_of(later_id) == []
+    catalog.replace_duplicates(later_id, [Duplicate(earlier_id, "exact", 0, "same bytes")])
+    assert catalog.duplicates_of(later_id) == []
