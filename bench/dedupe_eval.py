@@ -2,12 +2,13 @@
 
     python bench/dedupe_eval.py [folder of distinct photos] [--near 31] [--limit N]
 
-Every photo is indexed (its fingerprint through the real pipeline, as a worker makes it),
-together with four 60% tiles of it as distractors that share content with it. Each edit in
-bench/edits.py is applied to every photo, and the edited copy is looked up the way a new upload
-is (all query views, mirrored too) at the chosen distance. Printed per edit: recall (the
-original is among the hits) and false pairs (hits on any other photo or its tiles); then the
-same over a range of distances, and the false pairs among the originals themselves.
+Every photo is indexed (view hashes and keypoints, made by the real pipeline as a worker
+makes them), together with four 60% tiles of it as distractors that share content with it.
+Each edit in bench/edits.py is applied to every photo, and the edited copy is looked up by the
+service's own matcher (``service.find_duplicates``: view hashes with their mirrors, then keypoint
+votes and RANSAC verification) over in-memory indexes. Printed per edit: recall (the original is
+among the matches), which matcher found it, and false pairs (matches with any other photo or its
+tiles); then the hash matcher alone over a range of distances, and the originals against each other.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import edits  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from media_pipeline import dedupe, pipeline  # noqa: E402
-from media_pipeline.hashindex import MemoryHashIndex  # noqa: E402
+from media_pipeline import pipeline, service  # noqa: E402
+from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
+from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
+from media_pipeline.keypoints import INDEXED, keys  # noqa: E402
+from media_pipeline.queue import RecordingQueue  # noqa: E402
+from media_pipeline.storage import features_key  # noqa: E402
+from media_pipeline.storage.memory import MemoryStorage  # noqa: E402
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "corpus-dev"
 SWEEP = (16, 24, 31, 40, 48)
@@ -55,64 +61,84 @@ def main() -> None:
         sys.exit(f"need at least two photos in {args.folder}")
     widest = max(SWEEP + (args.near,))
 
-    index = MemoryHashIndex()
+    services = service.Services(
+        settings=settings.replace(near_distance=args.near), preset=settings.preset(), storage=MemoryStorage(),
+        catalog=SqlCatalog("sqlite:///:memory:"), queue=RecordingQueue(),
+        hash_index=MemoryHashIndex(), feature_index=MemoryFeatureIndex(),
+    )
+    services.catalog.migrate()  # empty: exact matches are not what this measures
+    index = services.hash_index
     source: dict[str, int] = {}
     originals: list[pipeline.Identity] = []
-    queries: dict[str, list[dedupe.Fingerprint]] = {name: [] for name in edits.EDITS}
+    queries: dict[str, list[pipeline.Identity]] = {name: [] for name in edits.EDITS}
     seconds: list[float] = []
+
+    def add(photo_id: str, identity: pipeline.Identity, own: int) -> None:
+        index.add(photo_id, None, [(h.view, h.value) for h in identity.fingerprint.stored])
+        services.storage.put(features_key(photo_id), identity.features.to_bytes(), "application/octet-stream")
+        services.feature_index.add(photo_id, None, keys(identity.features, INDEXED))
+        source[photo_id] = own
+
     for i, path in enumerate(files):
         data = path.read_bytes()
         started = time.perf_counter()
         identity = identify(data, settings)
         seconds.append(time.perf_counter() - started)
         originals.append(identity)
-        index.add(f"o{i}", None, [(h.view, h.value) for h in identity.fingerprint.stored])
-        source[f"o{i}"] = i
+        add(f"o{i}", identity, i)
         rgb = edits.decode_rgb(data)
         for k in range(4):
-            tile = identify(edits.jpeg_bytes(edits.tile(rgb, k)), settings).fingerprint
-            index.add(f"t{i}-{k}", None, [(h.view, h.value) for h in tile.stored])
-            source[f"t{i}-{k}"] = i
+            add(f"t{i}-{k}", identify(edits.jpeg_bytes(edits.tile(rgb, k)), settings), i)
         for name, edit in edits.EDITS.items():
             edited = edit(rgb, random.Random(f"{args.seed}-{path.stem}-{name}"))
-            queries[name].append(identify(edits.jpeg_bytes(edited), settings).fingerprint)
+            queries[name].append(identify(edits.jpeg_bytes(edited), settings))
 
-    def look_up(fp: dedupe.Fingerprint, own: int) -> tuple[int | None, list[int]]:
-        """(distance to the original if found within the widest radius, distances of false hits)."""
-        hits = index.search([q.value for q in fp.queries], widest, exclude=f"o{own}" if fp is originals[own].fingerprint else None)
-        found = next((h.distance for h in hits if h.photo_id == f"o{own}"), None)
-        return found, [h.distance for h in hits if source[h.photo_id] != own]
+    def look_up(identity: pipeline.Identity, own: int) -> tuple[str | None, list[str]]:
+        """(how the original was found: "hash" or "keypoints", or None; the other photos matched)."""
+        exclude = f"o{own}" if identity is originals[own] else None
+        found = service.find_duplicates(services, "", identity, None, exclude=exclude)
+        how = next(("hash" if d.distance is not None else "keypoints" for d in found if d.id == f"o{own}"), None)
+        return how, [d.id for d in found if source[d.id] != own]
+
+    def hash_distances(identity: pipeline.Identity, own: int) -> tuple[int | None, list[int]]:
+        """The hash matcher alone at the widest radius: (distance to the original, false distances)."""
+        hits = index.search([q.value for q in identity.fingerprint.queries], widest,
+                            exclude=f"o{own}" if identity is originals[own] else None)
+        return (next((h.distance for h in hits if h.photo_id == f"o{own}"), None),
+                [h.distance for h in hits if source[h.photo_id] != own])
 
     print(f"# dedupe_eval: {len(files)} photos from {args.folder}, {index.count()} hashes indexed "
           f"({len(files)} originals + {4 * len(files)} distractor tiles), match distance {args.near} of 256\n")
-    results = {name: [look_up(fp, i) for i, fp in enumerate(fps)] for name, fps in queries.items()}
-    print("| edit | recall | target | false pairs | median distance found |")
-    print("|---|---|---|---|---|")
+    results = {name: [look_up(identity, i) for i, identity in enumerate(ids)] for name, ids in queries.items()}
+    print("| edit | recall | target | by hashes | by keypoints | false pairs |")
+    print("|---|---|---|---|---|---|")
     total_false = 0
     for name, rows in results.items():
-        found = [d for d, _ in rows if d is not None and d <= args.near]
-        false = sum(sum(1 for d in f if d <= args.near) for _, f in rows)
+        recall = sum(1 for how, _ in rows if how) / len(rows)
+        false = sum(len(f) for _, f in rows)
         total_false += false
-        recall = len(found) / len(rows)
         ok = "yes" if recall >= TARGETS[name] else "no"
-        median = statistics.median(found) if found else "-"
-        print(f"| {name} | {recall:.3f} | {TARGETS[name]} ({ok}) | {false} | {median} |")
-    base = [look_up(o.fingerprint, i) for i, o in enumerate(originals)]
-    base_false = sum(sum(1 for d in f if d <= args.near) for _, f in base)
+        by = {how: sum(1 for h, _ in rows if h == how) for how in ("hash", "keypoints")}
+        print(f"| {name} | {recall:.3f} | {TARGETS[name]} ({ok}) | {by['hash']} | {by['keypoints']} | {false} |")
+    base = [look_up(o, i) for i, o in enumerate(originals)]
+    base_false = sum(len(f) for _, f in base)
     pairs = len(files) * (len(edits.EDITS) + 1) * (len(files) - 1) * 5
-    print(f"\nFalse pairs at {args.near}: {total_false} among edited copies, {base_false} among the originals "
-          f"(about {pairs:,} cross pairs, each compared over every query view and stored view).")
-    closest_false = min([d for rows in results.values() for _, f in rows for d in f] + [d for _, f in base for d in f], default=None)
-    print(f"Closest false pair found within {widest}: {closest_false if closest_false is not None else f'none (> {widest})'}")
+    print(f"\nFalse pairs: {total_false} among edited copies, {base_false} among the originals "
+          f"(about {pairs:,} cross pairs; hashes compared over every query view and stored view, "
+          f"keypoints verified for the {settings.keypoint_candidates} best-voted photos of each lookup).")
 
-    print("\n| distance | " + " | ".join(results) + " | false pairs |")
-    print("|---" * (len(results) + 2) + "|")
+    sweep = {name: [hash_distances(identity, i) for i, identity in enumerate(ids)] for name, ids in queries.items()}
+    sweep_base = [hash_distances(o, i) for i, o in enumerate(originals)]
+    closest_false = min([d for rows in sweep.values() for _, f in rows for d in f] + [d for _, f in sweep_base for d in f], default=None)
+    print(f"Hash matcher alone: closest false pair within {widest} bits: {closest_false if closest_false is not None else f'none (> {widest})'}")
+    print("\n| distance | " + " | ".join(sweep) + " | false pairs |")
+    print("|---" * (len(sweep) + 2) + "|")
     for radius in SWEEP:
-        recalls = [sum(1 for d, _ in rows if d is not None and d <= radius) / len(rows) for rows in results.values()]
-        false = sum(sum(1 for d in f if d <= radius) for rows in list(results.values()) + [base] for _, f in rows)
+        recalls = [sum(1 for d, _ in rows if d is not None and d <= radius) / len(rows) for rows in sweep.values()]
+        false = sum(sum(1 for d in f if d <= radius) for rows in list(sweep.values()) + [sweep_base] for _, f in rows)
         print(f"| {radius} | " + " | ".join(f"{r:.2f}" for r in recalls) + f" | {false} |")
     qualities = sorted(o.fingerprint.quality for o in originals)
-    print(f"\nFingerprint + pixel digest per photo: median {1000 * statistics.median(seconds):.1f} ms (decode and resize included); "
+    print(f"\nIdentify (pixel digest, view hashes, keypoints) per photo: median {1000 * statistics.median(seconds):.1f} ms (decode and resize included); "
           f"hash quality of the originals: min {qualities[0]:.1f}, median {np.median(qualities):.1f}")
 
 

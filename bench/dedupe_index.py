@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
 from media_pipeline.hashindex import MemoryHashIndex, SqlHashIndex  # noqa: E402
-from media_pipeline.hashindex.base import CHUNKS, HASH_BITS, chunks  # noqa: E402
+from media_pipeline.hashindex.base import HASH_BITS, SQL_LAYOUT  # noqa: E402
 from media_pipeline.hashindex.memory import distances, to_words  # noqa: E402
 
 QUERIES = 200
@@ -123,10 +123,10 @@ def bench_memory(n: int, radius: int, rng: np.random.Generator) -> None:
 
 def bulk_load(catalog: SqlCatalog, words: np.ndarray) -> None:
     values = [words_to_int(row) for row in words]
-    rows = [(f"p{i}", "full", "", f"{v:064x}", *chunks(v)) for i, v in enumerate(values)]
-    columns = "photo_id, view, owner, value, " + ", ".join(f"c{i}" for i in range(CHUNKS))
+    rows = [(f"p{i}", "full", "", f"{v:064x}", *SQL_LAYOUT.chunks(v)) for i, v in enumerate(values)]
+    columns = "photo_id, view, owner, value, " + ", ".join(f"c{i}" for i in range(SQL_LAYOUT.count))
     with catalog._tx() as cur:
-        for i in range(CHUNKS):
+        for i in range(SQL_LAYOUT.count):
             cur.execute(f"DROP INDEX IF EXISTS hash_index_c{i}")
     if catalog.dialect == "postgresql":
         conn = catalog._connection()
@@ -135,9 +135,9 @@ def bulk_load(catalog: SqlCatalog, words: np.ndarray) -> None:
                 copy.write_row(row)
     else:
         with catalog._tx() as cur:
-            cur.executemany(f"INSERT INTO hash_index ({columns}) VALUES ({', '.join('?' * (4 + CHUNKS))})", rows)
+            cur.executemany(f"INSERT INTO hash_index ({columns}) VALUES ({', '.join('?' * (4 + SQL_LAYOUT.count))})", rows)
     with catalog._tx() as cur:
-        for i in range(CHUNKS):
+        for i in range(SQL_LAYOUT.count):
             cur.execute(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i})")
         if catalog.dialect == "postgresql":
             cur.execute("ANALYZE hash_index")

@@ -59,6 +59,9 @@ class Settings:
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
+    keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 12 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per upload); `off` to skip.")
+    keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
+    min_inliers: int = _setting(20, "MP_MIN_INLIERS", "Keypoint matches consistent with one similarity transform needed to call two photos the same picture. Distinct photos of the dev corpus reached 9 at most; crops and rotations of the same one 50-200.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
@@ -174,6 +177,10 @@ class Settings:
             problems.append("MP_DEDUPE_SCOPE must be global or owner")
         if not 0 <= self.near_distance <= 64:
             problems.append("MP_NEAR_DISTANCE must be between 0 and 64 (of 256 bits)")
+        if self.keypoint_matching not in ("on", "off"):
+            problems.append("MP_KEYPOINT_MATCHING must be on or off")
+        if self.keypoint_candidates < 1 or self.min_inliers < 8:
+            problems.append("MP_KEYPOINT_CANDIDATES must be at least 1 and MP_MIN_INLIERS at least 8")
         if not 0 <= self.min_hash_quality <= 100:
             problems.append("MP_MIN_HASH_QUALITY must be between 0 and 100")
         if self.serve_mode not in ("stream", "redirect"):

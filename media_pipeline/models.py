@@ -189,12 +189,21 @@ class Hashes:
 @dataclass(frozen=True)
 class Duplicate:
     """An earlier photo this one repeats. ``kind``: "exact" (same bytes or decoded pixels) or
-    "near" (perceptual hashes within the threshold); ``distance`` in bits of 256 (0 when exact)."""
+    "near". ``distance``: bits of 256 between view hashes (0 when exact), or None for a match by
+    keypoints, which says how many agreed in ``inliers`` instead."""
 
     id: str
     kind: str
-    distance: int
+    distance: int | None
     transform: str | None = None
+    inliers: int | None = None
+
+    @property
+    def order(self) -> tuple[int, int, int, str]:
+        """Exact first, then near by distance, then keypoint matches by inliers (most first)."""
+        if self.distance is not None:
+            return (0 if self.kind == "exact" else 1, self.distance, 0, self.id)
+        return (2, 0, -(self.inliers or 0), self.id)
 
 
 @dataclass(frozen=True)

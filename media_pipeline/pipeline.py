@@ -14,8 +14,9 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
     encode             every width in every preset format, with no metadata
     placeholder        BlurHash and dominant colour from the smallest level
     hashes             perceptual hashes from the smallest level
-    identify           SHA-256 of the largest level's pixels, and the near-duplicate
-                       fingerprint (view hashes, see dedupe.py) of the smallest
+    identify           SHA-256 of the largest level's pixels, the near-duplicate
+                       fingerprint (view hashes, see dedupe.py) of the smallest level and
+                       ORB keypoints of a 512 px one (keypoints.py)
 
 Nothing here touches the network, files or the clock.
 """
@@ -29,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyvips
 
-from media_pipeline import dedupe, vips
+from media_pipeline import dedupe, keypoints, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import perceptual_hashes
@@ -186,7 +187,10 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
     """The smallest level, alpha flattened on white, as HxWx3 uint8 (optionally shrunk further)."""
-    image = job.levels[job.widths[-1]]
+    return _pixels(job.levels[job.widths[-1]], long_side)
+
+
+def _pixels(image: pyvips.Image, long_side: int | None) -> np.ndarray:
     if long_side and max(image.width, image.height) > long_side:
         image = image.thumbnail_image(long_side, height=long_side)
     if image.hasalpha():
@@ -205,17 +209,29 @@ def describe(job: Job, preset: Preset) -> tuple[PhotoMetadata, Placeholder, Hash
 
 @dataclass(frozen=True)
 class Identity:
-    """What duplicates are found by: exact (decoded upright pixels) and near (view hashes)."""
+    """What duplicates are found by: exact (decoded upright pixels), near (view hashes) and
+    local (keypoints, for crops and rotations)."""
 
     pixel_sha256: str
     fingerprint: dedupe.Fingerprint
+    features: keypoints.LocalFeatures
 
 
 def identify(job: Job) -> Identity:
     largest = job.levels[job.widths[0]]
     digest = hashlib.sha256(f"{largest.width}x{largest.height}x{largest.bands}:".encode())
     digest.update(largest.write_to_memory())
-    return Identity(pixel_sha256=digest.hexdigest(), fingerprint=dedupe.fingerprint(small_rgb(job)))
+    return Identity(
+        pixel_sha256=digest.hexdigest(),
+        fingerprint=dedupe.fingerprint(small_rgb(job)),
+        features=keypoints.extract(dedupe.luma(_level_near(job, keypoints.LONG_SIDE))),
+    )
+
+
+def _level_near(job: Job, long_side: int) -> np.ndarray:
+    """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it."""
+    fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
+    return _pixels(job.levels[fitting[-1] if fitting else job.widths[0]], long_side)
 
 
 def identity_widths(preset: Preset) -> tuple[int, ...]:

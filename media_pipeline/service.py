@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import dedupe, pipeline, vips
+from media_pipeline import dedupe, keypoints, pipeline, vips
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
     EmptyUpload,
@@ -26,11 +26,11 @@ from media_pipeline.errors import (
     QueueUnavailable,
     UploadTooLarge,
 )
-from media_pipeline.hashindex import HashIndex, SqlHashIndex
+from media_pipeline.hashindex import FeatureIndex, HashIndex, SqlFeatureIndex, SqlHashIndex
 from media_pipeline.models import Duplicate, Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.probe import probe
 from media_pipeline.queue import TaskQueue
-from media_pipeline.storage import Storage, make_storage, original_key, rendition_key, rendition_prefix
+from media_pipeline.storage import Storage, features_key, make_storage, original_key, rendition_key, rendition_prefix
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,14 @@ class Services:
     catalog: Catalog
     queue: TaskQueue
     hash_index: HashIndex | None = None
+    feature_index: FeatureIndex | None = None
 
     def __post_init__(self) -> None:
+        # The indexes live in the catalog's database unless a caller hands in other backends.
         if self.hash_index is None:
-            # The index lives in the catalog's database unless a caller hands in another backend.
             self.hash_index = SqlHashIndex(self.catalog)  # type: ignore[arg-type]
+        if self.feature_index is None:
+            self.feature_index = SqlFeatureIndex(self.catalog)  # type: ignore[arg-type]
 
 
 def build_services(settings: Settings, queue: TaskQueue | None = None) -> Services:
@@ -355,6 +358,7 @@ def delete_photo(services: Services, photo_id: str) -> bool:
     if photo is None:
         return False
     services.hash_index.remove(photo_id)
+    services.feature_index.remove(photo_id)
     _delete_objects(services, photo_id, photo.original_key)
     return services.catalog.delete_photo(photo_id)
 
@@ -363,6 +367,7 @@ def _delete_objects(services: Services, photo_id: str, key: str) -> None:
     for rendition in list(services.storage.list(rendition_prefix(photo_id))):
         services.storage.delete(rendition)
     services.storage.delete(key)
+    services.storage.delete(features_key(photo_id))
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -383,6 +388,13 @@ def record_duplicates(services: Services, photo: Photo, identity: pipeline.Ident
         services.hash_index.add(photo.id, photo.owner, [(h.view, h.value) for h in fingerprint.stored])
     else:
         services.hash_index.remove(photo.id)
+    features = identity.features
+    if settings.keypoint_matching == "on" and len(features) >= keypoints.MIN_FEATURES:
+        # The keypoints first, so no voter can find the photo before its keypoints can be read.
+        services.storage.put(features_key(photo.id), features.to_bytes(), "application/octet-stream", PRIVATE)
+        services.feature_index.add(photo.id, photo.owner, keypoints.keys(features, keypoints.INDEXED))
+    else:
+        services.feature_index.remove(photo.id)
     found = find_duplicates(services, photo.sha256, identity, photo.owner, exclude=photo.id)
     services.catalog.replace_duplicates(photo.id, found)
     return found
@@ -390,7 +402,8 @@ def record_duplicates(services: Services, photo: Photo, identity: pipeline.Ident
 
 def find_duplicates(services: Services, sha256: str, identity: pipeline.Identity, owner: str | None,
                     exclude: str | None = None) -> list[Duplicate]:
-    """Exact matches (same bytes, same decoded pixels) first, then near ones, closest first."""
+    """Exact matches (same bytes, same decoded pixels), near ones by view hashes, and by keypoints
+    those the hashes missed (asymmetric crops, rotations), in ``Duplicate.order``."""
     # In owner scope, photos without an owner form one scope of their own ("").
     scope = (owner or "") if services.settings.dedupe_scope == "owner" else None
     exact = services.catalog.exact_matches(exclude or "", sha256, identity.pixel_sha256, scope)
@@ -403,7 +416,29 @@ def find_duplicates(services: Services, sha256: str, identity: pipeline.Identity
             if hit.photo_id not in seen:
                 hint = dedupe.transform_hint(fingerprint.queries[hit.query], hit.view)
                 found.append(Duplicate(id=hit.photo_id, kind="near", distance=hit.distance, transform=hint))
-    return found
+    if services.settings.keypoint_matching == "on":
+        found += _keypoint_matches(services, identity.features, {d.id for d in found}, scope, exclude)
+    return sorted(found, key=lambda d: d.order)
+
+
+def _keypoint_matches(services: Services, features: keypoints.LocalFeatures, known: set[str],
+                      scope: str | None, exclude: str | None) -> list[Duplicate]:
+    """Verify the best-voted photos the other matchers did not already find."""
+    if len(features) < keypoints.MIN_FEATURES:
+        return []
+    settings = services.settings
+    voted = services.feature_index.votes(keypoints.keys(features), limit=settings.keypoint_candidates + len(known),
+                                         min_votes=keypoints.MIN_VOTES, owner=scope, exclude=exclude)
+    matches = []
+    for photo_id, _ in [v for v in voted if v[0] not in known][: settings.keypoint_candidates]:
+        try:
+            stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo_id)))
+        except (ObjectNotFound, ValueError):
+            continue  # deleted meanwhile, or written by a later format: not evidence either way
+        agreeing = keypoints.inliers(features, stored)
+        if agreeing >= settings.min_inliers:
+            matches.append(Duplicate(id=photo_id, kind="near", distance=None, transform="crop or rotation", inliers=agreeing))
+    return matches
 
 
 def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> list[Duplicate]:

@@ -191,3 +191,62 @@ def test_simultaneous_uploads_find_each_other(settings: Any, queue: Any) -> None
         for t in threads:
             t.join()
         assert [d.id for d in workers[0].catalog.get_photo(b).duplicates] == [a], attempt
+
+
+# --------------------------------------------------------------------------- keypoints
+def textured(seed: int) -> np.ndarray:
+    """A photo-like picture with corners and edges for keypoints: random shapes over a natural field."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = images.natural(900, 600, seed=seed)
+    for _ in range(60):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, 900)), int(rng.integers(0, 600))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(10, 80)), y + int(rng.integers(10, 80))), colour, -1)
+        else:
+            cv2.circle(img, (x, y), int(rng.integers(5, 40)), colour, -1)
+    return img
+
+
+@pytest.mark.parametrize("edit", ["asym_crop", "rotate5"])
+def test_crops_and_rotations_are_found_by_keypoints(client: Any, services: Any, edit: str) -> None:
+    original = textured(91)
+    first = ready(services, edits.jpeg_bytes(original))
+    ready(services, edits.jpeg_bytes(textured(92)))  # an unrelated photo with as many keypoints
+    repost = ready(services, edits.jpeg_bytes(edits.EDITS[edit](original, random.Random(3)), 80))
+    dups = client.get(f"/v1/photos/{repost}").get_json()["duplicates"]
+    assert [(d["id"], d["kind"], d["distance"], d["transform"]) for d in dups] == [(first, "near", None, "crop or rotation")]
+    assert dups[0]["inliers"] >= services.settings.min_inliers
+
+
+def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services: Any) -> None:
+    from media_pipeline.storage import features_key
+
+    photo_id = ready(services, edits.jpeg_bytes(textured(93)))
+    assert services.storage.exists(features_key(photo_id))
+    assert client.get(f"/i/{photo_id}/features").status_code == 404
+    assert client.delete(f"/v1/photos/{photo_id}").status_code == 204
+    assert not services.storage.exists(features_key(photo_id))
+    query = edits.jpeg_bytes(edits.asymmetric_crop(textured(93), random.Random(1)))
+    assert client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json() == {"duplicates": []}
+
+
+def test_keypoint_matching_can_be_turned_off(settings: Any, queue: Any) -> None:
+    services = build_services(settings.replace(keypoint_matching="off"), queue=queue)
+    original = textured(94)
+    ready(services, edits.jpeg_bytes(original))
+    repost = ready(services, edits.jpeg_bytes(edits.asymmetric_crop(original, random.Random(3))))
+    assert services.catalog.get_photo(repost).duplicates == ()
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (4000, 1), (1, 1), (3, 2), (32, 33), (40, 4000)])
+def test_degenerate_shapes_identify_without_error(shape: tuple[int, int]) -> None:
+    from media_pipeline import keypoints
+
+    strip = (np.arange(shape[0] * shape[1]) % 251).astype(np.uint8).reshape(shape)
+    found = keypoints.extract(strip)
+    assert len(found) == 0 if min(shape) < 32 else len(found) <= keypoints.FEATURES
+    fp = dedupe.fingerprint(np.dstack([strip] * 3))
+    assert fp.quality >= 0 and len(fp.stored) >= 3

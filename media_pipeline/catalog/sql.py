@@ -163,13 +163,22 @@ MIGRATIONS = MIGRATIONS + (
                 photo_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
                 other_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
                 kind TEXT NOT NULL,
-                distance INTEGER NOT NULL,
+                distance INTEGER,
                 transform TEXT,
+                inliers INTEGER,
                 found_by TEXT NOT NULL,
                 PRIMARY KEY (photo_id, other_id)
             )""",
             "CREATE INDEX photo_duplicates_other ON photo_duplicates (other_id)",
             "CREATE INDEX photo_duplicates_found_by ON photo_duplicates (found_by)",
+            # Keypoint vote keys (media_pipeline/keypoints.py): one row per key of a photo.
+            """CREATE TABLE feature_postings (
+                key INTEGER NOT NULL,
+                photo_id TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                PRIMARY KEY (key, photo_id)
+            )""",
+            "CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",
         ),
     ),
 )
@@ -630,34 +639,35 @@ class SqlCatalog:
         with self._tx() as cur:
             cur.execute("DELETE FROM photo_duplicates WHERE found_by = ?", (photo_id,))
             rows = [
-                (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, photo_id, photo_id, m.id)
+                (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, m.inliers, photo_id, photo_id, m.id)
                 for m in matches if m.id != photo_id
             ]
             # A match deleted meanwhile is skipped, not an error; one the other photo found first is kept.
             cur.executemany(
-                "INSERT INTO photo_duplicates (photo_id, other_id, kind, distance, transform, found_by) SELECT ?, ?, ?, ?, ?, ? "
+                "INSERT INTO photo_duplicates (photo_id, other_id, kind, distance, transform, inliers, found_by) SELECT ?, ?, ?, ?, ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM photos WHERE id = ?) AND EXISTS (SELECT 1 FROM photos WHERE id = ?) "
                 "ON CONFLICT (photo_id, other_id) DO NOTHING",
                 rows,
             )
 
     def duplicates_of(self, photo_id: str) -> list[Duplicate]:
-        """The earlier photos this one repeats, exact matches first, then by distance."""
+        """The earlier photos this one repeats, in ``Duplicate.order``."""
         with self._tx(write=False) as cur:
             return self._duplicates(cur, photo_id)
 
     def _duplicates(self, cur: "_Cursor", photo_id: str) -> list[Duplicate]:
         rows = cur.fetchall(
-            "SELECT other_id, kind, distance, transform FROM photo_duplicates WHERE photo_id = ?", (photo_id,)
+            "SELECT other_id, kind, distance, transform, inliers FROM photo_duplicates WHERE photo_id = ?", (photo_id,)
         )
-        found = [Duplicate(id=r[0], kind=r[1], distance=int(r[2]), transform=r[3]) for r in rows]
-        return sorted(found, key=lambda d: (d.kind != "exact", d.distance, d.id))
+        found = [Duplicate(id=r[0], kind=r[1], distance=r[2], transform=r[3], inliers=r[4]) for r in rows]
+        return sorted(found, key=lambda d: d.order)
 
     def delete_photo(self, photo_id: str) -> bool:
         with self._tx() as cur:
             cur.execute("DELETE FROM renditions WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
             return bool(cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)))

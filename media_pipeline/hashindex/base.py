@@ -1,9 +1,11 @@
 """Multi-index hashing (Norouzi, Punjani, Fleet, CVPR 2012) over 256-bit hashes.
 
-Each hash is cut into 16 substrings of 16 bits. By pigeonhole, two hashes within distance r
-agree to within ``r // 16`` bits on at least one substring, so a search probes, for each
-substring, every value within that many bits (1 value for r < 16, 17 for r < 32, 137 for
-r < 48) and checks the exact distance of the candidates it finds. Nothing within r is missed.
+Each hash is cut into m substrings of b bits (the ``Layout``; 256 - m*b low bits are left out of
+the substrings but not out of the distance). By pigeonhole, two hashes within distance r agree to
+within ``r // m`` bits on at least one substring, so a search probes, for each substring, every
+value within that many bits and checks the exact distance of the candidates it finds. Nothing
+within r is missed. The SQL table uses 16 x 16 bits (17 probes per substring at r = 31); the
+memory index picks b near log2(rows), as the paper advises, so buckets hold about one row.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from itertools import combinations
 from typing import Protocol, Sequence, runtime_checkable
 
 HASH_BITS = 256
-CHUNKS = 16
-CHUNK_BITS = HASH_BITS // CHUNKS
-_CHUNK_MASK = (1 << CHUNK_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -47,17 +46,9 @@ class HashIndex(Protocol):
         """Stored hashes."""
 
 
-def chunks(value: int) -> list[int]:
-    """The 16 substrings, most significant first."""
-    return [(value >> (CHUNK_BITS * (CHUNKS - 1 - i))) & _CHUNK_MASK for i in range(CHUNKS)]
-
-
-def probe_radius(radius: int) -> int:
-    return max(0, radius) // CHUNKS
-
-
-@lru_cache(maxsize=4)
-def _flip_masks(bits: int, radius: int) -> tuple[int, ...]:
+@lru_cache(maxsize=16)
+def flip_masks(bits: int, radius: int) -> tuple[int, ...]:
+    """Every ``bits``-bit mask with at most ``radius`` bits set."""
     masks = [0]
     for r in range(1, radius + 1):
         for positions in combinations(range(bits), r):
@@ -65,19 +56,33 @@ def _flip_masks(bits: int, radius: int) -> tuple[int, ...]:
     return tuple(masks)
 
 
-def probes(chunk: int, radius: int) -> list[int]:
-    """Every substring value within ``radius`` bits of ``chunk``."""
-    return [chunk ^ m for m in _flip_masks(CHUNK_BITS, radius)]
+@dataclass(frozen=True)
+class Layout:
+    chunk_bits: int = 16
+
+    @property
+    def count(self) -> int:
+        return HASH_BITS // self.chunk_bits
+
+    def chunks(self, value: int) -> list[int]:
+        """The substrings, most significant first."""
+        mask, b = (1 << self.chunk_bits) - 1, self.chunk_bits
+        return [(value >> (HASH_BITS - b * (i + 1))) & mask for i in range(self.count)]
+
+    def probe_radius(self, radius: int) -> int:
+        return max(0, radius) // self.count
+
+    def probe_sets(self, queries: Sequence[int], radius: int) -> list[set[int]]:
+        """For each substring position, the values any query's candidates may have there."""
+        per_chunk: list[set[int]] = [set() for _ in range(self.count)]
+        masks = flip_masks(self.chunk_bits, self.probe_radius(radius))
+        for query in queries:
+            for i, chunk in enumerate(self.chunks(query)):
+                per_chunk[i].update(chunk ^ m for m in masks)
+        return per_chunk
 
 
-def probe_sets(queries: Sequence[int], radius: int) -> list[set[int]]:
-    """For each substring position, the values any query's candidates may have there."""
-    per_chunk: list[set[int]] = [set() for _ in range(CHUNKS)]
-    r = probe_radius(radius)
-    for query in queries:
-        for i, chunk in enumerate(chunks(query)):
-            per_chunk[i].update(probes(chunk, r))
-    return per_chunk
+SQL_LAYOUT = Layout(16)
 
 
 def best_hits(candidates: list[tuple[str, str, int]], queries: Sequence[int], radius: int) -> list[IndexHit]:

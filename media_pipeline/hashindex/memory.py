@@ -2,7 +2,10 @@
 
 Rows are appended; rows up to ``_built`` are bucketed per substring in CSR form (``offsets``
 into an ``order`` array), newer rows are scanned directly until there are enough of them to be
-worth rebuilding. Removal marks rows dead. About 100 bytes a hash plus the photo ids.
+worth rebuilding. Each rebuild picks the substring length from the row count (about log2 of it,
+16 to 24 bits), so a bucket holds about one row at any size. Removal marks rows dead. About
+32 bytes a hash, 4 per substring, the offset tables (8 x 2^bits bytes per substring) and the
+photo ids.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from media_pipeline.hashindex.base import CHUNK_BITS, CHUNKS, IndexHit, probe_sets
+from media_pipeline.hashindex.base import IndexHit, Layout, flip_masks
 
 _WORDS = 4
 _M64 = (1 << 64) - 1
@@ -23,10 +26,31 @@ def to_words(values: Sequence[int]) -> np.ndarray:
     return np.array([[(v >> (64 * (_WORDS - 1 - w))) & _M64 for w in range(_WORDS)] for v in values], dtype=np.uint64).reshape(-1, _WORDS)
 
 
-def chunk_column(words: np.ndarray, i: int) -> np.ndarray:
-    word, part = divmod(i, CHUNKS // _WORDS)
-    shift = np.uint64(CHUNK_BITS * (CHUNKS // _WORDS - 1 - part))
-    return ((words[:, word] >> shift) & np.uint64(0xFFFF)).astype(np.int64)
+def chunk_column(words: np.ndarray, layout: Layout, i: int) -> np.ndarray:
+    """Substring ``i`` of every row, as int64; substrings may straddle two 64-bit words."""
+    b = layout.chunk_bits
+    start = b * i
+    word, offset = divmod(start, 64)
+    if offset + b <= 64:
+        value = words[:, word] >> np.uint64(64 - offset - b)
+    else:
+        spill = offset + b - 64
+        value = (words[:, word] << np.uint64(spill)) | (words[:, word + 1] >> np.uint64(64 - spill))
+    return (value & np.uint64((1 << b) - 1)).astype(np.int64)
+
+
+def layout_for(rows: int, radius: int = 31) -> Layout:
+    """The substring length with the least expected work per query at ``radius`` (probes, plus
+    the random rows they hit), among those whose offset tables stay under 64 bytes a row: 16 bits
+    up to a few million rows, 23 bits at ten million."""
+    def work(bits: int) -> float:
+        layout = Layout(bits)
+        probes = layout.count * len(flip_masks(bits, layout.probe_radius(radius)))
+        return probes * (1 + rows / 2**bits)
+
+    budget = max(64 * rows, 4 * 16 << 16)
+    fitting = [b for b in range(16, 25) if 4 * Layout(b).count << b <= budget]
+    return Layout(min(fitting, key=work))
 
 
 def distances(words: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -35,7 +59,8 @@ def distances(words: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 class MemoryHashIndex:
-    def __init__(self, rebuild_after: int = 50_000) -> None:
+    def __init__(self, rebuild_after: int = 50_000, chunk_bits: int | None = None) -> None:
+        """``chunk_bits`` fixes the substring length instead of choosing it from the size."""
         self._lock = threading.RLock()
         self._rebuild_after = rebuild_after
         self._words = np.zeros((1024, _WORDS), dtype=np.uint64)
@@ -48,6 +73,8 @@ class MemoryHashIndex:
         self._rows_of: dict[str, list[int]] = {}
         self._owner_code: dict[str, int] = {"": 0}  # no owner is the scope ""
         self._buckets: list[tuple[np.ndarray, np.ndarray]] = []
+        self._layout = Layout(chunk_bits or 16)
+        self._fixed_layout = Layout(chunk_bits) if chunk_bits else None
 
     # ------------------------------------------------------------------ writes
     def add(self, photo_id: str, owner: str | None, hashes: Sequence[tuple[str, int]]) -> None:
@@ -81,14 +108,15 @@ class MemoryHashIndex:
         """Bucket every row so far (counting sort per substring)."""
         with self._lock:
             words = self._words[: self._n]
+            layout = self._fixed_layout or layout_for(self._n)
             buckets = []
-            for i in range(CHUNKS):
-                column = chunk_column(words, i)
-                order = np.argsort(column, kind="stable").astype(np.int64)
-                offsets = np.zeros((1 << CHUNK_BITS) + 1, dtype=np.int64)
-                np.cumsum(np.bincount(column, minlength=1 << CHUNK_BITS), out=offsets[1:])
+            for i in range(layout.count):
+                column = chunk_column(words, layout, i)
+                order = np.argsort(column, kind="stable").astype(np.int32 if self._n < 2**31 else np.int64)
+                offsets = np.zeros((1 << layout.chunk_bits) + 1, dtype=np.int32 if self._n < 2**31 else np.int64)
+                np.cumsum(np.bincount(column, minlength=1 << layout.chunk_bits), out=offsets[1:])
                 buckets.append((offsets, order))
-            self._buckets = buckets
+            self._buckets, self._layout = buckets, layout
             self._built = self._n
 
     def _grow(self, size: int) -> None:
@@ -142,19 +170,22 @@ class MemoryHashIndex:
         empty = np.zeros(0, dtype=np.int64)
         if not self._buckets:
             return empty, empty
-        per_query = [probe_sets([q], radius) for q in queries]
+        layout = self._layout
+        masks = np.array(flip_masks(layout.chunk_bits, layout.probe_radius(radius)), dtype=np.int64)
+        query_words = to_words(queries)
+        qids = np.repeat(np.arange(len(queries)), len(masks))
         found_rows, found_qids = [], []
         for i, (offsets, order) in enumerate(self._buckets):
-            keys = np.concatenate([np.fromiter(p[i], dtype=np.int64, count=len(p[i])) for p in per_query])
-            key_qids = np.concatenate([np.full(len(p[i]), qi, dtype=np.int64) for qi, p in enumerate(per_query)])
-            starts, lengths = offsets[keys], offsets[keys + 1] - offsets[keys]
+            keys = (chunk_column(query_words, layout, i)[:, None] ^ masks[None, :]).ravel()
+            starts = offsets[keys].astype(np.int64)
+            lengths = offsets[keys + 1] - starts
             total = int(lengths.sum())
             if total == 0:
                 continue
             # Concatenate order[start:start + length] for every key without a Python loop.
             shifts = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-            found_rows.append(order[np.arange(total) + shifts])
-            found_qids.append(np.repeat(key_qids, lengths))
+            found_rows.append(order[np.arange(total) + shifts].astype(np.int64))
+            found_qids.append(np.repeat(qids, lengths))
         if not found_rows:
             return empty, empty
         return np.concatenate(found_rows), np.concatenate(found_qids)

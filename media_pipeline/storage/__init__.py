@@ -3,13 +3,14 @@
 Key layout (documented in README):
     originals/<photo id>                                   private, never served
     renditions/<photo id>/<spec>/<width>.<ext>             immutable, public through /i/…
+    features/<photo id>                                    private, keypoints for duplicate matching
 """
 
 from __future__ import annotations
 
-from media_pipeline.storage.base import ObjectInfo, Storage, original_key, rendition_key, rendition_prefix, validate_key
+from media_pipeline.storage.base import ObjectInfo, Storage, features_key, original_key, rendition_key, rendition_prefix, validate_key
 
-__all__ = ["ObjectInfo", "Storage", "original_key", "rendition_key", "rendition_prefix", "validate_key", "make_storage"]
+__all__ = ["ObjectInfo", "Storage", "features_key", "original_key", "rendition_key", "rendition_prefix", "validate_key", "make_storage"]
 
 
 def make_storage(settings: "object") -> Storage:

@@ -10,6 +10,7 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 ORIGINALS = "originals/"
 RENDITIONS = "renditions/"
+FEATURES = "features/"
 
 
 def validate_key(key: str) -> str:
@@ -21,6 +22,11 @@ def validate_key(key: str) -> str:
 
 def original_key(photo_id: str) -> str:
     return validate_key(f"{ORIGINALS}{photo_id}")
+
+
+def features_key(photo_id: str) -> str:
+    """A photo's keypoints (private: matching data, never served)."""
+    return validate_key(f"{FEATURES}{photo_id}")
 
 
 def rendition_prefix(photo_id: str) -> str:

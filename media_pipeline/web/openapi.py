@@ -199,7 +199,7 @@ def document() -> dict[str, Any]:
                     "hash_quality": {"type": ["object", "null"], "required": ["score", "near_matching"], "properties": {
                         "score": {"type": "number", "minimum": 0, "maximum": 100},
                         "near_matching": {"type": "boolean", "description": "false for flat or near-blank pictures, which are only matched exactly"}}},
-                    "duplicates": {"type": "array", "description": "Earlier photos this one repeats: exact first, then closest",
+                    "duplicates": {"type": "array", "description": "Earlier photos this one repeats: exact first, then near by distance, then keypoint matches by inliers",
                                    "items": {"$ref": "#/components/schemas/Duplicate"}},
                     "error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"enum": _FAILURE_CODES}, "message": {"type": "string"}}},
@@ -211,12 +211,16 @@ def document() -> dict[str, Any]:
                 ],
             },
             "Duplicate": {
-                "type": "object", "required": ["id", "kind", "distance", "transform"], "additionalProperties": False,
+                "type": "object", "required": ["id", "kind", "distance", "inliers", "transform"], "additionalProperties": False,
                 "properties": {
                     "id": {"type": "string"},
                     "kind": {"enum": ["exact", "near"]},
-                    "distance": {"type": "integer", "minimum": 0, "maximum": 256, "description": "Hamming distance of the closest view hashes (0 when exact)"},
-                    "transform": {"type": ["string", "null"], "description": "A hint: same bytes, same pixels, or mirror, reframed, crop (joined with +)"},
+                    "distance": {"type": ["integer", "null"], "minimum": 0, "maximum": 256,
+                                 "description": "Hamming distance of the closest view hashes (0 when exact); null for a match by keypoints"},
+                    "inliers": {"type": ["integer", "null"], "minimum": 0,
+                                "description": "For a match by keypoints: how many agreed with one similarity transform"},
+                    "transform": {"type": ["string", "null"],
+                                  "description": "A hint: same bytes, same pixels, mirror, reframed, crop (joined with +), or crop or rotation (keypoints)"},
                 },
             },
             "Readiness": {"type": "object", "required": ["status", "checks"], "properties": {

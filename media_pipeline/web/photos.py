@@ -74,7 +74,8 @@ def _upload_stream() -> tuple[Any, str | None]:
 
 
 def duplicate_json(duplicate: Duplicate) -> dict[str, Any]:
-    return {"id": duplicate.id, "kind": duplicate.kind, "distance": duplicate.distance, "transform": duplicate.transform}
+    return {"id": duplicate.id, "kind": duplicate.kind, "distance": duplicate.distance,
+            "inliers": duplicate.inliers, "transform": duplicate.transform}
 
 
 @bp.get("/photos/<photo_id>")

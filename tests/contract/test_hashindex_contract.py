@@ -4,7 +4,7 @@ bucketed rows), SQLite and PostgreSQL (a real server; required in CI)."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -14,7 +14,7 @@ from media_pipeline.hashindex import HashIndex, MemoryHashIndex, SqlHashIndex
 BITS = 256
 
 
-@pytest.fixture(params=["memory", "memory-bucketed", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "memory-bucketed", "memory-23bit", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def index(request: Any, tmp_path: Any) -> Any:
     if request.param == "memory":
         yield MemoryHashIndex()
@@ -22,13 +22,21 @@ def index(request: Any, tmp_path: Any) -> Any:
     if request.param == "memory-bucketed":
         yield MemoryHashIndex(rebuild_after=3)  # nearly every row goes through the bucket tables
         return
+    if request.param == "memory-23bit":
+        yield MemoryHashIndex(rebuild_after=40, chunk_bits=23)  # the 10M-row layout: substrings straddle words
+        return
+    yield from sql_backend(request, tmp_path, SqlHashIndex, "hash_index")
+
+
+def sql_backend(request: Any, tmp_path: Any, backend: Any, table: str) -> Iterator[Any]:
+    """``backend`` over a fresh SQLite file or the session's PostgreSQL database, emptied after."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     catalog = SqlCatalog(url)
     catalog.migrate()
-    yield SqlHashIndex(catalog)
+    yield backend(catalog)
     if request.param == "postgresql":
         with catalog._tx() as cur:
-            cur.execute("DELETE FROM hash_index")
+            cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
 
@@ -44,7 +52,7 @@ def test_is_a_hash_index(index: Any) -> None:
 
 def test_finds_exactly_what_is_within_the_radius(index: Any) -> None:
     """Planted hashes at every distance around the radius, among random ones: the search must
-    answer what a brute-force scan answers, for radii that probe 0, 1 and 2 bits per substring."""
+    answer what a brute-force scan answers, for radii that probe 0, 1, 2 and 3 bits per substring."""
     rng = random.Random(7)
     query = rng.getrandbits(BITS)
     planted = {f"p{d:02d}": d for d in range(0, 46)}
@@ -98,3 +106,36 @@ def test_add_replaces_and_remove_forgets(index: Any) -> None:
 def test_empty_queries_and_empty_index(index: Any) -> None:
     assert index.search([], 31) == []
     assert index.search([123], 31) == []
+
+
+# --------------------------------------------------------------------------- keypoint votes
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def features(request: Any, tmp_path: Any) -> Any:
+    from media_pipeline.hashindex import MemoryFeatureIndex, SqlFeatureIndex
+
+    if request.param == "memory":
+        yield MemoryFeatureIndex()
+        return
+    yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings")
+
+
+def test_feature_votes(features: Any) -> None:
+    from media_pipeline.hashindex import FeatureIndex
+
+    assert isinstance(features, FeatureIndex)
+    features.add("a", "alice", range(0, 100))
+    features.add("b", None, range(50, 120))
+    features.add("c", "bob", range(95, 200))
+    query = list(range(40, 110)) + [40, 41]  # repeated keys count once
+    assert features.votes(query, limit=5, min_votes=1) == [("a", 60), ("b", 60), ("c", 15)]
+    assert features.votes(query, limit=1, min_votes=1) == [("a", 60)]
+    assert features.votes(query, limit=5, min_votes=20) == [("a", 60), ("b", 60)]
+    assert features.votes(query, limit=5, min_votes=1, owner="") == [("b", 60)]
+    assert features.votes(query, limit=5, min_votes=1, owner="bob") == [("c", 15)]
+    assert features.votes(query, limit=5, min_votes=1, exclude="a") == [("b", 60), ("c", 15)]
+    features.add("a", "alice", range(1000, 1010))  # replaces
+    assert features.votes(query, limit=5, min_votes=1) == [("b", 60), ("c", 15)]
+    features.remove("b")
+    features.remove("never-there")
+    assert features.votes(query, limit=5, min_votes=1) == [("c", 15)]
+    assert features.votes([], limit=5, min_votes=1) == []
