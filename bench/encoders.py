@@ -50,9 +50,9 @@ def main() -> None:
     ref = luma(job.levels[1080]) if 1080 in job.levels else luma(job.levels[job.widths[-1]])
     chosen = {e.format: e for e in preset.formats}
     candidates = [
-        EncoderSettings("avif", 55, effort=e) for e in (0, 1, 2, 4)
-    ] + [EncoderSettings("webp", 76, effort=e) for e in (0, 2, 4)] + [
-        EncoderSettings("jpeg", 80, progressive=True, trellis=False),
+        EncoderSettings("avif", 68, effort=0), EncoderSettings("avif", 63, effort=1), EncoderSettings("avif", 63, effort=0),
+        EncoderSettings("webp", 79, effort=2), EncoderSettings("webp", 79, effort=4), EncoderSettings("webp", 76, effort=2),
+        EncoderSettings("jpeg", 80), EncoderSettings("jpeg", 80, progressive=True),
         EncoderSettings("jpeg", 80, progressive=True, trellis=True),
     ]
     print(f"{photo.name}: {job.info.width}x{job.info.height}, widths {job.widths}")
@@ -67,7 +67,8 @@ def main() -> None:
             if width == 1080 or (1080 not in job.levels and width == job.widths[-1]):
                 score = ssim(ref, luma(pyvips.Image.new_from_buffer(data, "")))
         seconds = time.perf_counter() - started
-        mode = f"effort {enc.effort}" if enc.format != "jpeg" else ("progressive + trellis" if enc.trellis else "progressive")
+        mode = f"effort {enc.effort}" if enc.format != "jpeg" else (
+            "progressive + trellis" if enc.trellis else "progressive" if enc.progressive else "baseline")
         mark = "yes" if chosen.get(enc.format) == enc else ""
         print(f"| {enc.format} | {enc.quality} | {mode} | {seconds:.2f} | {total / 1024:.0f} | {score:.4f} | {mark} |")
 

@@ -5,4 +5,4 @@ bytes to values and touches no network, files or clock. I/O lives in ``storage``
 ``service`` and ``web``.
 """
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"

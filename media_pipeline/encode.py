@@ -3,9 +3,11 @@ no EXIF, GPS, XMP, IPTC or maker notes; pixels are already sRGB, which is what a
 
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 import pyvips
+from PIL import Image
 
 from media_pipeline.models import EncoderSettings
 
@@ -13,7 +15,15 @@ WHITE = [255, 255, 255]
 
 
 def encode_avif(image: pyvips.Image, enc: EncoderSettings) -> bytes:
-    return image.heifsave_buffer(Q=enc.quality, effort=enc.effort, compression="av1", bitdepth=8, keep="none")
+    # The same aom encoder through libavif (Pillow's plugin) rather than libheif (heifsave): at
+    # equal quality, bytes and SSIM it is 15-25% faster, as libavif converts RGB to YUV with libyuv
+    # (bench/renditions.py). ``speed = 9 - effort`` is the mapping heifsave uses.
+    mode = "RGBA" if image.bands == 4 else "RGB"
+    pixels = Image.frombuffer(mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1)
+    out = io.BytesIO()
+    pixels.save(out, "AVIF", quality=enc.quality, speed=9 - enc.effort, subsampling="4:2:0",
+                max_threads=pyvips.concurrency_get())
+    return out.getvalue()
 
 
 def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:

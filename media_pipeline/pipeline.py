@@ -140,7 +140,9 @@ def drop_opaque_alpha(job: Job) -> None:
 
 
 def cascade(job: Job) -> None:
-    previous = job.image
+    # The orientation and colour transform are still lazy here: materialise them once, or every
+    # encoder of the largest width and the next level's resize would each run them again.
+    previous = job.image.copy_memory()
     for width in job.widths:
         if previous.width != width:
             previous = _resize(previous, width / previous.width, exact_width=width).copy_memory()

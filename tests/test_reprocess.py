@@ -28,8 +28,8 @@ def add_photo(services: Any, width: int = 900, height: int = 600, seed: int = 0)
     return photo_id
 
 
-def with_webp_quality(services: Any, quality: int) -> None:
-    formats = tuple(dataclasses.replace(e, quality=quality) if e.format == "webp" else e for e in services.preset.formats)
+def with_jpeg_quality(services: Any, quality: int) -> None:
+    formats = tuple(dataclasses.replace(e, quality=quality) if e.format == "jpeg" else e for e in services.preset.formats)
     services.preset = dataclasses.replace(services.preset, formats=formats)
 
 
@@ -46,14 +46,14 @@ def test_only_renditions_whose_spec_changed_are_rendered(services: Any) -> None:
     services.settings = services.settings.replace(rendition_keep_seconds=0)
     photo_id = add_photo(services)
     before = current(services, photo_id)
-    with_webp_quality(services, 60)
+    with_jpeg_quality(services, 60)
     result = service.run_photo(services, photo_id)
     assert result.outcome is service.Outcome.DONE and result.bytes_written > 0 and result.bytes_deleted > 0
     after = current(services, photo_id)
     assert after.keys() == before.keys()
     for (width, fmt), key in after.items():
-        assert (key == before[(width, fmt)]) == (fmt != "webp")  # AVIF and JPEG untouched, WebP re-rendered
-    assert stored(services, photo_id) == set(after.values())  # the old WebPs are gone
+        assert (key == before[(width, fmt)]) == (fmt != "jpeg")  # AVIF untouched, JPEG re-rendered
+    assert stored(services, photo_id) == set(after.values())  # the old JPEGs are gone
     assert services.catalog.get_photo(photo_id).preset_version == services.preset.version
     assert service.process_photo(services, photo_id) is service.Outcome.ALREADY_DONE
 
@@ -61,14 +61,14 @@ def test_only_renditions_whose_spec_changed_are_rendered(services: Any) -> None:
 def test_a_worker_that_died_before_cleaning_up_is_finished_by_the_next_delivery(services: Any) -> None:
     services.settings = services.settings.replace(rendition_keep_seconds=0)
     photo_id = add_photo(services)
-    with_webp_quality(services, 59)
+    with_jpeg_quality(services, 59)
     real_cleanup = service.cleanup_retired
     service.cleanup_retired = lambda *a, **k: (0, 0)  # the worker dies right after completing
     try:
         assert service.run_photo(services, photo_id).outcome is service.Outcome.DONE
     finally:
         service.cleanup_retired = real_cleanup
-    assert stored(services, photo_id) != set(current(services, photo_id).values())  # old WebPs left behind
+    assert stored(services, photo_id) != set(current(services, photo_id).values())  # old JPEGs left behind
     result = service.run_photo(services, photo_id)  # the message, delivered again
     assert result.outcome is service.Outcome.ALREADY_DONE and result.bytes_deleted > 0
     assert stored(services, photo_id) == set(current(services, photo_id).values())
@@ -80,23 +80,23 @@ def test_a_new_width_renders_just_that_width(services: Any) -> None:
     services.preset = dataclasses.replace(services.preset, widths=tuple(sorted({*services.preset.widths, 480}, reverse=True)))
     service.run_photo(services, photo_id)
     after = current(services, photo_id)
-    assert set(after) - set(before) == {(480, "avif"), (480, "webp"), (480, "jpeg")}
+    assert set(after) - set(before) == {(480, "avif"), (480, "jpeg")}
     assert all(after[k] == v for k, v in before.items())
 
 
 def test_retired_renditions_stay_servable_until_cleanup(services: Any, client: Any) -> None:
     services.settings = services.settings.replace(rendition_keep_seconds=3600)
     photo_id = add_photo(services)
-    old_url = next(r["url"] for r in client.get(f"/v1/photos/{photo_id}").get_json()["renditions"] if r["format"] == "webp")
-    with_webp_quality(services, 55)
+    old_url = next(r["url"] for r in client.get(f"/v1/photos/{photo_id}").get_json()["renditions"] if r["format"] == "jpeg")
+    with_jpeg_quality(services, 55)
     service.run_photo(services, photo_id)
-    new_url = next(r["url"] for r in client.get(f"/v1/photos/{photo_id}").get_json()["renditions"] if r["format"] == "webp"
+    new_url = next(r["url"] for r in client.get(f"/v1/photos/{photo_id}").get_json()["renditions"] if r["format"] == "jpeg"
                    and r["width"] == int(old_url.rsplit("/", 1)[1].split(".")[0]))
     assert new_url != old_url
     assert client.get(old_url).status_code == 200 and client.get(new_url).status_code == 200
     assert service.cleanup_retired(services) == (0, 0)  # not old enough yet
     count, size = service.cleanup_retired(services, now=time.time() + 3601)
-    assert count == sum(1 for (_, fmt) in current(services, photo_id) if fmt == "webp") and size > 0  # each old WebP
+    assert count == sum(1 for (_, fmt) in current(services, photo_id) if fmt == "jpeg") and size > 0  # each old JPEG
     assert client.get(old_url).status_code == 404 and client.get(new_url).status_code == 200
     assert stored(services, photo_id) == set(current(services, photo_id).values())
 
@@ -104,7 +104,7 @@ def test_retired_renditions_stay_servable_until_cleanup(services: Any, client: A
 # --------------------------------------------------------------------------- the job ledger
 def test_enqueue_checkpoints_resumes_and_counts_each_photo_once(services: Any, queue: Any) -> None:
     ids = [add_photo(services, 200, 150, seed=i) for i in range(7)]
-    with_webp_quality(services, 61)
+    with_jpeg_quality(services, 61)
     job = reprocess.start_job(services, Selection(mode="stale"))
     batches = {"n": 0}
 
@@ -129,7 +129,7 @@ def test_enqueue_checkpoints_resumes_and_counts_each_photo_once(services: Any, q
 def test_the_rate_limit_spreads_enqueueing_over_time(services: Any, queue: Any) -> None:
     for i in range(6):
         add_photo(services, 120, 90, seed=i)
-    with_webp_quality(services, 63)
+    with_jpeg_quality(services, 63)
     job = reprocess.start_job(services, Selection(mode="stale"))
     started = time.monotonic()
     assert reprocess.enqueue(services, job, batch=500, rate=10) == 6
@@ -138,7 +138,7 @@ def test_the_rate_limit_spreads_enqueueing_over_time(services: Any, queue: Any) 
 
 def test_dry_run_estimates_and_changes_nothing(services: Any, queue: Any) -> None:
     ids = [add_photo(services, 700, 500, seed=i) for i in range(3)]  # widths 700, 640, 320
-    with_webp_quality(services, 62)
+    with_jpeg_quality(services, 62)
     est = reprocess.estimate(services, Selection(mode="stale"), workers=2)
     assert (est.selected, est.to_update, est.renditions_to_render, est.renditions_to_retire) == (3, 3, 9, 9)
     assert est.seconds is not None and est.seconds > 0 and est.bytes_written > 0
@@ -179,7 +179,7 @@ def run_with_a_killed_worker(settings: Settings, start_worker: Callable[..., Any
     seeding = build_services(settings, queue=RecordingQueue())
     ids = [add_photo(seeding, 360, 240, seed=i) for i in range(count)]
     presets = tmp_path / "presets.toml"
-    presets.write_text(Path(settings.presets_file).read_text().replace("quality = 76", "quality = 66"))
+    presets.write_text(Path(settings.presets_file).read_text().replace("quality = 80", "quality = 70"))
     settings = settings.replace(presets_file=presets)
     target = settings.preset().version
     victim = start_worker(settings, name="victim")
