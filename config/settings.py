@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+from media_pipeline.apikeys import parse_keys
 from media_pipeline.models import EncoderSettings, Preset
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
@@ -71,7 +72,11 @@ class Settings:
     max_attempts: int = _setting(3, "MP_MAX_ATTEMPTS", "Processing attempts before the reconciler gives a photo up as failed (`abandoned`): a file that kills its worker cannot loop forever.")
     worker_concurrency: int = _setting(0, "MP_WORKER_CONCURRENCY", "Worker processes; 0 means one per CPU core.")
     vips_concurrency: int = _setting(1, "MP_VIPS_CONCURRENCY", "libvips threads per worker process; 1 with one process per core is fastest.")
-    host: str = _setting("127.0.0.1", "MP_HOST", "Address the API binds to.")
+    api_keys: str = _setting("", "MP_API_KEYS", "Comma-separated `name:sha256` of the API keys client apps send (`Authorization: Bearer <key>`); `!name:sha256` marks one revoked (403). `media-pipeline api-key NAME` makes one. Empty: no key is checked and the API binds to loopback only.")
+    rate_limit: int = _setting(600, "MP_RATE_LIMIT", "API POSTs (uploads, searches) per minute for each API key (or client address without keys); 0 for no limit. Over it: 429 with Retry-After.")
+    rate_limit_url: str = _setting("", "MP_RATE_LIMIT_URL", "Redis URL for rate-limit counters shared by every API process; default the broker when it is Redis, else counters in each process.")
+    cors_origins: str = _setting("", "MP_CORS_ORIGINS", "Comma-separated web origins (e.g. `https://app.example.com`) allowed to call /v1 from a browser; `*` for any; empty for none.")
+    host: str = _setting("127.0.0.1", "MP_HOST", "Address the API binds to (loopback only while MP_API_KEYS is empty).")
     port: int = _setting(8080, "MP_PORT", "Port the API binds to.")
     api_workers: int = _setting(2, "MP_API_WORKERS", "gunicorn worker processes for the API.")
     api_threads: int = _setting(4, "MP_API_THREADS", "Threads per API process (gunicorn gthread workers, which keep connections alive for a CDN).")
@@ -95,6 +100,17 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def effective_rate_limit_url(self) -> str:
+        if self.rate_limit_url:
+            return self.rate_limit_url
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else ""
+
+    @property
+    def bind_host(self) -> str:
+        """``host``, unless no API key is configured: then loopback, whatever was asked."""
+        return self.host if self.api_keys.strip() else "127.0.0.1"
 
     @property
     def signing_key_list(self) -> tuple[bytes, ...]:
@@ -183,6 +199,12 @@ class Settings:
             problems.append("MP_KEYPOINT_CANDIDATES must be at least 1 and MP_MIN_INLIERS at least 8")
         if not 0 <= self.min_hash_quality <= 100:
             problems.append("MP_MIN_HASH_QUALITY must be between 0 and 100")
+        try:
+            parse_keys(self.api_keys)
+        except ValueError as exc:
+            problems.append(f"MP_API_KEYS: {exc}")
+        if self.rate_limit < 0:
+            problems.append("MP_RATE_LIMIT must not be negative")
         if self.serve_mode not in ("stream", "redirect"):
             problems.append("MP_SERVE_MODE must be stream or redirect")
         if self.serve_mode == "redirect" and self.storage_backend != "s3":

@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = sub.add_parser("reconcile", help="re-enqueue photos stuck in queued/processing; give up after MP_MAX_ATTEMPTS")
     rec.add_argument("--every", type=float, help="repeat every N seconds until stopped")
     rec.add_argument("--data-dir", type=Path)
+    key = sub.add_parser("api-key", help="make a new API key for a client app: prints the key once and its MP_API_KEYS entry")
+    key.add_argument("name", help="who gets it, e.g. ios-app; shown in logs and rate limits")
     sign = sub.add_parser("sign", help="sign an on-demand rendition path, e.g. /i/<id>/480.webp")
     sign.add_argument("path")
     sub.add_parser("settings", help="print every setting with its default")
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         print(settings_table())
         return 0
+    if args.command == "api-key":
+        return _api_key(args.name)
     try:
         settings = Settings.from_env(**overrides)
     except ConfigError as exc:
@@ -104,7 +108,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
         subprocess.Popen([*me, "reconcile", "--every", "60"], env=env, start_new_session=True),
     ]
-    print(f"media-pipeline: API on http://{settings.host}:{settings.port}, data in {settings.data_dir.resolve()}", flush=True)
+    print(f"media-pipeline: API on http://{settings.bind_host}:{settings.port}, data in {settings.data_dir.resolve()}", flush=True)
 
     def stop(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -134,7 +138,22 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def _api_key(name: str) -> int:
+    from media_pipeline.apikeys import hash_key, new_key
+
+    if not name or any(c in name for c in ":,! "):
+        print("the name must not be empty or contain ':', ',', '!' or spaces", file=sys.stderr)
+        return 2
+    key = new_key()
+    print(f"key (give it to the client app; it is not stored anywhere): {key}")
+    print(f"add to MP_API_KEYS: {name}:{hash_key(key)}")
+    return 0
+
+
 def _api(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.bind_host != settings.host:
+        print(f"media-pipeline: no API key is configured (MP_API_KEYS), so the API binds to {settings.bind_host} "
+              f"only, not {settings.host}", file=sys.stderr, flush=True)
     from gunicorn.app.base import BaseApplication
 
     from media_pipeline import logs
@@ -142,7 +161,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("bind", f"{settings.bind_host}:{settings.port}")
             self.cfg.set("workers", settings.api_workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.api_threads)

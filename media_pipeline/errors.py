@@ -11,6 +11,9 @@
     │   └── ProcessingTimeout           422 timeout
     ├── IdempotencyConflict             409 idempotency_in_progress
     │   └── IdempotencyMismatch         422 idempotency_mismatch
+    ├── Unauthorized                    401 unauthorized        (no or unknown API key)
+    ├── Forbidden                       403 forbidden           (a revoked API key)
+    ├── RateLimited                     429 rate_limited        (with Retry-After)
     ├── NotFound                        404 not_found
     ├── StorageError                    500 storage_error
     │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
@@ -81,6 +84,25 @@ class IdempotencyConflict(MediaPipelineError):
 class IdempotencyMismatch(IdempotencyConflict):
     http_status = 422
     code = "idempotency_mismatch"
+
+
+class Unauthorized(MediaPipelineError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(MediaPipelineError):
+    http_status = 403
+    code = "forbidden"
+
+
+class RateLimited(MediaPipelineError):
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFound(MediaPipelineError):

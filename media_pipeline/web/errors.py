@@ -7,12 +7,13 @@ import logging
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from media_pipeline.errors import MediaPipelineError
+from media_pipeline.errors import MediaPipelineError, RateLimited
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
@@ -33,7 +34,10 @@ def register(app: Flask) -> None:
     def _ours(exc: MediaPipelineError) -> Response:
         if exc.http_status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.http_status, exc.code, exc.message)
+        response = error_response(exc.http_status, exc.code, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -15,7 +15,7 @@ bp = Blueprint("openapi", __name__)
 _ERROR_CODES = [
     "empty_file", "missing_file", "bad_owner", "bad_idempotency_key", "idempotency_mismatch", "idempotency_in_progress", "bad_request", "not_found", "method_not_allowed", "too_large",
     "unsupported_format", "too_many_pixels", "corrupt_image", "range_not_satisfiable", "queue_unavailable",
-    "storage_unavailable", "catalog_unavailable", "internal",
+    "storage_unavailable", "catalog_unavailable", "internal", "unauthorized", "forbidden", "rate_limited",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "internal"]
@@ -56,6 +56,27 @@ def _image_responses() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    doc = _paths_and_schemas()
+    doc["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (MP_API_KEYS); needed when keys are configured"},
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    for path, operations in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            operation["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+            operation["responses"]["401"] = _error("No API key, or an unknown one")
+            operation["responses"]["403"] = _error("A revoked API key")
+            if method == "post":
+                operation["responses"]["429"] = {**_error("Over MP_RATE_LIMIT; retry after Retry-After seconds"),
+                                                 "headers": {"Retry-After": {"schema": {"type": "string"}}}}
+    return doc
+
+
+def _paths_and_schemas() -> dict[str, Any]:
     photo_id = {"name": "photo_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-z]{26}$"}}
     name = {"name": "name", "in": "path", "required": True, "description": "`<width>.<avif|webp|jpg>`, or `<width>` to negotiate",
             "schema": {"type": "string", "pattern": r"^[0-9]{1,5}(\.(avif|webp|jpg))?$"}}
