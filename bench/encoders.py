@@ -59,6 +59,7 @@ def main() -> None:
     print("| format | quality | effort / mode | seconds (all widths) | KiB (all widths) | SSIM @1080 | preset |")
     print("|---|---|---|---|---|---|---|")
     for enc in candidates:
+        encode(job.levels[job.widths[-1]], enc)  # warm-up: the first call of an encoder initialises it
         started = time.perf_counter()
         total = 0
         for width in job.widths:

@@ -1,0 +1,164 @@
+"""Photos per second through real Celery workers, and what the service adds over the bare pipeline.
+
+    .venv/bin/python bench/throughput.py [--photos 200] [--megapixels 2]
+
+For each broker (the embedded filesystem broker with SQLite, as ``make run`` has it; Redis with
+PostgreSQL, as production has it; local-folder storage for both) and 1 then 2 worker processes:
+a fresh catalog, ``media-pipeline worker --concurrency N`` started and given time to boot, then
+``--photos`` distinct JPEGs uploaded through ``service.ingest`` (original stored, row written,
+task queued: what ``POST /v1/photos`` does after reading the body). Measured from the first 202
+to the last photo ``ready``: photos per second and each photo's time from 202 to ``ready``
+(p50/p99). The baseline is ``media-pipeline render`` on the same files in one process: what is left
+over is queue, storage, catalog and duplicate detection. Prints tables; asserts nothing. Needs
+PostgreSQL and Redis on their default local ports for the second broker (skipped without them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.reprocess import REDIS, drop_database, flush_redis, fresh_database  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from media_pipeline import service  # noqa: E402
+from media_pipeline.models import PhotoStatus  # noqa: E402
+from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
+
+
+def make_photos(count: int, megapixels: float, folder: Path) -> list[Path]:
+    width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    height = width * 3 // 4
+    paths = []
+    for seed in range(count):
+        path = folder / f"photo-{seed:04d}.jpg"
+        try:
+            from bench.renditions import corpus_mosaic
+
+            corpus_mosaic(width, height, seed=seed).jpegsave(str(path), Q=90)
+        except (FileNotFoundError, ValueError):  # no ../shared/testdata
+            from tests import images
+
+            path.write_bytes(images.jpeg(images.natural(width, height, seed=seed), quality=90))
+        paths.append(path)
+    return paths
+
+
+def render_baseline(paths: list[Path], work: Path) -> float:
+    """Seconds per photo for ``media-pipeline render`` on the same files, one process, one thread."""
+    settings = Settings.from_env({}, data_dir=work / "render")
+    env = {**os.environ, **settings.as_env()}
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "media_pipeline.cli", "render", *map(str, paths), "--out", str(work / "render-out")],
+                   env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return (time.monotonic() - started) / len(paths)
+
+
+def identify_ms(paths: list[Path], sample: int = 20) -> float:
+    """Milliseconds per photo for what a worker adds to ``render``: duplicate identification."""
+    from media_pipeline import pipeline, vips
+
+    vips.configure(1)
+    preset = Settings.from_env({}).preset()
+    started = time.perf_counter()
+    for path in paths[:sample]:
+        job = pipeline.prepare(path.read_bytes(), preset, 50_000_000, widths=pipeline.identity_widths(preset))
+        pipeline.identify(job)
+    return (time.perf_counter() - started) / min(sample, len(paths)) * 1000
+
+
+def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, float]:
+    services = build_services(settings)
+    env = {**os.environ, **settings.as_env()}
+    worker = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={workers}"], env=env,
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(6)  # worker start-up is not part of the measurement
+    try:
+        ids = []
+        for path in paths:
+            upload = SpooledUpload.receive(io.BytesIO(path.read_bytes()), settings.tmp_dir, settings.max_upload_bytes)
+            try:
+                ids.append(service.ingest(services, upload, None).id)
+            finally:
+                upload.close()
+        deadline = time.monotonic() + 60 + 10 * len(paths)
+        while time.monotonic() < deadline:
+            photos = [services.catalog.get_photo(i) for i in ids]
+            if all(p.status in (PhotoStatus.READY, PhotoStatus.FAILED) for p in photos):
+                break
+            time.sleep(1)
+        else:
+            raise TimeoutError("photos did not finish")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            print(f"<!-- the {workers}-process worker did not stop within 60 s of SIGTERM; killed -->", flush=True)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    failed = sum(p.status is PhotoStatus.FAILED for p in photos)
+    first_accept = min(p.created_at for p in photos)
+    last_ready = max(p.updated_at for p in photos)
+    waits = sorted(p.updated_at - p.created_at for p in photos)
+    return {"seconds": last_ready - first_accept, "rate": len(photos) / (last_ready - first_accept),
+            "p50": statistics.median(waits), "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))], "failed": failed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--megapixels", type=float, default=2.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mp-throughput-"))
+    paths = make_photos(args.photos, args.megapixels, work)
+    render = render_baseline(paths, work)
+    identify = identify_ms(paths) / 1000
+    baseline = render + identify
+    print(f"{args.photos} distinct {args.megapixels:g} MP JPEGs; `media-pipeline render` on the same files: "
+          f"{render * 1000:.0f} ms/photo; plus duplicate identification (which `render` skips and a worker does): "
+          f"{identify * 1000:.0f} ms; baseline {baseline * 1000:.0f} ms/photo\n")
+    print("| broker + catalog | worker processes | seconds, first 202 to last ready | photos/s | vs 1 worker | "
+          "202 to ready p50 / p99 s | s/photo per core vs baseline | failed |")
+    print("|---|---|---|---|---|---|---|---|")
+    configs: list[tuple[str, dict[str, str]]] = [("filesystem + SQLite", {})]
+    try:
+        postgres = fresh_database()
+        configs.append(("Redis + PostgreSQL", {"broker_url": REDIS, "catalog_url": postgres}))
+    except Exception as exc:  # noqa: BLE001 - a bench without PostgreSQL still measures the embedded broker
+        postgres = None
+        print(f"<!-- Redis + PostgreSQL skipped: {exc} -->")
+    try:
+        for name, overrides in configs:
+            one = None
+            for workers in (1, 2):
+                data_dir = work / f"{name.split()[0]}-{workers}"
+                settings = Settings.from_env({}, data_dir=data_dir, log_level="WARNING", **overrides)
+                if overrides:
+                    flush_redis()
+                    drop_database(overrides["catalog_url"])
+                    overrides["catalog_url"] = postgres = fresh_database()
+                    settings = settings.replace(catalog_url=postgres)
+                result = run_once(settings, paths, workers)
+                one = one or result["rate"]
+                per_core = workers / result["rate"]
+                print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
+                      f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['failed']} |", flush=True)
+    finally:
+        if postgres:
+            drop_database(postgres)
+            flush_redis()
+
+
+if __name__ == "__main__":
+    main()
