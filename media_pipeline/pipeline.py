@@ -27,6 +27,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import pyvips
 
@@ -189,7 +190,14 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
     """The smallest level, alpha flattened on white, as HxWx3 uint8 (optionally shrunk further)."""
-    return _pixels(job.levels[job.widths[-1]], long_side)
+    rgb = _pixels(job.levels[job.widths[-1]], None)
+    height, width = rgb.shape[:2]
+    if long_side and max(height, width) > long_side:
+        # An area average of the in-memory array: a tenth of the time of another libvips pipeline.
+        scale = long_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return rgb
 
 
 def _pixels(image: pyvips.Image, long_side: int | None) -> np.ndarray:
