@@ -19,30 +19,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.origin import free_port, wait_http, wrk_run  # noqa: E402
+from bench.renditions import photo_jpeg  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
 API_WORKERS, API_THREADS = 2, 4
-
-
-def three_mb_jpeg(path: Path) -> int:
-    from bench.renditions import corpus_mosaic
-
-    try:
-        image = corpus_mosaic(4000, 3000)
-    except (FileNotFoundError, ValueError):  # no ../shared/testdata: a generated photo-like scene
-        from tests import images
-
-        path.write_bytes(images.jpeg(images.natural(4000, 3000), quality=95))
-        return path.stat().st_size
-    image.jpegsave(str(path), Q=93)
-    return path.stat().st_size
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -86,8 +72,8 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="mp-ingest-"))
-    photo = work / "photo.jpg"
-    size = three_mb_jpeg(photo)
+    photo = photo_jpeg(work / "photo.jpg", 4000, 3000, quality=93)  # about 3 MB
+    size = photo.stat().st_size
     script = work / "post.lua"
     script.write_text(f"""
 local f = io.open("{photo}", "rb")

@@ -85,6 +85,17 @@ def corpus_mosaic(width: int, height: int, seed: int = 0) -> pyvips.Image:
     return pyvips.Image.arrayjoin(tiles, across=4).embed(0, 0, width, height, extend="mirror")
 
 
+def photo_jpeg(path: Path, width: int, height: int, seed: int = 0, quality: int = 90) -> Path:
+    """A photo-like JPEG: a mosaic of real photos, or a generated scene without ../shared/testdata."""
+    try:
+        corpus_mosaic(width, height, seed=seed).jpegsave(str(path), Q=quality)
+    except (FileNotFoundError, ValueError):
+        from tests import images
+
+        path.write_bytes(images.jpeg(images.natural(width, height, seed=seed), quality=quality))
+    return path
+
+
 def make_inputs(folder: Path) -> dict[str, Path]:
     inputs = {"camera JPEG 12 MP": CAMERA_JPEG}
     mosaic = corpus_mosaic(4000, 3000)

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.renditions import photo_jpeg  # noqa: E402
 from bench.reprocess import REDIS, drop_database, flush_redis, fresh_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from media_pipeline import service  # noqa: E402
@@ -38,20 +39,7 @@ from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
 
 def make_photos(count: int, megapixels: float, folder: Path) -> list[Path]:
     width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
-    height = width * 3 // 4
-    paths = []
-    for seed in range(count):
-        path = folder / f"photo-{seed:04d}.jpg"
-        try:
-            from bench.renditions import corpus_mosaic
-
-            corpus_mosaic(width, height, seed=seed).jpegsave(str(path), Q=90)
-        except (FileNotFoundError, ValueError):  # no ../shared/testdata
-            from tests import images
-
-            path.write_bytes(images.jpeg(images.natural(width, height, seed=seed), quality=90))
-        paths.append(path)
-    return paths
+    return [photo_jpeg(folder / f"photo-{seed:04d}.jpg", width, width * 3 // 4, seed=seed) for seed in range(count)]
 
 
 def render_baseline(paths: list[Path], work: Path) -> float:
@@ -131,34 +119,30 @@ def main() -> None:
     print("| broker + catalog | worker processes | seconds, first 202 to last ready | photos/s | vs 1 worker | "
           "202 to ready p50 / p99 s | s/photo per core vs baseline | failed |")
     print("|---|---|---|---|---|---|---|---|")
-    configs: list[tuple[str, dict[str, str]]] = [("filesystem + SQLite", {})]
-    try:
-        postgres = fresh_database()
-        configs.append(("Redis + PostgreSQL", {"broker_url": REDIS, "catalog_url": postgres}))
-    except Exception as exc:  # noqa: BLE001 - a bench without PostgreSQL still measures the embedded broker
-        postgres = None
-        print(f"<!-- Redis + PostgreSQL skipped: {exc} -->")
-    try:
-        for name, overrides in configs:
-            one = None
-            for workers in (1, 2):
-                data_dir = work / f"{name.split()[0]}-{workers}"
-                settings = Settings.from_env({}, data_dir=data_dir, log_level="WARNING", **overrides)
-                if overrides:
-                    flush_redis()
-                    drop_database(overrides["catalog_url"])
-                    overrides["catalog_url"] = postgres = fresh_database()
-                    settings = settings.replace(catalog_url=postgres)
+    configs = [("filesystem + SQLite", False), ("Redis + PostgreSQL", True)]
+    for name, production in configs:
+        one = None
+        for workers in (1, 2):
+            settings = Settings.from_env({}, data_dir=work / f"{name.split()[0]}-{workers}", log_level="WARNING")
+            postgres = None
+            if production:
+                try:
+                    postgres = fresh_database()
+                except Exception as exc:  # noqa: BLE001 - without PostgreSQL the embedded broker is still measured
+                    print(f"<!-- {name} skipped: {exc} -->")
+                    break
+                flush_redis()
+                settings = settings.replace(broker_url=REDIS, catalog_url=postgres)
+            try:
                 result = run_once(settings, paths, workers)
-                one = one or result["rate"]
-                per_core = workers / result["rate"]
-                print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
-                      f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['failed']} |", flush=True)
-    finally:
-        if postgres:
-            drop_database(postgres)
-            flush_redis()
-
+            finally:
+                if postgres:
+                    drop_database(postgres)
+                    flush_redis()
+            one = one or result["rate"]
+            per_core = workers / result["rate"]
+            print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
+                  f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['failed']} |", flush=True)
 
 if __name__ == "__main__":
     main()

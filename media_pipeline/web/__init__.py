@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from media_pipeline.web import access, errors, health, images, openapi, photos, ui
 
     errors.register(app)
-    app.extensions["media_pipeline.access"] = access.register(app, settings)
+    access.register(app, settings)
     app.register_blueprint(photos.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(health.bp)

@@ -25,8 +25,7 @@ from config.settings import Settings
 from media_pipeline.apikeys import hash_key, parse_keys
 from media_pipeline.errors import Forbidden, RateLimited, Unauthorized
 
-PROTECTED_PREFIXES = ("/v1/",)
-CORS_PREFIX = "/v1/"
+API_PREFIX = "/v1/"
 WINDOW_SECONDS = 60
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
 CORS_EXPOSED = "Location, Retry-After, Idempotent-Replayed"
@@ -80,23 +79,23 @@ class Access:
         self.counter = counter or make_counter(settings)
 
     def before(self) -> Response | None:
-        path = request.path
-        if request.method == "OPTIONS" and path.startswith(CORS_PREFIX):
-            return self._preflight()
-        if not path.startswith(PROTECTED_PREFIXES):
+        if not request.path.startswith(API_PREFIX):
             return None
+        if request.method == "OPTIONS":
+            return self._preflight()
         g.client = self._authenticate()
-        if self.limit and request.method == "POST" and path.startswith("/v1/"):
+        if self.limit and request.method == "POST":
             self._count(g.client)
         return None
 
     def after(self, response: Response) -> Response:
+        if not request.path.startswith(API_PREFIX):
+            return response
+        response.vary.add("Origin")
         origin = request.headers.get("Origin")
-        if origin and request.path.startswith(CORS_PREFIX) and self._origin_allowed(origin):
+        if origin and self._origin_allowed(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-        if request.path.startswith(CORS_PREFIX):
-            response.vary.add("Origin")
         return response
 
     def _authenticate(self) -> str:
@@ -144,8 +143,7 @@ def _bearer(header: str) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def register(app: Flask, settings: Settings) -> Access:
+def register(app: Flask, settings: Settings) -> None:
     access = Access(settings)
     app.before_request(access.before)
     app.after_request(access.after)
-    return access
