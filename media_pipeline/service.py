@@ -245,6 +245,11 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
         photo = services.catalog.start_processing(photo_id)
         if photo is None:
             return ProcessResult(Outcome.MISSING)
+        if photo.attempts > services.settings.max_attempts:
+            # The earlier attempts never ended: the file crashed or hung its worker each time
+            # (the broker handed the message back). Stop here rather than loop on a poison message.
+            abandon(services, photo_id, photo.attempts - 1)
+            return ProcessResult(Outcome.FAILED, "abandoned")
     existing = {r.identity: r for r in services.catalog.all_renditions(photo_id)}
     widths = pipeline.rendition_widths(preset.widths, photo.original_width)
     wanted = [(width, enc) for width in widths for enc in preset.eager]
@@ -294,8 +299,7 @@ def reconcile(services: Services, now: float | None = None) -> tuple[int, int]:
     while batch := services.catalog.stuck_photos(cutoff):
         for photo_id, attempts in batch:
             if attempts >= services.settings.max_attempts:
-                services.catalog.fail(photo_id, "abandoned",
-                                      f"processing did not finish in {attempts} attempts (the worker died or timed out each time)")
+                abandon(services, photo_id, attempts)
                 abandoned += 1
             else:
                 services.catalog.touch(photo_id)  # not picked again before the new message had its chance
@@ -306,6 +310,12 @@ def reconcile(services: Services, now: float | None = None) -> tuple[int, int]:
     if requeued or abandoned:
         log.warning("reconciled stuck photos: %d re-enqueued, %d abandoned", requeued, abandoned)
     return requeued, abandoned
+
+
+def abandon(services: Services, photo_id: str, attempts: int) -> None:
+    services.catalog.fail(photo_id, "abandoned", f"processing did not finish in {attempts} attempts "
+                          "(its worker crashed, was killed or passed MP_TASK_TIME_LIMIT each time)")
+    log.warning("photo abandoned after %d attempts", attempts, extra={"photo_id": photo_id, "code": "abandoned"})
 
 
 def cleanup_retired(services: Services, photo_id: str | None = None, now: float | None = None) -> tuple[int, int]:

@@ -152,11 +152,11 @@ def rabbitmq_url() -> str:
 
 # --------------------------------------------------------------------------- worker processes
 class WorkerProcess:
-    def __init__(self, settings: Settings, log: Path, concurrency: int = 1) -> None:
+    def __init__(self, settings: Settings, log: Path, concurrency: int = 1, module: str = "media_pipeline.cli") -> None:
         self.log = log
         env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={concurrency}"],
+            [sys.executable, "-m", module, "worker", f"--concurrency={concurrency}"],
             env=env,
             stdout=open(log, "wb"),
             stderr=subprocess.STDOUT,
@@ -188,8 +188,8 @@ class WorkerProcess:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, concurrency: int = 1, name: str = "worker") -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"{name}-{len(started)}.log", concurrency)
+    def start(settings: Settings, concurrency: int = 1, name: str = "worker", module: str = "media_pipeline.cli") -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"{name}-{len(started)}.log", concurrency, module)
         started.append(worker)
         worker.wait_ready()
         return worker

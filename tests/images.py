@@ -43,9 +43,12 @@ def to_vips(rgb: np.ndarray) -> pyvips.Image:
     return pyvips.Image.new_from_array(rgb).copy(interpretation="srgb" if rgb.ndim == 3 and rgb.shape[2] >= 3 else "b-w")
 
 
-def jpeg(rgb: np.ndarray, quality: int = 92, exif: bytes | None = None, icc: bytes | None = None) -> bytes:
+def jpeg(rgb: np.ndarray, quality: int = 92, exif: bytes | None = None, icc: bytes | None = None,
+         comment: bytes | None = None) -> bytes:
     out = io.BytesIO()
-    kwargs = {}
+    kwargs: dict[str, bytes] = {}
+    if comment:
+        kwargs["comment"] = comment
     if exif:
         kwargs["exif"] = exif
     if icc:

@@ -49,3 +49,26 @@ def test_a_photo_whose_worker_was_killed_mid_task_still_ends_ready(settings: Set
     assert service.reconcile(services) == (1, 0)
     photo = wait_for_status(services.catalog, photo_id)
     assert (photo.status.value, photo.attempts) == ("ready", 2)
+
+
+@pytest.mark.slow
+def test_files_that_crash_or_hang_their_worker_end_failed_and_the_rest_ready(settings: Settings,
+                                                                              start_worker: Callable[..., Any]) -> None:
+    """A decoder that segfaults or hangs in C (tests/fault_worker.py) on one file: the broker hands
+    the message back each time, the attempts are counted, and after MP_MAX_ATTEMPTS the photo ends
+    `failed`/`abandoned`; photos around it, and the next upload, are processed as usual."""
+    settings = settings.replace(task_soft_time_limit=2, task_time_limit=4)
+    services = build_services(settings)
+    start_worker(settings, concurrency=2, module="tests.fault_worker")
+    crasher = ingest_bytes(services, images.jpeg(images.scene(400, 300), comment=b"mp-fault:segfault"))
+    hanger = ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=1), comment=b"mp-fault:hang"))
+    fine = [ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=2 + i))) for i in range(3)]
+    for photo_id in (crasher, hanger):
+        photo = wait_for_status(services.catalog, photo_id, ("failed",), timeout=120)
+        assert photo.error_code == "abandoned", photo
+        assert f"{settings.max_attempts} attempts" in photo.error_message
+    for photo_id in fine:
+        assert wait_for_status(services.catalog, photo_id).status.value == "ready"
+    after = ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=9)))
+    assert wait_for_status(services.catalog, after).status.value == "ready"
+    assert service.reconcile(services) == (0, 0)  # nothing left stuck for the reconciler

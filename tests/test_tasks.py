@@ -46,11 +46,30 @@ def task(services: Any) -> Iterator[Any]:
 
 def test_transient_storage_errors_are_retried_until_they_pass(task: Any, services: Any) -> None:
     photo_id = ingest_bytes(services, images.jpeg(images.scene(500, 400)))
-    services.storage = FlakyStorage(services.storage, failures=2)
+    services.storage = FlakyStorage(services.storage, failures=3)  # more retries than MP_MAX_ATTEMPTS
     result = task.apply(args=[photo_id])
     assert result.get() == "done"
-    assert services.storage.calls == 3
-    assert services.catalog.get_photo(photo_id).status.value == "ready"
+    assert services.storage.calls == 4
+    photo = services.catalog.get_photo(photo_id)
+    # Attempts ended by a transient error are handed back: only one attempt ran to its end.
+    assert (photo.status.value, photo.attempts) == ("ready", 1)
+
+
+def test_a_photo_that_killed_its_worker_in_every_start_of_a_job_is_given_up(task: Any, services: Any) -> None:
+    from media_pipeline import reprocess
+    from media_pipeline.models import Selection
+    from workers import tasks
+
+    photo_id = ingest_bytes(services, images.jpeg(images.scene(300, 200)))
+    service.process_photo(services, photo_id)
+    job = reprocess.start_job(services, Selection())
+    services.catalog.checkpoint(job.id, photo_id, [photo_id])
+    for _ in range(services.settings.max_attempts):
+        services.catalog.start_item(job.id, photo_id)  # each start died with its worker
+    assert tasks.reprocess_photos.apply(args=[job.id, [photo_id]]).get() == {"failed": 1}
+    report = services.catalog.job_report(job.id)
+    assert report.counts == {"failed": 1} and report.failures == [(photo_id, "abandoned")]
+    assert services.catalog.get_photo(photo_id).status.value == "ready"  # it keeps what it had
 
 
 def test_retries_are_bounded_and_end_failed_with_a_reason(task: Any, services: Any) -> None:

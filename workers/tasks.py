@@ -7,8 +7,11 @@ import logging
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import setup_logging, task_prerun, worker_process_init
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker.request import Request
 
-from typing import Callable
+from typing import Any, Callable
 
 from media_pipeline import logs, reprocess, service
 from media_pipeline.errors import MediaPipelineError
@@ -67,6 +70,7 @@ def _run(task: Task, photo_id: str, work: Callable[[], str]) -> str:
             return service.Outcome.FAILED.value
         delay = settings.task_retry_backoff * 2**task.request.retries
         log.warning("transient error, retrying in %.1f s: %s", delay, exc, extra={"photo_id": photo_id})
+        _hand_back(lambda: services().catalog.release(photo_id))
         raise task.retry(exc=exc, countdown=delay, max_retries=settings.task_max_retries) from exc
     except Exception as exc:
         # A bug, not a bad image: the photo still ends with a reason instead of hanging in `processing`.
@@ -75,7 +79,26 @@ def _run(task: Task, photo_id: str, work: Callable[[], str]) -> str:
         return service.Outcome.FAILED.value
 
 
-@app.task(bind=True, name=PROCESS_TASK, acks_late=True, reject_on_worker_lost=True)
+class HandBackWhenCutShort(Request):
+    """Celery acknowledges a task killed at its hard time limit (and a child that crashed before
+    it reported is seen the same way), which would leave the photo in ``processing`` until the
+    reconciler's deadline. Hand the message back instead, as for a worker that died: the next
+    start counts the attempt, and MP_MAX_ATTEMPTS ends the loop."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
+        if isinstance(exc, (TimeLimitExceeded, WorkerLostError)) and not self.acknowledged:
+            log.error("task cut short (%r): its message goes back to the queue", exc)
+            self.reject(requeue=True)  # first, so what Celery does next cannot acknowledge it
+        super().on_failure(exc_info, send_failed_event, return_ok)
+
+
+class PipelineTask(Task):
+    Request = HandBackWhenCutShort
+
+
+@app.task(bind=True, base=PipelineTask, name=PROCESS_TASK, acks_late=True, reject_on_worker_lost=True)
 def process_photo(self: Task, photo_id: str) -> str:
     with logs.photo_context(photo_id):
         return _run(self, photo_id, lambda: service.process_photo(services(), photo_id).value)
@@ -84,7 +107,7 @@ def process_photo(self: Task, photo_id: str) -> str:
 _jobs: dict[str, ReprocessJob] = {}
 
 
-@app.task(bind=True, name=REPROCESS_TASK, acks_late=True, reject_on_worker_lost=True)
+@app.task(bind=True, base=PipelineTask, name=REPROCESS_TASK, acks_late=True, reject_on_worker_lost=True)
 def reprocess_photos(self: Task, job_id: str, photo_ids: list[str], attempt: int = 0) -> dict[str, int]:
     """Several photos of a job per message (enqueueing one message per photo would cap the rate
     at what Celery can publish). Each photo's outcome goes to the job's ledger; photos that hit a
@@ -100,13 +123,23 @@ def reprocess_photos(self: Task, job_id: str, photo_ids: list[str], attempt: int
     for photo_id in photo_ids:
         token = logs.current_photo_id.set(photo_id)
         try:
-            outcome = reprocess.reprocess_one(svc, job, photo_id)
+            starts = svc.catalog.start_item(job_id, photo_id)
+            if starts is None:
+                continue  # a redelivered batch: this one already has its outcome
+            if starts > settings.max_attempts:
+                # Every earlier start died with its worker: a poison file must not loop the batch.
+                log.warning("photo abandoned in the job after %d attempts", starts - 1)
+                svc.catalog.record_item(job_id, photo_id, "failed", "abandoned", 0, 0, 0.0)
+                outcome = "failed"
+            else:
+                outcome = reprocess.reprocess_one(svc, job, photo_id)
         except SoftTimeLimitExceeded:
             service.fail_photo(svc, photo_id, "timeout", "reprocessing took longer than its time limit")
             outcome = _record_failure(job_id, photo_id)
         except MediaPipelineError as exc:
             if exc.transient and attempt < settings.task_max_retries:
                 retry.append(photo_id)
+                _hand_back(lambda: svc.catalog.release_item(job_id, photo_id))
                 continue
             code = "transient_error" if exc.transient else exc.code
             service.fail_photo(svc, photo_id, code, exc.message)
@@ -123,6 +156,15 @@ def reprocess_photos(self: Task, job_id: str, photo_ids: list[str], attempt: int
         log.warning("transient errors, retrying %d photos in %.1f s", len(retry), delay)
         self.apply_async(args=[job_id, retry, attempt + 1], countdown=delay, **time_limits(settings, len(retry)))
     return outcomes
+
+
+def _hand_back(release: Callable[[], None]) -> None:
+    """An attempt that ended in a transient error is not one cut short; if the catalog is the thing
+    that is down, the count stays one high, which only brings MP_MAX_ATTEMPTS a little closer."""
+    try:
+        release()
+    except MediaPipelineError as exc:
+        log.warning("could not hand the attempt back: %s", exc)
 
 
 def _record_failure(job_id: str, photo_id: str) -> str:

@@ -23,6 +23,10 @@ class Catalog(Protocol):
     def start_processing(self, photo_id: str) -> Photo | None:
         """Mark a queued/processing photo ``processing`` and count the attempt; ``None`` if it is gone."""
 
+    def release(self, photo_id: str) -> None:
+        """Hand a ``processing`` photo back to ``queued`` after a transient error: that attempt
+        ended and does not count towards MP_MAX_ATTEMPTS, which counts attempts cut short."""
+
     def complete(
         self,
         photo_id: str,

@@ -187,6 +187,17 @@ MIGRATIONS = MIGRATIONS + (
     ),
 )
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        5,
+        (
+            # Starts of a photo in a reprocess job that ended in neither an outcome nor a hand-back
+            # after a transient error: each one is a worker that died or was killed on it.
+            "ALTER TABLE reprocess_items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
 _PHOTO_COLUMNS = (
     "id, owner, status, sha256, original_key, original_format, original_width, original_height, "
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
@@ -352,6 +363,14 @@ class SqlCatalog:
                 (PhotoStatus.PROCESSING.value, time.time(), photo_id, PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value),
             )
             return self._load(cur, photo_id)
+
+    def release(self, photo_id: str) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE photos SET status = ?, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                (PhotoStatus.QUEUED.value, time.time(), photo_id, PhotoStatus.PROCESSING.value),
+            )
 
     def complete(
         self,
@@ -572,6 +591,21 @@ class SqlCatalog:
                 "finished_at = ? WHERE job_id = ? AND photo_id = ? AND outcome = 'pending'",
                 (outcome, code, bytes_written, bytes_deleted, seconds, time.time(), job_id, photo_id),
             ))
+
+    def start_item(self, job_id: str, photo_id: str) -> int | None:
+        """Count a start of a photo in a job: the starts so far, or ``None`` once it has an outcome."""
+        with self._tx() as cur:
+            cur.execute("UPDATE reprocess_items SET attempts = attempts + 1 WHERE job_id = ? AND photo_id = ? AND outcome = 'pending'",
+                        (job_id, photo_id))
+            rows = cur.fetchall("SELECT attempts FROM reprocess_items WHERE job_id = ? AND photo_id = ? AND outcome = 'pending'",
+                                (job_id, photo_id))
+        return int(rows[0][0]) if rows else None
+
+    def release_item(self, job_id: str, photo_id: str) -> None:
+        """A start that ended in a transient error and went back on the queue does not count."""
+        with self._tx() as cur:
+            cur.execute("UPDATE reprocess_items SET attempts = attempts - 1 WHERE job_id = ? AND photo_id = ? AND attempts > 0 "
+                        "AND outcome = 'pending'", (job_id, photo_id))
 
     def job_report(self, job_id: str) -> JobReport:
         with self._tx(write=False) as cur:

@@ -80,6 +80,25 @@ def test_processing_counts_attempts(catalog: Any) -> None:
     second = catalog.start_processing(photo.id)
     assert (first.status, first.attempts, second.attempts) == (PhotoStatus.PROCESSING, 1, 2)
     assert catalog.start_processing(new_photo_id()) is None
+    catalog.release(photo.id)  # the second attempt ended in a transient error: it does not count
+    released = catalog.get_photo(photo.id)
+    assert (released.status, released.attempts) == (PhotoStatus.QUEUED, 1)
+    assert catalog.start_processing(photo.id).attempts == 2
+
+
+def test_starts_of_a_photo_in_a_job_are_counted_until_it_has_an_outcome(catalog: Any) -> None:
+    from media_pipeline.models import ReprocessJob, Selection
+
+    now = time.time()
+    catalog.create_job(ReprocessJob("job2", Selection(), "v2", "enqueuing", "", 0, now, now))
+    catalog.checkpoint("job2", "b", ["a", "b"])
+    assert [catalog.start_item("job2", "a") for _ in range(3)] == [1, 2, 3]
+    catalog.release_item("job2", "a")
+    assert catalog.start_item("job2", "a") == 3
+    catalog.record_item("job2", "a", "updated", None, 10, 0, 0.1)
+    assert catalog.start_item("job2", "a") is None  # it has its outcome: a redelivered batch skips it
+    assert catalog.start_item("job2", "zz") is None  # not part of the job
+    assert catalog.start_item("job2", "b") == 1
 
 
 def test_complete_records_renditions_metadata_placeholder_and_hashes(catalog: Any) -> None:
