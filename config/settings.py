@@ -81,6 +81,7 @@ class Settings:
     api_workers: int = _setting(2, "MP_API_WORKERS", "gunicorn worker processes for the API.")
     api_threads: int = _setting(4, "MP_API_THREADS", "Threads per API process (gunicorn gthread workers, which keep connections alive for a CDN).")
     access_log: str = _setting("-", "MP_ACCESS_LOG", "gunicorn access log: `-` for stdout, a file path, or empty for none.")
+    metrics_dir: Path | None = _setting(None, "MP_METRICS_DIR", "Folder where each API and worker process of this host keeps its Prometheus counters for `/metrics`; default `<data_dir>/metrics`. Local disk, one per host.")
     log_format: str = _setting("text", "MP_LOG_FORMAT", "`text`, or `json` for one JSON object a line (with the photo id on every line about a photo).")
     log_level: str = _setting("INFO", "MP_LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR.")
 
@@ -96,6 +97,10 @@ class Settings:
     @property
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"
+
+    @property
+    def metrics_folder(self) -> Path:
+        return self.metrics_dir or self.data_dir / "metrics"
 
     @property
     def tmp_dir(self) -> Path:

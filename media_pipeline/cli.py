@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.command in ("serve", "api", "worker"):
+        _count_in_files(settings)
     return {
         "serve": _serve,
         "api": _api,
@@ -87,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reconcile": _reconcile,
         "check": _check,
     }[args.command](settings, args)
+
+
+def _count_in_files(settings: Settings) -> None:
+    """Metrics in multiprocess mode: prometheus_client decides when it is first imported, so this
+    comes before anything imports it; child processes inherit it."""
+    settings.metrics_folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_folder.resolve())
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,9 @@ class TaskQueue(Protocol):
 
     def check(self) -> None: ...
 
+    def depths(self) -> dict[str, int]:
+        """Messages waiting, by queue name."""
+
 
 class CeleryQueue:
     """Sends tasks by name, so the API never imports the worker's code."""
@@ -64,6 +67,17 @@ class CeleryQueue:
         except Exception as exc:
             raise QueueUnavailable(f"broker unreachable: {exc}") from exc
 
+    def depths(self) -> dict[str, int]:
+        """A passive declare answers the count on every transport (AMQP, Redis, the folder)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+                channel = conn.default_channel
+                return {name: int(channel.queue_declare(queue=name, passive=True).message_count)
+                        for name in (self.queue, self.reprocess_queue)}
+        except Exception as exc:
+            raise QueueUnavailable(f"cannot read queue depths: {exc}") from exc
+
 
 class RecordingQueue:
     """A queue that only records what was asked; for tests and ``render``."""
@@ -86,3 +100,7 @@ class RecordingQueue:
     def check(self) -> None:
         if self.fail_with is not None:
             raise QueueUnavailable(str(self.fail_with))
+
+    def depths(self) -> dict[str, int]:
+        self.check()
+        return {"photos": len(self.enqueued), "reprocess": len(self.reprocess)}

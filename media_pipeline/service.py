@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import dedupe, keypoints, pipeline, vips
+from media_pipeline import dedupe, keypoints, metrics, pipeline, vips
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
     EmptyUpload,
@@ -143,6 +143,7 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
     photo_id = new_photo_id(now)
     key = original_key(photo_id)
     services.storage.put(key, upload.rewind(), f"image/{info.format.value}", PRIVATE)
+    metrics.BYTES_WRITTEN.labels("original").inc(upload.size)
     photo = Photo(
         id=photo_id,
         status=PhotoStatus.QUEUED,
@@ -258,29 +259,37 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     rendered: dict[tuple[str, int, str], Rendition] = {}
     if missing or metadata is None or placeholder is None or hashes is None or photo.hash_quality is None:
         try:
-            data = services.storage.get(photo.original_key)
+            with metrics.step("fetch_original"):
+                data = services.storage.get(photo.original_key)
         except ObjectNotFound:
-            services.catalog.fail(photo_id, "original_missing", "the stored original is missing")
+            fail_photo(services, photo_id, "original_missing", "the stored original is missing")
             return ProcessResult(Outcome.FAILED, "original_missing")
         try:
-            job = pipeline.prepare(data, preset, services.settings.max_pixels)
-            metadata, placeholder, hashes = pipeline.describe(job, preset)
-            # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
-            record_duplicates(services, photo, pipeline.identify(job))
-            for encoded in pipeline.iter_renditions(job, preset.eager, only=missing):
+            with metrics.step("decode_resize"):
+                job = pipeline.prepare(data, preset, services.settings.max_pixels)
+            with metrics.step("describe"):
+                metadata, placeholder, hashes = pipeline.describe(job, preset)
+            with metrics.step("duplicates"):
+                # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
+                record_duplicates(services, photo, pipeline.identify(job))
+            for encoded in metrics.timed_iter("encode", pipeline.iter_renditions(job, preset.eager, only=missing)):
                 enc = preset.encoder(encoded.format)
                 key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
-                services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
+                with metrics.step("store"):
+                    services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
+                metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
                 rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec)
                 rendered[rendition.identity] = rendition
         except MediaError as exc:
-            services.catalog.fail(photo_id, exc.code, exc.message)
+            fail_photo(services, photo_id, exc.code, exc.message)
             log.info("photo failed", extra={"photo_id": photo_id, "code": exc.code})
             return ProcessResult(Outcome.FAILED, exc.code)
     current = [rendered.get(ident) or existing[ident] for ident in ((enc.spec, w, enc.format) for w, enc in wanted)]
     # Only a full render says how long a photo takes; a partial diff would skew the estimates.
     seconds = time.monotonic() - started if len(rendered) == len(wanted) else None
-    if not services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds):
+    with metrics.step("record"):
+        completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds)
+    if not completed:
         # Deleted while we worked: leave nothing behind.
         _delete_objects(services, photo_id, photo.original_key)
         return ProcessResult(Outcome.MISSING)
@@ -313,8 +322,8 @@ def reconcile(services: Services, now: float | None = None) -> tuple[int, int]:
 
 
 def abandon(services: Services, photo_id: str, attempts: int) -> None:
-    services.catalog.fail(photo_id, "abandoned", f"processing did not finish in {attempts} attempts "
-                          "(its worker crashed, was killed or passed MP_TASK_TIME_LIMIT each time)")
+    fail_photo(services, photo_id, "abandoned", f"processing did not finish in {attempts} attempts "
+               "(its worker crashed, was killed or passed MP_TASK_TIME_LIMIT each time)")
     log.warning("photo abandoned after %d attempts", attempts, extra={"photo_id": photo_id, "code": "abandoned"})
 
 
@@ -349,6 +358,7 @@ def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) ->
     encoded = next(pipeline.iter_renditions(job, (encoder,)))
     key = rendition_key(photo_id, encoder.spec, encoded.width, encoded.extension)
     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
+    metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
     rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec)
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(key)
@@ -358,7 +368,8 @@ def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) ->
 
 
 def fail_photo(services: Services, photo_id: str, code: str, message: str) -> None:
-    services.catalog.fail(photo_id, code, message)
+    if services.catalog.fail(photo_id, code, message):
+        metrics.PHOTO_FAILURES.labels(code).inc()
 
 
 def delete_photo(services: Services, photo_id: str) -> bool:

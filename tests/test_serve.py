@@ -82,6 +82,17 @@ def test_serve_runs_api_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         assert status == 200 and headers["content-type"] == "image/avif"
         assert images.mean_abs_diff(images.decode(data), upright) < 6
         assert (tmp_path / "var" / "catalog.db").exists() and (tmp_path / "var" / "storage" / "objects").is_dir()
+        # /metrics sums every process of the host: gunicorn's workers and the Celery children.
+        status, headers, body = request(port, "GET", "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        samples = metric_samples(body.decode())
+        assert samples[("mp_uploads_total", (("outcome", "accepted"),))] == 2
+        assert samples[("mp_uploads_total", (("outcome", "rejected"),))] == 1
+        assert samples[("mp_api_errors_total", (("code", "too_many_pixels"), ("status", "422")))] == 1
+        assert samples[("mp_photos_processed_total", (("outcome", "done"),))] >= 1  # written by a worker child
+        assert samples[("mp_step_seconds_count", (("step", "encode"),))] >= 2
+        assert samples[("mp_bytes_written_total", (("kind", "rendition"),))] > 0
+        assert ("mp_queue_depth", (("queue", "photos"),)) in samples
         children = child_pids(proc.pid)
         assert len(children) >= 3  # the API server, the worker and the reconciler
     finally:
@@ -93,6 +104,13 @@ def test_serve_runs_api_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             raise
     assert code == 0, (tmp_path / "serve.log").read_text()
     assert [pid for pid in children if alive(pid)] == [], "serve left processes behind"
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def child_pids(parent: int) -> list[int]:

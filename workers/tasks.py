@@ -13,7 +13,7 @@ from celery.worker.request import Request
 
 from typing import Any, Callable
 
-from media_pipeline import logs, reprocess, service
+from media_pipeline import logs, metrics, reprocess, service
 from media_pipeline.errors import MediaPipelineError
 from media_pipeline.models import ReprocessJob
 from media_pipeline.queue import CeleryQueue
@@ -100,8 +100,10 @@ class PipelineTask(Task):
 
 @app.task(bind=True, base=PipelineTask, name=PROCESS_TASK, acks_late=True, reject_on_worker_lost=True)
 def process_photo(self: Task, photo_id: str) -> str:
-    with logs.photo_context(photo_id):
-        return _run(self, photo_id, lambda: service.process_photo(services(), photo_id).value)
+    with logs.photo_context(photo_id), metrics.TASK_SECONDS.labels("process_photo").time():
+        outcome = _run(self, photo_id, lambda: service.process_photo(services(), photo_id).value)
+    metrics.PHOTOS_PROCESSED.labels(outcome).inc()
+    return outcome
 
 
 _jobs: dict[str, ReprocessJob] = {}
@@ -112,6 +114,11 @@ def reprocess_photos(self: Task, job_id: str, photo_ids: list[str], attempt: int
     """Several photos of a job per message (enqueueing one message per photo would cap the rate
     at what Celery can publish). Each photo's outcome goes to the job's ledger; photos that hit a
     transient error go back on the queue together, with backoff, up to MP_TASK_MAX_RETRIES."""
+    with metrics.TASK_SECONDS.labels("reprocess_photos").time():
+        return _reprocess_batch(self, job_id, photo_ids, attempt)
+
+
+def _reprocess_batch(task: Task, job_id: str, photo_ids: list[str], attempt: int) -> dict[str, int]:
     settings = app.conf.media_pipeline_settings
     svc = services()
     job = _jobs.get(job_id) or svc.catalog.get_job(job_id)
@@ -154,7 +161,7 @@ def reprocess_photos(self: Task, job_id: str, photo_ids: list[str], attempt: int
     if retry:
         delay = settings.task_retry_backoff * 2**attempt
         log.warning("transient errors, retrying %d photos in %.1f s", len(retry), delay)
-        self.apply_async(args=[job_id, retry, attempt + 1], countdown=delay, **time_limits(settings, len(retry)))
+        task.apply_async(args=[job_id, retry, attempt + 1], countdown=delay, **time_limits(settings, len(retry)))
     return outcomes
 
 

@@ -59,6 +59,9 @@ class Catalog(Protocol):
     def stuck_photos(self, updated_before: float, limit: int = 1000) -> list[tuple[str, int]]:
         """(id, attempts) of photos queued or processing with no update since ``updated_before``."""
 
+    def in_flight(self) -> dict[str, int]:
+        """How many photos are ``queued`` and ``processing`` (read through the status index)."""
+
     def touch(self, photo_id: str) -> None: ...
 
     def claim_idempotency_key(self, scope: str, request_sha256: str, expires_before: float) -> tuple[str, str | None]:

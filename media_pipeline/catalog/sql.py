@@ -475,6 +475,14 @@ class SqlCatalog:
             )
         return [(r[0], int(r[1])) for r in rows]
 
+    def in_flight(self) -> dict[str, int]:
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall("SELECT status, COUNT(*) FROM photos WHERE status IN (?, ?) GROUP BY status",
+                                (PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value))
+        counts = {PhotoStatus.QUEUED.value: 0, PhotoStatus.PROCESSING.value: 0}
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
     def touch(self, photo_id: str) -> None:
         with self._tx() as cur:
             cur.execute("UPDATE photos SET updated_at = ? WHERE id = ?", (time.time(), photo_id))

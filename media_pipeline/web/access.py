@@ -26,6 +26,7 @@ from media_pipeline.apikeys import hash_key, parse_keys
 from media_pipeline.errors import Forbidden, RateLimited, Unauthorized
 
 API_PREFIX = "/v1/"
+METRICS_PATH = "/metrics"
 WINDOW_SECONDS = 60
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
 CORS_EXPOSED = "Location, Retry-After, Idempotent-Replayed"
@@ -79,6 +80,9 @@ class Access:
         self.counter = counter or make_counter(settings)
 
     def before(self) -> Response | None:
+        if request.path == METRICS_PATH:
+            g.client = self._authenticate()  # the same keys as the API: Prometheus sends a bearer token
+            return None
         if not request.path.startswith(API_PREFIX):
             return None
         if request.method == "OPTIONS":

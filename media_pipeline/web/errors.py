@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from media_pipeline import metrics
 from media_pipeline.errors import MediaPipelineError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ _HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str) -> Response:
+    metrics.API_ERRORS.labels(code, str(status)).inc()
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"

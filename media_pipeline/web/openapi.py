@@ -62,7 +62,7 @@ def document() -> dict[str, Any]:
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     for path, operations in doc["paths"].items():
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") and path != "/metrics":
             continue
         for method, operation in operations.items():
             if method == "parameters":
@@ -164,6 +164,8 @@ def _paths_and_schemas() -> dict[str, Any]:
             "/readyz": {"get": {"operationId": "ready", "summary": "Storage, catalog and broker are reachable",
                                 "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
                                               "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
+            "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics of this host's API and worker processes",
+                                 "responses": {"200": {"description": "The Prometheus text format", "content": {"text/plain": {}}}}}},
             "/ui": {"get": {"operationId": "operatorPage", "summary": "The operator page (HTML)",
                             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
