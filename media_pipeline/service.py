@@ -24,6 +24,8 @@ from media_pipeline.errors import (
     MediaPipelineError,
     ObjectNotFound,
     QueueUnavailable,
+    StorageError,
+    StorageUnavailable,
     UploadTooLarge,
 )
 from media_pipeline.hashindex import FeatureIndex, HashIndex, SqlFeatureIndex, SqlHashIndex
@@ -142,7 +144,11 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
     now = time.time()
     photo_id = new_photo_id(now)
     key = original_key(photo_id)
-    services.storage.put(key, upload.rewind(), f"image/{info.format.value}", PRIVATE)
+    try:
+        services.storage.put(key, upload.rewind(), f"image/{info.format.value}", PRIVATE)
+    except StorageUnavailable:
+        _discard(services, key)  # the PUT may have landed with only its answer lost
+        raise
     metrics.BYTES_WRITTEN.labels("original").inc(upload.size)
     photo = Photo(
         id=photo_id,
@@ -160,16 +166,26 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
     try:
         services.catalog.add_photo(photo)
     except MediaPipelineError:
-        services.storage.delete(key)
+        _discard(services, key)
         raise
     try:
         services.queue.enqueue_process(photo_id)
     except QueueUnavailable:
         services.catalog.delete_photo(photo_id)
-        services.storage.delete(key)
+        _discard(services, key)
         raise
     log.info("photo accepted", extra={"photo_id": photo_id, "format": info.format.value, "bytes": upload.size})
     return photo
+
+
+def _discard(services: Services, key: str) -> None:
+    """Undo an original of a refused upload. If storage is the thing that is down, the object may
+    stay behind: `media-pipeline check` names it (``original_without_catalog_row``); the client
+    got a 503, so no accepted upload is affected."""
+    try:
+        services.storage.delete(key)
+    except StorageError as exc:
+        log.warning("could not remove the original of a refused upload %s: %s", key, exc)
 
 
 IDEMPOTENCY_TTL = 24 * 3600

@@ -8,6 +8,8 @@ below the 5 GB single-PUT limit, so no multipart upload is ever left half-done.
 
 from __future__ import annotations
 
+import io
+import time
 from dataclasses import replace
 from typing import Any, BinaryIO, Iterator
 
@@ -51,10 +53,19 @@ class S3Storage:
         return self.prefix + validate_key(key)
 
     def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None) -> ObjectInfo:
+        """One PUT and nothing after it: a HEAD to describe the object would be a second request
+        that can fail after the object is stored, and the caller would take the write for lost."""
         extra = {"CacheControl": cache_control} if cache_control else {}
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            size = len(data)
+        else:
+            start = data.tell()
+            size = data.seek(0, io.SEEK_END) - start
+            data.seek(start)
         with _translated(key):
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **extra)
-        return self.stat(key)
+            answer = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **extra)
+        return ObjectInfo(key=key, size=size, etag=str(answer.get("ETag", "")).strip('"'), last_modified=time.time(),
+                          content_type=content_type, cache_control=cache_control)
 
     def stat(self, key: str) -> ObjectInfo:
         with _translated(key):

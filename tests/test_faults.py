@@ -1,0 +1,144 @@
+"""Faults, nothing lost: S3 answering 503 SlowDown, resetting connections and going away for a
+while (tests/faulty_proxy.py, in front of the real S3 server on loopback), and a broker restart.
+Every upload a client got a 202 for ends `ready` exactly once, and `check` finds nothing wrong."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+
+from config.settings import Settings
+from media_pipeline import service
+from media_pipeline.check import check
+from media_pipeline.service import build_services
+from media_pipeline.storage.s3 import S3Storage
+from tests import images
+from tests.conftest import free_port, port_open, require, wait_for_status
+from tests.faulty_proxy import FaultyProxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def proxy(s3_endpoint: str) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(s3_endpoint)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def upload_until_accepted(client: Any, data: bytes, key: str, attempts: int = 30) -> tuple[str, list[int]]:
+    """What a client app does: retry a 503 with the same Idempotency-Key until it gets its 202."""
+    statuses = []
+    for _ in range(attempts):
+        response = client.post("/v1/photos", data=data, headers={"Idempotency-Key": key})
+        statuses.append(response.status_code)
+        if response.status_code == 202:
+            return response.json["id"], statuses
+        assert response.status_code == 503, response.json
+        assert response.json["error"]["code"] == "storage_unavailable"
+        time.sleep(0.2)
+    raise AssertionError(f"never accepted: {statuses}")
+
+
+def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, proxy: FaultyProxy,
+                                                        start_worker: Callable[..., Any]) -> None:
+    from media_pipeline.web import create_app
+
+    settings = s3_settings.replace(s3_endpoint_url=proxy.url, task_retry_backoff=0.2, task_max_retries=8)
+    services = build_services(settings)  # the real Celery queue on the embedded broker
+    client = create_app(settings, services).test_client()
+    start_worker(settings, concurrency=2)
+    proxy.faults(rate=0.3)
+    photos = [images.jpeg(images.scene(640, 480, seed=100 + i)) for i in range(12)]
+    accepted: list[str] = []
+    refused = 0
+    outage = threading.Timer(1.0, lambda: (proxy.stop(), time.sleep(4), proxy.start()))
+    outage.start()  # the endpoint goes away for 4 s, with uploads and processing in flight
+    for i, data in enumerate(photos):
+        photo_id, statuses = upload_until_accepted(client, data, key=f"photo-{i}")
+        accepted.append(photo_id)
+        refused += len(statuses) - 1
+    outage.join()
+    for photo_id in accepted:
+        photo = wait_for_status(services.catalog, photo_id, timeout=180)
+        assert photo.status.value == "ready", (photo.error_code, photo.error_message)
+    proxy.faults(rate=0.0)
+    assert sum(proxy.injected.values()) >= 10, proxy.injected  # the faults really happened
+    assert refused >= 1  # the outage reached the clients as 503s, which they retried
+    # Exactly once: one photo per accepted upload, whatever the client had to retry.
+    report = check(services)
+    assert report.ok, report.problems
+    assert report.photos == {"ready": len(photos)}
+    assert len(set(accepted)) == len(photos)
+    for photo_id, data in zip(accepted, photos):
+        photo = services.catalog.get_photo(photo_id)
+        assert len(photo.renditions) == len(services.preset.eager) * len({r.width for r in photo.renditions})
+        assert S3Storage.from_settings(s3_settings).get(photo.original_key) == data
+    s3 = boto3.client("s3", endpoint_url=s3_settings.s3_endpoint_url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert s3.list_multipart_uploads(Bucket=s3_settings.s3_bucket).get("Uploads", []) == []
+    print(f"faults injected {proxy.injected}, upload attempts refused with 503: {refused}")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """A Redis of this test's own with an append-only file, so it can be killed and started again
+    without touching the session's shared one. Yields ``restart``."""
+    binary = shutil.which("redis-server")
+    require(binary is not None and port_open("127.0.0.1", 6379), "redis-server")
+    port = free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes",
+               "--appendfsync", "always", "--save", ""]
+    server: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        server.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port):
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+
+    def restart() -> None:
+        server[-1].kill()  # SIGKILL: no goodbye to the clients
+        server[-1].wait()
+        time.sleep(1)
+        start()
+
+    start()
+    restart.url = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
+    yield restart
+    server[-1].kill()
+    server[-1].wait()
+
+
+def test_a_broker_restart_loses_no_photo(settings: Settings, private_redis: Any, start_worker: Callable[..., Any]) -> None:
+    settings = settings.replace(broker_url=private_redis.url, stuck_after_seconds=5)
+    services = build_services(settings)
+    start_worker(settings, concurrency=2)
+    ids = [service_ingest(services, seed) for seed in range(4)]
+    private_redis()  # with messages queued and tasks running
+    ids += [service_ingest(services, seed) for seed in range(4, 8)]  # the API's producer reconnects
+    deadline = time.monotonic() + 120
+    while not all(services.catalog.get_photo(i).status.value in ("ready", "failed") for i in ids):
+        assert time.monotonic() < deadline, [services.catalog.get_photo(i).status.value for i in ids]
+        service.reconcile(services)  # as `serve` and a production cron do
+        time.sleep(1)
+    assert [services.catalog.get_photo(i).status.value for i in ids] == ["ready"] * len(ids)
+    report = check(services)
+    assert report.ok and report.photos == {"ready": len(ids)}, report.problems
+
+
+def service_ingest(services: Any, seed: int) -> str:
+    from tests.conftest import ingest_bytes
+
+    return ingest_bytes(services, images.jpeg(images.scene(1200, 900, seed=200 + seed)))
