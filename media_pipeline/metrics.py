@@ -109,7 +109,7 @@ def fold_exited(folder: Path, alive: Callable[[int], bool] | None = None) -> int
         try:
             for path in sorted(folder.glob("*.db")):
                 kind, _, rest = path.stem.partition("_")
-                if kind not in ("counter", "histogram") or not rest.isdigit() or alive(int(rest)):
+                if kind not in ("counter", "histogram") or not (rest.isascii() and rest.isdecimal()) or alive(int(rest)):
                     continue  # gauges here are read at scrape time, never written by processes
                 archive = archives.get(kind)
                 if archive is None:

@@ -18,10 +18,11 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         header = vips.load(data, fmt, fail_on="error")
         width, height = header.width, header.get_page_height()
         pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
-        fields = set(header.get_fields())
-        orientation = header.get("orientation") if "orientation" in fields else 1
-        exif = header.get("exif-data") if "exif-data" in fields else None
-        icc = header.get("icc-profile-data") if "icc-profile-data" in fields else None
+        # get_typeof per field, not get_fields(): pyvips decodes every field name as UTF-8, and a
+        # PNG text chunk can name one with any bytes (found by tests/test_fuzz.py).
+        orientation = header.get("orientation") if header.get_typeof("orientation") else 1
+        exif = header.get("exif-data") if header.get_typeof("exif-data") else None
+        icc = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
         has_alpha = header.hasalpha()
     except pyvips.Error as exc:
         raise CorruptImage(f"cannot read the {fmt.value} header: {_first_line(exc)}") from exc

@@ -205,6 +205,14 @@ def test_deleted_and_failed_photos_are_404_no_store(origin: Any, services: Any) 
     assert origin.get(signed(f"/i/{failed}/320.jpg")).status_code == 404
 
 
+@pytest.mark.parametrize("name", ["\u00b2.jpg", "\u0663\u0662\u0660", "%C2%A6_%C3%B0%0D"])
+def test_widths_that_only_look_like_digits_are_404(origin: Any, services: Any, name: str) -> None:
+    """Found by schemathesis: "²" passes str.isdigit() and int() then raised, a 500."""
+    photo = ready_photo(origin, services, 400, 300)
+    response = origin.get(f"/i/{photo['id']}/{name}")
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize("path", ["/i/{pid}/originals/{pid}", "/i/{pid}/{v}/..%2F..%2Foriginals%2F{pid}", "/i/{pid}/{v}/original.jpg",
                                   "/i/{pid}/{v}/320.png", "/i/{pid}/{v}/-1.jpg", "/i/../originals/{pid}"])
 def test_originals_are_never_served(origin: Any, services: Any, path: str) -> None:

@@ -47,7 +47,11 @@ def register(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             message = f"the upload is larger than {current_app.extensions['media_pipeline'].settings.max_upload_bytes} bytes"
-        return error_response(status, _HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+        response = error_response(status, _HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+        for name, value in exc.get_headers():  # e.g. the Allow of a 405, which RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -61,7 +61,8 @@ def stable(photo_id: str, name: str) -> Response:
 # --------------------------------------------------------------------------- resolution
 def _parse_name(name: str) -> tuple[int, str | None]:
     stem, dot, extension = name.partition(".")
-    if not stem.isdigit() or len(stem) > 5 or (dot and extension not in EXTENSION_FORMATS):
+    # isdecimal() alone takes "²" and Arabic-Indic digits, which int() refuses or reads: ASCII only.
+    if not (stem.isascii() and stem.isdecimal()) or len(stem) > 5 or (dot and extension not in EXTENSION_FORMATS):
         raise NotFound("no such rendition")
     return int(stem), EXTENSION_FORMATS[extension] if dot else None
 
