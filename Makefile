@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench soak clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ bench: install
 	$(BIN)/python bench/reprocess.py
 	$(BIN)/python bench/dedupe_eval.py
 	$(BIN)/python bench/dedupe_index.py
+
+soak: install
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) var
