@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client import values
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE  # what generate_latest writes
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
 T = TypeVar("T")
-ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"  # set by the CLI, read by prometheus_client when it is imported
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 150.0)
 
 UPLOADS = Counter("mp_uploads", "Uploads by outcome: accepted, replayed (same Idempotency-Key and body), rejected.", ["outcome"])
@@ -73,17 +73,17 @@ class StateCollector:
         self.in_flight = in_flight
 
     def collect(self) -> Iterator[Metric]:
-        for name, doc, read in (
-            ("mp_queue_depth", "Messages waiting in each queue of the broker.", self.queue_depths),
-            ("mp_photos_in_flight", "Photos accepted and not yet ready or failed, by status.", self.in_flight),
+        for name, doc, label, read in (
+            ("mp_queue_depth", "Messages waiting in each queue of the broker.", "queue", self.queue_depths),
+            ("mp_photos_in_flight", "Photos accepted and not yet ready or failed, by status.", "status", self.in_flight),
         ):
             try:
-                values = read()
+                counts = read()
             except Exception:  # noqa: BLE001 - a scrape must not fail because one backend is down
                 continue
-            family = GaugeMetricFamily(name, doc, labels=["queue" if name == "mp_queue_depth" else "status"])
-            for label, value in sorted(values.items()):
-                family.add_metric([label], value)
+            family = GaugeMetricFamily(name, doc, labels=[label])
+            for key, value in sorted(counts.items()):
+                family.add_metric([key], value)
             yield family
 
 
@@ -135,19 +135,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def exposition(folder: Path | None, state: StateCollector | None) -> bytes:
+def exposition(folder: Path | None, state: StateCollector) -> bytes:
     """The text format for ``/metrics``: this host's processes (or this process) plus the gauges."""
-    registry = CollectorRegistry(auto_describe=False)
-    if folder is not None:
-        registry.register(FolderCollector(folder))  # type: ignore[arg-type]
+    if folder is None:
+        counted = PROCESS_REGISTRY
     else:
-        registry = PROCESS_REGISTRY
-    body = generate_latest(registry)
-    if state is not None:
-        gauges = CollectorRegistry(auto_describe=False)
-        gauges.register(state)  # type: ignore[arg-type]
-        body += generate_latest(gauges)
-    return body
+        counted = CollectorRegistry(auto_describe=False)
+        counted.register(FolderCollector(folder))  # type: ignore[arg-type]
+    gauges = CollectorRegistry(auto_describe=False)
+    gauges.register(state)  # type: ignore[arg-type]
+    return generate_latest(counted) + generate_latest(gauges)
 
 
 def multiprocess() -> bool:

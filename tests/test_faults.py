@@ -20,7 +20,7 @@ from media_pipeline.check import check
 from media_pipeline.service import build_services
 from media_pipeline.storage.s3 import S3Storage
 from tests import images
-from tests.conftest import free_port, port_open, require, wait_for_status
+from tests.conftest import free_port, ingest_bytes, port_open, require, wait_for_status
 from tests.faulty_proxy import FaultyProxy
 
 pytestmark = pytest.mark.slow
@@ -88,46 +88,52 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
     print(f"faults injected {proxy.injected}, upload attempts refused with 503: {refused}")
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
-    """A Redis of this test's own with an append-only file, so it can be killed and started again
-    without touching the session's shared one. Yields ``restart``."""
-    binary = shutil.which("redis-server")
-    require(binary is not None and port_open("127.0.0.1", 6379), "redis-server")
-    port = free_port()
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes",
-               "--appendfsync", "always", "--save", ""]
-    server: list[subprocess.Popen[bytes]] = []
+class PrivateRedis:
+    """A Redis of this test's own with an append-only file, so it can be SIGKILLed and started
+    again without touching the session's shared one."""
 
-    def start() -> None:
-        server.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder),
+                        "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port):
+        while not port_open("127.0.0.1", self.port):
             assert time.monotonic() < deadline, "redis did not start"
             time.sleep(0.05)
 
-    def restart() -> None:
-        server[-1].kill()  # SIGKILL: no goodbye to the clients
-        server[-1].wait()
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no goodbye to the clients
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
         time.sleep(1)
-        start()
-
-    start()
-    restart.url = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
-    yield restart
-    server[-1].kill()
-    server[-1].wait()
+        self.start()
 
 
-def test_a_broker_restart_loses_no_photo(settings: Settings, private_redis: Any, start_worker: Callable[..., Any]) -> None:
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    binary = shutil.which("redis-server")
+    require(binary is not None and port_open("127.0.0.1", 6379), "redis-server")
+    (tmp_path / "redis").mkdir()
+    server = PrivateRedis(str(binary), tmp_path / "redis")
+    yield server
+    server.kill()
+
+
+def test_a_broker_restart_loses_no_photo(settings: Settings, private_redis: PrivateRedis,
+                                         start_worker: Callable[..., Any]) -> None:
     settings = settings.replace(broker_url=private_redis.url, stuck_after_seconds=5)
     services = build_services(settings)
     start_worker(settings, concurrency=2)
-    ids = [service_ingest(services, seed) for seed in range(4)]
-    private_redis()  # with messages queued and tasks running
-    ids += [service_ingest(services, seed) for seed in range(4, 8)]  # the API's producer reconnects
+    ids = [upload(services, seed) for seed in range(4)]
+    private_redis.restart()  # with messages queued and tasks running
+    ids += [upload(services, seed) for seed in range(4, 8)]  # the API's producer reconnects
     deadline = time.monotonic() + 120
     while not all(services.catalog.get_photo(i).status.value in ("ready", "failed") for i in ids):
         assert time.monotonic() < deadline, [services.catalog.get_photo(i).status.value for i in ids]
@@ -138,7 +144,5 @@ def test_a_broker_restart_loses_no_photo(settings: Settings, private_redis: Any,
     assert report.ok and report.photos == {"ready": len(ids)}, report.problems
 
 
-def service_ingest(services: Any, seed: int) -> str:
-    from tests.conftest import ingest_bytes
-
+def upload(services: Any, seed: int) -> str:
     return ingest_bytes(services, images.jpeg(images.scene(1200, 900, seed=200 + seed)))

@@ -93,7 +93,7 @@ def test_counts_of_exited_processes_are_folded_and_kept(tmp_path: Path) -> None:
                        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "PATH": "/usr/bin:/bin"})
 
     def totals() -> tuple[float, float]:
-        samples = metric_samples(metrics.exposition(folder, None).decode())
+        samples = metric_samples(metrics.exposition(folder, metrics.StateCollector(dict, dict)).decode())
         return value(samples, "mp_uploads_total", outcome="accepted"), value(samples, "mp_step_seconds_count", step="encode")
 
     run(2)

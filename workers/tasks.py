@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from typing import Any, Callable
+
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import setup_logging, task_prerun, worker_process_init
-from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
-
-from typing import Any, Callable
 
 from media_pipeline import logs, metrics, reprocess, service
 from media_pipeline.errors import MediaPipelineError

@@ -19,8 +19,7 @@ def scrape() -> Response:
     svc = services()
     state = metrics.StateCollector(svc.queue.depths, svc.catalog.in_flight)
     folder = svc.settings.metrics_folder if metrics.multiprocess() else None
-    response = Response(metrics.exposition(folder, state), mimetype="text/plain")
-    response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    response = Response(metrics.exposition(folder, state), content_type=metrics.CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response
 
