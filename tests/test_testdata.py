@@ -237,3 +237,39 @@ def test_reposts_of_real_photos_are_found_and_distinct_photos_are_not(testdata: 
             false += [(path.name, name, other) for other in found - {str(i)}]
     assert false == []
     assert len(missed) <= len(corpus) * 7 // 50, missed  # at most 2% of the lookups
+
+
+def large_camera_jpegs() -> list[Path]:
+    """Every camera JPEG of at least 1 MP: the ones whose cuts leave a readable header and a
+    scan to lose (the curators shrank most of the others to thumbnails)."""
+    found = []
+    for path in files("camera-exif"):
+        if path.name == "missing" or not is_image(path):
+            continue
+        header = pyvips.Image.new_from_file(str(path))
+        if header.width * header.height >= 1_000_000:
+            found.append(path)
+    return found or [Path("missing")]
+
+
+LARGE_JPEGS = large_camera_jpegs()
+
+
+@pytest.mark.parametrize("path", LARGE_JPEGS, ids=ids(LARGE_JPEGS))
+def test_real_jpegs_cut_at_every_tenth_are_refused_or_fail_never_half_rendered(path: Path, testdata: Path, client: Any,
+                                                                              services: Any, quick_preset: Preset) -> None:
+    services.preset = quick_preset
+    data = path.read_bytes()
+    for tenth in range(1, 10):
+        started = time.monotonic()
+        response = client.post("/v1/photos", data=data[: len(data) * tenth // 10])
+        body = response.get_json()
+        if response.status_code == 202:
+            service.process_photo(services, body["id"])
+            photo = client.get(f"/v1/photos/{body['id']}").get_json()
+            assert photo["status"] == "failed" and photo["error"]["code"] == "corrupt_image", (tenth, photo)
+        else:
+            assert response.status_code == 422 and body["error"]["code"] == "corrupt_image", (tenth, body)
+        assert time.monotonic() - started < 30
+    whole = client.post("/v1/photos", data=data).get_json()["id"]
+    assert service.process_photo(services, whole) is service.Outcome.DONE
