@@ -44,6 +44,10 @@ def make_celery(settings: Settings) -> Celery:
         # A task is acknowledged only after it ran; a worker that dies mid-task gives it back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # How long the pool waits for a dead child's last report before it calls the task lost
+        # (Celery's default is 10 s). The report travels a local pipe, so a second is plenty, and
+        # a crashed or killed child's photo goes back to the queue that much sooner.
+        worker_lost_wait=1.0,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
