@@ -3,6 +3,7 @@ small photo and checks it printed its table (figures are not asserted: benches m
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,4 +31,4 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
                            "--sqlite", str(tmp_path / "index.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |"))]
-    assert len(rows) == 2 and all("600/600" in row for row in rows)
+    assert len(rows) == 2 and all(re.search(r"\| (\d+)/\1 \| (\d+)/\2 \|", row) for row in rows), rows  # every planted match

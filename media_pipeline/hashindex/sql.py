@@ -1,13 +1,14 @@
 """The index as a table in the catalog's database (SQLite or PostgreSQL).
 
 One row per stored hash: the value as four signed 64-bit words, and its 16 substrings in 16
-indexed integer columns. Each substring's index also carries the value, owner and photo id, so
-a lookup never visits the table (index-only scans; the price is about 1.4 KB of index per
-hash). At a million rows a query has ~4,000 random candidates, so where the distance is checked
-decides the speed: PostgreSQL (14 or later, for ``bit_count``) checks it inside one ``UNION ALL``
-of a lookup per (query, substring), each filtered by its own query's distance, so only matches
-cross the wire; SQLite has no popcount, so it runs one ``c0 IN (...) OR c1 IN (...)`` lookup
-(its OR-by-union plan) and its candidates are checked here.
+indexed integer columns. Each substring's index carries the value and a row number and nothing
+else, so a lookup never visits the table and reads as few index pages as it can (at a million
+rows a query has ~4,000 random candidates, and the pages they sit on are most of its cost). Where
+the distance is checked decides the rest: PostgreSQL (14 or later, for ``bit_count``) checks it
+inside one ``UNION ALL`` of a lookup per (query, substring), each filtered by its own query's
+distance, so only matches cross the wire; SQLite has no popcount, so it runs one
+``c0 IN (...) OR c1 IN (...)`` lookup (its OR-by-union plan) and its candidates are checked here.
+Then a second, small statement reads the photo id, view and owner of the matches alone.
 """
 
 from __future__ import annotations
@@ -70,18 +71,26 @@ class SqlHashIndex:
                exclude: str | None = None) -> list[IndexHit]:
         if not queries:
             return []
-        # The probe values are ints made here, so they are written into the statement: hundreds
-        # of bind parameters would cost more than the lookups.
-        scope, scope_params = scope_sql(owner, exclude)
-        select = f"SELECT photo_id, view, {', '.join(_WORDS)} FROM hash_index WHERE "
-        if self.catalog.dialect == "postgresql":
-            sql, params = _postgres_search(queries, radius, owner, exclude)
+        postgres = self.catalog.dialect == "postgresql"
+        rid = "rid" if postgres else "rowid"
+        if postgres:
+            sql, params = _postgres_search(queries, radius)
         else:
+            # The probe values are ints made here, so they are written into the statement:
+            # hundreds of bind parameters would cost more than the lookups.
             terms = [f"c{i} IN ({_in_list(values)})" for i, values in enumerate(SQL_LAYOUT.probe_sets(queries, radius))]
-            sql, params = f"{select}({' OR '.join(terms)}){scope}", scope_params
+            sql, params = f"SELECT rowid, {', '.join(_WORDS)} FROM hash_index WHERE {' OR '.join(terms)}", []
         with self.catalog._tx(write=False) as cur:
-            rows = cur.fetchall(sql, params)
-        return best_hits([(photo_id, view, from_signed_words(words)) for photo_id, view, *words in rows], queries, radius)
+            values = {row_id: from_signed_words(words) for row_id, *words in cur.fetchall(sql, params)}
+            if not postgres:
+                values = {row_id: v for row_id, v in values.items() if any((v ^ q).bit_count() <= radius for q in queries)}
+            if not values:
+                return []
+            marks = ", ".join("?" * len(values))
+            rows = cur.fetchall(f"SELECT {rid}, photo_id, view, owner FROM hash_index WHERE {rid} IN ({marks})", list(values))
+        # Scope and exclusion apply to the few matches, so the lookups above stay index-only.
+        return best_hits([(photo_id, view, values[row_id]) for row_id, photo_id, view, row_owner in rows
+                          if (owner is None or (row_owner or "") == owner) and photo_id != exclude], queries, radius)
 
 
 def _in_list(values: set[int]) -> str:
@@ -91,18 +100,17 @@ def _in_list(values: set[int]) -> str:
 _POPCOUNT = "+".join(f"bit_count((t.{w}#q.{w})::bit(64))" for w in _WORDS)
 
 
-def _postgres_search(queries: Sequence[int], radius: int, owner: str | None, exclude: str | None) -> tuple[str, list[object]]:
+def _postgres_search(queries: Sequence[int], radius: int) -> tuple[str, list[object]]:
     """One lookup per (query, substring), each filtered by its own query's distance, in one
     statement. Everything that varies is a parameter and the text stays short, so for a one-hash
     search psycopg caches the parsed statement, prepares it, and PostgreSQL plans it once."""
-    scope = (" AND owner=q.o" if owner is not None else "") + (" AND photo_id<>q.x" if exclude is not None else "")
     rows, parts, params, arrays = [], [], [], []
     for qi, query in enumerate(queries):
-        rows.append(f"({qi}," + ",".join(["%s::int8"] * 4) + ",%s::text,%s::text)")
-        params += [*to_signed_words(query), owner, exclude]
+        rows.append(f"({qi}," + ",".join(["%s::int8"] * 4) + ")")
+        params += [*to_signed_words(query)]
         for i, values in enumerate(SQL_LAYOUT.probe_sets([query], radius)):
-            parts.append(f"SELECT photo_id,view,t.h0,t.h1,t.h2,t.h3 FROM hash_index t,q WHERE q.i={qi} AND c{i}=ANY(%s::int[])"
-                         f" AND {_POPCOUNT}<={int(radius)}{scope}")
+            parts.append(f"SELECT t.rid,t.h0,t.h1,t.h2,t.h3 FROM hash_index t,q WHERE q.i={qi} AND c{i}=ANY(%s::int[])"
+                         f" AND {_POPCOUNT}<={int(radius)}")
             arrays.append(sorted(values))
-    sql = f"WITH q(i,h0,h1,h2,h3,o,x) AS (VALUES {','.join(rows)}) " + " UNION ALL ".join(parts)
+    sql = f"WITH q(i,h0,h1,h2,h3) AS (VALUES {','.join(rows)}) " + " UNION ALL ".join(parts)
     return sql.replace("%s", "?"), params + arrays

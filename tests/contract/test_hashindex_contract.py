@@ -10,6 +10,8 @@ import pytest
 
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex import HashIndex, MemoryHashIndex, SqlHashIndex
+from media_pipeline.hashindex.base import SQL_LAYOUT
+from media_pipeline.hashindex.sql import to_signed_words
 
 BITS = 256
 
@@ -139,3 +141,57 @@ def test_feature_votes(features: Any) -> None:
     features.remove("never-there")
     assert features.votes(query, limit=5, min_votes=1) == [("c", 15)]
     assert features.votes([], limit=5, min_votes=1) == []
+
+
+# --------------------------------------------------------------------------- migration 6
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_url(request: Any, tmp_path: Any) -> Iterator[str]:
+    """An empty database of its own: a migration test must start before every migration."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import POSTGRES_ADMIN_URL, require
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # noqa: BLE001
+        require(False, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
+        return
+    name = f"mp_migrate_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_hashes_indexed_before_the_lean_indexes_are_found_after(fresh_url: str, monkeypatch: Any) -> None:
+    """Migration 6 rebuilds the substring indexes without photo id, view and owner (and gives
+    PostgreSQL rows a number): what a catalog held before it is still found, scoped, and removable."""
+    from media_pipeline.catalog import sql
+
+    rng = random.Random(6)
+    value = rng.getrandbits(BITS)
+    before = [(version, statements) for version, statements in sql.MIGRATIONS if version < 6]
+    monkeypatch.setattr(sql, "MIGRATIONS", tuple(before))
+    old = SqlCatalog(fresh_url)
+    old.migrate()
+    with old._tx() as cur:  # a row as the migration-5 code wrote it
+        cur.execute("INSERT INTO hash_index (photo_id, view, owner, h0, h1, h2, h3, "
+                    + ", ".join(f"c{i}" for i in range(16)) + ") VALUES (" + ", ".join("?" * 23) + ")",
+                    ("old", "full", "alice", *to_signed_words(value), *SQL_LAYOUT.chunks(value)))
+    old.close()
+    monkeypatch.undo()
+    catalog = SqlCatalog(fresh_url)
+    catalog.migrate()
+    index = SqlHashIndex(catalog)
+    index.add("new", None, [("full", flip(value, 5, rng))])
+    assert [(h.photo_id, h.distance) for h in index.search([value], 31)] == [("old", 0), ("new", 5)]
+    assert [h.photo_id for h in index.search([value], 31, owner="alice")] == ["old"]
+    index.remove("old")
+    assert [h.photo_id for h in index.search([value], 31)] == ["new"]
+    catalog.close()
+
