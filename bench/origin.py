@@ -4,7 +4,9 @@
 
 Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everything listens on
 127.0.0.1 only and every wrk run is bounded in time. Prints a table of requests/s and p99 for
-cached ~100 KB rendition GETs and for 304 revalidations, and our ratio to nginx; asserts nothing.
+cached ~100 KB rendition GETs and for 304 revalidations from three servers: the API, the least a
+WSGI app under the same gunicorn can do (`bench/bare_origin.py`: Python's ceiling), and nginx on
+the same folder; and the ratios to nginx. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from config.settings import Settings  # noqa: E402
 from media_pipeline import service  # noqa: E402
+from media_pipeline.models import OUTPUT_CONTENT_TYPES  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
 from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
 
@@ -103,10 +106,15 @@ def main() -> None:
     ext = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}[target.format]
     api_path = f"/i/{photo.id}/{target.spec}/{target.width}.{ext}"
 
-    api_port, nginx_port = free_port(), free_port()
+    api_port, nginx_port, bare_port = free_port(), free_port(), free_port()
     env = {**os.environ, **settings.replace(port=api_port).as_env()}
     api = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "api"], env=env, cwd=REPO,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    object_path = settings.effective_storage_dir / "objects" / target.key
+    bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.api_workers), "-k", "gthread", "--threads",
+                             str(settings.api_threads), "-b", f"127.0.0.1:{bare_port}",
+                             f"bench.bare_origin:make_app({str(object_path)!r}, {OUTPUT_CONTENT_TYPES[target.format]!r})"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 2;
@@ -125,30 +133,30 @@ http {{
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
     try:
-        api_url = f"http://127.0.0.1:{api_port}{api_path}"
-        nginx_url = f"http://127.0.0.1:{nginx_port}/{target.key}"
-        wait_http(api_url)
-        wait_http(nginx_url)
-        api_etag = urllib.request.urlopen(api_url).headers["ETag"]
-        nginx_etag = urllib.request.urlopen(nginx_url).headers["ETag"]
+        urls = {"ours": f"http://127.0.0.1:{api_port}{api_path}", "bare": f"http://127.0.0.1:{bare_port}/",
+                "nginx": f"http://127.0.0.1:{nginx_port}/{target.key}"}
+        for url in urls.values():
+            wait_http(url)
+        etags = {name: urllib.request.urlopen(url).headers["ETag"] for name, url in urls.items()}
         rows = []
-        for name, ours, theirs in (
-            (f"cached GET, {target.bytes // 1024} KB {target.format}", (api_url, None), (nginx_url, None)),
-            ("304 revalidation", (api_url, f"If-None-Match: {api_etag}"), (nginx_url, f"If-None-Match: {nginx_etag}")),
-        ):
-            our_rate, our_p99 = wrk(ours[0], args.seconds, args.connections, ours[1])
-            their_rate, their_p99 = wrk(theirs[0], args.seconds, args.connections, theirs[1])
-            rows.append((name, our_rate, our_p99, their_rate, their_p99))
+        for name, conditional in ((f"cached GET, {target.bytes // 1024} KB {target.format}", False), ("304 revalidation", True)):
+            row: list[object] = [name]
+            for server, url in urls.items():
+                row += wrk(url, args.seconds, args.connections, f"If-None-Match: {etags[server]}" if conditional else None)
+            rows.append(row)
     finally:
         subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False)
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(timeout=20)
+        for proc in (api, bare):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {os.cpu_count()} cores; API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, "
-          f"local storage, SQLite catalog; nginx: 2 workers, sendfile, same folder")
-    print("| request | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | ours / nginx |")
-    print("|---|---|---|---|---|---|")
-    for name, our_rate, our_p99, their_rate, their_p99 in rows:
-        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {their_rate:,.0f} | {their_p99:.1f} | {our_rate / their_rate:.2f}x |")
+          f"local storage, SQLite catalog; bare: bench/bare_origin.py under the same gunicorn settings; "
+          f"nginx: 2 workers, sendfile, same folder")
+    print("| request | ours req/s | ours p99 ms | bare WSGI req/s | bare p99 ms | nginx req/s | nginx p99 ms | ours / nginx | bare / nginx |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, our_rate, our_p99, bare_rate, bare_p99, nginx_rate, nginx_p99 in rows:
+        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {bare_rate:,.0f} | {bare_p99:.1f} | {nginx_rate:,.0f} | "
+              f"{nginx_p99:.1f} | {our_rate / nginx_rate:.2f}x | {bare_rate / nginx_rate:.2f}x |")
     shutil.rmtree(work, ignore_errors=True)
 
 
