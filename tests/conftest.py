@@ -117,9 +117,8 @@ def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
 
 
 # --------------------------------------------------------------------------- real services
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the real PostgreSQL server, dropped afterwards."""
+def fresh_postgres_database(prefix: str = "mp_test") -> Iterator[str]:
+    """A new, empty database on the real PostgreSQL server (the generator of a fixture), dropped afterwards."""
     try:
         import psycopg
 
@@ -127,12 +126,18 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001
         require(False, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
         return
-    name = f"mp_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for the session's PostgreSQL tests."""
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(scope="session")

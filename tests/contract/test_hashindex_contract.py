@@ -150,22 +150,9 @@ def fresh_url(request: Any, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    import uuid
+    from tests.conftest import fresh_postgres_database
 
-    import psycopg
-
-    from tests.conftest import POSTGRES_ADMIN_URL, require
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001
-        require(False, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
-        return
-    name = f"mp_migrate_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    yield from fresh_postgres_database("mp_migrate")
 
 
 def test_hashes_indexed_before_the_lean_indexes_are_found_after(fresh_url: str, monkeypatch: Any) -> None:
