@@ -1,4 +1,4 @@
-"""libvips set-up and the one place that picks a loader per format.
+"""libvips (and Pillow) set-up and the one place that picks a loader per format.
 
 Only the explicit loader of a sniffed format ever runs: libvips' own detection, and with it the
 SVG, PDF, matrix and other loaders, is never reached from untrusted bytes.
@@ -7,9 +7,11 @@ SVG, PDF, matrix and other loaders, is never reached from untrusted bytes.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import pyvips
+from PIL import Image
 
 from media_pipeline.models import ImageFormat
 
@@ -29,8 +31,13 @@ _configured = False
 
 
 def configure(concurrency: int = 1) -> None:
-    """Process-wide libvips hardening; called once per process by the service layer."""
+    """Process-wide libvips and Pillow hardening: the service layer calls it at start, the pipeline before each job."""
     global _configured
+    # Pillow decodes no upload here (libvips and pillow-heif do), but it parses EXIF and ICC
+    # profiles and encodes AVIF: should any path ever open an image with it, a bomb is an error
+    # there too, not a warning in a log. (Set on every call: it is cheap, and a test runner may
+    # have reset the warning filters since the first.)
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
     if _configured:
         return
     # A cache keyed by operation arguments only grows memory in a long-lived worker.

@@ -85,6 +85,16 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding() -> None:
     assert (info.width, info.height) == (7000, 7000)
 
 
+def test_pillow_refuses_a_bomb_instead_of_warning() -> None:
+    import io
+
+    from media_pipeline import vips
+
+    vips.configure()
+    with pytest.raises((Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        Image.open(io.BytesIO(images.forged_png(10_000, 10_000))).load()  # 100 MP: past Pillow's warning size
+
+
 def test_probe_reads_header_fields() -> None:
     data = images.jpeg(images.scene(120, 80), exif=images.exif_bytes(orientation=6))
     info = probe(data, LIMIT)
