@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -72,3 +73,24 @@ def test_files_that_crash_or_hang_their_worker_end_failed_and_the_rest_ready(set
     after = ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=9)))
     assert wait_for_status(services.catalog, after).status.value == "ready"
     assert service.reconcile(services) == (0, 0)  # nothing left stuck for the reconciler
+
+
+@pytest.mark.slow
+def test_idle_worker_children_killed_do_not_stall_the_pool(settings: Settings, start_worker: Callable[..., Any]) -> None:
+    """An idle child waits for its next task on the pool's shared pipe; billiard's stock child
+    holds the pipe's read lock while it waits, so a child killed then (the OOM killer, an operator)
+    took the lock with it and every other child waited for it forever. Kill every idle child: the
+    replacements must still take work, on the embedded broker (the blocking pool) as elsewhere."""
+    services = build_services(settings)
+    worker = start_worker(settings, concurrency=2)
+    first = ingest_bytes(services, images.jpeg(images.scene(400, 300)))
+    assert wait_for_status(services.catalog, first).status.value == "ready"
+    time.sleep(1.5)  # both children back to waiting for work
+    children = [int(pid) for pid in Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()]
+    assert len(children) == 2
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(3)  # the pool replaces them
+    after = [ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=3 + i))) for i in range(3)]
+    for photo_id in after:
+        assert wait_for_status(services.catalog, photo_id, timeout=60).status.value == "ready"

@@ -49,6 +49,8 @@ def make_celery(settings: Settings) -> Celery:
         # a crashed or killed child's photo goes back to the queue that much sooner.
         worker_lost_wait=1.0,
         worker_prefetch_multiplier=1,
+        # Prefork, with children that survive a sibling killed while idle (see workers/pool.py).
+        worker_pool="workers.pool:TaskPool",
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
         worker_max_tasks_per_child=500,
