@@ -55,7 +55,12 @@ class Storage(Protocol):
     ``StorageUnavailable`` when the backend cannot be reached (the only retryable failure).
     """
 
-    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None) -> ObjectInfo: ...
+    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None,
+            sha256: str | None = None) -> ObjectInfo:
+        """Store ``data`` under ``key``. ``sha256`` is the caller's hex digest of exactly these bytes
+        when it has one (an upload is hashed as it arrives): a backend may take it as its content
+        hash instead of reading the bytes again."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 

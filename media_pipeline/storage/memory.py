@@ -17,7 +17,8 @@ class MemoryStorage:
         self._objects: dict[str, tuple[bytes, ObjectInfo]] = {}
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None) -> ObjectInfo:
+    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None,
+            sha256: str | None = None) -> ObjectInfo:
         validate_key(key)
         body = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data.read()
         info = ObjectInfo(key, len(body), hashlib.md5(body, usedforsecurity=False).hexdigest(), time.time(), content_type, cache_control)

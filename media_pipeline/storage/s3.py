@@ -52,7 +52,8 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return self.prefix + validate_key(key)
 
-    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None) -> ObjectInfo:
+    def put(self, key: str, data: bytes | BinaryIO, content_type: str, cache_control: str | None = None,
+            sha256: str | None = None) -> ObjectInfo:
         """One PUT and nothing after it: a HEAD to describe the object would be a second request
         that can fail after the object is stored, and the caller would take the write for lost."""
         extra = {"CacheControl": cache_control} if cache_control else {}

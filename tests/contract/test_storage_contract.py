@@ -142,3 +142,47 @@ def test_open_a_byte_range(storage: Any) -> None:
     _, stream = storage.open("r/obj", (len(payload) - 10, len(payload) - 1))
     with stream:
         assert stream.read() == payload[-10:]
+
+
+def test_put_from_a_spooled_upload_on_every_backend(storage: Any, settings: Settings) -> None:
+    """The upload path's own file: the local backend links it into place instead of copying it;
+    every backend stores the same bytes, and they outlive the spool."""
+    from media_pipeline.service import SpooledUpload
+
+    payload = bytes(range(256)) * 9000
+    upload = SpooledUpload.receive(io.BytesIO(payload), settings.tmp_dir, len(payload))
+    info = storage.put("originals/spooled", upload.rewind(), "image/jpeg", sha256=upload.sha256)
+    assert bytes(upload.buffer()[:4]) == payload[:4]  # the spool is still readable after the put
+    upload.close()
+    assert storage.get("originals/spooled") == payload
+    assert storage.stat("originals/spooled").etag == info.etag and info.size == len(payload)
+    other = storage.put("originals/other", io.BytesIO(payload[::-1]), "image/jpeg")
+    assert other.etag != info.etag
+
+
+def test_the_local_backend_writes_a_spooled_upload_once(settings: Settings, tmp_path: Path) -> None:
+    """Linked, not copied: the object is the spool's inode (one link), and a spool file that
+    already has a name, or is not read from its start, is copied instead."""
+    import os
+
+    from media_pipeline.service import SpooledUpload
+    from media_pipeline.storage.local import LocalStorage
+
+    local = LocalStorage(settings.effective_storage_dir)
+    payload = b"\xff\xd8\xff" + bytes(range(256)) * 4000
+    upload = SpooledUpload.receive(io.BytesIO(payload), settings.tmp_dir, len(payload))
+    spool_inode = os.fstat(upload.file.fileno()).st_ino
+    linked = local.put("originals/a", upload.rewind(), "image/jpeg", sha256=upload.sha256)
+    assert linked.etag == upload.sha256[:32]  # the upload's own digest: the bytes are not hashed twice
+    stored = os.stat(local.objects / "originals/a")
+    assert (stored.st_ino, stored.st_nlink) == (spool_inode, 1)
+    local.put("originals/b", upload.rewind(), "image/jpeg")  # the spool has a name now: a copy
+    assert os.stat(local.objects / "originals/b").st_ino != spool_inode
+    fresh = SpooledUpload.receive(io.BytesIO(payload), settings.tmp_dir, len(payload))
+    fresh.file.seek(10)
+    local.put("originals/c", fresh.file, "image/jpeg")  # from the middle: the rest, copied
+    assert local.get("originals/c") == payload[10:]
+    upload.close()
+    fresh.close()
+    assert local.get("originals/a") == local.get("originals/b") == payload
+    assert sorted(os.listdir(settings.tmp_dir)) == []  # nothing left in the spool folder
