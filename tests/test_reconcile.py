@@ -94,3 +94,19 @@ def test_idle_worker_children_killed_do_not_stall_the_pool(settings: Settings, s
     after = [ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=3 + i))) for i in range(3)]
     for photo_id in after:
         assert wait_for_status(services.catalog, photo_id, timeout=60).status.value == "ready"
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_the_whole_group_lets_the_running_photo_finish(settings: Settings, start_worker: Callable[..., Any]) -> None:
+    """A terminal's Ctrl-C, systemd or ``kill -- -PID`` signal every process of the worker. Its
+    children ignore SIGTERM (workers/tasks.py), so the photo in hand is finished, not lost, and the
+    warm shutdown ends the worker; a child that died of it mid-report could leave a pool lock held
+    and the shutdown waiting for ever."""
+    services = build_services(settings)
+    worker = start_worker(settings, concurrency=2)
+    photo_id = ingest_bytes(services, images.jpeg(images.scene(6000, 4000)))
+    wait_for_status(services.catalog, photo_id, ("processing",), timeout=60)
+    os.killpg(worker.proc.pid, signal.SIGTERM)
+    worker.proc.wait(timeout=90)
+    photo = services.catalog.get_photo(photo_id)
+    assert (photo.status.value, photo.attempts) == ("ready", 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-
+import signal
 from typing import Any, Callable
 
 from billiard.einfo import ExceptionWithTraceback
@@ -50,6 +50,17 @@ def _photo_in_logs(task: Task | None = None, args: tuple | None = None, **_: obj
 def _fresh_services_per_child(**_: object) -> None:
     global _services
     _services = None  # connections opened before the fork are never shared
+
+
+@worker_process_init.connect
+def _children_leave_sigterm_to_the_parent(**_: object) -> None:
+    """A SIGTERM to the whole process group (a terminal, systemd's cgroup kill, ``kill -- -PID``)
+    reaches the pool's children too, and Celery lets it kill them at once. A child that died so
+    while writing its result held a lock of the pipe every child reports through, and the
+    parent's shutdown waited on that lock forever. Children ignore it: the parent's warm shutdown
+    stops each after its current task, a cold one too (it would have lost the task anyway), and a
+    hard time limit still ends a stuck child (billiard follows its SIGTERM with SIGKILL)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run(task: Task, photo_id: str, work: Callable[[], str]) -> str:
