@@ -29,7 +29,7 @@ def make_celery(settings: Settings) -> Celery:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
-            "polling_interval": 0.1,
+            "polling_interval": 0.02,
         }
     app = Celery("media_pipeline", broker=broker, include=["workers.tasks"])
     app.conf.update(
