@@ -247,3 +247,35 @@ def test_s3_backend_streams_ranges_too(s3_settings: Any, queue: Any) -> None:
     part = client.get(url, headers={"Range": "bytes=10-19"})
     assert part.status_code == 206 and part.data == whole[10:20]
     assert part.headers["Content-Range"] == f"bytes 10-19/{len(whole)}"
+
+
+def test_immutable_gets_are_answered_below_flask_exactly_as_flask_would(origin: Any, services: Any) -> None:
+    """web/fastpath.py answers versioned GET/HEAD without Flask; a query string sends the same
+    request through the Flask route. Both must give the same status, headers and bytes, and the
+    fast path must really be the one answering (the Flask view is made to fail to show it)."""
+    photo = ready_photo(origin, services)
+    url = rendition(photo, 640, "webp")["url"]
+    etag = origin.get(url + "?via=flask").headers["ETag"]
+    for method, extra in (("GET", {}), ("HEAD", {}), ("GET", {"If-None-Match": etag}),
+                          ("GET", {"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}), ("GET", {"If-None-Match": '"other"'})):
+        fast = origin.open(url, method=method, headers=extra)
+        slow = origin.open(url + "?via=flask", method=method, headers=extra)
+        assert (fast.status_code, fast.data) == (slow.status_code, slow.data), (method, extra)
+        assert sorted(fast.headers.items()) == sorted(slow.headers.items()), (method, extra)
+    assert origin.get(url, headers={"If-None-Match": etag}).status_code == 304
+    lost = rendition(photo, 320, "jpeg")
+    services.storage.delete(f"renditions/{photo['id']}/{lost['url'].split('/')[3]}/320.jpg")  # listed, but gone
+    fast, slow = origin.get(lost["url"]), origin.get(lost["url"] + "?via=flask")
+    assert fast.status_code == slow.status_code == 404 and fast.get_json() == slow.get_json()
+    assert fast.headers["Cache-Control"] == "no-store"
+    app = origin.application
+
+    def flask_route_fails(**_: Any) -> Any:
+        raise RuntimeError("the Flask route answered")
+
+    app.view_functions["images.versioned"] = flask_route_fails
+    assert origin.get(url).status_code == 200  # never reached Flask
+    assert origin.get(url + "?via=flask").status_code == 500
+    assert origin.get(url, headers={"Range": "bytes=0-9"}).status_code == 500  # ranges are Flask's
+    missing = url.replace(f"/{rendition(photo, 640, 'webp')['width']}.", "/999.")
+    assert origin.get(missing).status_code == 500  # a miss falls through to Flask, which answers errors

@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_FORM_MEMORY_SIZE"] = 1_000_000  # text fields; also bounds the parser's buffer
     app.extensions["media_pipeline"] = services
 
-    from media_pipeline.web import access, errors, health, images, metrics, openapi, photos, ui
+    from media_pipeline.web import access, errors, fastpath, health, images, metrics, openapi, photos, ui
 
     errors.register(app)
     access.register(app, settings)
@@ -29,4 +29,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(health.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(openapi.bp)
+    app.wsgi_app = fastpath.ImmutableRenditions(app.wsgi_app, services)  # type: ignore[method-assign]
     return app

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import bisect
 import threading
+from datetime import datetime
 from typing import Iterator
 
 from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.datastructures import ETags
 from werkzeug.http import http_date, parse_accept_header
 from werkzeug.wsgi import wrap_file
 
@@ -28,7 +30,7 @@ from media_pipeline.storage.base import ObjectInfo
 from media_pipeline.web.errors import error_response
 
 bp = Blueprint("images", __name__)
-_CHUNK = 1 << 16
+CHUNK = 1 << 16
 NEGOTIATION_ORDER = ("avif", "webp", "jpeg")
 _render_locks: dict[str, threading.Lock] = {}
 _render_locks_guard = threading.Lock()
@@ -128,9 +130,8 @@ def _render_once(photo_id: str, width: int, fmt: str) -> Rendition | None:
 
 
 # --------------------------------------------------------------------------- HTTP
-def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Response:
-    svc = services()
-    info = svc.storage.stat(rendition.key)
+def object_headers(info: ObjectInfo, cache_control: str, vary: str | None = None) -> dict[str, str]:
+    """The headers every answer for a stored rendition carries (the 304 too)."""
     headers = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": http_date(info.last_modified),
@@ -140,7 +141,21 @@ def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Respon
     }
     if vary:
         headers["Vary"] = vary
-    if _not_modified(info):
+    return headers
+
+
+def not_modified(info: ObjectInfo, if_none_match: ETags, if_modified_since: datetime | None) -> bool:
+    """RFC 9110: If-None-Match decides when present (weak comparison); else If-Modified-Since."""
+    if if_none_match:
+        return bool(if_none_match.star_tag or if_none_match.contains_weak(info.etag))
+    return if_modified_since is not None and int(info.last_modified) <= if_modified_since.timestamp()
+
+
+def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Response:
+    svc = services()
+    info = svc.storage.stat(rendition.key)
+    headers = object_headers(info, cache_control, vary)
+    if not_modified(info, request.if_none_match, request.if_modified_since):
         return Response(status=304, headers=headers)
     if svc.settings.serve_mode == "redirect" and hasattr(svc.storage, "presigned_url"):
         response = redirect(svc.storage.presigned_url(rendition.key, svc.settings.presign_seconds), code=302)
@@ -164,17 +179,9 @@ def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Respon
         response.headers["Content-Length"] = str(length)
         return response
     _, stream = svc.storage.open(rendition.key, byte_range if isinstance(byte_range, tuple) else None)
-    body = wrap_file(request.environ, stream) if hasattr(stream, "fileno") and status == 200 else _chunks(stream)
+    body = wrap_file(request.environ, stream) if hasattr(stream, "fileno") and status == 200 else stream_chunks(stream)
     response = Response(body, status=status, headers=headers, content_type=info.content_type, direct_passthrough=True)
     return response
-
-
-def _not_modified(info: ObjectInfo) -> bool:
-    if_none_match = request.if_none_match
-    if if_none_match:
-        return if_none_match.star_tag or if_none_match.contains_weak(info.etag)
-    since = request.if_modified_since
-    return since is not None and int(info.last_modified) <= since.timestamp()
 
 
 def _byte_range(info: ObjectInfo) -> tuple[int, int] | str | None:
@@ -192,7 +199,7 @@ def _byte_range(info: ObjectInfo) -> tuple[int, int] | str | None:
     return span[0], span[1] - 1
 
 
-def _chunks(stream: object) -> Iterator[bytes]:
+def stream_chunks(stream: object) -> Iterator[bytes]:
     with stream:  # type: ignore[attr-defined]
-        while chunk := stream.read(_CHUNK):  # type: ignore[attr-defined]
+        while chunk := stream.read(CHUNK):  # type: ignore[attr-defined]
             yield chunk
