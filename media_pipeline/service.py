@@ -151,8 +151,9 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
     """Check the header, store the original durably, record the photo ``queued`` and queue it.
 
     Raises ``MediaError`` subclasses for uploads that are not acceptable images; nothing is stored
-    for those. If the queue is down the original and the row are removed again and
-    ``QueueUnavailable`` is raised, so a 503 never leaves an orphan behind.
+    for those. If the broker is down once the original and the row are safe, the upload is
+    still accepted: the photo stays ``queued`` and the reconciler enqueues it when the broker is
+    back (after ``MP_STUCK_AFTER_SECONDS``), so the client's upload is never thrown away for it.
     """
     info = probe(upload.buffer(), services.settings.max_pixels)
     now = time.time()
@@ -184,10 +185,8 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
         raise
     try:
         services.queue.enqueue_process(photo_id)
-    except QueueUnavailable:
-        services.catalog.delete_photo(photo_id)
-        _discard(services, key)
-        raise
+    except QueueUnavailable as exc:
+        log.warning("photo accepted with the broker down; the reconciler will queue it: %s", exc, extra={"photo_id": photo_id})
     log.info("photo accepted", extra={"photo_id": photo_id, "format": info.format.value, "bytes": upload.size})
     return photo
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from typing import Any
 
 import pytest
 
 from media_pipeline import service
-from media_pipeline.errors import QueueUnavailable
+from media_pipeline.errors import QueueUnavailable, StorageUnavailable
 from tests import images
 
 
@@ -110,9 +111,30 @@ def test_unreadable_header_is_422(client: Any, services: Any) -> None:
     assert stored_keys(services) == []
 
 
-def test_queue_down_is_503_and_leaves_nothing(client: Any, services: Any, queue: Any) -> None:
+def test_broker_down_at_upload_keeps_the_photo_queued_for_the_reconciler(client: Any, services: Any, queue: Any) -> None:
+    """The original and the row are safe before the broker is asked: the upload is accepted, and
+    once the broker is back the reconciler queues the photo, which then ends ready."""
     queue.fail_with = QueueUnavailable("broker is down")
-    assert_error(client.post("/v1/photos", data=images.jpeg(images.scene(100, 100))), 503, "queue_unavailable")
+    data = images.jpeg(images.scene(300, 200))
+    response = client.post("/v1/photos", data=data)
+    assert response.status_code == 202 and response.get_json()["status"] == "queued"
+    photo_id = response.get_json()["id"]
+    assert services.storage.get(f"originals/{photo_id}") == data and queue.enqueued == []
+    assert client.get(f"/v1/photos/{photo_id}").get_json()["status"] == "queued"
+    queue.fail_with = None
+    assert service.reconcile(services) == (0, 0)  # not stuck yet: a queued photo gets its deadline
+    later = time.time() + services.settings.stuck_after_seconds + 1
+    assert service.reconcile(services, now=later) == (1, 0) and queue.enqueued == [photo_id]
+    assert service.process_photo(services, photo_id) is service.Outcome.DONE
+    assert client.get(f"/v1/photos/{photo_id}").get_json()["status"] == "ready"
+
+
+def test_storage_down_at_upload_is_503_and_leaves_nothing(client: Any, services: Any, monkeypatch: Any) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise StorageUnavailable("storage is down")
+
+    monkeypatch.setattr(services.storage, "put", refuse)
+    assert_error(client.post("/v1/photos", data=images.jpeg(images.scene(100, 100))), 503, "storage_unavailable")
     assert stored_keys(services) == []
 
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from media_pipeline import service
-from media_pipeline.errors import QueueUnavailable
+from media_pipeline.errors import StorageUnavailable
 from tests import images
 
 
@@ -41,7 +41,7 @@ def test_every_route_is_documented(app: Any, doc: dict[str, Any]) -> None:
         assert declared <= documented, (path, declared - documented)
 
 
-def test_answers_validate_against_the_document(client: Any, services: Any, queue: Any, doc: dict[str, Any]) -> None:
+def test_answers_validate_against_the_document(client: Any, services: Any, doc: dict[str, Any]) -> None:
     accepted = client.post("/v1/photos", data={"file": (io.BytesIO(images.jpeg(images.scene(700, 500, seed=3),
                                                                              exif=images.exif_bytes())), "a.jpg"), "owner": "o"})
     check(doc, "PhotoAccepted", accepted.get_json())
@@ -68,7 +68,10 @@ def test_answers_validate_against_the_document(client: Any, services: Any, queue
         client.put("/v1/photos"),
         client.get(ready["renditions"][0]["url"], headers={"Range": "bytes=99999999-"}),
     ]
-    queue.fail_with = QueueUnavailable("down")
+    def storage_down(*_: Any, **__: Any) -> None:
+        raise StorageUnavailable("down")
+
+    services.storage.put = storage_down  # type: ignore[method-assign]
     errors.append(client.post("/v1/photos", data=images.jpeg(images.scene(100, 100))))
     assert sorted(r.status_code for r in errors) == [400, 404, 405, 415, 416, 422, 503]
     for response in errors:

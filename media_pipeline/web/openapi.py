@@ -107,7 +107,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "413": _error("Larger than MP_MAX_UPLOAD_BYTES"),
                         "415": _error("Not JPEG, PNG, WebP, GIF, HEIC/HEIF, AVIF or TIFF (by magic bytes)"),
                         "422": _error("Over MP_MAX_PIXELS, an unreadable header, or an Idempotency-Key used with another body"),
-                        "503": _error("A backend is down; nothing was kept"),
+                        "503": _error("Storage or the catalog is down; nothing was kept (with only the broker down the upload is accepted and queued later)"),
                     },
                 }
             },
