@@ -199,7 +199,6 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
-
 def hash_substring_indexes(dialect: str) -> tuple[str, ...]:
     """The 16 substring indexes of ``hash_index``: each carries the value and a row number and
     nothing else, so a lookup is index-only and its pages are about half the size they were with
