@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant and photo; the fastest is shown")
     parser.add_argument("--growth", type=int, default=500, help="photos for the RSS growth run (0: skip)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--photos", default="", help="only the inputs whose label contains this (e.g. HEIC)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--growth-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -332,6 +333,8 @@ def main() -> None:
         inputs = make_inputs(folder)
         seconds_of: dict[str, float] = {}
         for label, photo in inputs.items():
+            if args.photos.lower() not in label.lower():
+                continue
             info = pipeline.probe(photo.read_bytes(), MAX_PIXELS)
             widths = pipeline.rendition_widths(preset.widths, info.upright_size[0])
             refs = references(photo, widths)
