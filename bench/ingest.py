@@ -1,9 +1,10 @@
 """Upload ingest: ``POST /v1/photos`` of 3 MB JPEGs from 16 concurrent clients, next to a bare app.
 
-    .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16]
+    .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16] [--rounds 2] [--workers 2] [--threads 4]
 
-Both servers run under gunicorn with the same settings (2 gthread workers x 4 threads on this
-2-core machine), one after the other. Ours stores each original durably (fsync of file and
+Both servers run under gunicorn with the same settings (by default the service's own, 2 gthread
+workers x 4 threads on this 2-core machine), taking turns: ours, bare, ours, bare, so a slow
+spell of the shared machine shows up as a disagreement between rounds instead of in one ratio. Ours stores each original durably (fsync of file and
 folder), records it in the SQLite catalog and enqueues a task on the embedded broker; the bare
 app (``bench/bare_upload.py``) only streams the body to a file. Load comes from ``wrk`` with a
 Lua script that POSTs the same 3 MB JPEG. RSS of the server's processes is read before and after,
@@ -28,7 +29,7 @@ from bench.origin import free_port, wait_http, wrk_run  # noqa: E402
 from bench.renditions import photo_jpeg  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
-API_WORKERS, API_THREADS = 2, 4
+DEFAULTS = Settings.from_env({})
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -68,6 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="turns of ours then bare")
+    parser.add_argument("--workers", type=int, default=DEFAULTS.api_workers, help="gunicorn processes (MP_API_WORKERS)")
+    parser.add_argument("--threads", type=int, default=DEFAULTS.api_threads, help="threads per process (MP_API_THREADS)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -83,25 +87,29 @@ f:close()
 wrk.headers["Content-Type"] = "image/jpeg"
 """)
     port, bare_port = free_port(), free_port()
-    settings = Settings.from_env({}, data_dir=work / "var", port=port, api_workers=API_WORKERS, api_threads=API_THREADS,
+    settings = Settings.from_env({}, data_dir=work / "var", port=port, api_workers=args.workers, api_threads=args.threads,
                                  access_log="", log_level="WARNING", rate_limit=0)
-    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(API_WORKERS), "-k", "gthread", "--threads", str(API_THREADS),
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads),
                 "-b", f"127.0.0.1:{bare_port}", f"bench.bare_upload:make_app({str(work / 'bare')!r})"]
-    rows = [
-        measure("media_pipeline POST /v1/photos", [sys.executable, "-m", "media_pipeline.cli", "api"],
-                {**os.environ, **settings.as_env()}, f"http://127.0.0.1:{port}", "/v1/photos", script,
-                args.seconds, args.connections),
-        measure("bare WSGI app, body to a file", gunicorn, dict(os.environ), f"http://127.0.0.1:{bare_port}", "/", script,
-                args.seconds, args.connections),
-    ]
+    rows = []
+    for round_number in range(1, args.rounds + 1):
+        ours = measure("media_pipeline POST /v1/photos", [sys.executable, "-m", "media_pipeline.cli", "api"],
+                       {**os.environ, **settings.as_env()}, f"http://127.0.0.1:{port}", "/v1/photos", script,
+                       args.seconds, args.connections)
+        bare = measure("bare WSGI app, body to a file", gunicorn, dict(os.environ), f"http://127.0.0.1:{bare_port}", "/",
+                       script, args.seconds, args.connections)
+        rows.append((round_number, ours, bare))
     stored = len(list((settings.effective_storage_dir / "objects" / "originals").rglob("*")))
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, POST of one {size / 1e6:.1f} MB JPEG; gunicorn {API_WORKERS} gthread "
-          f"workers x {API_THREADS} threads on {os.cpu_count()} cores; ours: local storage (fsync), SQLite, filesystem broker\n")
-    print("| server | uploads/s | p50 ms | p99 ms | server RSS MiB before -> after |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['name']} | {r['rate']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['rss'][0]:.0f} -> {r['rss'][1]:.0f} |")
-    print(f"\nours / bare = {rows[0]['rate'] / rows[1]['rate']:.2f}x; originals stored by ours: {stored}")
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, POST of one {size / 1e6:.1f} MB JPEG; gunicorn {args.workers} gthread "
+          f"workers x {args.threads} threads on {os.cpu_count()} cores; ours: local storage (fsync), SQLite, filesystem broker\n")
+    print("| round | server | uploads/s | p50 ms | p99 ms | server RSS MiB before -> after | ours / bare |")
+    print("|---|---|---|---|---|---|---|")
+    for round_number, ours, bare in rows:
+        for r in (ours, bare):
+            ratio = f"{ours['rate'] / bare['rate']:.2f}x" if r is ours else ""
+            print(f"| {round_number} | {r['name']} | {r['rate']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                  f"{r['rss'][0]:.0f} -> {r['rss'][1]:.0f} | {ratio} |")
+    print(f"\noriginals stored by ours: {stored}")
     shutil.rmtree(work, ignore_errors=True)
 
 

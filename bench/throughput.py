@@ -1,6 +1,6 @@
 """Photos per second through real Celery workers, and what the service adds over the bare pipeline.
 
-    .venv/bin/python bench/throughput.py [--photos 200] [--megapixels 2]
+    .venv/bin/python bench/throughput.py [--photos 200] [--megapixels 2] [--portrait]
 
 For each broker (the embedded filesystem broker with SQLite, as ``make run`` has it; Redis with
 PostgreSQL, as production has it; local-folder storage for both) and 1 then 2 worker processes:
@@ -8,7 +8,7 @@ a fresh catalog, ``media-pipeline worker --concurrency N`` started and given tim
 ``--photos`` distinct JPEGs uploaded through ``service.ingest`` (original stored, row written,
 task queued: what ``POST /v1/photos`` does after reading the body). Measured from the first 202
 to the last photo ``ready``: photos per second and each photo's time from 202 to ``ready``
-(p50/p99). The baseline is ``media-pipeline render`` on the same files in one process: what is left
+(p50/p99), and the peak RSS (VmHWM) of the busiest worker process. The baseline is ``media-pipeline render`` on the same files in one process: what is left
 over is queue, storage, catalog and duplicate detection. Prints tables; asserts nothing. Needs
 PostgreSQL and Redis on their default local ports for the second broker (skipped without them).
 """
@@ -37,9 +37,10 @@ from media_pipeline.models import PhotoStatus  # noqa: E402
 from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
 
 
-def make_photos(count: int, megapixels: float, folder: Path) -> list[Path]:
-    width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
-    return [photo_jpeg(folder / f"photo-{seed:04d}.jpg", width, width * 3 // 4, seed=seed) for seed in range(count)]
+def make_photos(count: int, megapixels: float, folder: Path, portrait: bool = False) -> list[Path]:
+    long_side = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    width, height = (long_side * 3 // 4, long_side) if portrait else (long_side, long_side * 3 // 4)
+    return [photo_jpeg(folder / f"photo-{seed:04d}.jpg", width, height, seed=seed) for seed in range(count)]
 
 
 def render_baseline(paths: list[Path], work: Path) -> float:
@@ -87,6 +88,7 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
             time.sleep(1)
         else:
             raise TimeoutError("photos did not finish")
+        child_peak = max(_peak_rss_mib(pid) for pid in _children(worker.pid))
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -100,16 +102,31 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
     last_ready = max(p.updated_at for p in photos)
     waits = sorted(p.updated_at - p.created_at for p in photos)
     return {"seconds": last_ready - first_accept, "rate": len(photos) / (last_ready - first_accept),
-            "p50": statistics.median(waits), "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))], "failed": failed}
+            "p50": statistics.median(waits), "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))], "failed": failed,
+            "child_peak": child_peak}
+
+
+def _children(pid: int) -> list[int]:
+    """The worker's pool processes (the Celery main process's children)."""
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] or [pid]
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """VmHWM: the most RSS the process has had, i.e. its peak while rendering."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--megapixels", type=float, default=2.0)
+    parser.add_argument("--portrait", action="store_true", help="3:4 photos (their largest rendition has the most pixels)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mp-throughput-"))
-    paths = make_photos(args.photos, args.megapixels, work)
+    paths = make_photos(args.photos, args.megapixels, work, args.portrait)
     render = render_baseline(paths, work)
     identify = identify_ms(paths) / 1000
     baseline = render + identify
@@ -117,8 +134,8 @@ def main() -> None:
           f"{render * 1000:.0f} ms/photo; plus duplicate identification (which `render` skips and a worker does): "
           f"{identify * 1000:.0f} ms; baseline {baseline * 1000:.0f} ms/photo\n")
     print("| broker + catalog | worker processes | seconds, first 202 to last ready | photos/s | vs 1 worker | "
-          "202 to ready p50 / p99 s | s/photo per core vs baseline | failed |")
-    print("|---|---|---|---|---|---|---|---|")
+          "202 to ready p50 / p99 s | s/photo per core vs baseline | peak RSS per worker process MiB | failed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     configs = [("filesystem + SQLite", False), ("Redis + PostgreSQL", True)]
     for name, production in configs:
         one = None
@@ -142,7 +159,7 @@ def main() -> None:
             one = one or result["rate"]
             per_core = workers / result["rate"]
             print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
-                  f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['failed']} |", flush=True)
+                  f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['child_peak']:.0f} | {result['failed']} |", flush=True)
 
 if __name__ == "__main__":
     main()
