@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import signal
 from typing import Any, Callable
@@ -62,22 +61,6 @@ def _children_leave_sigterm_to_the_parent(**_: object) -> None:
     stops each after its current task, a cold one too (it would have lost the task anyway), and a
     hard time limit still ends a stuck child (billiard follows its SIGTERM with SIGKILL)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-@worker_process_init.connect
-def _one_malloc_arena(**_: object) -> None:
-    """A child renders one photo at a time, but libvips' worker threads and the encoders on the
-    task's thread each allocate from their own glibc arena, and each arena keeps its own freed
-    buffers. With one arena those buffers are reused across threads: the peak RSS of a 12 MP
-    portrait photo fell from 349-370 to 324-338 MiB, no slower (bench/throughput.py --portrait
-    shows it in real workers). Without glibc (musl) there is nothing to tune."""
-    try:
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
-    except (AttributeError, OSError):
-        pass
 
 
 def _run(task: Task, photo_id: str, work: Callable[[], str]) -> str:
