@@ -4,11 +4,11 @@
 
 Both servers run under gunicorn with the same settings (by default the service's own, 2 gthread
 workers x 4 threads on this 2-core machine), taking turns: ours, bare, ours, bare, so a slow
-spell of the shared machine shows up as a disagreement between rounds instead of in one ratio. Ours stores each original durably (fsync of file and
-folder), records it in the SQLite catalog and enqueues a task on the embedded broker; the bare
-app (``bench/bare_upload.py``) only streams the body to a file. Load comes from ``wrk`` with a
-Lua script that POSTs the same 3 MB JPEG. RSS of the server's processes is read before and after,
-to show whether uploads are buffered whole. Prints a table; asserts nothing.
+spell of the shared machine shows up as a disagreement between rounds instead of in one ratio.
+Ours stores each original durably (fsync of file and folder), records it in the SQLite catalog
+and enqueues a task on the embedded broker; the bare app (``bench/bare_upload.py``) only streams
+the body to a file. Load comes from ``wrk`` with a Lua script that POSTs the same 3 MB JPEG. RSS
+of the server's processes is read before and after, to show whether uploads are buffered whole. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ PostgreSQL, as production has it; local-folder storage for both) and 1 then 2 wo
 a fresh catalog, ``media-pipeline worker --concurrency N`` started and given time to boot, then
 ``--photos`` distinct JPEGs uploaded through ``service.ingest`` (original stored, row written,
 task queued: what ``POST /v1/photos`` does after reading the body). Measured from the first 202
-to the last photo ``ready``: photos per second and each photo's time from 202 to ``ready``
-(p50/p99), and the peak RSS (VmHWM) of the busiest worker process. The baseline is ``media-pipeline render`` on the same files in one process: what is left
-over is queue, storage, catalog and duplicate detection. Prints tables; asserts nothing. Needs
+to the last photo ``ready``: photos per second, each photo's time from 202 to ``ready``
+(p50/p99) and the peak RSS (VmHWM) of the busiest worker process. The baseline is
+``media-pipeline render`` on the same files in one process: what is left over is queue, storage,
+catalog and duplicate detection. Prints tables; asserts nothing. Needs
 PostgreSQL and Redis on their default local ports for the second broker (skipped without them).
 """
 

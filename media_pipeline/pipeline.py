@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 
 import cv2
 import numpy as np
+import pillow_heif
 import pyvips
 
 from media_pipeline import dedupe, keypoints, vips
@@ -287,8 +288,6 @@ def _resize(image: pyvips.Image, scale: float, exact_width: int | None = None) -
 
 def _decode_heic(data: bytes | memoryview) -> pyvips.Image:
     """libvips' wheel cannot decode HEVC; pillow-heif can. libheif applies irot/imir itself."""
-    import pillow_heif
-
     try:
         heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
         frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
