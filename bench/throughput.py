@@ -1,6 +1,6 @@
 """Photos per second through real Celery workers, and what the service adds over the bare pipeline.
 
-    .venv/bin/python bench/throughput.py [--photos 200] [--megapixels 2] [--portrait]
+    .venv/bin/python bench/throughput.py [--photos 200] [--megapixels 2] [--portrait] [--broker redis]
 
 For each broker (the embedded filesystem broker with SQLite, as ``make run`` has it; Redis with
 PostgreSQL, as production has it; local-folder storage for both) and 1 then 2 worker processes:
@@ -73,6 +73,7 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
     worker = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={workers}"], env=env,
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(6)  # worker start-up is not part of the measurement
+    cpu_before = cpu_seconds_by_program()
     try:
         ids = []
         for path in paths:
@@ -82,14 +83,15 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
             finally:
                 upload.close()
         deadline = time.monotonic() + 60 + 10 * len(paths)
-        while time.monotonic() < deadline:
-            photos = [services.catalog.get_photo(i) for i in ids]
-            if all(p.status in (PhotoStatus.READY, PhotoStatus.FAILED) for p in photos):
-                break
+        # One count through the status index a second: polling each photo would cost the
+        # database (and this process) as much CPU as the workers' own catalog work.
+        while sum(services.catalog.in_flight().values()) and time.monotonic() < deadline:
             time.sleep(1)
-        else:
+        photos = [services.catalog.get_photo(i) for i in ids]
+        if not all(p.status in (PhotoStatus.READY, PhotoStatus.FAILED) for p in photos):
             raise TimeoutError("photos did not finish")
         child_peak = max(_peak_rss_mib(pid) for pid in _children(worker.pid))
+        cpu_after = cpu_seconds_by_program()
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -104,7 +106,30 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
     waits = sorted(p.updated_at - p.created_at for p in photos)
     return {"seconds": last_ready - first_accept, "rate": len(photos) / (last_ready - first_accept),
             "p50": statistics.median(waits), "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))], "failed": failed,
-            "child_peak": child_peak}
+            "child_peak": child_peak,
+            "cpu": {name: (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / len(photos) for name in cpu_after}}
+
+
+def cpu_split(cpu: dict[str, float]) -> str:
+    return " / ".join(f"{cpu.get(k, 0.0) * 1000:.0f}" for k in ("worker", "postgres", "redis", "bench", "other"))
+
+
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the live processes of each program: where the
+    two cores go during a run (the worker's pool, the database, the broker, this process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        program = "postgres" if comm.startswith("postgres") else "redis" if comm.startswith("redis") else \
+            "worker" if comm.startswith(("python", "celery", "media-pipeline")) and int(stat.parent.name) != os.getpid() else \
+            "bench" if int(stat.parent.name) == os.getpid() else "other"
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
 
 
 def _children(pid: int) -> list[int]:
@@ -124,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--megapixels", type=float, default=2.0)
+    parser.add_argument("--broker", choices=("both", "embedded", "redis"), default="both",
+                        help="measure only the embedded broker + SQLite, or only Redis + PostgreSQL")
     parser.add_argument("--portrait", action="store_true", help="3:4 photos (their largest rendition has the most pixels)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mp-throughput-"))
@@ -135,9 +162,11 @@ def main() -> None:
           f"{render * 1000:.0f} ms/photo; plus duplicate identification (which `render` skips and a worker does): "
           f"{identify * 1000:.0f} ms; baseline {baseline * 1000:.0f} ms/photo\n")
     print("| broker + catalog | worker processes | seconds, first 202 to last ready | photos/s | vs 1 worker | "
-          "202 to ready p50 / p99 s | s/photo per core vs baseline | peak RSS per worker process MiB | failed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "202 to ready p50 / p99 s | s/photo per core vs baseline | peak RSS per worker process MiB | "
+          "CPU ms/photo: workers / PostgreSQL / Redis / this script / other | failed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     configs = [("filesystem + SQLite", False), ("Redis + PostgreSQL", True)]
+    configs = [c for c in configs if args.broker == "both" or c[1] == (args.broker == "redis")]
     for name, production in configs:
         one = None
         for workers in (1, 2):
@@ -160,7 +189,9 @@ def main() -> None:
             one = one or result["rate"]
             per_core = workers / result["rate"]
             print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
-                  f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['child_peak']:.0f} | {result['failed']} |", flush=True)
+                  f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['child_peak']:.0f} | "
+                  f"{cpu_split(result['cpu'])} | "
+                  f"{result['failed']} |", flush=True)
 
 if __name__ == "__main__":
     main()
