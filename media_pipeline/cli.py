@@ -236,7 +236,7 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
                   f"profile={meta.color_profile} decode+resize {prepare_ms:.0f} ms")
             total = prepare_ms
             t = time.perf_counter()
-            for rendition in pipeline.iter_renditions(job, preset.eager):
+            for rendition in pipeline.iter_renditions(job, preset.eager, release=True):
                 ms = (time.perf_counter() - t) * 1000
                 total += ms
                 (out_dir / f"{rendition.width}.{rendition.extension}").write_bytes(rendition.data)

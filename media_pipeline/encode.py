@@ -3,11 +3,21 @@ no EXIF, GPS, XMP, IPTC or maker notes; pixels are already sRGB, which is what a
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
+from dataclasses import dataclass
 from typing import Callable
 
 import pyvips
 from PIL import Image
+
+try:  # Pillow's AVIF plugin (Pillow >= 11.3 built with libavif), used through encode_avif
+    from PIL import _avif
+except ImportError:  # pragma: no cover - encode_avif then takes the public path, which says why it cannot
+    _avif = None
+
+log = logging.getLogger(__name__)
 
 from media_pipeline.models import EncoderSettings
 
@@ -19,11 +29,58 @@ def encode_avif(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     # equal quality, bytes and SSIM it is 15-25% faster, as libavif converts RGB to YUV with libyuv
     # (bench/renditions.py). ``speed = 9 - effort`` is the mapping heifsave uses.
     mode = "RGBA" if image.bands == 4 else "RGB"
-    pixels = Image.frombuffer(mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1)
+    options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get())
+    direct = _direct_avif_encoder()
+    if direct is not None:
+        return direct(image.write_to_memory(), image.width, image.height, mode, options)
+    return _pillow_avif(image.write_to_memory(), image.width, image.height, mode, options)
+
+
+@dataclass(frozen=True)
+class AvifOptions:
+    quality: int
+    speed: int
+    threads: int
+
+
+def _pillow_avif(pixels: bytes, width: int, height: int, mode: str, options: AvifOptions) -> bytes:
+    """Pillow's public AVIF save."""
+    picture = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     out = io.BytesIO()
-    pixels.save(out, "AVIF", quality=enc.quality, speed=9 - enc.effort, subsampling="4:2:0",
-                max_threads=pyvips.concurrency_get())
+    picture.save(out, "AVIF", quality=options.quality, speed=options.speed, subsampling="4:2:0",
+                 max_threads=options.threads)
     return out.getvalue()
+
+
+def _pillow_avif_direct(pixels: bytes, width: int, height: int, mode: str, options: AvifOptions) -> bytes:
+    """What ``_pillow_avif`` does, minus two copies of the frame: Pillow's save holds an RGB frame
+    as 4 bytes a pixel, then copies it out again (``tobytes``) for its C encoder, which makes a
+    third copy for libavif. Handing libvips' pixels to that C encoder skips the first two: at
+    2160 x 2880, 43 MB less in flight and 7-8% less time per 12 MP photo. The arguments are
+    those of Pillow's ``_save`` with its defaults (full range, libavif's automatic tiling, no
+    metadata), so the file is the one the public path makes."""
+    encoder = _avif.AvifEncoder((width, height), "4:2:0", options.quality, options.speed, options.threads, "auto",
+                                "full", 0, 0, False, True, b"", b"", 1, b"", None)
+    encoder.add(pixels, 0, (width, height), mode, True)
+    return bytes(encoder.finish())
+
+
+@functools.cache
+def _direct_avif_encoder() -> Callable[[bytes, int, int, str, AvifOptions], bytes] | None:
+    """``_pillow_avif_direct`` when it makes, byte for byte, the file Pillow's public save makes
+    of a probe picture; else None. It calls Pillow's private C encoder, whose arguments may
+    change in any release: this check makes such a change cost speed, never a wrong file."""
+    width, height = 24, 16
+    probe = bytes((x * 10 + y * 3 + c * 50) % 256 for y in range(height) for x in range(width) for c in range(3))
+    options = AvifOptions(quality=60, speed=8, threads=1)
+    try:
+        if _pillow_avif_direct(probe, width, height, "RGB", options) == _pillow_avif(probe, width, height, "RGB", options):
+            return _pillow_avif_direct
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        log.warning("Pillow's AVIF encoder cannot be called directly (%s): AVIF goes through Image.save", exc)
+        return None
+    log.warning("Pillow's AVIF encoder, called directly, made another file than Image.save: AVIF goes through Image.save")
+    return None
 
 
 def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:

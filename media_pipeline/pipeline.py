@@ -177,11 +177,15 @@ def prepare(data: bytes | memoryview, preset: Preset, max_pixels: int, info: Ima
 
 
 def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
-                    only: set[tuple[int, str]] | None = None) -> Iterator[EncodedRendition]:
+                    only: set[tuple[int, str]] | None = None, release: bool = False) -> Iterator[EncodedRendition]:
     """Encode every level in every given format (or just the (width, format) pairs in ``only``),
-    largest first; a generator so callers can time each."""
-    for width in job.widths:
-        level = job.levels[width]
+    smallest first; a generator so callers can time each.
+
+    With ``release``, each level is let go once its formats are made, so the largest level's
+    encoders, where a job's memory peaks (an AVIF encoder's state for 2160 x 2880 is over 100
+    MiB), run with no other level alive. The job has no levels left afterwards."""
+    for width in reversed(job.widths):
+        level = job.levels.pop(width) if release else job.levels[width]
         for enc in encoders:
             if only is not None and (width, enc.format) not in only:
                 continue
@@ -190,6 +194,8 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
             except pyvips.Error as exc:
                 raise CorruptImage(f"cannot encode {enc.format} at {width}: {_first_line(exc)}") from exc
             yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data)
+    if release:
+        job.image = None
 
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
@@ -255,8 +261,8 @@ def identity_widths(preset: Preset) -> tuple[int, ...]:
 
 def process(data: bytes | memoryview, preset: Preset, max_pixels: int, info: ImageInfo | None = None) -> ProcessedPhoto:
     job = prepare(data, preset, max_pixels, info)
-    renditions = tuple(iter_renditions(job, preset.eager))
     metadata, placeholder, hashes = describe(job, preset)
+    renditions = tuple(iter_renditions(job, preset.eager, release=True))
     return ProcessedPhoto(info=job.info, metadata=metadata, renditions=renditions, placeholder=placeholder, hashes=hashes)
 
 

@@ -301,7 +301,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
             with metrics.step("duplicates"):
                 # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
                 record_duplicates(services, photo, pipeline.identify(job))
-            for encoded in metrics.timed_iter("encode", pipeline.iter_renditions(job, preset.eager, only=missing)):
+            for encoded in metrics.timed_iter("encode", pipeline.iter_renditions(job, preset.eager, only=missing, release=True)):
                 enc = preset.encoder(encoded.format)
                 key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
                 with metrics.step("store"):

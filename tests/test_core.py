@@ -13,7 +13,7 @@ import pyvips
 from PIL import Image
 
 from config.settings import Settings
-from media_pipeline import pipeline
+from media_pipeline import encode, pipeline
 from media_pipeline.errors import CorruptImage, EmptyUpload, ImageTooLarge, UnsupportedFormat
 from media_pipeline.hashing import hamming, perceptual_hashes
 from media_pipeline.models import ImageFormat, Preset
@@ -200,6 +200,23 @@ def test_alpha_kept_in_avif_and_webp_flattened_on_white_in_jpeg(small_preset: Pr
         assert alpha[:, :150].mean() < 5 and alpha[:, 170:].mean() > 250
     jpeg = by_format["jpeg"].numpy()
     assert by_format["jpeg"].bands == 3 and jpeg[:, :150].mean() > 245
+
+
+@pytest.mark.parametrize("bands", [3, 4])
+def test_avif_through_pillows_c_encoder_is_the_picture_its_public_save_makes(bands: int) -> None:
+    """The AVIF fast path (Pillow's private encoder, fed libvips' pixels) is active with the
+    Pillow this project installs, and its files decode to what Pillow's public save makes."""
+    assert encode._direct_avif_encoder() is encode._pillow_avif_direct
+    rgb = images.natural(480, 320, seed=3)
+    array = rgb if bands == 3 else np.dstack([rgb, np.tile(np.linspace(0, 255, 480, dtype=np.uint8), (320, 1))])
+    picture = images.to_vips(array)
+    settings = Settings.from_env({}).preset().encoder("avif")
+    public = encode._pillow_avif(picture.write_to_memory(), 480, 320, "RGBA" if bands == 4 else "RGB",
+                                 encode.AvifOptions(settings.quality, 9 - settings.effort, 1))
+    ours, theirs = images.decode(encode.encode_avif(picture, settings)), images.decode(public)
+    assert ours.bands == theirs.bands == bands
+    assert np.abs(ours.numpy().astype(int) - theirs.numpy().astype(int)).max() == 0
+    assert images.mean_abs_diff(ours, picture) < 4
 
 
 def test_an_alpha_band_that_is_all_opaque_is_dropped(small_preset: Preset) -> None:
