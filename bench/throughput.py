@@ -125,11 +125,18 @@ def cpu_seconds_by_program() -> dict[str, float]:
         except OSError:
             continue
         comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        program = "postgres" if comm.startswith("postgres") else "redis" if comm.startswith("redis") else \
-            "worker" if comm.startswith(("python", "celery", "media-pipeline")) and int(stat.parent.name) != os.getpid() else \
-            "bench" if int(stat.parent.name) == os.getpid() else "other"
+        program = _program(comm, int(stat.parent.name))
         totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+def _program(comm: str, pid: int) -> str:
+    if pid == os.getpid():
+        return "bench"
+    for prefix, program in (("postgres", "postgres"), ("redis", "redis"), ("python", "worker"), ("celery", "worker")):
+        if comm.startswith(prefix):
+            return program
+    return "other"
 
 
 def _children(pid: int) -> list[int]:

@@ -17,9 +17,9 @@ try:  # Pillow's AVIF plugin (Pillow >= 11.3 built with libavif), used through e
 except ImportError:  # pragma: no cover - encode_avif then takes the public path, which says why it cannot
     _avif = None
 
-log = logging.getLogger(__name__)
-
 from media_pipeline.models import EncoderSettings
+
+log = logging.getLogger(__name__)
 
 WHITE = [255, 255, 255]
 
@@ -30,10 +30,8 @@ def encode_avif(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     # (bench/renditions.py). ``speed = 9 - effort`` is the mapping heifsave uses.
     mode = "RGBA" if image.bands == 4 else "RGB"
     options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get())
-    direct = _direct_avif_encoder()
-    if direct is not None:
-        return direct(image.write_to_memory(), image.width, image.height, mode, options)
-    return _pillow_avif(image.write_to_memory(), image.width, image.height, mode, options)
+    encoder = _direct_avif_encoder() or _pillow_avif
+    return encoder(image.write_to_memory(), image.width, image.height, mode, options)
 
 
 @dataclass(frozen=True)
