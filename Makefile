@@ -24,6 +24,7 @@ bench: install
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light wrk)
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/renditions.py
+	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/origin.py
 	$(BIN)/python bench/reprocess.py
 	$(BIN)/python bench/dedupe_eval.py

@@ -32,3 +32,13 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |"))]
     assert len(rows) == 2 and all(re.search(r"\| (\d+)/\1 \| (\d+)/\2 \|", row) for row in rows), rows  # every planted match
+
+
+def test_steps_bench_runs(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(images.scene(900, 600)))
+    done = subprocess.run([sys.executable, "bench/steps.py", str(photo), "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| photo.jpg |"))
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| photo |"))
+    assert row.count("|") == header.count("|") and "decode ms" in header and "cascade ms" in header
