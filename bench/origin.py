@@ -73,8 +73,10 @@ def wrk_run(url: str, seconds: int, connections: int, header: str | None = None,
         raise RuntimeError(f"wrk saw errors:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = {}
-    for pct, value, unit in re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)$", out, re.M):
+    for pct, value, unit in re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         latency[pct] = float(value) / 1000 if unit == "us" else float(value) * 1000 if unit == "s" else float(value)
+    if "99%" not in latency:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     return rate, latency
 
 

@@ -131,7 +131,10 @@ class SpooledUpload:
 
     def close(self) -> None:
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # an image made from it still reads it: the map goes when the last one does
             self._map = None
         self.file.close()
 

@@ -3,8 +3,12 @@ alpha, widths, metadata stripping, placeholders and hashes."""
 
 from __future__ import annotations
 
+import gc
+import io
+import mmap
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pillow_heif
@@ -13,12 +17,13 @@ import pyvips
 from PIL import Image
 
 from config.settings import Settings
-from media_pipeline import encode, pipeline
+from media_pipeline import encode, pipeline, vips
 from media_pipeline.errors import CorruptImage, EmptyUpload, ImageTooLarge, UnsupportedFormat
 from media_pipeline.hashing import hamming, perceptual_hashes
 from media_pipeline.models import ImageFormat, Preset
 from media_pipeline.placeholders import blurhash_decode, dominant_color
 from media_pipeline.probe import probe
+from media_pipeline.service import SpooledUpload
 from media_pipeline.sniff import sniff
 from tests import images
 
@@ -100,6 +105,32 @@ def test_probe_reads_header_fields() -> None:
     info = probe(data, LIMIT)
     assert (info.format, info.width, info.height, info.orientation) == (ImageFormat.JPEG, 120, 80, 6)
     assert info.upright_size == (80, 120)
+
+
+def test_a_lazily_loaded_image_keeps_the_memory_it_reads_from(tmp_path: Path) -> None:
+    # Loaders read the upload's mmap in place: were the memory let go while the image lives, a
+    # later decode would read unmapped pages. An exported mmap refuses to close, which shows the hold.
+    path = tmp_path / "upload.jpg"
+    path.write_bytes(images.jpeg(images.scene(64, 48)))
+    expected = pyvips.Image.jpegload_buffer(path.read_bytes()).numpy().astype(int)
+    with path.open("rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        image = vips.load(mapped, ImageFormat.JPEG)
+        gc.collect()
+        with pytest.raises(BufferError):
+            mapped.close()
+        assert np.abs(image.numpy().astype(int) - expected).max() == 0
+        del image
+        gc.collect()
+        mapped.close()
+
+
+def test_an_upload_closed_while_an_image_reads_it_stays_mapped_until_the_image_goes(tmp_path: Path) -> None:
+    data = images.jpeg(images.scene(64, 48))
+    upload = SpooledUpload.receive(io.BytesIO(data), tmp_path, 1 << 20)
+    image = vips.load(upload.buffer(), ImageFormat.JPEG)
+    upload.close()
+    assert np.abs(image.numpy().astype(int) - pyvips.Image.jpegload_buffer(data).numpy()).max() == 0
 
 
 def test_garbage_after_a_valid_signature_is_corrupt() -> None:
