@@ -25,6 +25,8 @@ bench: install
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/renditions.py
 	$(BIN)/python bench/steps.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/origin.py
 	$(BIN)/python bench/reprocess.py
 	$(BIN)/python bench/dedupe_eval.py

@@ -74,6 +74,7 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(6)  # worker start-up is not part of the measurement
     cpu_before = cpu_seconds_by_program()
+    machine_before = machine_ticks()
     try:
         ids = []
         for path in paths:
@@ -92,6 +93,7 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
             raise TimeoutError("photos did not finish")
         child_peak = max(_peak_rss_mib(pid) for pid in _children(worker.pid))
         cpu_after = cpu_seconds_by_program()
+        machine_after = machine_ticks()
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -107,6 +109,7 @@ def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, f
     return {"seconds": last_ready - first_accept, "rate": len(photos) / (last_ready - first_accept),
             "p50": statistics.median(waits), "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))], "failed": failed,
             "child_peak": child_peak,
+            "machine": machine_shares(machine_before, machine_after),
             "cpu": {name: (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / len(photos) for name in cpu_after}}
 
 
@@ -128,6 +131,20 @@ def cpu_seconds_by_program() -> dict[str, float]:
         program = _program(comm, int(stat.parent.name))
         totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+def machine_ticks() -> list[int]:
+    """The machine's CPU ticks so far from /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_shares(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(idle + iowait, steal) as shares of all the cores' time between two readings. Steal is time
+    the hypervisor gave this VM's cores to someone else: on a shared VM it can cost a 2-process
+    run more than a 1-process one."""
+    delta = [a - b for a, b in zip(after, before)]
+    total = sum(delta) or 1
+    return (delta[3] + delta[4]) / total, delta[7] / total
 
 
 def _program(comm: str, pid: int) -> str:
@@ -170,8 +187,8 @@ def main() -> None:
           f"{identify * 1000:.0f} ms; baseline {baseline * 1000:.0f} ms/photo\n")
     print("| broker + catalog | worker processes | seconds, first 202 to last ready | photos/s | vs 1 worker | "
           "202 to ready p50 / p99 s | s/photo per core vs baseline | peak RSS per worker process MiB | "
-          "CPU ms/photo: workers / PostgreSQL / Redis / this script / other | failed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "CPU ms/photo: workers / PostgreSQL / Redis / this script / other | cores idle / stolen | failed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     configs = [("filesystem + SQLite", False), ("Redis + PostgreSQL", True)]
     configs = [c for c in configs if args.broker == "both" or c[1] == (args.broker == "redis")]
     for name, production in configs:
@@ -197,7 +214,7 @@ def main() -> None:
             per_core = workers / result["rate"]
             print(f"| {name} | {workers} | {result['seconds']:.1f} | {result['rate']:.2f} | {result['rate'] / one:.2f}x | "
                   f"{result['p50']:.1f} / {result['p99']:.1f} | {per_core / baseline:.2f}x | {result['child_peak']:.0f} | "
-                  f"{cpu_split(result['cpu'])} | "
+                  f"{cpu_split(result['cpu'])} | {result['machine'][0]:.1%} / {result['machine'][1]:.1%} | "
                   f"{result['failed']} |", flush=True)
 
 if __name__ == "__main__":
