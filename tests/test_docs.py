@@ -189,11 +189,12 @@ def write_photo(folder: Path, seed: int = 17) -> Path:
 # --------------------------------------------------------------------------- the README
 def test_readme_is_short_and_opens_with_the_two_commands() -> None:
     readme = REPO / "README.md"
-    assert len(readme.read_text().splitlines()) <= 250
+    lines = readme.read_text().splitlines()
+    assert len(lines) <= 250
     first_line, first_block, _ = shell_blocks(readme)[0]
     assert [split_comment(line)[0].strip() for line in first_block] == ["make run", "make test"]
-    assert first_line < readme.read_text().splitlines().index(next(
-        line for line in readme.read_text().splitlines() if line.startswith("## ")))
+    first_section = next(number for number, line in enumerate(lines, 1) if line.startswith("## "))
+    assert first_line < first_section, "the two commands come before the first section"
 
 
 # --------------------------------------------------------------------------- the settings table
@@ -221,6 +222,61 @@ def test_the_docs_show_commands_and_a_tour() -> None:
     assert len(CHECKED) >= 20
     assert len([c for c in ALL_COMMANDS if c.tour]) >= 4
     assert {program(words(c.code)[1])[0] for c in CHECKED} >= {"media-pipeline", "make", "bench", "pytest"}
+
+
+def inline_commands(doc: Path) -> list[tuple[str, list[str]]]:
+    """`media-pipeline SUB …`, `make TARGET` and `bench/NAME.py …` in the prose and tables of ``doc``,
+    as (program, arguments) with the placeholders left out."""
+    found: list[tuple[str, list[str]]] = []
+    for span in re.findall(r"`([^`\n]+)`", doc.read_text()):
+        span = span.replace("\\|", " ")  # alternatives in a table cell: `[--stale\|--all]`
+        argv = span.split()
+        if not argv:
+            continue
+        if Path(argv[0]).name == "python" and len(argv) > 1:
+            argv = argv[1:]
+        if Path(argv[0]).name == "media-pipeline" and len(argv) > 1 and re.fullmatch(r"[a-z][a-z-]*", argv[1]):
+            found.append(("media-pipeline", [argv[1], *re.findall(r"--[a-z][\w-]*", " ".join(argv[2:]))]))
+        elif argv[0] == "make" and len(argv) == 2 and re.fullmatch(r"[a-z][\w-]*", argv[1]):
+            found.append(("make", argv[1:]))
+        elif re.fullmatch(r"bench/[a-z_]+\.py", argv[0]):
+            found.append(("bench", [argv[0], *re.findall(r"--[a-z][\w-]*", " ".join(argv[1:]))]))
+    return found
+
+
+@functools.cache
+def make_targets() -> frozenset[str]:
+    database = subprocess.run(["make", "-pRrq"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    return frozenset(re.findall(r"^([a-z][\w-]*):", database, re.MULTILINE))
+
+
+@functools.cache
+def bench_help(script: str) -> str:
+    """``--help`` of a bench script that parses its arguments; '' for one that takes none."""
+    if "argparse" not in (REPO / script).read_text():
+        return ""  # --help would run the benchmark
+    run = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
+def test_commands_named_in_the_text_exist_with_their_flags(doc: Path) -> None:
+    wrong = []
+    for name, arguments in inline_commands(doc):
+        if name == "media-pipeline":
+            help_text = cli_help(arguments[0])
+            wrong += [f"media-pipeline {arguments[0]} {flag}" for flag in arguments[1:] if not has_flag(help_text, flag)]
+            wrong += [] if help_text else [f"media-pipeline {arguments[0]}"]
+        elif name == "make":
+            wrong += [] if arguments[0] in make_targets() else [f"make {arguments[0]}"]
+        elif not (REPO / arguments[0]).is_file():
+            wrong.append(arguments[0])
+        else:
+            help_text = bench_help(arguments[0])
+            wrong += [f"{arguments[0]} {flag}" for flag in arguments[1:] if not has_flag(help_text, flag)]
+    assert not wrong, f"{doc.relative_to(REPO)} names commands or flags that do not exist: {wrong}"
 
 
 @pytest.mark.parametrize("command", CHECKED, ids=[c.where for c in CHECKED])
@@ -274,15 +330,8 @@ def check_pytest_command(command: Command, arguments: list[str]) -> None:
 def check_bench_command(command: Command, arguments: list[str]) -> None:
     script = REPO / arguments[0]
     assert script.is_file(), f"{command.where}: no {arguments[0]}"
-    used = flags(arguments[1:])
-    if not used:
-        return
-    # Only a script that parses its arguments can be asked for --help without running the benchmark.
-    assert "argparse" in script.read_text(), f"{command.where}: {arguments[0]} takes no options"
-    run = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert run.returncode == 0, run.stderr
-    missing = [flag for flag in used if not has_flag(run.stdout, flag)]
+    help_text = bench_help(arguments[0])
+    missing = [flag for flag in flags(arguments[1:]) if not has_flag(help_text, flag)]
     assert not missing, f"{command.where}: {arguments[0]} has no {missing}"
 
 
@@ -315,10 +364,11 @@ def test_the_readme_tour_runs_against_media_pipeline_serve(tmp_path: Path) -> No
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MP_")}
     log = tmp_path / "serve.log"
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "media_pipeline.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "var")],
-        env=env, cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(log, "wb") as log_file:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "media_pipeline.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "var")],
+            env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     try:
         wait_healthy(port, serve, log)
         write_photo(tmp_path)
