@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from typing import Any, Callable
 
 import pytest
@@ -37,7 +38,7 @@ def test_json_formatter_adds_the_current_photo_and_extras() -> None:
         logger.removeHandler(handler)
     first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "rendered 15 outputs" and first["photo_id"] == "01abc" and first["format"] == "avif"
-    assert first["level"] == "info" and first["ts"].endswith("Z")
+    assert first["level"] == "info" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"]), first["ts"]
     assert "photo_id" not in second
     assert "ValueError: boom" in third["exception"]
 
