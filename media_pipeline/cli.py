@@ -167,7 +167,6 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     from media_pipeline import logs
     from media_pipeline.web import create_app
-    from workers.celery_app import make_queue
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -185,6 +184,8 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
                 self.cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s %(B)s %(M)sms')
 
         def load(self) -> Any:
+            from workers.celery_app import make_queue  # in each gunicorn worker: the master sends no tasks
+
             return create_app(settings, queue=make_queue(settings))
 
     Server().run()
