@@ -36,6 +36,7 @@ from config.settings import Settings  # noqa: E402
 from media_pipeline import service  # noqa: E402
 from media_pipeline.models import PhotoStatus  # noqa: E402
 from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
+from workers.celery_app import make_queue  # noqa: E402
 
 
 def make_photos(count: int, megapixels: float, folder: Path, portrait: bool = False) -> list[Path]:
@@ -68,7 +69,7 @@ def identify_ms(paths: list[Path], sample: int = 20) -> float:
 
 
 def run_once(settings: Settings, paths: list[Path], workers: int) -> dict[str, float]:
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     env = {**os.environ, **settings.as_env()}
     worker = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={workers}"], env=env,
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

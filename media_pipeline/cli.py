@@ -184,7 +184,9 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
                 self.cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s %(B)s %(M)sms')
 
         def load(self) -> Any:
-            return create_app(settings)
+            from workers.celery_app import make_queue  # in each gunicorn worker: the master sends no tasks
+
+            return create_app(settings, queue=make_queue(settings))
 
     Server().run()
     return 0
@@ -284,8 +286,9 @@ def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline import reprocess
     from media_pipeline.models import Selection
     from media_pipeline.service import build_services
+    from workers.celery_app import make_queue
 
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     if args.action == "status":
         job = services.catalog.get_job(args.job)
         if job is None:
@@ -419,8 +422,9 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.errors import MediaPipelineError
     from media_pipeline.service import build_services, reconcile
+    from workers.celery_app import make_queue
 
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     while True:
         try:
             requeued, abandoned = reconcile(services)

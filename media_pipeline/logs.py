@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
+
+from media_pipeline.timestamps import rfc3339
 
 current_photo_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_photo_id", default=None)
 
@@ -35,7 +36,7 @@ class PhotoIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

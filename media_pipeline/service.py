@@ -63,13 +63,11 @@ class Services:
             self.feature_index = SqlFeatureIndex(self.catalog)  # type: ignore[arg-type]
 
 
-def build_services(settings: Settings, queue: TaskQueue | None = None) -> Services:
+def build_services(settings: Settings, queue: TaskQueue) -> Services:
+    """The services on the configured storage and catalog, with the ``queue`` the entry point
+    hands in (``workers.celery_app.make_queue`` for Celery): the service layer never imports the
+    worker, which is an adapter on top of it."""
     vips.configure(settings.vips_concurrency)
-    if queue is None:
-        from media_pipeline.queue import CeleryQueue
-        from workers.celery_app import PHOTOS_QUEUE, PROCESS_TASK, REPROCESS_QUEUE, REPROCESS_TASK, make_celery
-
-        queue = CeleryQueue(make_celery(settings), PROCESS_TASK, PHOTOS_QUEUE, REPROCESS_TASK, REPROCESS_QUEUE)
     catalog = make_catalog(settings)
     catalog.migrate()
     return Services(settings=settings, preset=settings.preset(), storage=make_storage(settings), catalog=catalog, queue=queue)

@@ -22,6 +22,7 @@ from media_pipeline.storage.s3 import S3Storage
 from tests import images
 from tests.conftest import free_port, ingest_bytes, port_open, require, wait_for_status
 from tests.faulty_proxy import FaultyProxy
+from workers.celery_app import make_queue
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
     from media_pipeline.web import create_app
 
     settings = s3_settings.replace(s3_endpoint_url=proxy.url, task_retry_backoff=0.2, task_max_retries=8)
-    services = build_services(settings)  # the real Celery queue on the embedded broker
+    services = build_services(settings, queue=make_queue(settings))  # the real Celery queue on the embedded broker
     client = create_app(settings, services).test_client()
     start_worker(settings, concurrency=2)
     proxy.faults(rate=0.3)
@@ -129,7 +130,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 def test_a_broker_restart_loses_no_photo(settings: Settings, private_redis: PrivateRedis,
                                          start_worker: Callable[..., Any]) -> None:
     settings = settings.replace(broker_url=private_redis.url, stuck_after_seconds=5)
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     start_worker(settings, concurrency=2)
     ids = [upload(services, seed) for seed in range(4)]
     private_redis.restart()  # with messages queued and tasks running

@@ -67,9 +67,10 @@ def test_failures_are_counted_by_code(client: Any, services: Any) -> None:
 
 def test_metrics_need_an_api_key_when_keys_are_configured(settings: Any) -> None:
     from media_pipeline.apikeys import hash_key
+    from media_pipeline.queue import RecordingQueue
     from media_pipeline.web import create_app
 
-    app = create_app(settings.replace(api_keys=f"prometheus:{hash_key('scrape-key')}"))
+    app = create_app(settings.replace(api_keys=f"prometheus:{hash_key('scrape-key')}"), queue=RecordingQueue())
     client = app.test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -16,6 +16,7 @@ from media_pipeline import service
 from media_pipeline.service import build_services
 from tests import images
 from tests.conftest import ingest_bytes, wait_for_status
+from workers.celery_app import make_queue
 
 
 def test_stuck_photos_are_re_enqueued_then_abandoned(services: Any, queue: Any) -> None:
@@ -39,7 +40,7 @@ def test_stuck_photos_are_re_enqueued_then_abandoned(services: Any, queue: Any) 
 @pytest.mark.slow
 def test_a_photo_whose_worker_was_killed_mid_task_still_ends_ready(settings: Settings, start_worker: Callable[..., Any]) -> None:
     settings = settings.replace(stuck_after_seconds=2)
-    services = build_services(settings)  # the real Celery queue on the embedded broker
+    services = build_services(settings, queue=make_queue(settings))  # the real Celery queue on the embedded broker
     victim = start_worker(settings, name="victim")
     photo_id = ingest_bytes(services, images.jpeg(images.scene(6000, 4000)))
     wait_for_status(services.catalog, photo_id, ("processing",), timeout=60)
@@ -59,7 +60,7 @@ def test_files_that_crash_or_hang_their_worker_end_failed_and_the_rest_ready(set
     the message back each time, the attempts are counted, and after MP_MAX_ATTEMPTS the photo ends
     `failed`/`abandoned`; photos around it, and the next upload, are processed as usual."""
     settings = settings.replace(task_soft_time_limit=2, task_time_limit=4)
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     start_worker(settings, concurrency=2, module="tests.fault_worker")
     crasher = ingest_bytes(services, images.jpeg(images.scene(400, 300), comment=b"mp-fault:segfault"))
     hanger = ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=1), comment=b"mp-fault:hang"))
@@ -81,7 +82,7 @@ def test_idle_worker_children_killed_do_not_stall_the_pool(settings: Settings, s
     holds the pipe's read lock while it waits, so a child killed then (the OOM killer, an operator)
     took the lock with it and every other child waited for it forever. Kill every idle child: the
     replacements must still take work, on the embedded broker (the blocking pool) as elsewhere."""
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     worker = start_worker(settings, concurrency=2)
     first = ingest_bytes(services, images.jpeg(images.scene(400, 300)))
     assert wait_for_status(services.catalog, first).status.value == "ready"
@@ -102,7 +103,7 @@ def test_a_sigterm_to_the_whole_group_lets_the_running_photo_finish(settings: Se
     children ignore SIGTERM (workers/tasks.py), so the photo in hand is finished, not lost, and the
     warm shutdown ends the worker; a child that died of it mid-report could leave a pool lock held
     and the shutdown waiting for ever."""
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     worker = start_worker(settings, concurrency=2)
     photo_id = ingest_bytes(services, images.jpeg(images.scene(6000, 4000)))
     wait_for_status(services.catalog, photo_id, ("processing",), timeout=60)

@@ -13,6 +13,7 @@ from config.settings import Settings
 from media_pipeline.service import build_services
 from tests import images
 from tests.conftest import wait_for_status
+from workers.celery_app import make_queue
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def upload_all(settings: Settings, payloads: list[bytes]) -> tuple[Any, list[str
     """Upload through the real app with the real Celery queue of ``settings``."""
     from media_pipeline.web import create_app
 
-    services = build_services(settings)
+    services = build_services(settings, queue=make_queue(settings))
     client = create_app(settings, services).test_client()
     ids = []
     for data in payloads:

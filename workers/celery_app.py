@@ -8,6 +8,7 @@ from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES
 
 from config.settings import Settings
+from media_pipeline.queue import CeleryQueue
 
 PHOTOS_QUEUE = "photos"
 PROCESS_TASK = "workers.tasks.process_photo"
@@ -62,6 +63,12 @@ def make_celery(settings: Settings) -> Celery:
     )
     app.conf.media_pipeline_settings = settings
     return app
+
+
+def make_queue(settings: Settings, app: Celery | None = None) -> CeleryQueue:
+    """The task-queue port over Celery, for an entry point to hand to ``service.build_services``:
+    on ``app`` (the worker's own), or on a new app for ``settings`` (the API, the CLI)."""
+    return CeleryQueue(app or make_celery(settings), PROCESS_TASK, PHOTOS_QUEUE, REPROCESS_TASK, REPROCESS_QUEUE)
 
 
 app = make_celery(Settings.from_env())

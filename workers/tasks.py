@@ -16,8 +16,7 @@ from celery.worker.request import Request
 from media_pipeline import logs, metrics, reprocess, service
 from media_pipeline.errors import MediaPipelineError
 from media_pipeline.models import ReprocessJob
-from media_pipeline.queue import CeleryQueue
-from workers.celery_app import PHOTOS_QUEUE, PROCESS_TASK, REPROCESS_QUEUE, REPROCESS_TASK, app
+from workers.celery_app import PROCESS_TASK, REPROCESS_TASK, app, make_queue
 
 log = logging.getLogger(__name__)
 _services: service.Services | None = None
@@ -27,7 +26,7 @@ def services() -> service.Services:
     global _services
     if _services is None:
         settings = app.conf.media_pipeline_settings
-        _services = service.build_services(settings, queue=CeleryQueue(app, PROCESS_TASK, PHOTOS_QUEUE, REPROCESS_TASK, REPROCESS_QUEUE))
+        _services = service.build_services(settings, queue=make_queue(settings, app))
     return _services
 
 

@@ -6,13 +6,19 @@ from flask import Flask
 
 from config.settings import Settings
 from media_pipeline import logs
+from media_pipeline.queue import TaskQueue
 from media_pipeline.service import Services, build_services
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+def create_app(settings: Settings | None = None, services: Services | None = None, queue: TaskQueue | None = None) -> Flask:
+    """The app on ``services``, or on services built for ``settings`` with ``queue``, the task-queue
+    adapter the entry point chose (api.py and ``media-pipeline api`` hand in Celery's)."""
     settings = settings or (services.settings if services else Settings.from_env())
     logs.configure(settings.log_level, settings.log_format)
-    services = services or build_services(settings)
+    if services is None:
+        if queue is None:
+            raise TypeError("create_app needs services, or a queue to build them with")
+        services = build_services(settings, queue)
     app = Flask("media_pipeline")
     # Headroom over the file limit for multipart framing; the file itself is counted exactly.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1_000_000

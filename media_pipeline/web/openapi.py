@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from media_pipeline.timestamps import RFC3339_PATTERN
+
 bp = Blueprint("openapi", __name__)
 
 _ERROR_CODES = [
@@ -202,7 +204,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "status": {"enum": ["queued", "processing", "ready", "failed"]},
                     "owner": _nullable_string,
                     "sha256": {"type": "string"},
-                    "created_at": {"type": "number", "description": "seconds since the epoch"},
+                    "created_at": {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN,
+                                   "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},
                     "links": {"type": "object", "required": ["self"], "properties": {
                         "self": {"type": "string"}, "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}},
                     "original": {"type": "object", "required": ["format", "width", "height", "bytes"], "properties": {
@@ -210,7 +213,9 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"}}},
                     "preset_version": {"type": "string"},
                     "metadata": {"type": "object", "required": ["taken_at", "camera", "orientation", "color_profile"], "properties": {
-                        "taken_at": _nullable_string,
+                        "taken_at": {"type": ["string", "null"],
+                                     "description": "The camera's clock at capture (EXIF), `YYYY-MM-DDThh:mm:ss`, with its UTC offset "
+                                                    "when the file records one: a local time, not necessarily an instant"},
                         "camera": {"type": "object", "properties": {"make": _nullable_string, "model": _nullable_string}},
                         "orientation": {"type": "integer", "minimum": 1, "maximum": 8},
                         "color_profile": _nullable_string}},

@@ -10,6 +10,7 @@ from media_pipeline import service
 from media_pipeline.errors import EmptyUpload, NotFound, UploadError
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus
 from media_pipeline.service import Services, SpooledUpload
+from media_pipeline.timestamps import rfc3339
 
 bp = Blueprint("photos", __name__, url_prefix="/v1")
 
@@ -126,7 +127,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
         "status": photo.status.value,
         "owner": photo.owner,
         "sha256": photo.sha256,
-        "created_at": photo.created_at,
+        "created_at": rfc3339(photo.created_at),
         "links": {"self": f"/v1/photos/{photo.id}"},
         "original": {
             "format": photo.original_format,

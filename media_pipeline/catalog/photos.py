@@ -1,0 +1,229 @@
+"""Photos and their renditions: the photo's life (queued, processing, ready, failed), its current
+and retired renditions, and the perceptual hashes recorded with it when it completes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable, Sequence
+
+from media_pipeline.catalog.database import Cursor, SqlDatabase, dump_json
+from media_pipeline.catalog.duplicates import load_duplicates, load_hash_quality
+from media_pipeline.models import Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition, RenditionLookup
+
+_PHOTO_COLUMNS = (
+    "id, owner, status, sha256, original_key, original_format, original_width, original_height, "
+    "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
+    "error_message, attempts"
+)
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec"
+
+
+class PhotoStore(SqlDatabase):
+    def add_photo(self, photo: Photo) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                (
+                    photo.id, photo.owner, photo.status.value, photo.sha256, photo.original_key,
+                    photo.original_format, photo.original_width, photo.original_height, photo.original_bytes,
+                    photo.created_at, photo.updated_at, photo.preset_version,
+                    dump_json(photo.metadata.to_dict() if photo.metadata else None),
+                    dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
+                ),
+            )
+
+    def get_photo(self, photo_id: str) -> Photo | None:
+        with self._tx(write=False) as cur:
+            return self._load(cur, photo_id)
+
+    def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        version = row[11]
+        renditions = tuple(
+            _rendition(r)
+            for r in cur.fetchall(
+                f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND current = 1 ORDER BY width DESC, format",
+                (photo_id,),
+            )
+        )
+        hash_rows = dict(cur.fetchall("SELECT kind, value FROM photo_hashes WHERE photo_id = ?", (photo_id,)))
+        hashes = Hashes(phash=hash_rows["phash"], dhash=hash_rows["dhash"]) if {"phash", "dhash"} <= hash_rows.keys() else None
+        metadata = json.loads(row[12]) if row[12] else None
+        placeholder = json.loads(row[13]) if row[13] else None
+        return Photo(
+            id=row[0], owner=row[1], status=PhotoStatus(row[2]), sha256=row[3], original_key=row[4],
+            original_format=row[5], original_width=row[6], original_height=row[7], original_bytes=row[8],
+            created_at=row[9], updated_at=row[10], preset_version=version,
+            metadata=PhotoMetadata.from_dict(metadata) if metadata else None,
+            placeholder=Placeholder(**placeholder) if placeholder else None,
+            error_code=row[14], error_message=row[15], attempts=row[16],
+            renditions=renditions, hashes=hashes,
+            hash_quality=load_hash_quality(cur, photo_id),
+            duplicates=tuple(load_duplicates(cur, photo_id)),
+        )
+
+    def start_processing(self, photo_id: str) -> Photo | None:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE photos SET status = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND status IN (?, ?)",
+                (PhotoStatus.PROCESSING.value, time.time(), photo_id, PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value),
+            )
+            return self._load(cur, photo_id)
+
+    def release(self, photo_id: str) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE photos SET status = ?, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                (PhotoStatus.QUEUED.value, time.time(), photo_id, PhotoStatus.PROCESSING.value),
+            )
+
+    def complete(
+        self,
+        photo_id: str,
+        preset_version: str,
+        metadata: PhotoMetadata,
+        placeholder: Placeholder,
+        renditions: Iterable[Rendition],
+        hashes: Hashes,
+        seconds: float | None = None,
+    ) -> bool:
+        now = time.time()
+        with self._tx() as cur:
+            updated = cur.execute(
+                "UPDATE photos SET status = ?, preset_version = ?, metadata = ?, placeholder = ?, error_code = NULL, "
+                "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds) WHERE id = ?",
+                (PhotoStatus.READY.value, preset_version, dump_json(metadata.to_dict()), dump_json(_placeholder_dict(placeholder)), now,
+                 seconds, photo_id),
+            )
+            if not updated:
+                return False
+            # The new set replaces the old one in this transaction; what falls out of it is retired.
+            cur.execute(
+                "UPDATE renditions SET current = 0, retired_at = ? WHERE photo_id = ? AND current = 1", (now, photo_id)
+            )
+            cur.executemany(
+                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, current, retired_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "height = excluded.height, bytes = excluded.bytes, key = excluded.key, current = 1, retired_at = NULL",
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key) for r in renditions],
+            )
+            cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
+            cur.executemany(
+                "INSERT INTO photo_hashes (photo_id, kind, value) VALUES (?, ?, ?)",
+                [(photo_id, "phash", hashes.phash), (photo_id, "dhash", hashes.dhash)],
+            )
+            return True
+
+    def all_renditions(self, photo_id: str) -> list[Rendition]:
+        with self._tx(write=False) as cur:
+            return [_rendition(r) for r in cur.fetchall(f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ?", (photo_id,))]
+
+    def retired_renditions(self, retired_before: float, photo_id: str | None = None, limit: int = 1000) -> list[tuple[str, Rendition]]:
+        where, params = "current = 0 AND retired_at <= ?", [retired_before]
+        if photo_id is not None:
+            where, params = where + " AND photo_id = ?", [*params, photo_id]
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall(f"SELECT photo_id, {_RENDITION_COLUMNS} FROM renditions WHERE {where} LIMIT {int(limit)}", params)
+        return [(r[0], _rendition(r[1:])) for r in rows]
+
+    def forget_rendition(self, photo_id: str, rendition: Rendition) -> None:
+        """Drop a retired rendition's row (after its object was deleted); a current one is never dropped."""
+        with self._tx() as cur:
+            cur.execute(
+                "DELETE FROM renditions WHERE photo_id = ? AND spec = ? AND width = ? AND format = ? AND current = 0",
+                (photo_id, rendition.spec, rendition.width, rendition.format),
+            )
+
+    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None) -> RenditionLookup | None:
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall("SELECT status, original_width FROM photos WHERE id = ?", (photo_id,))
+            if not rows or rows[0][0] != PhotoStatus.READY.value:
+                return None
+            if spec is None:
+                found = cur.fetchall(
+                    f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND width = ? AND current = 1", (photo_id, width)
+                )
+            else:
+                found = cur.fetchall(
+                    f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND spec = ? AND width = ?", (photo_id, spec, width)
+                )
+        return RenditionLookup(original_width=rows[0][1], renditions=tuple(_rendition(r) for r in found))
+
+    def add_rendition(self, photo_id: str, rendition: Rendition) -> bool:
+        with self._tx() as cur:
+            return bool(
+                cur.execute(
+                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, current, retired_at) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, 1, NULL WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
+                    "bytes = excluded.bytes, key = excluded.key, current = 1, retired_at = NULL",
+                    (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
+                     photo_id, PhotoStatus.READY.value),
+                )
+            )
+
+    def fail(self, photo_id: str, code: str, message: str) -> bool:
+        with self._tx() as cur:
+            return bool(
+                cur.execute(
+                    "UPDATE photos SET status = ?, error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
+                    (PhotoStatus.FAILED.value, code, message[:1000], time.time(), photo_id),
+                )
+            )
+
+    def stuck_photos(self, updated_before: float, limit: int = 1000) -> list[tuple[str, int]]:
+        """(id, attempts) of photos queued or processing with no update since ``updated_before``."""
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall(
+                f"SELECT id, attempts FROM photos WHERE status IN (?, ?) AND updated_at < ? ORDER BY updated_at LIMIT {int(limit)}",
+                (PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value, updated_before),
+            )
+        return [(r[0], int(r[1])) for r in rows]
+
+    def in_flight(self) -> dict[str, int]:
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall("SELECT status, COUNT(*) FROM photos WHERE status IN (?, ?) GROUP BY status",
+                                (PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value))
+        counts = {PhotoStatus.QUEUED.value: 0, PhotoStatus.PROCESSING.value: 0}
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
+    def touch(self, photo_id: str) -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE photos SET updated_at = ? WHERE id = ?", (time.time(), photo_id))
+
+    def requeue(self, photo_id: str) -> bool:
+        """Give a failed photo another go: back to ``queued`` with its error cleared."""
+        with self._tx() as cur:
+            return bool(cur.execute(
+                "UPDATE photos SET status = ?, error_code = NULL, error_message = NULL, attempts = 0, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                (PhotoStatus.QUEUED.value, time.time(), photo_id, PhotoStatus.FAILED.value),
+            ))
+
+    def delete_photo(self, photo_id: str) -> bool:
+        # Every row about the photo goes in one transaction, the index tables' too: they have no
+        # foreign key to cascade from (they are ports of their own, see media_pipeline/hashindex).
+        with self._tx() as cur:
+            cur.execute("DELETE FROM renditions WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
+            return bool(cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)))
+
+
+def _rendition(row: Sequence[Any]) -> Rendition:
+    return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5])
+
+
+def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:
+    if placeholder is None:
+        return None
+    return {"blurhash": placeholder.blurhash, "dominant_color": placeholder.dominant_color}

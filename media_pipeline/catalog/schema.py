@@ -1,0 +1,223 @@
+"""The catalog schema: numbered migrations, applied once each and in order.
+
+A migration is a list of statements, each portable SQL or one per dialect (``None``: nothing to
+do there). New tables and columns come as a new migration at the end; an applied one is never
+edited, because catalogs out there already ran it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from media_pipeline.catalog.database import Cursor
+
+Migration = tuple[int, tuple[str | dict[str, str | None], ...]]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE photos (
+                id TEXT PRIMARY KEY,
+                owner TEXT,
+                status TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                original_key TEXT NOT NULL,
+                original_format TEXT NOT NULL,
+                original_width INTEGER NOT NULL,
+                original_height INTEGER NOT NULL,
+                original_bytes BIGINT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                preset_version TEXT,
+                metadata TEXT,
+                placeholder TEXT,
+                error_code TEXT,
+                error_message TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX photos_status_updated ON photos (status, updated_at)",
+            "CREATE INDEX photos_owner_created ON photos (owner, created_at)",
+            "CREATE INDEX photos_sha256 ON photos (sha256)",
+            # Every rendition object a photo has: `current` ones make up its present set; retired
+            # ones (left by a preset change) stay servable until cleanup deletes them.
+            """CREATE TABLE renditions (
+                photo_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                spec TEXT NOT NULL,
+                width INTEGER NOT NULL,
+                format TEXT NOT NULL,
+                height INTEGER NOT NULL,
+                bytes BIGINT NOT NULL,
+                key TEXT NOT NULL,
+                current INTEGER NOT NULL DEFAULT 1,
+                retired_at DOUBLE PRECISION,
+                PRIMARY KEY (photo_id, spec, width, format)
+            )""",
+            "CREATE INDEX renditions_retired ON renditions (retired_at)",
+            """CREATE TABLE photo_hashes (
+                photo_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (photo_id, kind)
+            )""",
+        ),
+    ),
+)
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        2,
+        (
+            "ALTER TABLE photos ADD COLUMN process_seconds DOUBLE PRECISION",
+            """CREATE TABLE reprocess_jobs (
+                id TEXT PRIMARY KEY,
+                selection TEXT NOT NULL,
+                target_version TEXT NOT NULL,
+                status TEXT NOT NULL,
+                cursor TEXT NOT NULL DEFAULT '',
+                enqueued BIGINT NOT NULL DEFAULT 0,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION
+            )""",
+            # One row per photo of a job: 'pending' when enqueued, then its first outcome, once.
+            """CREATE TABLE reprocess_items (
+                job_id TEXT NOT NULL,
+                photo_id TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                code TEXT,
+                bytes_written BIGINT NOT NULL DEFAULT 0,
+                bytes_deleted BIGINT NOT NULL DEFAULT 0,
+                seconds DOUBLE PRECISION,
+                enqueued_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION,
+                PRIMARY KEY (job_id, photo_id)
+            )""",
+            "CREATE INDEX reprocess_items_outcome ON reprocess_items (job_id, outcome)",
+        ),
+    ),
+)
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        3,
+        (
+            # Idempotency-Key of an upload, scoped by owner: the body's hash, and the photo once it exists.
+            """CREATE TABLE idempotency_keys (
+                scope TEXT PRIMARY KEY,
+                request_sha256 TEXT NOT NULL,
+                photo_id TEXT,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+        ),
+    ),
+)
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        4,
+        (
+            # The near-duplicate index: one row per stored view hash, its 16 substrings indexed
+            # (see media_pipeline/hashindex). No foreign key: the index is its own port.
+            """CREATE TABLE hash_index (
+                photo_id TEXT NOT NULL,
+                view TEXT NOT NULL,
+                owner TEXT,
+                h0 BIGINT NOT NULL,
+                h1 BIGINT NOT NULL,
+                h2 BIGINT NOT NULL,
+                h3 BIGINT NOT NULL,
+                """ + ",\n                ".join(f"c{i} INTEGER NOT NULL" for i in range(16)) + """,
+                PRIMARY KEY (photo_id, view)
+            )""",
+            # Covering: a lookup reads the value from the index and never visits the table.
+            *(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i}, h0, h1, h2, h3, owner, photo_id, view)" for i in range(16)),
+            # What a photo is matched by besides the index: its decoded pixels' digest and how
+            # much a perceptual hash of it can be trusted.
+            """CREATE TABLE photo_fingerprints (
+                photo_id TEXT PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+                pixel_sha256 TEXT NOT NULL,
+                quality DOUBLE PRECISION NOT NULL,
+                near_indexed INTEGER NOT NULL
+            )""",
+            "CREATE INDEX photo_fingerprints_pixels ON photo_fingerprints (pixel_sha256)",
+            # A match, always stored from the later photo (by id, which orders by acceptance) to
+            # the earlier one, whichever of the two found it.
+            """CREATE TABLE photo_duplicates (
+                photo_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                other_id TEXT NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                distance INTEGER,
+                transform TEXT,
+                inliers INTEGER,
+                found_by TEXT NOT NULL,
+                PRIMARY KEY (photo_id, other_id)
+            )""",
+            "CREATE INDEX photo_duplicates_other ON photo_duplicates (other_id)",
+            "CREATE INDEX photo_duplicates_found_by ON photo_duplicates (found_by)",
+            # Keypoint vote keys (media_pipeline/keypoints.py): one row per key of a photo.
+            """CREATE TABLE feature_postings (
+                key INTEGER NOT NULL,
+                photo_id TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                PRIMARY KEY (key, photo_id)
+            )""",
+            "CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",
+        ),
+    ),
+)
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        5,
+        (
+            # Starts of a photo in a reprocess job that ended in neither an outcome nor a hand-back
+            # after a transient error: each one is a worker that died or was killed on it.
+            "ALTER TABLE reprocess_items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+
+def hash_substring_indexes(dialect: str) -> tuple[str, ...]:
+    """The 16 substring indexes of ``hash_index``: each carries the value and a row number and
+    nothing else, so a lookup is index-only and its pages are about half the size they were with
+    the photo id, view and owner in them (migration 6); those are read for matches only. SQLite
+    puts the rowid in every index by itself."""
+    if dialect == "postgresql":
+        return tuple(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i}) INCLUDE (h0, h1, h2, h3, rid)" for i in range(16))
+    return tuple(f"CREATE INDEX hash_index_c{i} ON hash_index (c{i}, h0, h1, h2, h3)" for i in range(16))
+
+
+MIGRATIONS = MIGRATIONS + (
+    (
+        6,
+        (
+            {"postgresql": "ALTER TABLE hash_index ADD COLUMN rid BIGINT GENERATED ALWAYS AS IDENTITY", "sqlite": None},
+            {"postgresql": "CREATE UNIQUE INDEX hash_index_rid ON hash_index (rid)", "sqlite": None},
+            *(f"DROP INDEX hash_index_c{i}" for i in range(16)),
+            *({"postgresql": pg, "sqlite": lite} for pg, lite in zip(hash_substring_indexes("postgresql"), hash_substring_indexes("sqlite"))),
+        ),
+    ),
+)
+
+
+def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
+    """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
+    if dialect == "postgresql":
+        # Serialise concurrent start-ups (API and workers start together).
+        cur.execute("SELECT pg_advisory_xact_lock(7231001)")
+    cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+    done = {row[0] for row in cur.fetchall("SELECT version FROM schema_migrations")}
+    for version, statements in migrations:
+        if version in done:
+            continue
+        for statement in statements:
+            # A statement is portable SQL, or one per dialect (None: nothing to do there).
+            sql = statement[dialect] if isinstance(statement, dict) else statement
+            if sql is not None:
+                cur.execute(sql)
+        cur.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))
