@@ -5,10 +5,14 @@
 Every photo is indexed (view hashes and keypoints, made by the real pipeline as a worker
 makes them), together with four 60% tiles of it as distractors that share content with it.
 Each edit in bench/edits.py is applied to every photo, and the edited copy is looked up by the
-service's own matcher (``service.find_duplicates``: view hashes with their mirrors, then keypoint
-votes and RANSAC verification) over in-memory indexes. Printed per edit: recall (the original is
-among the matches), which matcher found it, and false pairs (matches with any other photo or its
-tiles); then the hash matcher alone over a range of distances, and the originals against each other.
+service's own matcher (``duplicates.find_duplicates``: view hashes with their mirrors, then keypoint
+votes, RANSAC and the confirmation on the aligned pixels) over in-memory indexes. Printed per
+edit: recall (the original is among the matches), which matcher found it, and false pairs
+(matches with any other photo or its tiles). Then each shared overlay of bench/edits.py (one
+caption, watermark, sticker or frame drawn identically on every photo): all overlaid copies of
+one kind are indexed together and each is looked up, so distinct photos under the same overlay
+must not pair while each still finds its own original. Last, the hash matcher alone over a range
+of distances, and the originals against each other.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import edits  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from media_pipeline import pipeline, service  # noqa: E402
+from media_pipeline import duplicates, pipeline, service  # noqa: E402
 from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
 from media_pipeline.keypoints import INDEXED, keys  # noqa: E402
@@ -38,6 +42,7 @@ DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "
 SWEEP = (16, 24, 31, 40, 48)
 TARGETS = {"resize": 0.99, "recompress": 0.99, "brightness": 0.99, "greyscale": 0.99, "mirror": 0.99,
            "border": 0.95, "screenshot": 0.95, "crop10": 0.9, "caption": 0.9, "asym_crop": 0.5, "rotate5": 0.5}
+OVERLAY_RECALL = 0.95
 
 
 def identify(data: bytes, settings: Settings) -> pipeline.Identity:
@@ -79,6 +84,7 @@ def main() -> None:
         services.feature_index.add(photo_id, None, keys(identity.features, INDEXED))
         source[photo_id] = own
 
+    overlaid: dict[str, list[pipeline.Identity]] = {name: [] for name in edits.OVERLAYS}
     for i, path in enumerate(files):
         data = path.read_bytes()
         started = time.perf_counter()
@@ -92,11 +98,13 @@ def main() -> None:
         for name, edit in edits.EDITS.items():
             edited = edit(rgb, random.Random(f"{args.seed}-{path.stem}-{name}"))
             queries[name].append(identify(edits.jpeg_bytes(edited), settings))
+        for name, overlay in edits.OVERLAYS.items():
+            overlaid[name].append(identify(edits.jpeg_bytes(overlay(rgb, random.Random(0))), settings))
 
-    def look_up(identity: pipeline.Identity, own: int) -> tuple[str | None, list[str]]:
+    def look_up(identity: pipeline.Identity, own: int, exclude: str | None = None) -> tuple[str | None, list[str]]:
         """(how the original was found: "hash" or "keypoints", or None; the other photos matched)."""
-        exclude = f"o{own}" if identity is originals[own] else None
-        found = service.find_duplicates(services, "", identity, None, exclude=exclude)
+        exclude = f"o{own}" if identity is originals[own] else exclude
+        found = duplicates.find_duplicates(services, "", identity, None, exclude=exclude)
         how = next(("hash" if d.distance is not None else "keypoints" for d in found if d.id == f"o{own}"), None)
         return how, [d.id for d in found if source[d.id] != own]
 
@@ -126,6 +134,29 @@ def main() -> None:
     print(f"\nFalse pairs: {total_false} among edited copies, {base_false} among the originals "
           f"(about {pairs:,} cross pairs; hashes compared over every query view and stored view, "
           f"keypoints verified for the {settings.keypoint_candidates} best-voted photos of each lookup).")
+
+    print("\nShared overlays: every photo under the same overlay, all of one kind indexed together with the "
+          "originals and tiles; each looked up. Recall: its own original is found; false pairs: any other photo, "
+          "above all the other photos under the same overlay.\n")
+    print("| overlay | recall | target | by hashes | by keypoints | false pairs | photos with a false pair |")
+    print("|---|---|---|---|---|---|---|")
+    overlay_false = 0
+    for name, ids in overlaid.items():
+        for i, identity in enumerate(ids):
+            add(f"{name}-{i}", identity, i)
+        rows = [look_up(identity, i, exclude=f"{name}-{i}") for i, identity in enumerate(ids)]
+        for i in range(len(ids)):
+            index.remove(f"{name}-{i}")
+            services.feature_index.remove(f"{name}-{i}")
+            del source[f"{name}-{i}"]
+        recall = sum(1 for how, _ in rows if how) / len(rows)
+        false = sum(len(f) for _, f in rows)
+        overlay_false += false
+        by = {how: sum(1 for h, _ in rows if h == how) for how in ("hash", "keypoints")}
+        ok = "yes" if recall >= OVERLAY_RECALL and false == 0 else "no"
+        print(f"| {name} | {recall:.3f} | {OVERLAY_RECALL}, 0 false ({ok}) | {by['hash']} | {by['keypoints']} | {false} | "
+              f"{sum(1 for _, f in rows if f)} |")
+    print(f"\nFalse pairs under shared overlays: {overlay_false}")
 
     sweep = {name: [hash_distances(identity, i) for i, identity in enumerate(ids)] for name, ids in queries.items()}
     sweep_base = [hash_distances(o, i) for i, o in enumerate(originals)]

@@ -1,7 +1,8 @@
 """The edits a repost goes through, made from a photo's pixels (RGB uint8 arrays).
 
 Shared by the dedupe evaluation and the tests. Random choices come from a ``random.Random`` the
-caller seeds, so a run is repeatable but no edit is tuned to one file.
+caller seeds, so a run is repeatable but no edit is tuned to one file. ``OVERLAYS`` are the
+opposite: each is drawn identically on every photo, as one app or one meme template draws it.
 """
 
 from __future__ import annotations
@@ -150,3 +151,99 @@ def tile(rgb: np.ndarray, index: int) -> np.ndarray:
     th, tw = int(h * 0.6), int(w * 0.6)
     y, x = [(0, 0), (0, w - tw), (h - th, 0), (h - th, w - tw)][index % 4]
     return np.ascontiguousarray(rgb[y : y + th, x : x + tw])
+
+
+# --------------------------------------------------------------------------- shared overlays
+# What many distinct posts carry identically: one meme template, one app's watermark, one sticker,
+# one frame. Each is drawn the same way on every photo (sized to the photo, as apps do), so two
+# distinct photos under one overlay share every keypoint of the overlay and nothing else. The
+# ``rng`` argument is unused: an overlay that varied would not be shared.
+_CAPTION = "WHEN THE WEEKEND FINALLY HITS"
+_HANDLE = "@sunny.days.daily"
+_FRAME_TEXT = "summer 2024 - best days ever"
+
+
+def _fit_text(text: str, width: float, font: int = cv2.FONT_HERSHEY_DUPLEX) -> tuple[float, int, tuple[int, int]]:
+    """The scale and stroke at which ``text`` is ``width`` pixels wide, and its size then."""
+    (tw, _), _ = cv2.getTextSize(text, font, 1.0, 2)
+    scale = width / tw
+    thick = max(1, int(round(scale * 1.6)))
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
+    return scale, thick, (tw, th)
+
+
+def caption_bar(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A meme template: a white bar above the picture with one line of black text."""
+    h, w = rgb.shape[:2]
+    bar = int(h * 0.2)
+    out = cv2.copyMakeBorder(rgb, bar, 0, 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    scale, thick, (tw, th) = _fit_text(_CAPTION, 0.9 * w)
+    cv2.putText(out, _CAPTION, ((w - tw) // 2, (bar + th) // 2), cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return out
+
+
+def caption_text(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """The same outlined caption laid over the lower part of every picture."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    scale, thick, (tw, _) = _fit_text(_CAPTION, 0.9 * w)
+    x, y = (w - tw) // 2, int(h * 0.88)
+    edge = max(1, thick)
+    for dx, dy in ((-edge, -edge), (edge, -edge), (-edge, edge), (edge, edge), (0, edge), (0, -edge), (edge, 0), (-edge, 0)):
+        cv2.putText(out, _CAPTION, (x + dx, y + dy), cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    cv2.putText(out, _CAPTION, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def watermark(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """An app's mark in the bottom-right corner: a logo (rounded square, lens, dot) and a handle,
+    white at 85% over the picture."""
+    h, w = rgb.shape[:2]
+    layer = np.zeros_like(rgb)
+    mask = np.zeros((h, w), np.uint8)
+    scale, thick, (tw, th) = _fit_text(_HANDLE, 0.3 * w, cv2.FONT_HERSHEY_SIMPLEX)
+    margin = int(0.03 * w)
+    side = int(th * 2.2)
+    x0, y0 = w - margin - tw - side - margin // 2, h - margin - side
+    for target, value in ((layer, (255, 255, 255)), (mask, 255)):
+        cv2.rectangle(target, (x0, y0), (x0 + side, y0 + side), value, max(2, side // 10), cv2.LINE_AA)
+        cv2.circle(target, (x0 + side // 2, y0 + side // 2), side // 4, value, max(2, side // 10), cv2.LINE_AA)
+        cv2.circle(target, (x0 + side * 3 // 4, y0 + side // 4), max(1, side // 16), value, -1, cv2.LINE_AA)
+        cv2.putText(target, _HANDLE, (w - margin - tw, y0 + (side + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, value, thick, cv2.LINE_AA)
+    alpha = (mask.astype(np.float32) / 255 * 0.85)[..., None]
+    return (rgb * (1 - alpha) + layer * alpha).astype(np.uint8)
+
+
+def sticker(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A smiley sticker with a white die-cut edge, in the same place on every picture."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    r = int(min(h, w) * 0.12)
+    cx, cy = int(w * 0.75), int(h * 0.28)
+    cv2.circle(out, (cx, cy), r + max(3, r // 8), (255, 255, 255), -1, cv2.LINE_AA)
+    cv2.circle(out, (cx, cy), r, (255, 204, 0), -1, cv2.LINE_AA)
+    cv2.circle(out, (cx, cy), r, (40, 30, 0), max(2, r // 18), cv2.LINE_AA)
+    for ex in (-1, 1):
+        cv2.ellipse(out, (cx + ex * r // 3, cy - r // 4), (r // 9, r // 5), 0, 0, 360, (40, 30, 0), -1, cv2.LINE_AA)
+    cv2.ellipse(out, (cx, cy + r // 8), (r // 2, r // 3), 0, 20, 160, (40, 30, 0), max(2, r // 12), cv2.LINE_AA)
+    return out
+
+
+def frame(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A polaroid-style frame template: an off-white border, wider below, with a handwritten-style line."""
+    h, w = rgb.shape[:2]
+    side = int(w * 0.06)
+    out = cv2.copyMakeBorder(rgb, side, int(h * 0.22), side, side, cv2.BORDER_CONSTANT, value=(248, 246, 240))
+    scale, thick, (tw, th) = _fit_text(_FRAME_TEXT, 0.7 * w, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX)
+    y = side + h + (int(h * 0.22) + th) // 2
+    cv2.putText(out, _FRAME_TEXT, (side + (w - tw) // 2, y), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, scale, (40, 40, 60), thick, cv2.LINE_AA)
+    return out
+
+
+OVERLAYS: dict[str, Edit] = {
+    "caption_bar": caption_bar,
+    "caption_text": caption_text,
+    "watermark": watermark,
+    "sticker": sticker,
+    "frame": frame,
+}

@@ -60,9 +60,9 @@ class Settings:
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
-    keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 12 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per upload); `off` to skip.")
+    keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 24 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per vote, three votes at most when shared overlays are found); `off` to skip.")
     keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
-    min_inliers: int = _setting(20, "MP_MIN_INLIERS", "Keypoint matches consistent with one similarity transform needed to call two photos the same picture. Distinct photos of the dev corpus reached 9 at most; crops and rotations of the same one 50-200.")
+    min_inliers: int = _setting(20, "MP_MIN_INLIERS", "Keypoint matches consistent with one similarity transform needed before the aligned pixels are compared (a fit alone is not a match: distinct photos under one shared caption or watermark fit it with 20-150). Distinct photos of the dev corpus reached 9 at most; crops and rotations of the same one 50-200.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
@@ -279,7 +279,7 @@ def load_preset(path: Path) -> Preset:
 
 
 def settings_table() -> str:
-    """The README table of settings, generated so it cannot drift from the code."""
+    """The docs/operations.md table of settings, generated so it cannot drift from the code."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for f in fields(Settings):
         default = f.default

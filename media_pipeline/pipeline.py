@@ -235,16 +235,19 @@ class Identity:
     pixel_sha256: str
     fingerprint: dedupe.Fingerprint
     features: keypoints.LocalFeatures
+    keypoint_image: np.ndarray  # what ``features`` were found in; a search may look again, elsewhere
 
 
 def identify(job: Job) -> Identity:
     largest = job.levels[job.widths[0]]
     digest = hashlib.sha256(f"{largest.width}x{largest.height}x{largest.bands}:".encode())
     digest.update(largest.write_to_memory())
+    image = keypoints.keypoint_image(dedupe.luma(_level_near(job, keypoints.LONG_SIDE)))
     return Identity(
         pixel_sha256=digest.hexdigest(),
         fingerprint=dedupe.fingerprint(small_rgb(job)),
-        features=keypoints.extract(dedupe.luma(_level_near(job, keypoints.LONG_SIDE))),
+        features=keypoints.extract(image),
+        keypoint_image=image,
     )
 
 

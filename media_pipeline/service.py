@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import dedupe, keypoints, metrics, pipeline, vips
+from media_pipeline import duplicates, metrics, pipeline, vips
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
     EmptyUpload,
@@ -30,15 +30,13 @@ from media_pipeline.errors import (
     UploadTooLarge,
 )
 from media_pipeline.hashindex import FeatureIndex, HashIndex, SqlFeatureIndex, SqlHashIndex
-from media_pipeline.models import Duplicate, Photo, PhotoStatus, Preset, Rendition
+from media_pipeline.models import Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.probe import probe
 from media_pipeline.queue import TaskQueue
-from media_pipeline.storage import Storage, features_key, make_storage, original_key, rendition_key, rendition_prefix
+from media_pipeline.storage import IMMUTABLE, PRIVATE, Storage, features_key, make_storage, original_key, rendition_key, rendition_prefix
 
 log = logging.getLogger(__name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
-PRIVATE = "private, no-store"
 # Each read goes through the WSGI server's Python body reader: fewer, larger reads cost less (1 MB of
 # memory per upload in flight).
 _CHUNK = 1 << 20
@@ -301,7 +299,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                 metadata, placeholder, hashes = pipeline.describe(job, preset)
             with metrics.step("duplicates"):
                 # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
-                record_duplicates(services, photo, pipeline.identify(job))
+                duplicates.record_duplicates(services, photo, pipeline.identify(job))
             for encoded in metrics.timed_iter("encode", pipeline.iter_renditions(job, preset.eager, only=missing, release=True)):
                 enc = preset.encoder(encoded.format)
                 key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
@@ -419,83 +417,3 @@ def _delete_objects(services: Services, photo_id: str, key: str) -> None:
         services.storage.delete(rendition)
     services.storage.delete(key)
     services.storage.delete(features_key(photo_id))
-
-
-# --------------------------------------------------------------------------- duplicates
-def record_duplicates(services: Services, photo: Photo, identity: pipeline.Identity) -> list[Duplicate]:
-    """Index the photo, then find every other photo it repeats, and record the matches.
-
-    The order is the rule that keeps two simultaneous uploads of one picture from missing each
-    other: each photo is indexed (committed) before it searches, so of two that run at once the
-    one that searches last always finds the other. A match is stored from the later photo (by
-    id, i.e. by acceptance) to the earlier one, whichever found it, so ``duplicates`` of the
-    later photo lists the earlier and never the other way round.
-    """
-    settings = services.settings
-    fingerprint = identity.fingerprint
-    matched = fingerprint.quality >= settings.min_hash_quality
-    services.catalog.record_fingerprint(photo.id, identity.pixel_sha256, fingerprint.quality, matched)
-    if matched:
-        services.hash_index.add(photo.id, photo.owner, [(h.view, h.value) for h in fingerprint.stored])
-    else:
-        services.hash_index.remove(photo.id)
-    features = identity.features
-    if settings.keypoint_matching == "on" and len(features) >= keypoints.MIN_FEATURES:
-        # The keypoints first, so no voter can find the photo before its keypoints can be read.
-        services.storage.put(features_key(photo.id), features.to_bytes(), "application/octet-stream", PRIVATE)
-        services.feature_index.add(photo.id, photo.owner, keypoints.keys(features, keypoints.INDEXED))
-    else:
-        services.feature_index.remove(photo.id)
-    found = find_duplicates(services, photo.sha256, identity, photo.owner, exclude=photo.id)
-    services.catalog.replace_duplicates(photo.id, found)
-    return found
-
-
-def find_duplicates(services: Services, sha256: str, identity: pipeline.Identity, owner: str | None,
-                    exclude: str | None = None) -> list[Duplicate]:
-    """Exact matches (same bytes, same decoded pixels), near ones by view hashes, and by keypoints
-    those the hashes missed (asymmetric crops, rotations), in ``Duplicate.order``."""
-    # In owner scope, photos without an owner form one scope of their own ("").
-    scope = (owner or "") if services.settings.dedupe_scope == "owner" else None
-    exact = services.catalog.exact_matches(exclude or "", sha256, identity.pixel_sha256, scope)
-    found = [Duplicate(id=other, kind="exact", distance=0, transform=f"same {how}") for other, how in exact]
-    fingerprint = identity.fingerprint
-    if fingerprint.quality >= services.settings.min_hash_quality:
-        queries = [q.value for q in fingerprint.queries]
-        seen = {d.id for d in found}
-        for hit in services.hash_index.search(queries, services.settings.near_distance, owner=scope, exclude=exclude):
-            if hit.photo_id not in seen:
-                hint = dedupe.transform_hint(fingerprint.queries[hit.query], hit.view)
-                found.append(Duplicate(id=hit.photo_id, kind="near", distance=hit.distance, transform=hint))
-    if services.settings.keypoint_matching == "on":
-        found += _keypoint_matches(services, identity.features, {d.id for d in found}, scope, exclude)
-    return sorted(found, key=lambda d: d.order)
-
-
-def _keypoint_matches(services: Services, features: keypoints.LocalFeatures, known: set[str],
-                      scope: str | None, exclude: str | None) -> list[Duplicate]:
-    """Verify the best-voted photos the other matchers did not already find."""
-    if len(features) < keypoints.MIN_FEATURES:
-        return []
-    settings = services.settings
-    voted = services.feature_index.votes(keypoints.keys(features), limit=settings.keypoint_candidates + len(known),
-                                         min_votes=keypoints.MIN_VOTES, owner=scope, exclude=exclude)
-    matches = []
-    for photo_id, _ in [v for v in voted if v[0] not in known][: settings.keypoint_candidates]:
-        try:
-            stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo_id)))
-        except (ObjectNotFound, ValueError):
-            continue  # deleted meanwhile, or written by a later format: not evidence either way
-        agreeing = keypoints.inliers(features, stored)
-        if agreeing >= settings.min_inliers:
-            matches.append(Duplicate(id=photo_id, kind="near", distance=None, transform="crop or rotation", inliers=agreeing))
-    return matches
-
-
-def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> list[Duplicate]:
-    """The duplicates an image would have, without storing anything."""
-    data = upload.buffer()
-    info = probe(data, services.settings.max_pixels)
-    job = pipeline.prepare(data, services.preset, services.settings.max_pixels, info,
-                           widths=pipeline.identity_widths(services.preset))
-    return find_duplicates(services, upload.sha256, pipeline.identify(job), owner)

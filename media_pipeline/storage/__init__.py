@@ -1,6 +1,6 @@
 """The ``Storage`` port and its backends: a local folder (default), S3, and an in-memory fake.
 
-Key layout (documented in README):
+Key layout (documented in docs/operations.md):
     originals/<photo id>                                   private, never served
     renditions/<photo id>/<spec>/<width>.<ext>             immutable, public through /i/…
     features/<photo id>                                    private, keypoints for duplicate matching
@@ -8,9 +8,9 @@ Key layout (documented in README):
 
 from __future__ import annotations
 
-from media_pipeline.storage.base import ObjectInfo, Storage, features_key, original_key, rendition_key, rendition_prefix, validate_key
+from media_pipeline.storage.base import IMMUTABLE, PRIVATE, ObjectInfo, Storage, features_key, original_key, rendition_key, rendition_prefix, validate_key
 
-__all__ = ["ObjectInfo", "Storage", "features_key", "original_key", "rendition_key", "rendition_prefix", "validate_key", "make_storage"]
+__all__ = ["IMMUTABLE", "PRIVATE", "ObjectInfo", "Storage", "features_key", "original_key", "rendition_key", "rendition_prefix", "validate_key", "make_storage"]
 
 
 def make_storage(settings: "object") -> Storage:

@@ -11,6 +11,10 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 ORIGINALS = "originals/"
 RENDITIONS = "renditions/"
 FEATURES = "features/"
+# The Cache-Control stored with each object: renditions are cached for ever under immutable keys;
+# originals and keypoint files are never served.
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-store"
 
 
 def validate_key(key: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from media_pipeline import service
+from media_pipeline import duplicates, service
 from media_pipeline.errors import EmptyUpload, NotFound, UploadError
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus
 from media_pipeline.service import Services, SpooledUpload
@@ -54,7 +54,7 @@ def search_duplicates() -> Response:
     stream, owner = _upload_stream()
     upload = SpooledUpload.receive(stream, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
     try:
-        found = service.search_duplicates(svc, upload, owner)
+        found = duplicates.search_duplicates(svc, upload, owner)
     finally:
         upload.close()
     response = jsonify({"duplicates": [duplicate_json(d) for d in found]})

@@ -1,0 +1,123 @@
+"""Distinct photos under one shared overlay (a meme caption, an app's watermark, a sticker, a frame)
+are not reposts of each other, and an overlaid photo still matches its own original.
+
+The overlays are bench/edits.py's, drawn identically on every photo, as an app or a meme
+template draws them. Keypoints fit a shared overlay perfectly; the match must rest on the
+pictures' own content (``overlap.confirms``)."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import edits
+from config.settings import Settings
+from media_pipeline import keypoints, overlap, pipeline
+from tests import images
+from tests.test_duplicates import ready, textured
+
+
+def features_of(rgb: np.ndarray) -> keypoints.LocalFeatures:
+    preset = Settings.from_env({}).preset()
+    job = pipeline.prepare(edits.jpeg_bytes(rgb), preset, 50_000_000, widths=pipeline.identity_widths(preset))
+    return pipeline.identify(job).features
+
+
+# --------------------------------------------------------------------------- pure: the check itself
+def test_a_shared_overlay_fits_but_is_not_confirmed() -> None:
+    first, second = (features_of(edits.caption_bar(textured(seed), random.Random(0))) for seed in (71, 72))
+    fit = keypoints.fit(first, second)
+    assert fit is not None and fit.count >= 20  # the overlay alone fits: what made the false pairs
+    assert not overlap.confirms(first, second, fit)
+    found = overlap.agreement(first.thumbnail, second.thumbnail, fit.transform, 0.25, 0.25)
+    assert found.voting >= overlap.MIN_CELLS and found.share < 0.3
+
+
+@pytest.mark.parametrize("overlay", sorted(edits.OVERLAYS))
+def test_an_overlaid_photo_is_confirmed_against_its_original(overlay: str) -> None:
+    original = textured(73)
+    query, stored = features_of(edits.OVERLAYS[overlay](original, random.Random(0))), features_of(original)
+    fit = keypoints.fit(query, stored)
+    assert fit is not None and fit.count >= 20
+    assert overlap.confirms(query, stored, fit)
+    assert overlap.agreement(query.thumbnail, stored.thumbnail, fit.transform, 0.25, 0.25).share > 0.6
+
+
+def test_agreement_ignores_brightness_and_needs_detail() -> None:
+    grey = images.natural(128, 96, seed=3)[..., 1]
+    same = np.eye(2, 3)
+    brighter = np.clip(grey.astype(np.float32) * 1.2 + 15, 0, 255).astype(np.uint8)
+    assert overlap.agreement(brighter, grey, same, 1.0, 1.0).share > 0.9
+    other = images.natural(128, 96, seed=4)[..., 1]
+    assert overlap.agreement(other, grey, same, 1.0, 1.0).share < 0.3
+    flat = np.full((96, 128), 200, np.uint8)
+    assert overlap.agreement(flat, flat, same, 1.0, 1.0).voting == 0  # nothing to compare: abstain
+
+
+def test_agreement_follows_the_transform() -> None:
+    """A crop shifted and scaled onto its original agrees only where the transform says."""
+    big = images.natural(256, 192, seed=8)[..., 0]
+    crop = big[40:168, 64:224]  # 160 x 128 at (64, 40)
+    shift = np.array([[1.0, 0.0, 64.0], [0.0, 1.0, 40.0]])
+    assert overlap.agreement(crop, big, shift, 1.0, 1.0).share > 0.9
+    wrong = shift + np.array([[0.0, 0.0, 30.0], [0.0, 0.0, 0.0]])
+    assert overlap.agreement(crop, big, wrong, 1.0, 1.0).share < 0.4
+    # The same crop at half size (a resized repost): compared on the coarser picture's pixels.
+    half = crop[::2, ::2].copy()
+    assert overlap.agreement(half, big, np.array([[2.0, 0.0, 64.0], [0.0, 2.0, 40.0]]), 1.0, 1.0).share > 0.8
+
+
+def test_keypoint_files_keep_the_thumbnail_and_old_files_still_read() -> None:
+    found = features_of(textured(74))
+    assert found.thumbnail is not None and found.thumbnail.shape[1] * keypoints.THUMB_FACTOR in range(508, 517)
+    again = keypoints.LocalFeatures.from_bytes(found.to_bytes())
+    assert np.array_equal(again.points, found.points) and np.array_equal(again.descriptors, found.descriptors)
+    assert np.array_equal(again.thumbnail, found.thumbnail)
+    legacy = b"MPK1" + struct.pack("<I", len(found)) + found.points.astype("<f4").tobytes() + found.descriptors.tobytes()
+    old = keypoints.LocalFeatures.from_bytes(legacy)
+    assert old.thumbnail is None and np.array_equal(old.descriptors, found.descriptors)
+    fit = keypoints.fit(found, old)
+    assert fit is not None and not overlap.confirms(found, old, fit)  # unconfirmable: never reported
+    with pytest.raises(ValueError):
+        keypoints.LocalFeatures.from_bytes(found.to_bytes()[:-10])
+
+
+# --------------------------------------------------------------------------- through the API
+def _pairs(client: Any, ids: list[str]) -> set[tuple[str, str]]:
+    found = set()
+    for photo_id in ids:
+        for dup in client.get(f"/v1/photos/{photo_id}").get_json()["duplicates"]:
+            found.add((photo_id, dup["id"]))
+    return found
+
+
+def _overlaid_uploads(client: Any, services: Any, pictures: list[np.ndarray], overlays: list[str]) -> None:
+    originals = [ready(services, edits.jpeg_bytes(rgb)) for rgb in pictures]
+    for overlay in overlays:
+        uploads = [ready(services, edits.jpeg_bytes(edits.OVERLAYS[overlay](rgb, random.Random(0)), 85)) for rgb in pictures]
+        pairs = _pairs(client, uploads)
+        wrong = {(a, b) for a, b in pairs if uploads.index(a) != (originals.index(b) if b in originals else uploads.index(b))}
+        assert not wrong, f"{overlay}: distinct photos paired: {sorted(wrong)}"
+        for upload, original in zip(uploads, originals):
+            assert (upload, original) in pairs, f"{overlay}: an overlaid photo lost its original"
+        for upload in uploads:  # one overlay set at a time, as a feed gets them
+            assert client.delete(f"/v1/photos/{upload}").status_code == 204
+
+
+def test_distinct_photos_under_one_caption_or_watermark_are_not_duplicates(client: Any, services: Any) -> None:
+    _overlaid_uploads(client, services, [textured(seed) for seed in range(60, 65)], ["caption_bar", "watermark"])
+
+
+@pytest.mark.testdata
+@pytest.mark.slow
+def test_real_photos_under_shared_overlays_pair_only_with_their_originals(client: Any, services: Any, testdata: Path) -> None:
+    files = sorted((testdata / "corpus-dev").glob("*.jpg"))
+    require_files = files[::20][:8]
+    assert len(require_files) >= 6
+    pictures = [edits.decode_rgb(path.read_bytes()) for path in require_files]
+    _overlaid_uploads(client, services, pictures, sorted(edits.OVERLAYS))
