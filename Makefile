@@ -12,7 +12,7 @@ LOCK := requirements-test.lock
 RUNTIME_LOCK := requirements.lock
 LOCK_TOOL := .venv-lock
 UV_VERSION := 0.13.9
-LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-config \
+LOCK_TARGET := --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-config \
 	--custom-compile-command 'make lock'
 # `make lock` keeps every pin that still fits pyproject.toml; LOCK_ARGS=--upgrade takes the newest
 # releases within its ranges, LOCK_ARGS='--upgrade-package kombu' just one.

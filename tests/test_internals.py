@@ -96,7 +96,7 @@ def test_billiards_child_receives_tasks_through_our_receive() -> None:
     child._make_child_methods()
     assert asked == [inq], "billiard's child no longer gets its receive from _make_recv_method(inq): workers/pool.py is bypassed"
 
-    task = ("task", (1, 0, len, ("abc",), {}))
+    task: tuple[str, tuple[Any, ...]] = ("task", (1, 0, len, ("abc",), {}))
     inq._writer.send(task)  # as the pool's Pool._quick_put sends one
     assert child.wait_for_job() == task
     assert receive(0.05) == (False, None)  # an empty pipe: billiard's loop asks again

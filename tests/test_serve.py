@@ -33,8 +33,9 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
         for k, v in (headers or {}).items():
             conn.putheader(k, v)
         conn.endheaders()
-        for i in range(0, len(body or b""), 4096):
-            piece = body[i : i + 4096]
+        data = body or b""
+        for i in range(0, len(data), 4096):
+            piece = data[i : i + 4096]
             conn.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         conn.send(b"0\r\n\r\n")
     else:
@@ -173,8 +174,8 @@ sys.exit(Supervisor({"stubborn": [sys.executable, "-c", sys.argv[1]], "polite": 
 
 
 def test_a_child_that_ignores_sigterm_is_killed_with_its_children_after_the_grace_period(tmp_path: Path) -> None:
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", SUPERVISE, STUBBORN], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    with open(tmp_path / "serve.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SUPERVISE, STUBBORN], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     deadline = time.monotonic() + 20
     tree = service_tree(proc.pid)
