@@ -15,6 +15,7 @@ import inspect
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -128,11 +129,15 @@ def test_kombus_virtual_channel_drives_our_filesystem_channel(tmp_path: Path) ->
     options = {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir), "control_folder": str(control_dir)}
     with kombu.Connection(transport=fs_transport.Transport, transport_options=options) as conn:
         assert type(conn.default_channel) is fs_transport.Channel, "kombu's filesystem Transport no longer takes its Channel class attribute"
-        queue = conn.SimpleQueue("photos")
+        # A name no other test used: kombu keeps the bindings it made of every virtual transport in a
+        # process-wide state and skips a binding it has seen, so a queue another test bound would not
+        # be bound in this control folder, and its messages would go nowhere.
+        name = f"internals{uuid.uuid4().hex}"
+        queue = conn.SimpleQueue(name)
         for n in range(3):
             queue.put({"n": n})
         names = sorted(os.listdir(queue_dir))
-        assert len(names) == 3 and all(n.endswith(".photos.msg") and not n.startswith(".") for n in names), names
+        assert len(names) == 3 and all(n.endswith(f".{name}.msg") and not n.startswith(".") for n in names), names
         assert queue.qsize() == 3, "kombu no longer counts a queue with Channel._size"
         message = queue.get(timeout=5)
         assert message.payload == {"n": 0}
