@@ -6,11 +6,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MP_DATA_DIR=/data MP_HOST=0.0.0.0 MP_PORT=8080
 
 WORKDIR /app
+# The runtime lock first, in its own layer: a code change does not reinstall the dependencies.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md api.py ./
 COPY config ./config
 COPY media_pipeline ./media_pipeline
 COPY workers ./workers
-RUN pip install . \
+# Built with the locked setuptools, no other release fetched; pip check: the lock covers pyproject.toml.
+RUN pip install --no-deps --no-build-isolation . \
+ && pip check \
  && useradd --system --uid 10001 --home-dir /data --create-home media \
  && chown media /data
 

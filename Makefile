@@ -2,20 +2,50 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Where `make run` keeps the catalog, storage and queue (a test points it at a temp folder).
+DATA_DIR ?= ./var
 
-.PHONY: install run test bench soak clean
+# The whole dependency tree, pinned with hashes, resolved for CPython 3.11 on Linux x86_64:
+# requirements-test.lock (runtime + the `test` extra) for make install and CI, requirements.lock
+# (runtime only, the same versions) for the Docker image. `make lock` refreshes both.
+LOCK := requirements-test.lock
+RUNTIME_LOCK := requirements.lock
+LOCK_TOOL := .venv-lock
+UV_VERSION := 0.13.9
+LOCK_TARGET := --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-config \
+	--custom-compile-command 'make lock'
+# `make lock` keeps every pin that still fits pyproject.toml; LOCK_ARGS=--upgrade takes the newest
+# releases within its ranges, LOCK_ARGS='--upgrade-package kombu' just one.
+LOCK_ARGS ?=
+
+.PHONY: install lock run test bench soak clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# A new lock makes a new venv: packages a lock no longer lists must not linger in it.
+$(VENV)/.deps: $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	touch $@
 
+# The project itself, built by the locked setuptools rather than whatever an isolated build fetches;
+# pip check fails when pyproject.toml asks for something the lock does not give (run `make lock`).
+$(VENV)/.installed: $(VENV)/.deps pyproject.toml
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	touch $@
+
+lock: $(LOCK_TOOL)/bin/uv
+	$(LOCK_TOOL)/bin/uv pip compile pyproject.toml requirements-build.in --extra test $(LOCK_TARGET) $(LOCK_ARGS) -o $(LOCK)
+	$(LOCK_TOOL)/bin/uv pip compile pyproject.toml requirements-build.in -c $(LOCK) $(LOCK_TARGET) -o $(RUNTIME_LOCK)
+
+$(LOCK_TOOL)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/pip install --quiet uv==$(UV_VERSION)
+
 run: install
-	$(BIN)/media-pipeline serve --data-dir ./var
+	$(BIN)/media-pipeline serve --data-dir $(DATA_DIR)
 
 test: install
 	$(BIN)/python -m pytest
@@ -36,4 +66,4 @@ soak: install
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(LOCK_TOOL) var

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,44 +106,23 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     from media_pipeline.catalog import make_catalog
+    from media_pipeline.supervisor import Supervisor
 
     make_catalog(settings).migrate()  # once, before two processes race to do it
     env = {**os.environ, **settings.as_env()}
     me = [sys.executable, "-m", "media_pipeline.cli"]
-    children = [
-        subprocess.Popen([*me, "api"], env=env, start_new_session=True),
-        subprocess.Popen([*me, "worker"], env=env, start_new_session=True),
+    children = {
+        "API": [*me, "api"],
+        "worker": [*me, "worker"],
         # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
-        subprocess.Popen([*me, "reconcile", "--every", "60"], env=env, start_new_session=True),
-    ]
-    print(f"media-pipeline: API on http://{settings.bind_host}:{settings.port}, data in {settings.data_dir.resolve()}", flush=True)
+        "reconciler": [*me, "reconcile", "--every", "60"],
+    }
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
+    def started() -> None:
+        print(f"media-pipeline: API on http://{settings.bind_host}:{settings.port}, data in {settings.data_dir.resolve()}",
+              flush=True)
 
-    # Installed explicitly: a process started in the background by a script inherits SIGINT ignored.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code = 0
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.2)
-        code = next(child.returncode for child in children if child.returncode is not None) or 1
-        print("media-pipeline: a child process exited; stopping", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("media-pipeline: stopping", flush=True)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-    return code
+    return Supervisor(children, env).run(on_started=started)
 
 
 def _api_key(name: str) -> int:
