@@ -41,7 +41,8 @@ from media_pipeline.storage.memory import MemoryStorage  # noqa: E402
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "corpus-dev"
 SWEEP = (16, 24, 31, 40, 48)
 TARGETS = {"resize": 0.99, "recompress": 0.99, "brightness": 0.99, "greyscale": 0.99, "mirror": 0.99,
-           "border": 0.95, "screenshot": 0.95, "crop10": 0.9, "caption": 0.9, "asym_crop": 0.5, "rotate5": 0.5}
+           "border": 0.95, "screenshot": 0.95, "crop10": 0.9, "caption": 0.9, "asym_crop": 0.5, "rotate5": 0.5,
+           "collage": 0.9, "zoom": 0.9}
 OVERLAY_RECALL = 0.95
 
 
@@ -75,7 +76,8 @@ def main() -> None:
     index = services.hash_index
     source: dict[str, int] = {}
     originals: list[pipeline.Identity] = []
-    queries: dict[str, list[pipeline.Identity]] = {name: [] for name in edits.EDITS}
+    all_edits = {**edits.EDITS, **edits.HARDER}
+    queries: dict[str, list[pipeline.Identity]] = {name: [] for name in all_edits}
     seconds: list[float] = []
 
     def add(photo_id: str, identity: pipeline.Identity, own: int) -> None:
@@ -95,7 +97,7 @@ def main() -> None:
         rgb = edits.decode_rgb(data)
         for k in range(4):
             add(f"t{i}-{k}", identify(edits.jpeg_bytes(edits.tile(rgb, k)), settings), i)
-        for name, edit in edits.EDITS.items():
+        for name, edit in all_edits.items():
             edited = edit(rgb, random.Random(f"{args.seed}-{path.stem}-{name}"))
             queries[name].append(identify(edits.jpeg_bytes(edited), settings))
         for name, overlay in edits.OVERLAYS.items():
@@ -130,7 +132,7 @@ def main() -> None:
         print(f"| {name} | {recall:.3f} | {TARGETS[name]} ({ok}) | {by['hash']} | {by['keypoints']} | {false} |")
     base = [look_up(o, i) for i, o in enumerate(originals)]
     base_false = sum(len(f) for _, f in base)
-    pairs = len(files) * (len(edits.EDITS) + 1) * (len(files) - 1) * 5
+    pairs = len(files) * (len(all_edits) + 1) * (len(files) - 1) * 5
     print(f"\nFalse pairs: {total_false} among edited copies, {base_false} among the originals "
           f"(about {pairs:,} cross pairs; hashes compared over every query view and stored view, "
           f"keypoints verified for the {settings.keypoint_candidates} best-voted photos of each lookup).")

@@ -247,3 +247,73 @@ OVERLAYS: dict[str, Edit] = {
     "sticker": sticker,
     "frame": frame,
 }
+
+
+# --------------------------------------------------------------------------- harder reposts
+def filler(height: int, width: int, rng: random.Random) -> np.ndarray:
+    """A made picture for a collage's other cells: gradients and shapes, so it matches nothing indexed."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.dstack([rng.uniform(40, 220) + rng.uniform(-60, 60) * (x / width) + rng.uniform(-60, 60) * (y / height)
+                      for _ in range(3)])
+    out = np.clip(base, 0, 255).astype(np.uint8)
+    for _ in range(rng.randint(8, 20)):
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        cx, cy, r = rng.randint(0, width), rng.randint(0, height), rng.randint(4, max(5, min(height, width) // 4))
+        if rng.random() < 0.5:
+            cv2.circle(out, (cx, cy), r, colour, -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(out, (cx, cy), (cx + r, cy + r // 2), colour, -1)
+    return out
+
+
+def _fill(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``rgb`` scaled to cover a cell and cut to it, centred, as collage apps fill their cells."""
+    h, w = rgb.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    big = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y, x = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    return big[y : y + height, x : x + width]
+
+
+def collage(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """The photo as one cell of a grid of 2 to 9 cells (rows of different heights, cells of
+    different widths) with gutters, on a 1080 px canvas; the other cells are made pictures."""
+    side = 1080
+    rows = rng.choice([1, 2, 2, 3])
+    cols = rng.choice([2, 2, 3]) if rows == 1 else rng.choice([1, 2, 3])
+    gutter = rng.randint(6, 24)
+    colour = rng.choice([(255, 255, 255), (0, 0, 0), (245, 240, 230)])
+    canvas = np.full((side, side, 3), colour, np.uint8)
+    heights = np.array([rng.uniform(0.7, 1.3) for _ in range(rows)])
+    heights = (heights / heights.sum() * (side - gutter * (rows + 1))).astype(int)
+    cells = []
+    top = gutter
+    for r in range(rows):
+        widths = np.array([rng.uniform(0.7, 1.3) for _ in range(cols)])
+        widths = (widths / widths.sum() * (side - gutter * (cols + 1))).astype(int)
+        left = gutter
+        for c in range(cols):
+            cells.append((top, left, int(heights[r]), int(widths[c])))
+            left += int(widths[c]) + gutter
+        top += int(heights[r]) + gutter
+    mine = rng.randrange(len(cells))
+    for i, (top, left, height, width) in enumerate(cells):
+        picture = rgb if i == mine else filler(height, width, rng)
+        canvas[top : top + height, left : left + width] = _fill(picture, height, width)
+    return canvas
+
+
+def zoom(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A deep zoom: 25-50% of the area, anywhere in the picture, enlarged back to the photo's size."""
+    h, w = rgb.shape[:2]
+    keep = np.sqrt(rng.uniform(0.25, 0.5))
+    kh, kw = int(h * keep), int(w * keep)
+    y, x = rng.randint(0, h - kh), rng.randint(0, w - kw)
+    return cv2.resize(np.ascontiguousarray(rgb[y : y + kh, x : x + kw]), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+HARDER: dict[str, Edit] = {
+    "collage": collage,
+    "zoom": zoom,
+}

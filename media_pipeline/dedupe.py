@@ -38,6 +38,7 @@ VIEW_CENTRE = "centre"
 # crop of 5-15% meets its original in one of them whichever of the two was uploaded first.
 STORED_CENTRE = 0.85
 QUERY_CENTRES = (0.95, 0.9, 0.85)
+CELL = "cell"  # prefix of the views of a collage's cells: cell<i>-<view>
 FRAMED = "framed-"  # prefix of views cut from the content box rather than the whole picture
 VIEW_TOP = "top"
 VIEW_BOTTOM = "bottom"
@@ -165,6 +166,8 @@ def transform_hint(query: ViewHash, stored_view: str) -> str | None:
     hints = []
     if query.mirrored:
         hints.append("mirror")
+    if stored_view.startswith(CELL):
+        return "+".join(hints + ["collage cell"])
     framed = [v == VIEW_CONTENT or v.startswith(FRAMED) for v in (query.view, stored_view)]
     if framed[0] != framed[1]:
         hints.append("reframed")

@@ -4,6 +4,7 @@ keypoints confirmed on the aligned pixels. Joins the core (``dedupe``, ``keypoin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from media_pipeline.service import Services, SpooledUpload
 
 _VOTE_ROUNDS = 3  # a first vote, and up to two more without the keypoints shared overlays put there
+COLLAGE_CELL = "collage cell"
 _OVERLAY_RADIUS = 24.0  # pixels of the 512 px keypoint image around each keypoint of an overlay
 
 
@@ -35,7 +37,7 @@ def record_duplicates(services: Services, photo: Photo, identity: pipeline.Ident
     matched = fingerprint.quality >= settings.min_hash_quality
     services.catalog.record_fingerprint(photo.id, identity.pixel_sha256, fingerprint.quality, matched)
     if matched:
-        services.hash_index.add(photo.id, photo.owner, [(h.view, h.value) for h in fingerprint.stored])
+        services.hash_index.add(photo.id, photo.owner, [(h.view, h.value) for h in fingerprint.stored] + _cell_views(identity, settings.min_hash_quality))
     else:
         services.hash_index.remove(photo.id)
     features = identity.features
@@ -53,22 +55,34 @@ def record_duplicates(services: Services, photo: Photo, identity: pipeline.Ident
 def find_duplicates(services: Services, sha256: str, identity: pipeline.Identity, owner: str | None,
                     exclude: str | None = None) -> list[Duplicate]:
     """Exact matches (same bytes, same decoded pixels), near ones by view hashes, and by keypoints
-    those the hashes missed (asymmetric crops, rotations), in ``Duplicate.order``."""
+    those the hashes missed (asymmetric crops, rotations); then, for a collage, the same for each
+    of its cells. In ``Duplicate.order``."""
     # In owner scope, photos without an owner form one scope of their own ("").
     scope = (owner or "") if services.settings.dedupe_scope == "owner" else None
     exact = services.catalog.exact_matches(exclude or "", sha256, identity.pixel_sha256, scope)
     found = [Duplicate(id=other, kind="exact", distance=0, transform=f"same {how}") for other, how in exact]
+    found += _near_matches(services, identity, {d.id for d in found}, scope, exclude)
+    for cell in identity.cells:
+        found += [replace(d, transform=COLLAGE_CELL) for d in _near_matches(services, cell, {d.id for d in found}, scope, exclude)]
+    return sorted(found, key=lambda d: d.order)
+
+
+def _near_matches(services: Services, identity: pipeline.Identity, known: set[str], scope: str | None,
+                  exclude: str | None) -> list[Duplicate]:
+    """Near matches of one picture by view hashes, then by keypoints, leaving out ``known``."""
+    found = []
     fingerprint = identity.fingerprint
     if fingerprint.quality >= services.settings.min_hash_quality:
         queries = [q.value for q in fingerprint.queries]
-        seen = {d.id for d in found}
+        seen = set(known)
         for hit in services.hash_index.search(queries, services.settings.near_distance, owner=scope, exclude=exclude):
             if hit.photo_id not in seen:
+                seen.add(hit.photo_id)
                 hint = dedupe.transform_hint(fingerprint.queries[hit.query], hit.view)
                 found.append(Duplicate(id=hit.photo_id, kind="near", distance=hit.distance, transform=hint))
     if services.settings.keypoint_matching == "on":
-        found += _keypoint_matches(services, identity, {d.id for d in found}, scope, exclude)
-    return sorted(found, key=lambda d: d.order)
+        found += _keypoint_matches(services, identity, known | {d.id for d in found}, scope, exclude)
+    return found
 
 
 def _keypoint_matches(services: Services, identity: pipeline.Identity, known: set[str],
@@ -121,3 +135,11 @@ def search_duplicates(services: Services, upload: SpooledUpload, owner: str | No
     job = pipeline.prepare(data, services.preset, services.settings.max_pixels, info,
                            widths=pipeline.identity_widths(services.preset))
     return find_duplicates(services, upload.sha256, pipeline.identify(job), owner)
+
+
+def _cell_views(identity: pipeline.Identity, min_quality: float) -> list[tuple[str, int]]:
+    """A collage's cells, stored as views of it, so a photo uploaded after the collage that
+    shows it finds it too: each cell's whole picture and centre (its crop views)."""
+    return [(f"{dedupe.CELL}{i}-{h.view}", h.value) for i, cell in enumerate(identity.cells)
+            if cell.fingerprint.quality >= min_quality
+            for h in cell.fingerprint.stored if h.view in (dedupe.VIEW_FULL, f"{dedupe.VIEW_CENTRE}{int(dedupe.STORED_CENTRE * 100)}")]

@@ -32,7 +32,7 @@ import numpy as np
 import pillow_heif
 import pyvips
 
-from media_pipeline import dedupe, keypoints, vips
+from media_pipeline import collage, dedupe, keypoints, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import perceptual_hashes
@@ -236,6 +236,8 @@ class Identity:
     fingerprint: dedupe.Fingerprint
     features: keypoints.LocalFeatures
     keypoint_image: np.ndarray  # what ``features`` were found in; a search may look again, elsewhere
+    # When the picture is a collage, each cell as a picture of its own (no pixel digest, no cells).
+    cells: tuple["Identity", ...] = ()
 
 
 def identify(job: Job) -> Identity:
@@ -248,7 +250,20 @@ def identify(job: Job) -> Identity:
         fingerprint=dedupe.fingerprint(small_rgb(job)),
         features=keypoints.extract(image),
         keypoint_image=image,
+        cells=tuple(_cell_identity(largest, box, image.shape) for box in collage.cells(image)),
     )
+
+
+def _cell_identity(largest: pyvips.Image, box: collage.Box, shape: tuple[int, ...]) -> Identity:
+    """A collage cell identified as a picture of its own, cut from the largest level so a small
+    cell keeps the detail its keypoints need."""
+    top, left, height, width = box
+    sy, sx = largest.height / shape[0], largest.width / shape[1]
+    x, y = int(left * sx), int(top * sy)
+    cell = largest.crop(x, y, max(1, min(largest.width - x, round(width * sx))), max(1, min(largest.height - y, round(height * sy))))
+    rgb = _pixels(cell, keypoints.LONG_SIDE)
+    image = keypoints.keypoint_image(dedupe.luma(rgb))
+    return Identity(pixel_sha256="", fingerprint=dedupe.fingerprint(rgb), features=keypoints.extract(image), keypoint_image=image)
 
 
 def _level_near(job: Job, long_side: int) -> np.ndarray:
