@@ -54,7 +54,7 @@ from bench.encoders import ssim  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from media_pipeline import dedupe, pipeline, vips  # noqa: E402
 from media_pipeline.encode import encode  # noqa: E402
-from media_pipeline.hashing import perceptual_hashes  # noqa: E402
+from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes  # noqa: E402
 from media_pipeline.models import EncoderSettings, Preset  # noqa: E402
 from media_pipeline.placeholders import make_placeholder  # noqa: E402
 
@@ -301,7 +301,7 @@ def describe_cost(photo: Path) -> tuple[float, float]:
         started = time.perf_counter()
         small = pipeline.small_rgb(job)
         make_placeholder(pipeline.small_rgb(job, pipeline.PLACEHOLDER_SIZE), preset.blurhash_x, preset.blurhash_y)
-        perceptual_hashes(small)
+        perceptual_hashes(small, pipeline.level_near(job, PDQ_SIDE))
         middle = time.perf_counter()
         dedupe.fingerprint(small)
         describe.append(middle - started)

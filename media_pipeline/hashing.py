@@ -8,6 +8,9 @@ import numpy as np
 from PIL import Image
 
 from media_pipeline.models import Hashes
+from media_pipeline.pdq import pdq
+
+PDQ_SIDE = 512
 
 PHASH_SIZE, PHASH_SAMPLE = 8, 32
 # cv2.dct is orthonormal; scipy.fftpack.dct (what imagehash.phash uses) is not: its coefficient k
@@ -16,10 +19,12 @@ PHASH_SIZE, PHASH_SAMPLE = 8, 32
 _SCIPY_SCALE = np.array([2 * np.sqrt(PHASH_SAMPLE)] + [2 * np.sqrt(PHASH_SAMPLE / 2)] * (PHASH_SAMPLE - 1))
 
 
-def perceptual_hashes(rgb: np.ndarray) -> Hashes:
-    """``rgb``: HxWx3 uint8, a small (e.g. 320 px) upright sRGB image."""
+def perceptual_hashes(rgb: np.ndarray, detailed: np.ndarray) -> Hashes:
+    """``rgb``: HxWx3 uint8, a small (e.g. 320 px) upright sRGB image; ``detailed``: the same at
+    about PDQ_SIDE, for PDQ, which hash-sharing lists compute on the picture near full size."""
     image = Image.fromarray(rgb[..., :3])
-    return Hashes(phash=str(phash(image)), dhash=str(imagehash.dhash(image)))
+    shared = pdq(detailed)
+    return Hashes(phash=str(phash(image)), dhash=str(imagehash.dhash(image)), pdq=shared.hex, pdq_quality=shared.quality)
 
 
 def phash(image: Image.Image) -> imagehash.ImageHash:

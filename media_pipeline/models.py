@@ -184,6 +184,8 @@ class RenditionLookup:
 class Hashes:
     phash: str  # 64-bit DCT hash, hex
     dhash: str  # 64-bit gradient hash, hex
+    pdq: str | None = None  # Meta's 256-bit PDQ, hex as the reference writes it (None: made before it existed)
+    pdq_quality: int | None = None  # PDQ's own 0..100 quality; the reference trusts matches from 50
 
 
 @dataclass(frozen=True)

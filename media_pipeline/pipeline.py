@@ -35,7 +35,7 @@ import pyvips
 from media_pipeline import collage, dedupe, keypoints, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
-from media_pipeline.hashing import perceptual_hashes
+from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
 from media_pipeline.metadata import extract_metadata
 from media_pipeline.models import (
     EncodedRendition,
@@ -223,7 +223,7 @@ def describe(job: Job, preset: Preset) -> tuple[PhotoMetadata, Placeholder, Hash
     return (
         extract_metadata(job.info),
         make_placeholder(small_rgb(job, PLACEHOLDER_SIZE), preset.blurhash_x, preset.blurhash_y),
-        perceptual_hashes(small_rgb(job)),
+        perceptual_hashes(small_rgb(job), level_near(job, PDQ_SIDE)),
     )
 
 
@@ -244,7 +244,7 @@ def identify(job: Job) -> Identity:
     largest = job.levels[job.widths[0]]
     digest = hashlib.sha256(f"{largest.width}x{largest.height}x{largest.bands}:".encode())
     digest.update(largest.write_to_memory())
-    image = keypoints.keypoint_image(dedupe.luma(_level_near(job, keypoints.LONG_SIDE)))
+    image = keypoints.keypoint_image(dedupe.luma(level_near(job, keypoints.LONG_SIDE)))
     return Identity(
         pixel_sha256=digest.hexdigest(),
         fingerprint=dedupe.fingerprint(small_rgb(job)),
@@ -266,7 +266,7 @@ def _cell_identity(largest: pyvips.Image, box: collage.Box, shape: tuple[int, ..
     return Identity(pixel_sha256="", fingerprint=dedupe.fingerprint(rgb), features=keypoints.extract(image), keypoint_image=image)
 
 
-def _level_near(job: Job, long_side: int) -> np.ndarray:
+def level_near(job: Job, long_side: int) -> np.ndarray:
     """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it."""
     fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
     return _pixels(job.levels[fitting[-1] if fitting else job.widths[0]], long_side)

@@ -51,7 +51,7 @@ class PhotoStore(SqlDatabase):
             )
         )
         hash_rows = dict(cur.fetchall("SELECT kind, value FROM photo_hashes WHERE photo_id = ?", (photo_id,)))
-        hashes = Hashes(phash=hash_rows["phash"], dhash=hash_rows["dhash"]) if {"phash", "dhash"} <= hash_rows.keys() else None
+        hashes = _hashes(hash_rows)
         metadata = json.loads(row[12]) if row[12] else None
         placeholder = json.loads(row[13]) if row[13] else None
         return Photo(
@@ -115,7 +115,7 @@ class PhotoStore(SqlDatabase):
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.executemany(
                 "INSERT INTO photo_hashes (photo_id, kind, value) VALUES (?, ?, ?)",
-                [(photo_id, "phash", hashes.phash), (photo_id, "dhash", hashes.dhash)],
+                [(photo_id, kind, value) for kind, value in _hash_rows(hashes)],
             )
             return True
 
@@ -227,3 +227,17 @@ def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:
     if placeholder is None:
         return None
     return {"blurhash": placeholder.blurhash, "dominant_color": placeholder.dominant_color}
+
+
+def _hash_rows(hashes: Hashes) -> list[tuple[str, str]]:
+    rows = [("phash", hashes.phash), ("dhash", hashes.dhash)]
+    if hashes.pdq is not None:
+        rows += [("pdq", hashes.pdq), ("pdq_quality", str(hashes.pdq_quality))]
+    return rows
+
+
+def _hashes(rows: dict[str, str]) -> Hashes | None:
+    if not {"phash", "dhash"} <= rows.keys():
+        return None
+    quality = rows.get("pdq_quality")
+    return Hashes(phash=rows["phash"], dhash=rows["dhash"], pdq=rows.get("pdq"), pdq_quality=int(quality) if quality is not None else None)

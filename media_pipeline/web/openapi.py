@@ -223,7 +223,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "srcset": {"type": "object", "additionalProperties": {"type": "string"}},
                     "placeholder": {"type": ["object", "null"], "required": ["blurhash", "dominant_color"], "properties": {
                         "blurhash": {"type": "string"}, "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}},
-                    "hashes": {"type": ["object", "null"], "properties": {"phash": {"type": "string"}, "dhash": {"type": "string"}}},
+                    "hashes": {"type": ["object", "null"], "properties": {
+                        "phash": {"type": "string"}, "dhash": {"type": "string"},
+                        "pdq": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
+                                "description": "Meta's PDQ (256 bits, hex as the reference writes it), for hash-sharing lists; null for photos processed before it existed"},
+                        "pdq_quality": {"type": ["integer", "null"], "minimum": 0, "maximum": 100}}},
                     "hash_quality": {"type": ["object", "null"], "required": ["score", "near_matching"], "properties": {
                         "score": {"type": "number", "minimum": 0, "maximum": 100},
                         "near_matching": {"type": "boolean", "description": "false for flat or near-blank pictures, which are only matched exactly"}}},

@@ -162,7 +162,10 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
             if photo.placeholder
             else None
         )
-        body["hashes"] = {"phash": photo.hashes.phash, "dhash": photo.hashes.dhash} if photo.hashes else None
+        body["hashes"] = (
+            {"phash": photo.hashes.phash, "dhash": photo.hashes.dhash, "pdq": photo.hashes.pdq, "pdq_quality": photo.hashes.pdq_quality}
+            if photo.hashes else None
+        )
         body["hash_quality"] = (
             {"score": round(photo.hash_quality.score, 1), "near_matching": photo.hash_quality.matched}
             if photo.hash_quality else None
