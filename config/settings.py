@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 from media_pipeline.apikeys import parse_keys
+from media_pipeline.blocklists import parse_sources
 from media_pipeline.models import EncoderSettings, Preset
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
@@ -63,6 +64,7 @@ class Settings:
     keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 24 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per vote, three votes at most when shared overlays are found); `off` to skip.")
     keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
     min_inliers: int = _setting(20, "MP_MIN_INLIERS", "Keypoint matches consistent with one similarity transform needed before the aligned pixels are compared (a fit alone is not a match: distinct photos under one shared caption or watermark fit it with 20-150). Distinct photos of the dev corpus reached 9 at most; crops and rotations of the same one 50-200.")
+    blocklists: str = _setting("", "MP_BLOCKLISTS", "Lists of PDQ hashes uploads must not match, comma-separated `NAME[@DISTANCE]=SOURCE`: SOURCE a file path or an http(s) URL with one PDQ hash (64 hex digits) first on each line (`#` comments; the rest of a line ignored), read at start. An upload within DISTANCE bits (default 31) of a listed hash, with PDQ quality 50 or more, ends `failed` with `blocked_content`: no rendition is made and its original stays private. `POST /v1/duplicates/search` reports list hits.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
@@ -202,6 +204,10 @@ class Settings:
             problems.append("MP_KEYPOINT_MATCHING must be on or off")
         if self.keypoint_candidates < 1 or self.min_inliers < 8:
             problems.append("MP_KEYPOINT_CANDIDATES must be at least 1 and MP_MIN_INLIERS at least 8")
+        try:
+            parse_sources(self.blocklists)
+        except ValueError as exc:
+            problems.append(f"MP_BLOCKLISTS: {exc}")
         if not 0 <= self.min_hash_quality <= 100:
             problems.append("MP_MIN_HASH_QUALITY must be between 0 and 100")
         try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from media_pipeline import dedupe, keypoints, overlap, pipeline
+from media_pipeline.blocklists import Hit
 from media_pipeline.errors import ObjectNotFound
 from media_pipeline.models import Duplicate, Photo
 from media_pipeline.probe import probe
@@ -128,13 +129,15 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
     return matches
 
 
-def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> list[Duplicate]:
-    """The duplicates an image would have, without storing anything."""
+def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> tuple[list[Duplicate], list[Hit]]:
+    """The duplicates an image would have, and the blocklists it would be stopped by, without
+    storing anything."""
     data = upload.buffer()
     info = probe(data, services.settings.max_pixels)
     job = pipeline.prepare(data, services.preset, services.settings.max_pixels, info,
                            widths=pipeline.identity_widths(services.preset))
-    return find_duplicates(services, upload.sha256, pipeline.identify(job), owner)
+    blocked = services.blocklists.match(pipeline.shared_hash(job)) if services.blocklists.lists else []
+    return find_duplicates(services, upload.sha256, pipeline.identify(job), owner), blocked
 
 
 def _cell_views(identity: pipeline.Identity, min_quality: float) -> list[tuple[str, int]]:

@@ -36,6 +36,7 @@ from media_pipeline import collage, dedupe, keypoints, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
+from media_pipeline.pdq import pdq
 from media_pipeline.metadata import extract_metadata
 from media_pipeline.models import (
     EncodedRendition,
@@ -216,6 +217,12 @@ def _pixels(image: pyvips.Image, long_side: int | None) -> np.ndarray:
     if image.hasalpha():
         image = image.flatten(background=WHITE)
     return image.numpy()
+
+
+def shared_hash(job: Job) -> Hashes:
+    """The PDQ hash alone (for a blocklist check without the rest of ``describe``)."""
+    found = pdq(level_near(job, PDQ_SIDE))
+    return Hashes(phash="", dhash="", pdq=found.hex, pdq_quality=found.quality)
 
 
 def describe(job: Job, preset: Preset) -> tuple[PhotoMetadata, Placeholder, Hashes]:

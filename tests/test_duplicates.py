@@ -126,7 +126,7 @@ def test_search_answers_without_storing(client: Any, services: Any) -> None:
     assert response.get_json()["duplicates"][0]["id"] == first
     assert (sorted(services.storage.list("")), services.hash_index.count()) == before
     unrelated = edits.jpeg_bytes(images.natural(800, 600, seed=42))
-    assert client.post("/v1/duplicates/search", data=unrelated, content_type="image/jpeg").get_json() == {"duplicates": []}
+    assert client.post("/v1/duplicates/search", data=unrelated, content_type="image/jpeg").get_json() == {"duplicates": [], "blocklists": []}
 
 
 def test_search_rejects_bad_input_like_uploads(client: Any) -> None:
@@ -230,7 +230,7 @@ def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services:
     assert client.delete(f"/v1/photos/{photo_id}").status_code == 204
     assert not services.storage.exists(features_key(photo_id))
     query = edits.jpeg_bytes(edits.asymmetric_crop(textured(93), random.Random(1)))
-    assert client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json() == {"duplicates": []}
+    assert client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json() == {"duplicates": [], "blocklists": []}
 
 
 def test_keypoint_matching_can_be_turned_off(settings: Any, queue: Any) -> None:

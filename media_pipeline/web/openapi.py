@@ -122,8 +122,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "requestBody": _image_body(),
                     "responses": {
                         "200": {"description": "Matches", "content": {"application/json": {"schema": {
-                            "type": "object", "required": ["duplicates"],
-                            "properties": {"duplicates": {"type": "array", "items": {"$ref": "#/components/schemas/Duplicate"}}}}}}},
+                            "type": "object", "required": ["duplicates", "blocklists"],
+                            "properties": {"duplicates": {"type": "array", "items": {"$ref": "#/components/schemas/Duplicate"}},
+                                           "blocklists": {"type": "array", "description": "MP_BLOCKLISTS lists whose PDQ hashes the image is within distance of; an upload of it would end failed (blocked_content)",
+                                                          "items": {"type": "object", "required": ["list", "distance"], "properties": {
+                                                              "list": {"type": "string"}, "distance": {"type": "integer", "minimum": 0, "maximum": 256}}}}}}}}},
                         "400": _error("Empty upload, no `file` field or a bad owner"),
                         "413": _error("Larger than MP_MAX_UPLOAD_BYTES"),
                         "415": _error("Not a supported image (by magic bytes)"),

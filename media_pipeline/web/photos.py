@@ -54,10 +54,11 @@ def search_duplicates() -> Response:
     stream, owner = _upload_stream()
     upload = SpooledUpload.receive(stream, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
     try:
-        found = duplicates.search_duplicates(svc, upload, owner)
+        found, blocked = duplicates.search_duplicates(svc, upload, owner)
     finally:
         upload.close()
-    response = jsonify({"duplicates": [duplicate_json(d) for d in found]})
+    response = jsonify({"duplicates": [duplicate_json(d) for d in found],
+                        "blocklists": [{"list": hit.list, "distance": hit.distance} for hit in blocked]})
     response.headers["Cache-Control"] = "no-store"
     return response
 
