@@ -65,6 +65,9 @@ class Settings:
     keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
     min_inliers: int = _setting(20, "MP_MIN_INLIERS", "Keypoint matches consistent with one similarity transform needed before the aligned pixels are compared (a fit alone is not a match: distinct photos under one shared caption or watermark fit it with 20-150). Distinct photos of the dev corpus reached 9 at most; crops and rotations of the same one 50-200.")
     blocklists: str = _setting("", "MP_BLOCKLISTS", "Lists of PDQ hashes uploads must not match, comma-separated `NAME[@DISTANCE]=SOURCE`: SOURCE a file path or an http(s) URL with one PDQ hash (64 hex digits) first on each line (`#` comments; the rest of a line ignored), read at start. An upload within DISTANCE bits (default 31) of a listed hash, with PDQ quality 50 or more, ends `failed` with `blocked_content`: no rendition is made and its original stays private. `POST /v1/duplicates/search` reports list hits.")
+    validation_url: str = _setting("", "MP_VALIDATION_URL", "An outside validator (moderation) that every photo is POSTed to, signed, before its renditions are made: 2xx lets it through, 4xx ends it `failed` (`rejected`), anything else retries the task (docs/near-duplicates.md says what is sent and how to verify it). Empty: none.")
+    validation_secret: str = _setting("", "MP_VALIDATION_SECRET", "HMAC-SHA256 key of the validator's `X-MP-Signature` header; at least 16 characters, required with MP_VALIDATION_URL.")
+    validation_timeout: float = _setting(10.0, "MP_VALIDATION_TIMEOUT", "Seconds to wait for the validator before the task retries.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
@@ -204,6 +207,10 @@ class Settings:
             problems.append("MP_KEYPOINT_MATCHING must be on or off")
         if self.keypoint_candidates < 1 or self.min_inliers < 8:
             problems.append("MP_KEYPOINT_CANDIDATES must be at least 1 and MP_MIN_INLIERS at least 8")
+        if self.validation_url and (not self.validation_url.startswith(("http://", "https://")) or len(self.validation_secret) < 16):
+            problems.append("MP_VALIDATION_URL must be an http(s) URL, with MP_VALIDATION_SECRET of at least 16 characters")
+        if self.validation_timeout <= 0:
+            problems.append("MP_VALIDATION_TIMEOUT must be positive")
         try:
             parse_sources(self.blocklists)
         except ValueError as exc:

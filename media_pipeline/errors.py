@@ -20,7 +20,8 @@
     │   └── StorageUnavailable          503 storage_unavailable, transient
     ├── CatalogError                    500 catalog_error
     │   └── CatalogUnavailable          503 catalog_unavailable, transient
-    └── QueueUnavailable                503 queue_unavailable, transient
+    ├── QueueUnavailable                503 queue_unavailable, transient
+    └── ValidatorUnavailable            503 validator_unavailable, transient (MP_VALIDATION_URL)
 
 Transient errors are the only ones a task retries.
 """
@@ -138,4 +139,13 @@ class CatalogUnavailable(CatalogError):
 class QueueUnavailable(MediaPipelineError):
     http_status = 503
     code = "queue_unavailable"
+    transient = True
+
+
+class ValidatorUnavailable(MediaPipelineError):
+    """The outside validator (``MP_VALIDATION_URL``) failed or could not be reached: the photo
+    waits and is retried, never let through unchecked."""
+
+    http_status = 503
+    code = "validator_unavailable"
     transient = True

@@ -273,6 +273,17 @@ def _cell_identity(largest: pyvips.Image, box: collage.Box, shape: tuple[int, ..
     return Identity(pixel_sha256="", fingerprint=dedupe.fingerprint(rgb), features=keypoints.extract(image), keypoint_image=image)
 
 
+def preview_jpeg(job: Job, long_side: int = 512) -> bytes:
+    """A small JPEG of the upright sRGB picture, without metadata, for an outside validator."""
+    fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
+    level = job.levels[fitting[-1] if fitting else job.widths[0]]
+    if max(level.width, level.height) > long_side:
+        level = level.thumbnail_image(long_side, height=long_side)
+    if level.hasalpha():
+        level = level.flatten(background=WHITE)
+    return level.jpegsave_buffer(Q=80, keep="none")
+
+
 def level_near(job: Job, long_side: int) -> np.ndarray:
     """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it."""
     fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]

@@ -9,15 +9,15 @@ import os
 import secrets
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
 
-from config.settings import ConfigError, Settings
-from media_pipeline import duplicates, metrics, pipeline, vips
-from media_pipeline.blocklists import Blocklists, parse_list, parse_sources
+from config.settings import Settings
+from media_pipeline import duplicates, metrics, moderation, pipeline, vips
+from media_pipeline.blocklists import Blocklists
+from media_pipeline.validation import HttpValidator, Validator
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
     EmptyUpload,
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
-BLOCKED = "blocked_content"
 
 @dataclass
 class Services:
@@ -56,6 +55,7 @@ class Services:
     hash_index: HashIndex | None = None
     feature_index: FeatureIndex | None = None
     blocklists: Blocklists = field(default_factory=Blocklists)
+    validator: Validator | None = None
 
     def __post_init__(self) -> None:
         # The indexes live in the catalog's database unless a caller hands in other backends.
@@ -73,28 +73,9 @@ def build_services(settings: Settings, queue: TaskQueue) -> Services:
     catalog = make_catalog(settings)
     catalog.migrate()
     return Services(settings=settings, preset=settings.preset(), storage=make_storage(settings), catalog=catalog, queue=queue,
-                    blocklists=load_blocklists(settings.blocklists))
-
-
-def load_blocklists(setting: str) -> Blocklists:
-    """Read every list named in ``MP_BLOCKLISTS`` (files, or URLs fetched once); a list that
-    cannot be read stops the start: running without it would let through what it should stop."""
-    lists = []
-    for source in parse_sources(setting):
-        try:
-            if source.location.startswith(("http://", "https://")):
-                with urllib.request.urlopen(source.location, timeout=30) as answer:
-                    text = answer.read().decode("utf-8")
-            else:
-                text = Path(source.location).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"MP_BLOCKLISTS: list {source.name} could not be read from {source.location}: {exc}"]) from exc
-        try:
-            lists.append(parse_list(source, text))
-        except ValueError as exc:
-            raise ConfigError([f"MP_BLOCKLISTS: {exc}"]) from exc
-        log.info("blocklist loaded", extra={"list": source.name, "hashes": len(lists[-1]), "distance": source.distance})
-    return Blocklists(tuple(lists))
+                    blocklists=moderation.load_blocklists(settings.blocklists),
+                    validator=HttpValidator(settings.validation_url, settings.validation_secret, settings.validation_timeout)
+                    if settings.validation_url else None)
 
 
 def new_photo_id(now: float | None = None) -> str:
@@ -323,13 +304,12 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                 job = pipeline.prepare(data, preset, services.settings.max_pixels)
             with metrics.step("describe"):
                 metadata, placeholder, hashes = pipeline.describe(job, preset)
-            blocked = services.blocklists.match(hashes)
-            if blocked:
+            stopped = moderation.stop_reason(services.blocklists, services.validator, photo, hashes, job)
+            if stopped is not None:
                 # Before anything is indexed or rendered: nothing of it becomes public or findable.
-                message = f"matches the blocklist {blocked[0].list} (distance {blocked[0].distance} of 256)"
-                fail_photo(services, photo_id, BLOCKED, message)
-                log.warning("photo blocked", extra={"photo_id": photo_id, "list": blocked[0].list, "distance": blocked[0].distance})
-                return ProcessResult(Outcome.FAILED, BLOCKED)
+                fail_photo(services, photo_id, *stopped)
+                log.warning("photo stopped", extra={"photo_id": photo_id, "code": stopped[0]})
+                return ProcessResult(Outcome.FAILED, stopped[0])
             with metrics.step("duplicates"):
                 # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
                 duplicates.record_duplicates(services, photo, pipeline.identify(job))

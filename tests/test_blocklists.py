@@ -14,7 +14,7 @@ import pytest
 
 from bench import edits
 from config.settings import ConfigError, Settings
-from media_pipeline import blocklists, service
+from media_pipeline import blocklists, moderation, service
 from media_pipeline.models import Hashes
 from media_pipeline.service import Outcome, build_services
 from media_pipeline.web import create_app
@@ -83,23 +83,23 @@ def list_server(tmp_path: Path) -> Iterator[str]:
 
 def test_a_list_is_read_from_a_url(settings: Settings, queue: Any, tmp_path: Path, list_server: str) -> None:
     (tmp_path / "remote.txt").write_text("f" * 64 + "\n" + "a" * 64 + " 90\n")
-    loaded = service.load_blocklists(f"remote@10={list_server}/remote.txt")
+    loaded = moderation.load_blocklists(f"remote@10={list_server}/remote.txt")
     assert [(hash_list.name, hash_list.distance, len(hash_list)) for hash_list in loaded.lists] == [("remote", 10, 2)]
     with pytest.raises(ConfigError, match="could not be read"):
-        service.load_blocklists(f"gone={list_server}/missing.txt")
+        moderation.load_blocklists(f"gone={list_server}/missing.txt")
 
 
 def test_bad_lists_and_settings_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("f" * 64 + "\nnot a hash\n")
     with pytest.raises(ConfigError, match="line 2"):
-        service.load_blocklists(f"bad={bad}")
+        moderation.load_blocklists(f"bad={bad}")
     with pytest.raises(ConfigError, match="MP_BLOCKLISTS"):
         Settings.from_env({"MP_BLOCKLISTS": "no-equals-sign"})
     with pytest.raises(ConfigError, match="unique"):
         Settings.from_env({"MP_BLOCKLISTS": f"a={bad},a={bad}"})
     with pytest.raises(ConfigError, match="could not be read"):
-        service.load_blocklists(f"missing={tmp_path / 'nowhere.txt'}")
+        moderation.load_blocklists(f"missing={tmp_path / 'nowhere.txt'}")
 
 
 def test_matching_needs_quality_and_distance() -> None:
