@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
+from hypothesis import HealthCheck, settings, strategies
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from config.settings import Settings
 from media_pipeline.apikeys import hash_key
@@ -29,6 +29,8 @@ def _app() -> Any:
     return create_app(app_settings, build_services(app_settings, queue=RecordingQueue()))
 
 
+# tus chunks are raw bytes: schemathesis has no serializer of its own for their media type.
+schemathesis.openapi.media_type("application/offset+octet-stream", strategies.binary(max_size=256))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _app())
 
 
@@ -37,4 +39,9 @@ schema = schemathesis.openapi.from_wsgi("/openapi.json", _app())
 def test_the_api_answers_as_documented(case: Any) -> None:
     # Schema-valid bytes are not a valid image (the document cannot say "a JPEG"), so a 415 for
     # them is right: the acceptance check is the one check left out.
-    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, excluded_checks=[positive_data_acceptance])
+    excluded = [positive_data_acceptance]
+    if (case.method, case.path) == ("POST", "/v1/tus/"):
+        # A tus creation has no body to refuse: schemathesis' negative case for it is an extra,
+        # unknown header, which a server behind proxies must accept, not a malformed request.
+        excluded.append(negative_data_rejection)
+    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, excluded_checks=excluded)

@@ -28,8 +28,10 @@ from media_pipeline.errors import Forbidden, RateLimited, Unauthorized
 API_PREFIX = "/v1/"
 METRICS_PATH = "/metrics"
 WINDOW_SECONDS = 60
-CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
-CORS_EXPOSED = "Location, Retry-After, Idempotent-Replayed"
+CORS_HEADERS = ("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Owner, Tus-Resumable, Upload-Length, Upload-Offset, "
+                "Upload-Metadata, Upload-Checksum")
+CORS_EXPOSED = ("Location, Retry-After, Idempotent-Replayed, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
+                "Upload-Offset, Upload-Length, Upload-Expires, Photo-Id, Photo-Location")
 
 
 # --------------------------------------------------------------------------- rate limit counters
@@ -86,7 +88,9 @@ class Access:
         if not request.path.startswith(API_PREFIX):
             return None
         if request.method == "OPTIONS":
-            return self._preflight()
+            # A browser's CORS preflight, answered here; any other OPTIONS (tus discovery) is
+            # the view's, and tells nothing that needs a key.
+            return self._preflight() if request.headers.get("Access-Control-Request-Method") else None
         g.client = self._authenticate()
         if self.limit and request.method == "POST":
             self._count(g.client)
@@ -135,7 +139,7 @@ class Access:
         origin = request.headers.get("Origin", "")
         if self._origin_allowed(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, HEAD, PATCH"
             response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
         response.status_code = 204

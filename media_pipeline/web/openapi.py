@@ -18,15 +18,22 @@ _ERROR_CODES = [
     "empty_file", "missing_file", "bad_owner", "bad_idempotency_key", "idempotency_mismatch", "idempotency_in_progress", "bad_request", "not_found", "method_not_allowed", "too_large",
     "unsupported_format", "too_many_pixels", "corrupt_image", "range_not_satisfiable", "queue_unavailable",
     "storage_unavailable", "catalog_unavailable", "internal", "unauthorized", "forbidden", "rate_limited",
+    # tus (/v1/tus/)
+    "unsupported_tus_version", "bad_content_type", "offset_mismatch", "checksum_mismatch", "bad_upload_length", "bad_metadata",
+    "bad_checksum_algorithm", "bad_checksum", "bad_upload_offset", "bad_upload",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
-                  "abandoned", "internal"]
+                  "abandoned", "blocked_content", "rejected", "internal"]
 
 _nullable_string = {"type": ["string", "null"]}
 
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _tus_version() -> dict[str, Any]:
+    return {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"const": "1.0.0"}}
 
 
 def _image_body() -> dict[str, Any]:
@@ -67,7 +74,7 @@ def document() -> dict[str, Any]:
         if not path.startswith("/v1/") and path != "/metrics":
             continue
         for method, operation in operations.items():
-            if method == "parameters":
+            if method == "parameters" or operation.get("security") == []:
                 continue
             operation["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
             operation["responses"]["401"] = _error("No API key, or an unknown one")
@@ -112,6 +119,63 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "503": _error("Storage or the catalog is down; nothing was kept (with only the broker down the upload is accepted and queued later)"),
                     },
                 }
+            },
+            "/v1/tus/": {
+                "options": {
+                    "operationId": "tusDiscover", "summary": "tus 1.0 discovery: Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm",
+                    "security": [],
+                    "responses": {"204": {"description": "What the server supports"}},
+                },
+                "post": {
+                    "operationId": "tusCreate",
+                    "summary": "Create a resumable upload (tus creation; with a body, creation-with-upload)",
+                    "parameters": [_tus_version(),
+                                   {"name": "Upload-Length", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                                   {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"},
+                                    "description": "tus metadata; `owner` (base64) is the photo's owner"}],
+                    "responses": {
+                        "201": {"description": "Created: Location is the upload's URL, Upload-Expires when it goes"},
+                        "400": _error("No or a malformed Tus-Resumable header, a bad Upload-Length, Upload-Metadata or owner"),
+                        "412": _error("Another Tus-Resumable version"),
+                        "413": _error("Upload-Length over MP_MAX_UPLOAD_BYTES; nothing is stored"),
+                    },
+                },
+            },
+            "/v1/tus/{upload_id}": {
+                "parameters": [{"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "head": {
+                    "operationId": "tusOffset", "summary": "Upload-Offset and Upload-Length; Photo-Id and Photo-Location once it is a photo",
+                    "parameters": [_tus_version()],
+                    "responses": {"200": {"description": "Where the upload is"}, "400": {"description": "No or a malformed Tus-Resumable header"},
+                                  "404": {"description": "No such upload, or it expired"},
+                                  "412": {"description": "Another Tus-Resumable version"}},
+                },
+                "patch": {
+                    "operationId": "tusAppend",
+                    "summary": "Append bytes at Upload-Offset; the last byte makes the photo, as POST /v1/photos does",
+                    "parameters": [_tus_version(),
+                                   {"name": "Upload-Offset", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                                   {"name": "Upload-Checksum", "in": "header", "required": False, "schema": {"type": "string"},
+                                    "description": "`sha256 <base64 digest>` of this chunk"}],
+                    "requestBody": {"required": True, "content": {"application/offset+octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                    "responses": {
+                        "204": {"description": "Appended: the new Upload-Offset; Photo-Id and Photo-Location after the last byte"},
+                        "400": _error("No or a malformed Tus-Resumable header, a bad Upload-Offset or Upload-Checksum"),
+                        "404": _error("No such upload, or it expired"),
+                        "409": _error("Upload-Offset is not where the upload is"),
+                        "412": _error("Another Tus-Resumable version"),
+                        "413": _error("More bytes than Upload-Length"),
+                        "415": _error("Not application/offset+octet-stream, or the finished upload is not a supported image"),
+                        "422": _error("The finished upload is over MP_MAX_PIXELS or unreadable"),
+                        "460": _error("The chunk does not match its Upload-Checksum; nothing of it was kept"),
+                        "503": _error("Storage or the catalog is down"),
+                    },
+                },
+                "delete": {
+                    "operationId": "tusTerminate", "summary": "Terminate an upload (tus termination)", "parameters": [_tus_version()],
+                    "responses": {"204": {"description": "Gone"}, "400": _error("No or a malformed Tus-Resumable header"),
+                                  "404": _error("No such upload"), "412": _error("Another Tus-Resumable version")},
+                },
             },
             "/v1/duplicates/search": {
                 "post": {

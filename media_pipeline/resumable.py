@@ -1,0 +1,188 @@
+"""Resumable uploads (the tus 1.0 protocol's server state), kept in a local folder.
+
+Each upload is two files: ``<id>.part`` (the bytes received so far) and ``<id>.json`` (its
+length, offset, owner, metadata and expiry, replaced atomically). A chunk is written at the
+upload's offset under an exclusive ``flock`` of the upload, fsynced, and only then is the new
+offset recorded, so an offset the server has acknowledged survives a crash or a restart, and two
+clients racing on one upload cannot interleave: the second finds the offset moved and is refused.
+A chunk cut off mid-body keeps what arrived (tus resumes from there) unless it carried a
+checksum, which can only be checked whole: then it is dropped.
+
+In a deployment of several API hosts the folder must be shared (or requests for one upload
+routed to one host); ``MP_TUS_EXPIRE_SECONDS`` after creation an unfinished upload is gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from media_pipeline.errors import MediaPipelineError, NotFound, UploadTooLarge
+
+_CHUNK = 1 << 20
+_ID_LENGTH = 32
+
+
+class OffsetMismatch(MediaPipelineError):
+    code = "offset_mismatch"
+    http_status = 409
+
+
+class ChecksumMismatch(MediaPipelineError):
+    code = "checksum_mismatch"
+    http_status = 460  # tus' own status for it
+
+
+@dataclass(frozen=True)
+class UploadState:
+    id: str
+    length: int
+    offset: int
+    owner: str | None
+    metadata: dict[str, str]
+    created_at: float
+    expires_at: float
+    photo_id: str | None = None  # set once the last byte made it a photo
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self.length
+
+
+class ResumableStore:
+    def __init__(self, folder: Path, expire_seconds: int) -> None:
+        self.folder = folder
+        self.expire_seconds = expire_seconds
+
+    def create(self, length: int, owner: str | None, metadata: dict[str, str], now: float) -> UploadState:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = UploadState(secrets.token_hex(_ID_LENGTH // 2), length, 0, owner, metadata, now, now + self.expire_seconds)
+        self._part(state.id).touch()
+        self._save(state)
+        return state
+
+    def get(self, upload_id: str, now: float) -> UploadState:
+        """The upload, or NotFound when it never existed, was terminated or has expired."""
+        if len(upload_id) != _ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
+            raise NotFound("no such upload")
+        try:
+            state = UploadState(**json.loads(self._meta(upload_id).read_text()))
+        except (OSError, ValueError, TypeError):
+            raise NotFound("no such upload") from None
+        if state.expires_at <= now and state.photo_id is None:
+            raise NotFound("the upload has expired")
+        return state
+
+    def append(self, upload_id: str, offset: int, stream: BinaryIO, now: float, sha256: bytes | None = None) -> UploadState:
+        """Write ``stream`` at ``offset``; the new state. OffsetMismatch when another request moved
+        the offset (or the client's is wrong), UploadTooLarge past the announced length,
+        ChecksumMismatch (nothing kept) when ``sha256`` was given and the chunk differs."""
+        with self._locked(upload_id):
+            state = self.get(upload_id, now)
+            if offset != state.offset:
+                raise OffsetMismatch(f"the upload is at offset {state.offset}, not {offset}")
+            digest = hashlib.sha256()
+            written = 0
+            with open(self._part(upload_id), "r+b") as part:
+                part.seek(offset)
+                try:
+                    while chunk := stream.read(_CHUNK):
+                        if offset + written + len(chunk) > state.length:
+                            raise UploadTooLarge(f"more bytes than the {state.length} announced in Upload-Length")
+                        digest.update(chunk)
+                        part.write(chunk)
+                        written += len(chunk)
+                except UploadTooLarge:
+                    self._keep(part, state, offset)  # past the announced end: the chunk is dropped
+                    raise
+                except Exception:
+                    # Cut off mid-body: keep what arrived, unless it can only be checked whole.
+                    self._keep(part, state, offset if sha256 is not None else offset + written)
+                    raise
+                if sha256 is not None and digest.digest() != sha256:
+                    self._keep(part, state, offset)
+                    raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+                self._keep(part, state, offset + written)
+            return self.get(upload_id, now)
+
+    def finish(self, upload_id: str, photo_id: str, now: float) -> UploadState:
+        with self._locked(upload_id):
+            state = replace(self.get(upload_id, now), photo_id=photo_id)
+            self._save(state)
+            return state
+
+    def part(self, upload_id: str) -> Path:
+        return self._part(upload_id)
+
+    def terminate(self, upload_id: str) -> None:
+        with self._locked(upload_id):
+            for path in (self._part(upload_id), self._meta(upload_id)):
+                path.unlink(missing_ok=True)
+        self._lock_file(upload_id).unlink(missing_ok=True)
+
+    def expire(self, now: float) -> int:
+        """Remove the unfinished uploads past their expiry (and finished ones' bytes); how many."""
+        removed = 0
+        for meta in self.folder.glob("*.json") if self.folder.is_dir() else ():
+            upload_id = meta.stem
+            try:
+                state = UploadState(**json.loads(meta.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if state.expires_at <= now:
+                self.terminate(upload_id)
+                removed += 1
+        return removed
+
+    def _keep(self, part: BinaryIO, state: UploadState, offset: int) -> None:
+        part.truncate(offset)
+        part.flush()
+        os.fsync(part.fileno())
+        self._save(replace(state, offset=offset))
+
+    def _save(self, state: UploadState) -> None:
+        temp = self._meta(state.id).with_suffix(".tmp")
+        with open(temp, "w") as out:
+            json.dump(asdict(state), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, self._meta(state.id))
+
+    @contextmanager
+    def _locked(self, upload_id: str) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_file(upload_id), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _part(self, upload_id: str) -> Path:
+        return self.folder / f"{upload_id}.part"
+
+    def _meta(self, upload_id: str) -> Path:
+        return self.folder / f"{upload_id}.json"
+
+    def _lock_file(self, upload_id: str) -> Path:
+        return self.folder / f"{upload_id}.lock"
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """tus' ``Upload-Metadata``: comma-separated ``key base64value`` pairs (the value optional)."""
+    found: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in (header or "").split(","))):
+        key, _, value = pair.partition(" ")
+        try:
+            found[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value.strip() else ""
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"Upload-Metadata: the value of {key!r} is not base64 UTF-8") from None
+    return found

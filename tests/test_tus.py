@@ -1,0 +1,181 @@
+"""Resumable uploads (tus 1.0 under /v1/tus/): by hand, with tuspy (the tus project's client)
+against a real server, cut off and resumed, raced, and across a server restart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import edits
+from media_pipeline import service
+from media_pipeline.service import Outcome, build_services
+from media_pipeline.web import create_app
+from tests import images
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PHOTO = edits.jpeg_bytes(images.natural(1600, 1200, seed=41), 95)
+
+
+def meta(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def create(client: Any, length: int, **headers: str) -> str:
+    answer = client.post("/v1/tus/", headers=TUS | {"Upload-Length": str(length)} | headers)
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.headers["Tus-Resumable"] == "1.0.0" and answer.headers["Upload-Expires"]
+    return answer.headers["Location"]
+
+
+def patch(client: Any, location: str, offset: int, body: bytes, **headers: str) -> Any:
+    return client.patch(location, data=body, headers=TUS | {"Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream"} | headers)
+
+
+def test_discovery_and_the_protocol_version(client: Any) -> None:
+    options = client.options("/v1/tus/")
+    assert options.status_code == 204
+    assert set(options.headers["Tus-Extension"].split(",")) >= {"creation", "creation-with-upload", "termination", "expiration", "checksum"}
+    assert options.headers["Tus-Checksum-Algorithm"] == "sha256" and int(options.headers["Tus-Max-Size"]) > 0
+    missing = client.post("/v1/tus/", headers={"Upload-Length": "10"})
+    assert missing.status_code == 400 and missing.headers["Tus-Resumable"] == "1.0.0"
+    other = client.post("/v1/tus/", headers={"Upload-Length": "10", "Tus-Resumable": "0.2.2"})
+    assert other.status_code == 412 and other.get_json()["error"]["code"] == "unsupported_tus_version"
+
+
+def test_an_upload_in_chunks_becomes_the_photo_posted_whole(client: Any, services: Any) -> None:
+    location = create(client, len(PHOTO), **{"Upload-Metadata": meta(owner="alice", filename="x.jpg")})
+    cut = len(PHOTO) // 3
+    first = patch(client, location, 0, PHOTO[:cut])
+    assert first.status_code == 204 and first.headers["Upload-Offset"] == str(cut) and "Photo-Id" not in first.headers
+    head = client.head(location, headers=TUS)
+    assert (head.status_code, head.headers["Upload-Offset"], head.headers["Upload-Length"]) == (200, str(cut), str(len(PHOTO)))
+    assert head.headers["Cache-Control"] == "no-store"
+    wrong = patch(client, location, 0, PHOTO[cut:])
+    assert wrong.status_code == 409 and wrong.get_json()["error"]["code"] == "offset_mismatch"
+    last = patch(client, location, cut, PHOTO[cut:])
+    assert last.status_code == 204 and last.headers["Upload-Offset"] == str(len(PHOTO))
+    photo_id = last.headers["Photo-Id"]
+    assert client.head(location, headers=TUS).headers["Photo-Id"] == photo_id  # a lost answer is recoverable
+    body = client.get(last.headers["Photo-Location"]).get_json()
+    assert body["id"] == photo_id and body["owner"] == "alice" and body["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+    assert services.storage.get(services.catalog.get_photo(photo_id).original_key) == PHOTO
+    assert service.process_photo(services, photo_id) is Outcome.DONE
+    again = patch(client, location, len(PHOTO), b"")  # a retried last PATCH: the same photo, not a second
+    assert again.headers.get("Photo-Id") == photo_id
+
+
+def test_creation_with_upload_checksums_and_limits(client: Any, services: Any) -> None:
+    digest = base64.b64encode(hashlib.sha256(PHOTO[:1000]).digest()).decode()
+    answer = client.post("/v1/tus/", data=PHOTO[:1000], headers=TUS | {
+        "Upload-Length": str(len(PHOTO)), "Content-Type": "application/offset+octet-stream", "Upload-Checksum": f"sha256 {digest}"})
+    assert answer.status_code == 201 and answer.headers["Upload-Offset"] == "1000"
+    location = answer.headers["Location"]
+    bad = patch(client, location, 1000, PHOTO[1000:2000], **{"Upload-Checksum": f"sha256 {digest}"})
+    assert bad.status_code == 460 and bad.get_json()["error"]["code"] == "checksum_mismatch"
+    assert client.head(location, headers=TUS).headers["Upload-Offset"] == "1000"  # nothing of it kept
+    past = patch(client, location, 1000, PHOTO[1000:] + b"extra")
+    assert past.status_code == 413
+    limit = services.settings.max_upload_bytes
+    over = client.post("/v1/tus/", headers=TUS | {"Upload-Length": str(limit + 1)})
+    assert over.status_code == 413 and over.get_json()["error"]["code"] == "too_large"
+    assert client.patch(location, data=b"x", headers=TUS | {"Upload-Offset": "1000", "Content-Type": "image/jpeg"}).status_code == 415
+
+
+def test_not_an_image_is_refused_at_the_end_and_termination(client: Any) -> None:
+    junk = b"GIF89a" + b"\x00" * 10 + b"this is not really an image" * 10
+    location = create(client, len(junk))
+    answer = patch(client, location, 0, junk)
+    assert answer.status_code in (415, 422) and answer.get_json()["error"]["code"] in ("unsupported_format", "corrupt_image")
+    assert client.head(location, headers=TUS).status_code == 404
+    other = create(client, 100)
+    assert client.delete(other, headers=TUS).status_code == 204
+    assert client.head(other, headers=TUS).status_code == 404
+    assert patch(client, other, 0, b"x" * 10).status_code == 404
+
+
+def test_a_server_restart_loses_nothing_acknowledged(settings: Any, queue: Any) -> None:
+    first = create_app(settings, services=build_services(settings, queue=queue)).test_client()
+    location = create(first, len(PHOTO))
+    assert patch(first, location, 0, PHOTO[:5000]).headers["Upload-Offset"] == "5000"
+    restarted = create_app(settings, services=build_services(settings, queue=queue)).test_client()
+    assert restarted.head(location, headers=TUS).headers["Upload-Offset"] == "5000"
+    assert "Photo-Id" in patch(restarted, location, 5000, PHOTO[5000:]).headers
+
+
+def test_two_clients_racing_cannot_corrupt_an_upload(client: Any, services: Any) -> None:
+    location = create(client, len(PHOTO))
+    half = len(PHOTO) // 2
+    results: list[int] = []
+
+    def send(body: bytes) -> None:
+        results.append(patch(client.application.test_client(), location, 0, body).status_code)
+
+    threads = [threading.Thread(target=send, args=(PHOTO[:half],)), threading.Thread(target=send, args=(b"\xff" * half,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [204, 409]  # one wins, the other finds the offset moved
+    offset = int(client.head(location, headers=TUS).headers["Upload-Offset"])
+    assert offset == half
+    kept = Path(services.settings.tus_dir, location.rsplit("/", 1)[1] + ".part").read_bytes()
+    assert kept in (PHOTO[:half], b"\xff" * half)  # one body whole, never the two interleaved
+
+
+@pytest.mark.slow
+def test_tuspy_resumes_an_interrupted_upload_byte_for_byte(tmp_path: Path, live_api: Any) -> None:
+    """tuspy against a real server: the upload is cut at a random offset (the client dies), a
+    new client resumes from the server's offset, and the stored original is the file."""
+    from tusclient import client as tus_client
+
+    services, base = live_api
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(PHOTO)
+    tus = tus_client.TusClient(f"{base}/v1/tus/")
+    chunk = random.Random(len(PHOTO)).randint(16, 96) * 1024
+    uploader = tus.uploader(str(source), chunk_size=chunk, metadata={"owner": "bob"})
+    sent = random.Random(chunk).randint(1, len(PHOTO) // chunk - 1)
+    for _ in range(sent):  # a random number of chunks, then the client is gone
+        uploader.upload_chunk()
+    resumed = tus.uploader(str(source), chunk_size=256 * 1024, url=uploader.url)
+    assert resumed.get_offset() == sent * chunk
+    url = uploader.url
+    resumed.upload()
+    import requests
+
+    head = requests.head(url, headers=TUS, timeout=10)
+    photo = services.catalog.get_photo(head.headers["Photo-Id"])
+    assert photo.owner == "bob" and services.storage.get(photo.original_key) == PHOTO
+
+
+@pytest.fixture
+def live_api(settings: Any, queue: Any) -> Any:
+    """The app on a real HTTP server on loopback (werkzeug's, threaded)."""
+    from werkzeug.serving import make_server
+
+    services = build_services(settings, queue=queue)
+    server = make_server("127.0.0.1", 0, create_app(settings, services=services), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield services, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_expired_uploads_are_gone(client: Any, services: Any) -> None:
+    from media_pipeline.resumable import ResumableStore
+
+    location = create(client, 100)
+    upload_id = location.rsplit("/", 1)[1]
+    uploads = ResumableStore(services.settings.tus_dir, services.settings.tus_expire_seconds)
+    assert uploads.expire(now=time.time()) == 0
+    assert uploads.expire(now=time.time() + services.settings.tus_expire_seconds + 1) == 1
+    assert not Path(services.settings.tus_dir, f"{upload_id}.part").exists()
+    assert client.head(location, headers=TUS).status_code == 404
