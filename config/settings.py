@@ -68,6 +68,7 @@ class Settings:
     validation_url: str = _setting("", "MP_VALIDATION_URL", "An outside validator (moderation) that every photo is POSTed to, signed, before its renditions are made: 2xx lets it through, 4xx ends it `failed` (`rejected`), anything else retries the task (docs/near-duplicates.md says what is sent and how to verify it). Empty: none.")
     validation_secret: str = _setting("", "MP_VALIDATION_SECRET", "HMAC-SHA256 key of the validator's `X-MP-Signature` header; at least 16 characters, required with MP_VALIDATION_URL.")
     validation_timeout: float = _setting(10.0, "MP_VALIDATION_TIMEOUT", "Seconds to wait for the validator before the task retries.")
+    direct_upload_seconds: int = _setting(3600, "MP_DIRECT_UPLOAD_SECONDS", "How long a direct-upload target (`POST /v1/uploads`) stays valid; `media-pipeline cleanup` removes targets not completed by then.")
     tus_expire_seconds: int = _setting(86400, "MP_TUS_EXPIRE_SECONDS", "A resumable (tus) upload not finished this long after its creation is gone (`Upload-Expires`); `media-pipeline cleanup` removes its bytes.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")

@@ -13,6 +13,7 @@ from typing import Iterator
 
 from media_pipeline.models import PhotoStatus, Selection
 from media_pipeline.service import Services
+from media_pipeline import direct_uploads
 from media_pipeline.storage.base import ORIGINALS, RENDITIONS
 
 EXAMPLES = 20
@@ -84,4 +85,6 @@ def check(services: Services, now: float | None = None) -> CheckReport:
     while group_id is not None:
         report.add("renditions_of_unknown_photo", f"{RENDITIONS}{group_id}/")
         group_id, group = next(rendition_groups, (None, iter(())))
+    for key in direct_uploads.leftovers(services, time.time() if now is None else now):
+        report.add("expired_upload_target", key)
     return report

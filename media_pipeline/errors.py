@@ -1,9 +1,16 @@
 """The project's error hierarchy. Expected outcomes are values; these are failures.
 
     MediaPipelineError                  code, http_status, transient
-    ├── UploadError
+    ├── UploadError                     400 bad_upload
     │   ├── EmptyUpload                 400 empty_file
-    │   └── UploadTooLarge              413 too_large
+    │   ├── UploadTooLarge              413 too_large
+    │   ├── TusVersionMismatch          412 unsupported_tus_version
+    │   ├── NotOctetStream              415 bad_content_type      (a tus PATCH)
+    │   ├── OffsetMismatch              409 offset_mismatch       (a tus PATCH at the wrong offset)
+    │   ├── ChecksumMismatch            460 checksum_mismatch     (a tus chunk and its Upload-Checksum)
+    │   ├── UploadNotSent               409 upload_missing        (a direct upload completed before it was sent)
+    │   ├── UploadUsed                  409 upload_used           (a direct upload's one-time target, again)
+    │   └── UploadExpired               410 upload_expired
     ├── MediaError                      (the image itself is bad: never retried)
     │   ├── UnsupportedFormat           415 unsupported_format
     │   ├── ImageTooLarge               422 too_many_pixels
@@ -53,6 +60,41 @@ class EmptyUpload(UploadError):
 class UploadTooLarge(UploadError):
     http_status = 413
     code = "too_large"
+
+
+class TusVersionMismatch(UploadError):
+    http_status = 412
+    code = "unsupported_tus_version"
+
+
+class NotOctetStream(UploadError):
+    http_status = 415
+    code = "bad_content_type"
+
+
+class OffsetMismatch(UploadError):
+    http_status = 409
+    code = "offset_mismatch"
+
+
+class ChecksumMismatch(UploadError):
+    http_status = 460  # tus' own status for it
+    code = "checksum_mismatch"
+
+
+class UploadNotSent(UploadError):
+    http_status = 409
+    code = "upload_missing"
+
+
+class UploadUsed(UploadError):
+    http_status = 409
+    code = "upload_used"
+
+
+class UploadExpired(UploadError):
+    http_status = 410
+    code = "upload_expired"
 
 
 class MediaError(MediaPipelineError):

@@ -25,20 +25,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from media_pipeline.errors import MediaPipelineError, NotFound, UploadTooLarge
+from media_pipeline.errors import ChecksumMismatch, NotFound, OffsetMismatch, UploadTooLarge
 
 _CHUNK = 1 << 20
 _ID_LENGTH = 32
 
-
-class OffsetMismatch(MediaPipelineError):
-    code = "offset_mismatch"
-    http_status = 409
-
-
-class ChecksumMismatch(MediaPipelineError):
-    code = "checksum_mismatch"
-    http_status = 460  # tus' own status for it
 
 
 @dataclass(frozen=True)

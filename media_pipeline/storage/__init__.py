@@ -4,6 +4,7 @@ Key layout (documented in docs/operations.md):
     originals/<photo id>                                   private, never served
     renditions/<photo id>/<spec>/<width>.<ext>             immutable, public through /i/…
     features/<photo id>                                    private, keypoints for duplicate matching
+    incoming/<upload id>[.json]                            private, direct uploads not yet completed
 """
 
 from __future__ import annotations

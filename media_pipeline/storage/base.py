@@ -11,6 +11,7 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 ORIGINALS = "originals/"
 RENDITIONS = "renditions/"
 FEATURES = "features/"
+INCOMING = "incoming/"  # direct uploads not yet completed: private, expire
 # The Cache-Control stored with each object: renditions are cached for ever under immutable keys;
 # originals and keypoint files are never served.
 IMMUTABLE = "public, max-age=31536000, immutable"

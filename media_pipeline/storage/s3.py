@@ -94,6 +94,13 @@ class S3Storage:
                 "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
             )
 
+    def presigned_post(self, key: str, max_bytes: int, expires: int) -> dict[str, Any]:
+        """A form a client POSTs the file to, for exactly ``key`` and at most ``max_bytes``: S3
+        refuses anything else, so the API never carries the bytes."""
+        with _translated(key):
+            return self.client.generate_presigned_post(
+                self.bucket, self._key(key), Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires)
+
     def exists(self, key: str) -> bool:
         try:
             self.stat(key)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from typing import Protocol
@@ -28,6 +29,7 @@ from media_pipeline.errors import Forbidden, RateLimited, Unauthorized
 API_PREFIX = "/v1/"
 METRICS_PATH = "/metrics"
 WINDOW_SECONDS = 60
+_DIRECT_BODY = re.compile(r"/v1/uploads/[0-9a-f]{32}/body")
 CORS_HEADERS = ("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Owner, Tus-Resumable, Upload-Length, Upload-Offset, "
                 "Upload-Metadata, Upload-Checksum")
 CORS_EXPOSED = ("Location, Retry-After, Idempotent-Replayed, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
@@ -85,8 +87,8 @@ class Access:
         if request.path == METRICS_PATH:
             g.client = self._authenticate()  # the same keys as the API: Prometheus sends a bearer token
             return None
-        if not request.path.startswith(API_PREFIX):
-            return None
+        if not request.path.startswith(API_PREFIX) or _DIRECT_BODY.fullmatch(request.path):
+            return None  # (a direct upload's local target is authenticated by its one-time token)
         if request.method == "OPTIONS":
             # A browser's CORS preflight, answered here; any other OPTIONS (tus discovery) is
             # the view's, and tells nothing that needs a key.

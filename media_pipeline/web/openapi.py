@@ -21,6 +21,8 @@ _ERROR_CODES = [
     # tus (/v1/tus/)
     "unsupported_tus_version", "bad_content_type", "offset_mismatch", "checksum_mismatch", "bad_upload_length", "bad_metadata",
     "bad_checksum_algorithm", "bad_checksum", "bad_upload_offset", "bad_upload",
+    # direct uploads (/v1/uploads)
+    "upload_missing", "upload_used", "upload_expired",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
@@ -117,6 +119,51 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "415": _error("Not JPEG, PNG, WebP, GIF, HEIC/HEIF, AVIF or TIFF (by magic bytes)"),
                         "422": _error("Over MP_MAX_PIXELS, an unreadable header, or an Idempotency-Key used with another body"),
                         "503": _error("Storage or the catalog is down; nothing was kept (with only the broker down the upload is accepted and queued later)"),
+                    },
+                }
+            },
+            "/v1/uploads": {
+                "post": {
+                    "operationId": "createUploadTarget",
+                    "summary": "A target to send a file to directly: a presigned S3 POST, or a one-time PUT URL on the API",
+                    "parameters": [{"name": "X-Owner", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128}}],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"owner": {"type": "string", "maxLength": 128}}}}}},
+                    "responses": {
+                        "201": {"description": "The target", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["id", "method", "url", "fields", "expires_at", "max_bytes", "complete"],
+                            "properties": {
+                                "id": {"type": "string"}, "method": {"enum": ["POST", "PUT"]}, "url": {"type": "string"},
+                                "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                                           "description": "With POST: the form fields to send before the file"},
+                                "expires_at": {"type": "string", "format": "date-time"}, "max_bytes": {"type": "integer"},
+                                "complete": {"type": "string", "description": "POST here once the file is sent"}}}}}},
+                        "400": _error("A bad owner"),
+                    },
+                }
+            },
+            "/v1/uploads/{upload_id}/body": {
+                "parameters": [{"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "put": {
+                    "operationId": "sendUploadBody", "summary": "The local target: the file as the body, once, with the target's token",
+                    "security": [],
+                    "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                    "responses": {"204": {"description": "Stored; now complete it"}, "400": _error("Empty"),
+                                  "404": _error("No such target, or a wrong token"), "409": _error("The target was used already"),
+                                  "410": _error("The target has expired"), "413": _error("Larger than MP_MAX_UPLOAD_BYTES")},
+                }
+            },
+            "/v1/uploads/{upload_id}/complete": {
+                "parameters": [{"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "post": {
+                    "operationId": "completeUpload", "summary": "Make the photo of a file sent to its target, as POST /v1/photos does (idempotent)",
+                    "responses": {
+                        "202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PhotoAccepted"}}}},
+                        "404": _error("No such target"), "409": _error("Nothing was sent to the target yet"),
+                        "410": _error("The target has expired"), "413": _error("Larger than MP_MAX_UPLOAD_BYTES"),
+                        "415": _error("Not a supported image (by magic bytes, from a ranged read)"),
+                        "422": _error("Over MP_MAX_PIXELS or unreadable"), "503": _error("Storage or the catalog is down"),
                     },
                 }
             },

@@ -32,6 +32,11 @@ def upload_photo() -> tuple[Response, int]:
         photo, replayed = service.ingest_idempotent(svc, upload, owner, key)
     finally:
         upload.close()
+    return accepted(photo, replayed)
+
+
+def accepted(photo: Photo, replayed: bool) -> tuple[Response, int]:
+    """The 202 of an accepted upload, however it came (a POST, tus, a direct upload)."""
     body = {
         "id": photo.id,
         "status": photo.status.value,

@@ -18,8 +18,8 @@ import time
 from flask import Blueprint, Response, request, url_for
 
 from media_pipeline import service
-from media_pipeline.errors import MediaError, UploadError, UploadTooLarge
-from media_pipeline.resumable import OffsetMismatch, ResumableStore, UploadState, parse_metadata
+from media_pipeline.errors import MediaError, NotOctetStream, OffsetMismatch, TusVersionMismatch, UploadError, UploadTooLarge
+from media_pipeline.resumable import ResumableStore, UploadState, parse_metadata
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.web.photos import services
 
@@ -32,17 +32,7 @@ _MAX_OWNER = 128
 
 
 class TusError(UploadError):
-    """A request that breaks the protocol (a missing header, a wrong content type)."""
-
-
-class NotOctets(TusError):
-    code = "bad_content_type"
-    http_status = 415
-
-
-class VersionMismatch(TusError):
-    code = "unsupported_tus_version"
-    http_status = 412
+    """A request that breaks the protocol (a missing or malformed header)."""
 
 
 def store(svc: Services) -> ResumableStore:
@@ -66,7 +56,7 @@ def _check_version() -> None:
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
         raise TusError(f"Tus-Resumable: {version!r} is not a version", code="bad_request")
     if version != VERSION:
-        raise VersionMismatch(f"this server speaks tus {VERSION}, not {version}")
+        raise TusVersionMismatch(f"this server speaks tus {VERSION}, not {version}")
 
 
 @bp.route("/", methods=["OPTIONS"], strict_slashes=False)
@@ -110,7 +100,7 @@ def upload(upload_id: str) -> tuple[str, int, dict[str, str]]:
 @bp.patch("/<upload_id>")
 def append(upload_id: str) -> tuple[str, int, dict[str, str]]:
     if request.headers.get("Content-Type") != _OCTETS:
-        raise NotOctets(f"send Content-Type: {_OCTETS}")
+        raise NotOctetStream(f"send Content-Type: {_OCTETS}")
     svc = services()
     now = time.time()
     state = store(svc).get(upload_id, now)
