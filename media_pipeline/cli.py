@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("files", nargs="+", type=Path)
     render.add_argument("--out", type=Path, required=True)
     sub.add_parser("migrate", help="create or upgrade the catalog schema")
+    copy = sub.add_parser("migrate-catalog", help="copy this SQLite catalog into PostgreSQL, verified table by table")
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db (created at the current schema)")
+    copy.add_argument("--resume", action="store_true", help="finish an interrupted copy: tables that verify are left alone")
     rep = sub.add_parser("reprocess", help="bring stored photos up to the current preset; `reprocess status` shows a job")
     rep.add_argument("action", nargs="?", choices=["status"], help="show a running or finished job instead")
     rep.add_argument("--job", help="with status: the job (default: the newest); to run: resume this job")
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _worker,
         "render": _render,
         "migrate": _migrate,
+        "migrate-catalog": _migrate_catalog,
         "sign": _sign,
         "reprocess": _reprocess,
         "cleanup": _cleanup,
@@ -234,6 +238,26 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     make_catalog(settings).migrate()
     print("catalog schema is up to date")
+    return 0
+
+
+def _migrate_catalog(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.catalog.copy import copy_catalog
+    from media_pipeline.catalog.sql import SqlCatalog
+    from media_pipeline.errors import CatalogError
+
+    source, target = SqlCatalog(settings.effective_catalog_url), SqlCatalog(args.to)
+    if target.dialect != "postgresql":
+        print("--to must be a postgresql:// URL", file=sys.stderr)
+        return 2
+    try:
+        tables = copy_catalog(source, target, resume=args.resume)
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for table in tables:
+        print(f"{table.table}: {table.rows} rows {'copied' if table.copied else 'already there'}, verified (sha256 sum {table.checksum[:16]})")
+    print(f"done: switch MP_CATALOG_URL to {args.to}")
     return 0
 
 
