@@ -78,6 +78,7 @@ class Settings:
     cors_origins: str = _setting("", "MP_CORS_ORIGINS", "Comma-separated web origins (e.g. `https://app.example.com`) allowed to call /v1 from a browser; `*` for any; empty for none.")
     host: str = _setting("127.0.0.1", "MP_HOST", "Address the API binds to (loopback only while MP_API_KEYS is empty).")
     port: int = _setting(8080, "MP_PORT", "Port the API binds to.")
+    front_listen: str = _setting("127.0.0.1:8081", "MP_FRONT_LISTEN", "Address `media-pipeline serve --front nginx` and `nginx-config` have nginx listen on (host:port); the API stays on MP_HOST:MP_PORT behind it.")
     api_workers: int = _setting(2, "MP_API_WORKERS", "gunicorn worker processes for the API.")
     api_threads: int = _setting(4, "MP_API_THREADS", "Threads per API process (gunicorn gthread workers, which keep connections alive for a CDN).")
     access_log: str = _setting("-", "MP_ACCESS_LOG", "gunicorn access log: `-` for stdout, a file path, or empty for none.")
@@ -93,6 +94,11 @@ class Settings:
     @property
     def effective_catalog_url(self) -> str:
         return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def front_dir(self) -> Path:
+        """The nginx front's pid file, temp folders, logs and (S3 storage) proxy cache."""
+        return self.data_dir / "front"
 
     @property
     def broker_dir(self) -> Path:
@@ -218,6 +224,9 @@ class Settings:
             problems.append("MP_LOG_FORMAT must be text or json")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("MP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        host, _, port = self.front_listen.rpartition(":")
+        if not host or not port.isdecimal():
+            problems.append("MP_FRONT_LISTEN must be host:port")
         if self.public_base_url.endswith("/"):
             problems.append("MP_PUBLIC_BASE_URL must not end with /")
         try:

@@ -7,20 +7,23 @@ import dataclasses
 
 import threading
 import urllib.request
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
 from media_pipeline import service, signing
 from media_pipeline.models import Preset
 from tests import images
+from tests.front import AppServer, NginxFront
 
 KEY_NEW = "new-signing-key-0123456789"
 KEY_OLD = "old-signing-key-0123456789"
 
 
 @pytest.fixture
-def origin(services: Any) -> Any:
+def app_origin(services: Any) -> Any:
+    """The app alone, through Flask's test client."""
     from media_pipeline.web import create_app
 
     services.settings = services.settings.replace(signing_keys=f"{KEY_NEW},{KEY_OLD}")
@@ -28,6 +31,24 @@ def origin(services: Any) -> Any:
     # preset's on-demand WebP has its own test below.
     services.preset = dataclasses.replace(services.preset, eager_formats=())
     return create_app(services.settings, services).test_client()
+
+
+@pytest.fixture(params=["app", "front"])
+def origin(request: Any, app_origin: Any, services: Any, tmp_path: Path) -> Iterator[Any]:
+    """Each serving test twice: the app alone, and over HTTP through the generated nginx front
+    (the local-storage shape: immutable URLs from the folder, the rest from the app)."""
+    if request.param == "app":
+        yield app_origin
+        return
+    server = AppServer(app_origin.application)
+    try:
+        nginx = NginxFront(services.settings, server.port, tmp_path / "front")
+    except BaseException:
+        server.stop()
+        raise
+    yield nginx.client
+    nginx.stop()
+    server.stop()
 
 
 def ready_photo(client: Any, services: Any, width: int = 1200, height: int = 800) -> dict[str, Any]:
@@ -166,7 +187,8 @@ def test_formats_not_made_eagerly_are_rendered_on_demand(services: Any) -> None:
     assert client.get(f"/i/{pid}/640", headers={"Accept": "image/webp"}).headers["Content-Type"] == "image/webp"
 
 
-def test_concurrent_first_requests_render_once(origin: Any, services: Any) -> None:
+def test_concurrent_first_requests_render_once(app_origin: Any, services: Any) -> None:
+    origin = app_origin
     pid = ready_photo(origin, services)["id"]
     path = signed(f"/i/{pid}/828.avif")
     bodies: list[bytes] = []
@@ -249,10 +271,11 @@ def test_s3_backend_streams_ranges_too(s3_settings: Any, queue: Any) -> None:
     assert part.headers["Content-Range"] == f"bytes 10-19/{len(whole)}"
 
 
-def test_immutable_gets_are_answered_below_flask_exactly_as_flask_would(origin: Any, services: Any) -> None:
+def test_immutable_gets_are_answered_below_flask_exactly_as_flask_would(app_origin: Any, services: Any) -> None:
     """web/fastpath.py answers versioned GET/HEAD without Flask; a query string sends the same
     request through the Flask route. Both must give the same status, headers and bytes, and the
     fast path must really be the one answering (the Flask view is made to fail to show it)."""
+    origin = app_origin
     photo = ready_photo(origin, services)
     url = rendition(photo, 640, "webp")["url"]
     etag = origin.get(url + "?via=flask").headers["ETag"]
