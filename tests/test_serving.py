@@ -91,6 +91,22 @@ def test_conditional_requests_answer_304(origin: Any, services: Any) -> None:
     assert origin.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}).status_code == 200
 
 
+def test_image_answers_carry_cache_tags_for_the_photo_and_its_owner(origin: Any, services: Any) -> None:
+    owner = "Ann Smith, ltd"
+    pid = origin.post("/v1/photos", data=images.jpeg(images.scene(700, 500)), headers={"X-Owner": owner}).get_json()["id"]
+    assert service.process_photo(services, pid) is service.Outcome.DONE
+    url = rendition(origin.get(f"/v1/photos/{pid}").get_json(), 320, "webp")["url"]
+    both = [f"photo-{pid}", "owner-Ann%20Smith%2C%20ltd"]
+    for response in (origin.get(f"/i/{pid}/320.webp"), origin.get(f"/i/{pid}/320", headers={"Accept": "image/webp"}),
+                     origin.get(f"/i/{pid}/320.webp", headers={"If-None-Match": "*"})):
+        assert response.status_code in (200, 304)
+        assert response.headers["Surrogate-Key"].split(" ") == both and response.headers["Cache-Tag"].split(",") == both
+    immutable = origin.get(url)
+    # nginx sends the immutable files itself and knows only what the URL says: the photo.
+    assert immutable.headers["Surrogate-Key"].split(" ")[0] == f"photo-{pid}" == immutable.headers["Cache-Tag"].split(",")[0]
+    assert origin.get(f"/i/{pid}/999.webp").headers.get("Surrogate-Key") is None  # errors carry none
+
+
 def test_head_has_the_headers_and_no_body(origin: Any, services: Any) -> None:
     r = rendition(ready_photo(origin, services), 640, "jpeg")
     response = origin.head(r["url"])
