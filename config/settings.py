@@ -57,6 +57,8 @@ class Settings:
     serve_mode: str = _setting("stream", "MP_SERVE_MODE", "`stream` bodies from storage, or `redirect` to a presigned S3 URL (S3 backend only).")
     presign_seconds: int = _setting(3600, "MP_PRESIGN_SECONDS", "Lifetime of presigned URLs in `redirect` mode.")
     rendition_keep_seconds: int = _setting(86400, "MP_RENDITION_KEEP_SECONDS", "How long renditions dropped by a preset change stay servable before cleanup deletes them (URLs in clients' caches keep working meanwhile).")
+    purge_url: str = _setting("", "MP_PURGE_URL", "Where deleting a photo sends a signed `POST {\"tags\": [...], \"urls\": [...]}` to purge it from the CDN (queued in the catalog, retried with backoff until a 2xx); empty for none.")
+    purge_secret: str = _setting("", "MP_PURGE_SECRET", "Secret (16+ characters) the purge POST is signed with: `X-MP-Signature: sha256=<hex HMAC-SHA256 of the body>`. Required with MP_PURGE_URL.")
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
@@ -224,6 +226,8 @@ class Settings:
             problems.append("MP_LOG_FORMAT must be text or json")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("MP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.purge_url and (not self.purge_url.startswith(("http://", "https://")) or len(self.purge_secret) < 16):
+            problems.append("MP_PURGE_URL must be an http(s) URL, with MP_PURGE_SECRET of 16+ characters")
         host, _, port = self.front_listen.rpartition(":")
         if not host or not port.isdecimal():
             problems.append("MP_FRONT_LISTEN must be host:port")

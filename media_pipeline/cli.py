@@ -429,6 +429,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.errors import MediaPipelineError
+    from media_pipeline.purging import deliver_due
     from media_pipeline.service import build_services, reconcile
     from workers.celery_app import make_queue
 
@@ -438,6 +439,9 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             requeued, abandoned = reconcile(services)
             if not args.every or requeued or abandoned:
                 print(f"re-enqueued {requeued}, abandoned {abandoned}", flush=True)
+            sent, failed = deliver_due(services)  # CDN purges the deleting process could not send
+            if sent or failed:
+                print(f"purges sent {sent}, not acknowledged {failed}", flush=True)
         except MediaPipelineError as exc:  # a backend is down: try again next round
             print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             if not args.every:

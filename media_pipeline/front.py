@@ -24,6 +24,7 @@ Pure: no I/O; ``cli.py`` reads the settings and prints or writes the text.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -75,6 +76,16 @@ def cache_key(uri: str, args: str = "", accept_class: str = "") -> str:
     """The proxy_cache_key nginx computes in the cache shape (``$uri$is_args$args|$mp_accept_class``),
     for purging an entry by its hash."""
     return f"{uri}{'?' if args else ''}{args}|{accept_class}"
+
+
+def cache_keys(paths: Iterable[str]) -> list[str]:
+    """Every cache key nginx can hold for these paths: a negotiated path once per Accept class."""
+    keys = []
+    for path in paths:
+        uri, _, args = path.partition("?")
+        classes = ACCEPT_CLASSES if re.match(NEGOTIATED_PATH, uri) else ("",)
+        keys += [cache_key(uri, args, c) for c in classes]
+    return keys
 
 
 def cache_file(cache_dir: Path, key: str) -> Path:

@@ -58,3 +58,18 @@ def prepare(config: front.Front) -> Path:
 def command(binary: str, conf: Path) -> list[str]:
     """nginx in the foreground (a supervised child), its start-up errors on stderr."""
     return [binary, "-p", str(conf.parent), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
+
+
+def purge_cache(config: front.Front, paths: list[str]) -> int:
+    """Delete the cache shape's entries for these paths (nginx open source has no purge): nginx
+    finds an entry's file gone, takes it as a miss and asks the app. How many were there."""
+    if config.shape != "cache" or config.cache_dir is None or not config.cache_dir.is_dir():
+        return 0
+    removed = 0
+    for key in front.cache_keys(paths):
+        try:
+            front.cache_file(config.cache_dir, key).unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -79,7 +79,7 @@ class AppServer:
 class NginxFront:
     """nginx with the generated configuration, in the foreground as a child of the test."""
 
-    def __init__(self, settings: Any, upstream_port: int, runtime_dir: Path) -> None:
+    def __init__(self, settings: Any, upstream_port: int, runtime_dir: Path | None = None) -> None:
         try:
             binary = nginx.find_nginx()
         except nginx.NginxMissing:
@@ -113,3 +113,38 @@ class NginxFront:
                 self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+class PurgeHook:
+    """A CDN's purge endpoint on 127.0.0.1: records each POST, and answers 503 to the first ``fail`` of them."""
+
+    def __init__(self, fail: int = 0) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[tuple[Headers, bytes]] = []
+        self.fail = fail
+        self.arrived = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                failing = hook.fail > 0
+                hook.fail -= 1
+                if not failing:
+                    hook.received.append((Headers(list(self.headers.items())), body))
+                    hook.arrived.set()
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/purge"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
