@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from media_pipeline import cli, front, nginx, service
+from media_pipeline import cli, front, nginx, service, signing
 from tests import images
 from tests.conftest import REPO
-from tests.front import AppServer, NginxFront
+from tests.front import AppServer, NginxFront, PurgeHook
+
+SIGNING_KEY = "front-signing-key-0123456789"
 
 Calls = list[str]
 
@@ -145,47 +148,67 @@ def test_the_deploy_examples_are_what_the_command_prints(name: str, env: dict[st
     assert (REPO / "deploy" / "nginx" / name).read_text().endswith("\n" + capsys.readouterr().out)
 
 
-def test_the_s3_front_caches_and_a_deleted_photo_leaves_its_cache_and_the_cdn(s3_settings: Any, queue: Any) -> None:
-    """The cache shape, for real: misses then hits, negotiation cached per class, revalidations
-    answered by nginx; then a DELETE through the front: every URL is 404 at once (its entries are
-    gone from nginx's cache) and the purge hook receives the photo's tags."""
+@pytest.fixture
+def s3_front(s3_settings: Any, queue: Any) -> Iterator[tuple[Any, Any, Calls, PurgeHook]]:
+    """The cache shape in front of the app on S3 storage, with a purge hook on loopback."""
     from media_pipeline.service import build_services
     from media_pipeline.web import create_app
-    from tests.front import PurgeHook
 
     hook = PurgeHook()
-    settings = s3_settings.replace(purge_url=hook.url, purge_secret="purge-secret-0123456789")
+    settings = s3_settings.replace(purge_url=hook.url, purge_secret="purge-secret-0123456789", signing_keys=SIGNING_KEY)
     services = build_services(settings, queue=queue)
     calls: Calls = []
     server = AppServer(counting(create_app(settings, services), calls))
-    proxy = NginxFront(settings, server.port)
     try:
-        client = proxy.client
-        photo = ready_photo(client, services, owner="ann")
-        pid = photo["id"]
-        immutable = next(r["url"] for r in photo["renditions"] if r["width"] == 640 and r["format"] == "avif")
-        asks = [(immutable, {}), (f"/i/{pid}/640.jpg", {}), (f"/i/{pid}/640", {"Accept": "image/avif,image/webp,*/*"}),
-                (f"/i/{pid}/640", {"Accept": "image/webp,*/*"}), (f"/i/{pid}/640", {"Accept": "*/*"})]
-        first = [client.get(url, headers=h) for url, h in asks]
-        assert [r.headers["X-Cache-Status"] for r in first] == ["MISS"] * 5
-        # The default preset makes AVIF and JPEG at ingest: a WebP browser gets JPEG, cached for its class.
-        assert [r.headers["Content-Type"] for r in first[2:]] == ["image/avif", "image/jpeg", "image/jpeg"]
-        calls.clear()
-        again = [client.get(url, headers=h) for url, h in asks]
-        again.append(client.get(f"/i/{pid}/640", headers={"Accept": "image/avif,*/*;q=0.8"}))  # another browser, same class
-        again.append(client.get(immutable, headers={"If-None-Match": first[0].headers["ETag"]}))
-        assert [r.headers["X-Cache-Status"] for r in again] == ["HIT"] * 7 and calls == []
-        assert [r.data for r in again[:5]] == [r.data for r in first] and again[5].data == first[2].data
-        assert again[6].status_code == 304
-        assert again[0].headers["Surrogate-Key"] == f"photo-{pid} owner-ann"
-
-        assert client.delete(f"/v1/photos/{pid}").status_code == 204
-        for url, h in asks:
-            gone = client.get(url, headers=h)
-            assert gone.status_code == 404 and gone.headers["Cache-Control"] == "no-store", url
-        assert hook.arrived.wait(30)
-        assert json.loads(hook.received[0][1])["tags"] == [f"photo-{pid}", "owner-ann"]
-    finally:
-        proxy.stop()
+        proxy = NginxFront(settings, server.port)
+    except BaseException:
         server.stop()
         hook.stop()
+        raise
+    yield proxy.client, services, calls, hook
+    proxy.stop()
+    server.stop()
+    hook.stop()
+
+
+def test_the_s3_front_caches_and_a_deleted_photo_leaves_its_cache_and_the_cdn(s3_front: Any) -> None:
+    """The cache shape, for real: misses then hits, negotiation cached per class, revalidations
+    answered by nginx; then a DELETE through the front: every URL is 404 at once (its entries are
+    gone from nginx's cache) and the purge hook receives the photo's tags."""
+    client, services, calls, hook = s3_front
+    photo = ready_photo(client, services, owner="ann")
+    pid = photo["id"]
+    immutable = next(r["url"] for r in photo["renditions"] if r["width"] == 640 and r["format"] == "avif")
+    asks = [(immutable, {}), (f"/i/{pid}/640.jpg", {}), (f"/i/{pid}/640", {"Accept": "image/avif,image/webp,*/*"}),
+            (f"/i/{pid}/640", {"Accept": "image/webp,*/*"}), (f"/i/{pid}/640", {"Accept": "*/*"})]
+    first = [client.get(url, headers=h) for url, h in asks]
+    assert [r.headers["X-Cache-Status"] for r in first] == ["MISS"] * 5
+    # The default preset makes AVIF and JPEG at ingest: a WebP browser gets JPEG, cached for its class.
+    assert [r.headers["Content-Type"] for r in first[2:]] == ["image/avif", "image/jpeg", "image/jpeg"]
+    calls.clear()
+    again = [client.get(url, headers=h) for url, h in asks]
+    again.append(client.get(f"/i/{pid}/640", headers={"Accept": "image/avif,*/*;q=0.8"}))  # another browser, same class
+    again.append(client.get(immutable, headers={"If-None-Match": first[0].headers["ETag"]}))
+    assert [r.headers["X-Cache-Status"] for r in again] == ["HIT"] * 7 and calls == []
+    assert [r.data for r in again[:5]] == [r.data for r in first] and again[5].data == first[2].data
+    assert again[6].status_code == 304
+    assert again[0].headers["Surrogate-Key"] == f"photo-{pid} owner-ann"
+
+    assert client.delete(f"/v1/photos/{pid}").status_code == 204
+    for url, h in asks:
+        gone = client.get(url, headers=h)
+        assert gone.status_code == 404 and gone.headers["Cache-Control"] == "no-store", url
+    assert hook.arrived.wait(30)
+    assert json.loads(hook.received[0][1])["tags"] == [f"photo-{pid}", "owner-ann"]
+
+
+def test_concurrent_first_requests_through_the_s3_front_reach_the_app_once(s3_front: Any) -> None:
+    client, services, calls, _ = s3_front
+    pid = ready_photo(client, services)["id"]
+    path = signing.signed_path(f"/i/{pid}/480.webp", SIGNING_KEY.encode())
+    calls.clear()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get(path), range(6)))
+    assert {(r.status_code, r.headers["Content-Type"]) for r in answers} == {(200, "image/webp")}
+    assert len({r.data for r in answers}) == 1
+    assert calls == [f"GET /i/{pid}/480.webp"]  # proxy_cache_lock: one request rendered it, the others waited
