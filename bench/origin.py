@@ -1,12 +1,14 @@
-"""CDN-origin throughput: wrk against the API under gunicorn, next to nginx serving the same files.
+"""CDN-origin throughput: wrk against the API under gunicorn and through its nginx front, next to nginx serving the same files.
 
     .venv/bin/python bench/origin.py [--seconds 10] [--connections 32] [--api-workers 4]
 
 Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everything listens on
 127.0.0.1 only and every wrk run is bounded in time. Prints a table of requests/s and p99 for
-cached ~100 KB rendition GETs and for 304 revalidations from three servers: the API, the least a
-WSGI app under the same gunicorn can do (`bench/bare_origin.py`: Python's ceiling), and nginx on
-the same folder; and the ratios to nginx. Asserts nothing.
+cached ~100 KB rendition GETs and for 304 revalidations from four servers: the API, the least a
+WSGI app under the same gunicorn can do (`bench/bare_origin.py`: Python's ceiling), the front
+`media-pipeline nginx-config` generates (local shape) in front of the API, and plain nginx on the
+same folder; the ratios to nginx; and how many requests of the front's runs reached the API (from
+its /metrics). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config.settings import Settings  # noqa: E402
-from media_pipeline import service  # noqa: E402
+from media_pipeline import nginx, service  # noqa: E402
 from media_pipeline.models import OUTPUT_CONTENT_TYPES  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
 from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
@@ -80,6 +82,12 @@ def wrk_run(url: str, seconds: int, connections: int, header: str | None = None,
     return rate, latency
 
 
+def api_image_requests(port: int) -> float:
+    """The API's count of answered image requests, every route under /i/, from its /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(v) for v in re.findall(r'^mp_http_requests_total\{[^}]*route="/i/[^"]*"[^}]*\} ([\d.e+]+)$', text, re.M))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -108,7 +116,7 @@ def main() -> None:
     ext = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}[target.format]
     api_path = f"/i/{photo.id}/{target.spec}/{target.width}.{ext}"
 
-    api_port, nginx_port, bare_port = free_port(), free_port(), free_port()
+    api_port, nginx_port, bare_port, front_port = free_port(), free_port(), free_port(), free_port()
     env = {**os.environ, **settings.replace(port=api_port).as_env()}
     api = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "api"], env=env, cwd=REPO,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -134,31 +142,43 @@ http {{
     (work / "nginx-tmp").mkdir()
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
+    front_conf = nginx.prepare(nginx.front_for(settings.replace(port=api_port), listen=f"127.0.0.1:{front_port}",
+                                               runtime_dir=work / "front", run_as_me=True))
+    front = subprocess.Popen(nginx.command(nginx_bin, front_conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     try:
         urls = {"ours": f"http://127.0.0.1:{api_port}{api_path}", "bare": f"http://127.0.0.1:{bare_port}/",
-                "nginx": f"http://127.0.0.1:{nginx_port}/{target.key}"}
+                "front": f"http://127.0.0.1:{front_port}{api_path}", "nginx": f"http://127.0.0.1:{nginx_port}/{target.key}"}
         for url in urls.values():
             wait_http(url)
         etags = {name: urllib.request.urlopen(url).headers["ETag"] for name, url in urls.items()}
         rows = []
+        reached_api = 0
         for name, conditional in ((f"cached GET, {target.bytes // 1024} KB {target.format}", False), ("304 revalidation", True)):
             row: list[object] = [name]
             for server, url in urls.items():
+                before = api_image_requests(api_port) if server == "front" else 0
                 row += wrk(url, args.seconds, args.connections, f"If-None-Match: {etags[server]}" if conditional else None)
+                reached_api += api_image_requests(api_port) - before if server == "front" else 0
             rows.append(row)
+        api_total = api_image_requests(api_port)
     finally:
         subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False)
-        for proc in (api, bare):
+        for proc in (api, bare, front):
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {os.cpu_count()} cores; API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, "
           f"local storage, SQLite catalog; bare: bench/bare_origin.py under the same gunicorn settings; "
-          f"nginx: 2 workers, sendfile, same folder")
-    print("| request | ours req/s | ours p99 ms | bare WSGI req/s | bare p99 ms | nginx req/s | nginx p99 ms | ours / nginx | bare / nginx |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, our_rate, our_p99, bare_rate, bare_p99, nginx_rate, nginx_p99 in rows:
-        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {bare_rate:,.0f} | {bare_p99:.1f} | {nginx_rate:,.0f} | "
-              f"{nginx_p99:.1f} | {our_rate / nginx_rate:.2f}x | {bare_rate / nginx_rate:.2f}x |")
+          f"front: `media-pipeline nginx-config` (local shape, worker_processes auto) before the API; "
+          f"nginx: 2 workers, sendfile, open_file_cache, same folder")
+    print("| request | API req/s | API p99 ms | bare WSGI req/s | bare p99 ms | front req/s | front p99 ms | nginx req/s | nginx p99 ms "
+          "| API / nginx | bare / nginx | front / nginx | front p99 / nginx p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, our_rate, our_p99, bare_rate, bare_p99, front_rate, front_p99, nginx_rate, nginx_p99 in rows:
+        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {bare_rate:,.0f} | {bare_p99:.1f} | {front_rate:,.0f} | {front_p99:.1f} | "
+              f"{nginx_rate:,.0f} | {nginx_p99:.1f} | {our_rate / nginx_rate:.2f}x | {bare_rate / nginx_rate:.2f}x | "
+              f"{front_rate / nginx_rate:.2f}x | {front_p99 / nginx_p99:.2f}x |")
+    print(f"image requests that reached the API during the front's runs: {reached_api:.0f} (its own runs: {api_total:,.0f})")
     shutil.rmtree(work, ignore_errors=True)
 
 
