@@ -233,6 +233,13 @@ def _cache_locations() -> list[str]:
         "    proxy_cache_background_update on;",
         "    proxy_cache_revalidate on;",
         "    proxy_cache_valid 404 410 500 502 503 504 2s;  # errors without their own Cache-Control",
+        "    if_modified_since before;  # as the app: not modified since any date at or after the object's",
+        # Range requests go to the app, uncached, as in the local shape: nginx's 416 would carry the
+        # cached answer's year of Cache-Control. With a cache, nginx drops Range upstream: put it back.
+        "    proxy_cache_bypass $http_range;",
+        "    proxy_no_cache $http_range;",
+        "    proxy_set_header Range $http_range;",
+        "    proxy_set_header If-Range $http_if_range;",
         "    add_header X-Cache-Status $upstream_cache_status always;",
         "}",
     ]

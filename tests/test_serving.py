@@ -7,7 +7,6 @@ import dataclasses
 
 import threading
 import urllib.request
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -33,16 +32,25 @@ def app_origin(services: Any) -> Any:
     return create_app(services.settings, services).test_client()
 
 
-@pytest.fixture(params=["app", "front"])
-def origin(request: Any, app_origin: Any, services: Any, tmp_path: Path) -> Iterator[Any]:
-    """Each serving test twice: the app alone, and over HTTP through the generated nginx front
-    (the local-storage shape: immutable URLs from the folder, the rest from the app)."""
+@pytest.fixture(params=["app", "front", "front-s3"])
+def origin(request: Any, app_origin: Any, services: Any) -> Iterator[Any]:
+    """Each serving test three times: the app alone, and over HTTP through the generated nginx
+    front in both shapes: local storage (immutable URLs from the folder, the rest from the app)
+    and S3 storage (every image URL through nginx's cache)."""
     if request.param == "app":
         yield app_origin
         return
-    server = AppServer(app_origin.application)
+    app = app_origin.application
+    if request.param == "front-s3":
+        from media_pipeline.storage.s3 import S3Storage
+        from media_pipeline.web import create_app
+
+        services.settings = request.getfixturevalue("s3_settings").replace(signing_keys=services.settings.signing_keys)
+        services.storage = S3Storage.from_settings(services.settings)
+        app = create_app(services.settings, services)
+    server = AppServer(app)
     try:
-        nginx = NginxFront(services.settings, server.port, tmp_path / "front")
+        nginx = NginxFront(services.settings, server.port)
     except BaseException:
         server.stop()
         raise
