@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config.settings import Settings  # noqa: E402
-from media_pipeline import nginx, service  # noqa: E402
-from media_pipeline.models import OUTPUT_CONTENT_TYPES  # noqa: E402
+from media_pipeline import nginx, service, signing  # noqa: E402
+from media_pipeline.models import OUTPUT_CONTENT_TYPES, Photo  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
-from media_pipeline.service import SpooledUpload, build_services  # noqa: E402
+from media_pipeline.service import Services, SpooledUpload, build_services  # noqa: E402
 
+SIGNING_KEY = "bench-signing-key-0123456789"
 PHOTO = REPO.parent / "shared" / "testdata" / "camera-exif" / "IMG_9424.JPG"
 
 
@@ -88,11 +89,39 @@ def api_image_requests(port: int) -> float:
     return sum(float(v) for v in re.findall(r'^mp_http_requests_total\{[^}]*route="/i/[^"]*"[^}]*\} ([\d.e+]+)$', text, re.M))
 
 
+def first_requests(base: str, services: Services, photo: Photo, count: int) -> str:
+    """Misses through the front: ``count`` signed on-demand URLs no one asked for before, 4 at a
+    time; each must be rendered once (the catalog gains exactly ``count`` renditions)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    existing = {(r.width, r.format) for r in photo.renditions}
+    widths = [w for w in services.settings.ondemand_width_list if w <= photo.original_width]
+    wanted = [(w, f) for f in ("webp", "avif", "jpeg") for w in widths if (w, f) not in existing][:count]
+    paths = [signing.signed_path(f"/i/{photo.id}/{w}.{'jpg' if f == 'jpeg' else f}", SIGNING_KEY.encode())
+             for w, f in wanted]
+    before = len(services.catalog.all_renditions(photo.id))
+
+    def fetch(path: str) -> float:
+        started = time.perf_counter()
+        with urllib.request.urlopen(base + path, timeout=120) as response:
+            response.read()
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        took = sorted(pool.map(fetch, paths))
+    wall = time.perf_counter() - started
+    made = len(services.catalog.all_renditions(photo.id)) - before
+    return (f"misses through the front: {len(paths)} first requests for signed on-demand renditions, 4 at a time: "
+            f"{len(paths) / wall:.1f}/s, p50 {took[len(took) // 2]:.0f} ms, max {took[-1]:.0f} ms; renditions made: {made}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--api-workers", type=int, default=4)
+    parser.add_argument("--misses", type=int, default=12, help="first requests for on-demand renditions through the front")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -100,7 +129,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mp-origin-"))
     work.chmod(0o755)  # nginx's workers run as another user
-    settings = Settings.from_env({}, data_dir=work / "var", access_log="", api_workers=args.api_workers, log_level="WARNING")
+    settings = Settings.from_env({}, data_dir=work / "var", access_log="", api_workers=args.api_workers, log_level="WARNING",
+                                 signing_keys=SIGNING_KEY)
     services = build_services(settings, queue=RecordingQueue())
     data = PHOTO.read_bytes() if PHOTO.exists() else None
     if data is None:
@@ -162,6 +192,7 @@ http {{
                 reached_api += api_image_requests(api_port) - before if server == "front" else 0
             rows.append(row)
         api_total = api_image_requests(api_port)
+        misses = first_requests(f"http://127.0.0.1:{front_port}", services, photo, args.misses)
     finally:
         subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False)
         for proc in (api, bare, front):
@@ -179,6 +210,7 @@ http {{
               f"{nginx_rate:,.0f} | {nginx_p99:.1f} | {our_rate / nginx_rate:.2f}x | {bare_rate / nginx_rate:.2f}x | "
               f"{front_rate / nginx_rate:.2f}x | {front_p99 / nginx_p99:.2f}x |")
     print(f"image requests that reached the API during the front's runs: {reached_api:.0f} (its own runs: {api_total:,.0f})")
+    print(misses)
     shutil.rmtree(work, ignore_errors=True)
 
 
