@@ -169,6 +169,7 @@ def _local_locations(front: Front) -> list[str]:
         # Range requests go to the app: nginx adds this location's headers before its range filter
         # decides on a 416, so its 416 would carry a year of Cache-Control instead of the app's
         # no-store JSON. Browsers do not ask for parts of images; HEAD and 304s stay here.
+        "    # Range requests go to the app, whose 416 is no-store JSON (nginx's would carry this location's headers).",
         "    error_page 418 = @app;",
         '    if ($http_range) { return 418; }',
         f'    add_header Cache-Control "{IMMUTABLE}";',
@@ -221,7 +222,7 @@ def _cache_locations() -> list[str]:
         "location /i/ {",
         "    proxy_pass http://media_pipeline_app;",
         f"    proxy_cache {CACHE_ZONE};",
-        '    proxy_cache_key "$uri$is_args$args|$mp_accept_class";  # as cache_key() below',
+        '    proxy_cache_key "$uri$is_args$args|$mp_accept_class";  # media_pipeline/front.py cache_key() computes it to purge',
         # proxy_set_header in a location drops every one inherited from the server: all again.
         *PROXY_HEADERS,
         "    proxy_set_header Accept $mp_accept;",
@@ -236,6 +237,7 @@ def _cache_locations() -> list[str]:
         "    if_modified_since before;  # as the app: not modified since any date at or after the object's",
         # Range requests go to the app, uncached, as in the local shape: nginx's 416 would carry the
         # cached answer's year of Cache-Control. With a cache, nginx drops Range upstream: put it back.
+        "    # Range requests go to the app, uncached, whose 416 is no-store JSON.",
         "    proxy_cache_bypass $http_range;",
         "    proxy_no_cache $http_range;",
         "    proxy_set_header Range $http_range;",
