@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (and on a fresh machine, install) PostgreSQL, Redis and RabbitMQ on their default ports,
-# and install Debian's Chromium for the browser test.
+# and install Debian's Chromium for the browser test and nginx for the front's tests.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -36,5 +36,11 @@ if ! port_open 5672; then
 fi
 # Debian's Chromium for the /ui browser test (Playwright drives it; it downloads no browser).
 need chromium chromium
+# nginx for the front's tests (tests/test_front.py, tests/test_serving.py): they start it themselves
+# on a loopback port with a temporary prefix. Debian's package may start its own server on :80.
+if ! command -v nginx >/dev/null 2>&1; then
+  need nginx nginx-light
+  if [ -f /run/nginx.pid ]; then nginx -s stop || true; fi
+fi
 
 echo "services: redis :6379, postgresql :5432, rabbitmq :5672 are up"

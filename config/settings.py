@@ -58,6 +58,8 @@ class Settings:
     serve_mode: str = _setting("stream", "MP_SERVE_MODE", "`stream` bodies from storage, or `redirect` to a presigned S3 URL (S3 backend only).")
     presign_seconds: int = _setting(3600, "MP_PRESIGN_SECONDS", "Lifetime of presigned URLs in `redirect` mode.")
     rendition_keep_seconds: int = _setting(86400, "MP_RENDITION_KEEP_SECONDS", "How long renditions dropped by a preset change stay servable before cleanup deletes them (URLs in clients' caches keep working meanwhile).")
+    purge_url: str = _setting("", "MP_PURGE_URL", "Where deleting a photo sends a signed `POST {\"tags\": [...], \"urls\": [...]}` to purge it from the CDN (queued in the catalog, retried with backoff until a 2xx); empty for none.")
+    purge_secret: str = _setting("", "MP_PURGE_SECRET", "Secret (16+ characters) the purge POST is signed with: `X-MP-Signature: sha256=<hex HMAC-SHA256 of the body>`. Required with MP_PURGE_URL.")
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
@@ -85,6 +87,7 @@ class Settings:
     cors_origins: str = _setting("", "MP_CORS_ORIGINS", "Comma-separated web origins (e.g. `https://app.example.com`) allowed to call /v1 from a browser; `*` for any; empty for none.")
     host: str = _setting("127.0.0.1", "MP_HOST", "Address the API binds to (loopback only while MP_API_KEYS is empty).")
     port: int = _setting(8080, "MP_PORT", "Port the API binds to.")
+    front_listen: str = _setting("127.0.0.1:8081", "MP_FRONT_LISTEN", "Address `media-pipeline serve --front nginx` and `nginx-config` have nginx listen on (host:port); the API stays on MP_HOST:MP_PORT behind it.")
     api_workers: int = _setting(2, "MP_API_WORKERS", "gunicorn worker processes for the API.")
     api_threads: int = _setting(4, "MP_API_THREADS", "Threads per API process (gunicorn gthread workers, which keep connections alive for a CDN).")
     access_log: str = _setting("-", "MP_ACCESS_LOG", "gunicorn access log: `-` for stdout, a file path, or empty for none.")
@@ -100,6 +103,11 @@ class Settings:
     @property
     def effective_catalog_url(self) -> str:
         return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def front_dir(self) -> Path:
+        """The nginx front's pid file, temp folders, logs and (S3 storage) proxy cache."""
+        return self.data_dir / "front"
 
     @property
     def broker_dir(self) -> Path:
@@ -238,6 +246,11 @@ class Settings:
             problems.append("MP_LOG_FORMAT must be text or json")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("MP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.purge_url and (not self.purge_url.startswith(("http://", "https://")) or len(self.purge_secret) < 16):
+            problems.append("MP_PURGE_URL must be an http(s) URL, with MP_PURGE_SECRET of 16+ characters")
+        host, _, port = self.front_listen.rpartition(":")
+        if not host or not port.isdecimal():
+            problems.append("MP_FRONT_LISTEN must be host:port")
         if self.public_base_url.endswith("/"):
             problems.append("MP_PUBLIC_BASE_URL must not end with /")
         try:

@@ -1,4 +1,4 @@
-"""``media-pipeline`` commands: serve, api, worker, render, migrate, settings."""
+"""``media-pipeline`` commands: serve, api, worker, render, migrate, settings, nginx-config."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="API and worker together on embedded defaults; Ctrl-C stops both")
     _server_options(serve)
+    serve.add_argument("--front", choices=["nginx"], help="also run the nginx front on MP_FRONT_LISTEN (nginx must be installed)")
+    front = sub.add_parser("nginx-config", help="print the nginx front's configuration for the current settings")
+    front.add_argument("--listen", help="host:port nginx listens on (default MP_FRONT_LISTEN)")
+    front.add_argument("--upstream", help="the API, e.g. http://127.0.0.1:8080 (default MP_HOST:MP_PORT)")
+    front.add_argument("--data-dir", type=Path, help="the data folder the settings name (storage, the front's runtime files)")
     api = sub.add_parser("api", help="the HTTP API under gunicorn")
     _server_options(api)
     worker = sub.add_parser("worker", help="a Celery worker")
@@ -87,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "migrate-catalog": _migrate_catalog,
         "sign": _sign,
+        "nginx-config": _nginx_config,
         "reprocess": _reprocess,
         "cleanup": _cleanup,
         "reconcile": _reconcile,
@@ -115,18 +121,42 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     make_catalog(settings).migrate()  # once, before two processes race to do it
     env = {**os.environ, **settings.as_env()}
     me = [sys.executable, "-m", "media_pipeline.cli"]
+    front: list[str] = []
+    if args.front == "nginx":
+        from media_pipeline import nginx
+
+        try:
+            front = nginx.command(nginx.find_nginx(), nginx.prepare(nginx.front_for(settings, run_as_me=True)))
+        except nginx.NginxMissing as exc:
+            print(f"media-pipeline: --front nginx: {exc}", file=sys.stderr)
+            return 2
     children = {
         "API": [*me, "api"],
         "worker": [*me, "worker"],
         # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
         "reconciler": [*me, "reconcile", "--every", "60"],
     }
+    if front:
+        children["nginx front"] = front
 
     def started() -> None:
         print(f"media-pipeline: API on http://{settings.bind_host}:{settings.port}, data in {settings.data_dir.resolve()}",
               flush=True)
+        if front:
+            print(f"media-pipeline: nginx front on http://{settings.front_listen}", flush=True)
 
     return Supervisor(children, env).run(on_started=started)
+
+
+def _nginx_config(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline import front, nginx
+
+    try:
+        print(front.render(nginx.front_for(settings, listen=args.listen, upstream=args.upstream)), end="")
+    except ValueError as exc:
+        print(f"media-pipeline: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _api_key(name: str) -> int:
@@ -423,6 +453,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.errors import MediaPipelineError
+    from media_pipeline.purging import deliver_due
     from media_pipeline.service import build_services, reconcile
     from workers.celery_app import make_queue
 
@@ -432,6 +463,9 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             requeued, abandoned = reconcile(services)
             if not args.every or requeued or abandoned:
                 print(f"re-enqueued {requeued}, abandoned {abandoned}", flush=True)
+            sent, failed = deliver_due(services)  # CDN purges the deleting process could not send
+            if sent or failed:
+                print(f"purges sent {sent}, not acknowledged {failed}", flush=True)
         except MediaPipelineError as exc:  # a backend is down: try again next round
             print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             if not args.every:

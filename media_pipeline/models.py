@@ -175,6 +175,7 @@ class Rendition:
 class RenditionLookup:
     original_width: int
     renditions: tuple[Rendition, ...]
+    owner: str | None = None  # for the cache tags on the answer
 
     def find(self, fmt: str) -> Rendition | None:
         return next((r for r in self.renditions if r.format == fmt), None)

@@ -414,15 +414,20 @@ def fail_photo(services: Services, photo_id: str, code: str, message: str) -> No
 
 
 def delete_photo(services: Services, photo_id: str) -> bool:
-    """Remove the original, every rendition, its index entries and the catalog rows. ``False``
-    if there was no such photo."""
+    """Remove the original, every rendition, its index entries and the catalog rows, and purge
+    it from the caches in front (purging.py). ``False`` if there was no such photo."""
     photo = services.catalog.get_photo(photo_id)
     if photo is None:
         return False
+    from media_pipeline import purging  # it builds on this module
+
+    cached = purging.before_delete(services, photo)
     services.hash_index.remove(photo_id)
     services.feature_index.remove(photo_id)
     _delete_objects(services, photo_id, photo.original_key)
-    return services.catalog.delete_photo(photo_id)
+    deleted = services.catalog.delete_photo(photo_id)
+    purging.after_delete(services, cached)
+    return deleted
 
 
 def _delete_objects(services: Services, photo_id: str, key: str) -> None:

@@ -8,6 +8,7 @@ import http.client
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from media_pipeline.supervisor import GRACE_SECONDS
 from tests import images
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, require
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +47,11 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
     return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
 
-def start(tmp_path: Path, command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+def start(tmp_path: Path, command: list[str], env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """``command`` in a process group of its own, as a terminal or a supervisor starts it, with
     the service on a free port and data in ``tmp_path``; returns once the API answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MP_")} | {"MP_PORT": str(port)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MP_")} | {"MP_PORT": str(port)} | (env_extra or {})
     with open(tmp_path / "serve.log", "wb") as log:
         proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -118,6 +119,36 @@ def test_serve_runs_api_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             raise
     assert code == 0, (tmp_path / "serve.log").read_text()
     assert_nothing_left(tree, "serve left processes behind")
+
+
+def test_serve_with_the_nginx_front_serves_renditions_through_it_and_stops_it(tmp_path: Path) -> None:
+    if shutil.which("nginx") is None:
+        require(False, "nginx (apt-get install nginx-light)")
+    front = free_port()
+    proc, port = start(tmp_path, [*serve_command(tmp_path), "--front", "nginx"], {"MP_FRONT_LISTEN": f"127.0.0.1:{front}"})
+    tree = service_tree(proc.pid)
+    try:
+        status, _, body = request(front, "POST", "/v1/photos", images.jpeg(images.scene(500, 400)), {"Content-Type": "image/jpeg"})
+        assert status == 202, body
+        photo_id = json.loads(body)["id"]
+        deadline = time.monotonic() + 90
+        while (photo := json.loads(request(front, "GET", f"/v1/photos/{photo_id}")[2]))["status"] not in ("ready", "failed"):
+            assert time.monotonic() < deadline, photo
+            time.sleep(0.3)
+        url = photo["renditions"][0]["url"]
+        status, headers, data = request(front, "GET", url)
+        assert status == 200 and headers["server"] == "nginx" and data == request(port, "GET", url)[2]
+        tree = service_tree(proc.pid)
+        assert len([p for p in tree.values() if p.ppid == proc.pid]) == 4  # API, worker, reconciler, nginx
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+    stop_and_check(proc, tree, tmp_path)
+
+
+def test_serve_front_nginx_says_so_when_nginx_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MP_")} | {"PATH": str(Path(sys.executable).parent)}
+    run = subprocess.run([*serve_command(tmp_path), "--front", "nginx"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "no nginx binary on PATH" in run.stderr
 
 
 def test_make_run_stops_every_process_on_a_sigterm_to_its_group(tmp_path: Path) -> None:

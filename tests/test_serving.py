@@ -7,20 +7,22 @@ import dataclasses
 
 import threading
 import urllib.request
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from media_pipeline import service, signing
 from media_pipeline.models import Preset
 from tests import images
+from tests.front import AppServer, NginxFront
 
 KEY_NEW = "new-signing-key-0123456789"
 KEY_OLD = "old-signing-key-0123456789"
 
 
 @pytest.fixture
-def origin(services: Any) -> Any:
+def app_origin(services: Any) -> Any:
+    """The app alone, through Flask's test client."""
     from media_pipeline.web import create_app
 
     services.settings = services.settings.replace(signing_keys=f"{KEY_NEW},{KEY_OLD}")
@@ -28,6 +30,33 @@ def origin(services: Any) -> Any:
     # preset's on-demand WebP has its own test below.
     services.preset = dataclasses.replace(services.preset, eager_formats=())
     return create_app(services.settings, services).test_client()
+
+
+@pytest.fixture(params=["app", "front", "front-s3"])
+def origin(request: Any, app_origin: Any, services: Any) -> Iterator[Any]:
+    """Each serving test three times: the app alone, and over HTTP through the generated nginx
+    front in both shapes: local storage (immutable URLs from the folder, the rest from the app)
+    and S3 storage (every image URL through nginx's cache)."""
+    if request.param == "app":
+        yield app_origin
+        return
+    app = app_origin.application
+    if request.param == "front-s3":
+        from media_pipeline.storage.s3 import S3Storage
+        from media_pipeline.web import create_app
+
+        services.settings = request.getfixturevalue("s3_settings").replace(signing_keys=services.settings.signing_keys)
+        services.storage = S3Storage.from_settings(services.settings)
+        app = create_app(services.settings, services)
+    server = AppServer(app)
+    try:
+        nginx = NginxFront(services.settings, server.port)
+    except BaseException:
+        server.stop()
+        raise
+    yield nginx.client
+    nginx.stop()
+    server.stop()
 
 
 def ready_photo(client: Any, services: Any, width: int = 1200, height: int = 800) -> dict[str, Any]:
@@ -68,6 +97,22 @@ def test_conditional_requests_answer_304(origin: Any, services: Any) -> None:
         assert again.headers["ETag"] == etag and "immutable" in again.headers["Cache-Control"]
     assert origin.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
     assert origin.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}).status_code == 200
+
+
+def test_image_answers_carry_cache_tags_for_the_photo_and_its_owner(origin: Any, services: Any) -> None:
+    owner = "Ann Smith, ltd"
+    pid = origin.post("/v1/photos", data=images.jpeg(images.scene(700, 500)), headers={"X-Owner": owner}).get_json()["id"]
+    assert service.process_photo(services, pid) is service.Outcome.DONE
+    url = rendition(origin.get(f"/v1/photos/{pid}").get_json(), 320, "webp")["url"]
+    both = [f"photo-{pid}", "owner-Ann%20Smith%2C%20ltd"]
+    for response in (origin.get(f"/i/{pid}/320.webp"), origin.get(f"/i/{pid}/320", headers={"Accept": "image/webp"}),
+                     origin.get(f"/i/{pid}/320.webp", headers={"If-None-Match": "*"})):
+        assert response.status_code in (200, 304)
+        assert response.headers["Surrogate-Key"].split(" ") == both and response.headers["Cache-Tag"].split(",") == both
+    immutable = origin.get(url)
+    # nginx sends the immutable files itself and knows only what the URL says: the photo.
+    assert immutable.headers["Surrogate-Key"].split(" ")[0] == f"photo-{pid}" == immutable.headers["Cache-Tag"].split(",")[0]
+    assert origin.get(f"/i/{pid}/999.webp").headers.get("Surrogate-Key") is None  # errors carry none
 
 
 def test_head_has_the_headers_and_no_body(origin: Any, services: Any) -> None:
@@ -166,7 +211,8 @@ def test_formats_not_made_eagerly_are_rendered_on_demand(services: Any) -> None:
     assert client.get(f"/i/{pid}/640", headers={"Accept": "image/webp"}).headers["Content-Type"] == "image/webp"
 
 
-def test_concurrent_first_requests_render_once(origin: Any, services: Any) -> None:
+def test_concurrent_first_requests_render_once(app_origin: Any, services: Any) -> None:
+    origin = app_origin
     pid = ready_photo(origin, services)["id"]
     path = signed(f"/i/{pid}/828.avif")
     bodies: list[bytes] = []
@@ -249,10 +295,11 @@ def test_s3_backend_streams_ranges_too(s3_settings: Any, queue: Any) -> None:
     assert part.headers["Content-Range"] == f"bytes 10-19/{len(whole)}"
 
 
-def test_immutable_gets_are_answered_below_flask_exactly_as_flask_would(origin: Any, services: Any) -> None:
+def test_immutable_gets_are_answered_below_flask_exactly_as_flask_would(app_origin: Any, services: Any) -> None:
     """web/fastpath.py answers versioned GET/HEAD without Flask; a query string sends the same
     request through the Flask route. Both must give the same status, headers and bytes, and the
     fast path must really be the one answering (the Flask view is made to fail to show it)."""
+    origin = app_origin
     photo = ready_photo(origin, services)
     url = rendition(photo, 640, "webp")["url"]
     etag = origin.get(url + "?via=flask").headers["ETag"]

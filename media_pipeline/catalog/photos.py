@@ -141,7 +141,7 @@ class PhotoStore(SqlDatabase):
 
     def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None) -> RenditionLookup | None:
         with self._tx(write=False) as cur:
-            rows = cur.fetchall("SELECT status, original_width FROM photos WHERE id = ?", (photo_id,))
+            rows = cur.fetchall("SELECT status, original_width, owner FROM photos WHERE id = ?", (photo_id,))
             if not rows or rows[0][0] != PhotoStatus.READY.value:
                 return None
             if spec is None:
@@ -152,7 +152,7 @@ class PhotoStore(SqlDatabase):
                 found = cur.fetchall(
                     f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND spec = ? AND width = ?", (photo_id, spec, width)
                 )
-        return RenditionLookup(original_width=rows[0][1], renditions=tuple(_rendition(r) for r in found))
+        return RenditionLookup(original_width=rows[0][1], renditions=tuple(_rendition(r) for r in found), owner=rows[0][2])
 
     def add_rendition(self, photo_id: str, rendition: Rendition) -> bool:
         with self._tx() as cur:

@@ -204,6 +204,24 @@ MIGRATIONS = MIGRATIONS + (
     ),
 )
 
+# 7: the purge outbox (catalog/purge_outbox.py): CDN purges owed after a DELETE, until acknowledged.
+MIGRATIONS = MIGRATIONS + (
+    (
+        7,
+        (
+            """CREATE TABLE purge_outbox (
+                id TEXT PRIMARY KEY,
+                body TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_at DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                last_error TEXT
+            )""",
+            "CREATE INDEX purge_outbox_next_at ON purge_outbox (next_at)",
+        ),
+    ),
+)
+
 
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""

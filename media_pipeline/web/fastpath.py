@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from werkzeug.http import parse_date, parse_etags, remove_entity_headers
 
-from media_pipeline import metrics
+from media_pipeline import metrics, purge
 from media_pipeline.errors import MediaPipelineError
 from media_pipeline.models import EXTENSION_FORMATS
 from media_pipeline.service import IMMUTABLE, Services
@@ -61,7 +61,7 @@ class ImmutableRenditions:
         if rendition is None:
             return None
         info = self.services.storage.stat(rendition.key)
-        headers = list(object_headers(info, IMMUTABLE).items())
+        headers = list(object_headers(info, IMMUTABLE, tags=purge.tags(photo_id, lookup.owner if lookup else None)).items())
         if not_modified(info, parse_etags(environ.get("HTTP_IF_NONE_MATCH")), parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))):
             remove_entity_headers(headers)  # as werkzeug does for Flask's 304s (RFC 9110 15.4.5)
             return "304 Not Modified", headers, []

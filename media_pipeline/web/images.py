@@ -15,14 +15,14 @@ from __future__ import annotations
 import bisect
 import threading
 from datetime import datetime
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.datastructures import ETags
 from werkzeug.http import http_date, parse_accept_header
 from werkzeug.wsgi import wrap_file
 
-from media_pipeline import service, signing
+from media_pipeline import purge, service, signing
 from media_pipeline.errors import NotFound
 from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, Rendition
 from media_pipeline.service import Services
@@ -45,8 +45,8 @@ def versioned(photo_id: str, spec: str, name: str) -> Response:
     width, fmt = _parse_name(name)
     if fmt is None:
         raise NotFound("no such rendition")
-    rendition = _resolve(photo_id, width, (fmt,), spec=spec, signed=False)
-    return _serve(rendition, service.IMMUTABLE, vary=None)
+    rendition, owner = _resolve(photo_id, width, (fmt,), spec=spec, signed=False)
+    return _serve(rendition, service.IMMUTABLE, vary=None, tags=purge.tags(photo_id, owner))
 
 
 @bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
@@ -54,10 +54,10 @@ def stable(photo_id: str, name: str) -> Response:
     width, fmt = _parse_name(name)
     signed = _signature_ok()
     candidates = (fmt,) if fmt else _acceptable_formats()
-    rendition = _resolve(photo_id, width, candidates, spec=None, signed=signed)
+    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed)
     max_age = services().settings.stable_max_age
     cache = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
-    return _serve(rendition, cache, vary=None if fmt else "Accept")
+    return _serve(rendition, cache, vary=None if fmt else "Accept", tags=purge.tags(photo_id, owner))
 
 
 # --------------------------------------------------------------------------- resolution
@@ -81,7 +81,8 @@ def _signature_ok() -> bool:
     return bool(signature and keys and signing.verify(request.path, signature, keys))
 
 
-def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool) -> Rendition:
+def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool) -> tuple[Rendition, str | None]:
+    """The rendition to answer with, and the photo's owner (for its cache tags)."""
     svc = services()
     if not service.is_photo_id(photo_id):
         raise NotFound("no such rendition")
@@ -96,15 +97,15 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
     for fmt in formats:  # the client's preference among what exists
         found = lookup.find(fmt)
         if found is not None and (not signed or fmt == formats[0]):
-            return found
+            return found, lookup.owner
     if signed and spec is None:
         rendered = _render_once(photo_id, width, formats[0])
         if rendered is not None:
-            return rendered
+            return rendered, lookup.owner
     for fmt in formats:
         found = lookup.find(fmt)
         if found is not None:
-            return found
+            return found, lookup.owner
     raise NotFound("no such rendition")
 
 
@@ -130,8 +131,9 @@ def _render_once(photo_id: str, width: int, fmt: str) -> Rendition | None:
 
 
 # --------------------------------------------------------------------------- HTTP
-def object_headers(info: ObjectInfo, cache_control: str, vary: str | None = None) -> dict[str, str]:
-    """The headers every answer for a stored rendition carries (the 304 too)."""
+def object_headers(info: ObjectInfo, cache_control: str, vary: str | None = None, tags: Sequence[str] = ()) -> dict[str, str]:
+    """The headers every answer for a stored rendition carries (the 304 too), with the cache tags
+    a CDN purges by (Surrogate-Key for Fastly and Akamai, Cache-Tag for Cloudflare)."""
     headers = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": http_date(info.last_modified),
@@ -141,6 +143,7 @@ def object_headers(info: ObjectInfo, cache_control: str, vary: str | None = None
     }
     if vary:
         headers["Vary"] = vary
+    headers.update(purge.surrogate_headers(tags))
     return headers
 
 
@@ -151,10 +154,10 @@ def not_modified(info: ObjectInfo, if_none_match: ETags, if_modified_since: date
     return if_modified_since is not None and int(info.last_modified) <= if_modified_since.timestamp()
 
 
-def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Response:
+def _serve(rendition: Rendition, cache_control: str, vary: str | None, tags: Sequence[str]) -> Response:
     svc = services()
     info = svc.storage.stat(rendition.key)
-    headers = object_headers(info, cache_control, vary)
+    headers = object_headers(info, cache_control, vary, tags)
     if not_modified(info, request.if_none_match, request.if_modified_since):
         return Response(status=304, headers=headers)
     if svc.settings.serve_mode == "redirect" and hasattr(svc.storage, "presigned_url"):
@@ -163,6 +166,7 @@ def _serve(rendition: Rendition, cache_control: str, vary: str | None) -> Respon
         response.headers["Cache-Control"] = f"public, max-age={svc.settings.presign_seconds // 2}"
         if vary:
             response.headers["Vary"] = vary
+        response.headers.update(purge.surrogate_headers(tags))
         return response
     byte_range = _byte_range(info)
     if byte_range == "unsatisfiable":

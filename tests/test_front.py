@@ -1,0 +1,214 @@
+"""The nginx front (`media-pipeline nginx-config`), run for real: nginx answers hits and
+revalidations without the app, the app answers everything else, deleted photos are gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from media_pipeline import cli, front, nginx, service, signing
+from tests import images
+from tests.conftest import REPO
+from tests.front import AppServer, NginxFront, PurgeHook
+
+SIGNING_KEY = "front-signing-key-0123456789"
+
+Calls = list[str]
+
+
+def counting(app: Any, calls: Calls) -> Callable[..., Any]:
+    """The WSGI app, recording every request that reaches Python."""
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        calls.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return app(environ, start_response)
+    return wsgi
+
+
+@pytest.fixture
+def through_front(services: Any, tmp_path: Path) -> Iterator[tuple[Any, AppServer, Calls, NginxFront]]:
+    from media_pipeline.web import create_app
+
+    calls: Calls = []
+    server = AppServer(counting(create_app(services.settings, services), calls))
+    try:
+        proxy = NginxFront(services.settings, server.port, tmp_path / "front")
+    except BaseException:
+        server.stop()
+        raise
+    yield proxy.client, server, calls, proxy
+    proxy.stop()
+    server.stop()
+
+
+def ready_photo(client: Any, services: Any, owner: str | None = None) -> dict[str, Any]:
+    headers = {"X-Owner": owner} if owner else {}
+    photo_id = client.post("/v1/photos", data=images.jpeg(images.scene(900, 600, seed=3)), headers=headers).get_json()["id"]
+    assert service.process_photo(services, photo_id) is service.Outcome.DONE
+    return client.get(f"/v1/photos/{photo_id}").get_json()
+
+
+def test_nginx_config_prints_the_local_shape_and_nginx_accepts_it(settings: Any, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["nginx-config", "--data-dir", str(settings.data_dir), "--listen", "127.0.0.1:9001",
+                     "--upstream", "http://127.0.0.1:9000"]) == 0
+    text = capsys.readouterr().out
+    objects = (settings.effective_storage_dir / "objects").resolve()
+    assert "listen 127.0.0.1:9001;" in text and "server 127.0.0.1:9000;" in text
+    assert f"root {objects};" in text and "try_files /renditions/$photo/$spec/$name @app;" in text
+    assert "proxy_cache " not in text
+    _nginx_accepts(text, settings, tmp_path)
+
+
+def test_nginx_config_for_s3_storage_is_the_cache_shape(settings: Any, tmp_path: Path) -> None:
+    s3 = settings.replace(storage_backend="s3", s3_bucket="media")
+    text = front.render(nginx.front_for(s3, listen="127.0.0.1:9001", upstream="127.0.0.1:9000"))
+    for directive in ("proxy_cache media_pipeline;", "proxy_cache_lock on;", "proxy_cache_background_update on;",
+                      "proxy_cache_revalidate on;", "proxy_cache_use_stale updating error timeout",
+                      "add_header X-Cache-Status $upstream_cache_status always;"):
+        assert directive in text
+    assert "try_files" not in text
+    _nginx_accepts(text, s3, tmp_path)
+
+
+def test_nginx_config_refuses_a_bad_upstream(settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["nginx-config", "--data-dir", str(settings.data_dir), "--upstream", "nowhere"]) == 2
+    assert "upstream" in capsys.readouterr().err
+
+
+def _nginx_accepts(text: str, settings: Any, tmp_path: Path) -> None:
+    try:
+        binary = nginx.find_nginx()
+    except nginx.NginxMissing:
+        from tests.conftest import require
+
+        require(False, "nginx")
+        return
+    config = nginx.front_for(settings, runtime_dir=tmp_path / "t", run_as_me=True)
+    nginx.prepare(config)  # the folders the text names
+    conf = tmp_path / "t" / "printed.conf"
+    conf.write_text(text.replace(str(settings.front_dir.resolve()), str(config.runtime_dir)))
+    run = subprocess.run([binary, "-t", "-p", str(conf.parent), "-c", str(conf), "-e", "stderr"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_hits_revalidations_and_heads_never_reach_the_app(through_front: Any, services: Any) -> None:
+    client, _, calls, _ = through_front
+    photo = ready_photo(client, services)
+    url = next(r["url"] for r in photo["renditions"] if r["width"] == 640 and r["format"] == "avif")
+    stored = services.storage.get("renditions/" + url.removeprefix("/i/"))
+    calls.clear()
+    first = client.get(url)
+    assert first.status_code == 200 and first.data == stored and first.headers["Content-Type"] == "image/avif"
+    assert first.headers["Surrogate-Key"].split() == [f"photo-{photo['id']}"] == first.headers["Cache-Tag"].split()
+    assert client.head(url).headers["Content-Length"] == str(len(stored))
+    assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    assert calls == []
+    assert client.get(f"/i/{photo['id']}/640.avif").data == stored  # a stable URL is the app's
+    assert calls == [f"GET /i/{photo['id']}/640.avif"]
+
+
+def test_hits_are_served_with_the_app_down(through_front: Any, services: Any) -> None:
+    client, server, _, _ = through_front
+    photo = ready_photo(client, services)
+    url = photo["renditions"][0]["url"]
+    server.stop()
+    assert client.get(url).status_code == 200
+    assert client.get(f"/i/{photo['id']}/640.avif").status_code == 502  # what needs the catalog is gone with it
+
+
+def test_a_deleted_photo_is_404_through_the_front_at_once(through_front: Any, services: Any) -> None:
+    client, _, _, _ = through_front
+    photo = ready_photo(client, services)
+    urls = [r["url"] for r in photo["renditions"]]
+    assert all(client.get(url).status_code == 200 for url in urls)
+    assert client.delete(f"/v1/photos/{photo['id']}").status_code == 204
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 404 and response.headers["Cache-Control"] == "no-store", url
+
+
+@pytest.mark.parametrize("name, env, args", [
+    ("local.conf", {"MP_DATA_DIR": "/var/lib/media-pipeline", "MP_PUBLIC_BASE_URL": "https://cdn.example.com"}, ["--listen", "80"]),
+    ("s3.conf", {"MP_STORAGE_BACKEND": "s3", "MP_S3_BUCKET": "media", "MP_DATA_DIR": "/var/cache/nginx/mp"},
+     ["--listen", "8081", "--upstream", "http://api:8080"]),
+])
+def test_the_deploy_examples_are_what_the_command_prints(name: str, env: dict[str, str], args: list[str], monkeypatch: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for key in [k for k in os.environ if k.startswith("MP_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["nginx-config", *args]) == 0
+    assert (REPO / "deploy" / "nginx" / name).read_text().endswith("\n" + capsys.readouterr().out)
+
+
+@pytest.fixture
+def s3_front(s3_settings: Any, queue: Any) -> Iterator[tuple[Any, Any, Calls, PurgeHook]]:
+    """The cache shape in front of the app on S3 storage, with a purge hook on loopback."""
+    from media_pipeline.service import build_services
+    from media_pipeline.web import create_app
+
+    hook = PurgeHook()
+    settings = s3_settings.replace(purge_url=hook.url, purge_secret="purge-secret-0123456789", signing_keys=SIGNING_KEY)
+    services = build_services(settings, queue=queue)
+    calls: Calls = []
+    server = AppServer(counting(create_app(settings, services), calls))
+    try:
+        proxy = NginxFront(settings, server.port)
+    except BaseException:
+        server.stop()
+        hook.stop()
+        raise
+    yield proxy.client, services, calls, hook
+    proxy.stop()
+    server.stop()
+    hook.stop()
+
+
+def test_the_s3_front_caches_and_a_deleted_photo_leaves_its_cache_and_the_cdn(s3_front: Any) -> None:
+    """The cache shape, for real: misses then hits, negotiation cached per class, revalidations
+    answered by nginx; then a DELETE through the front: every URL is 404 at once (its entries are
+    gone from nginx's cache) and the purge hook receives the photo's tags."""
+    client, services, calls, hook = s3_front
+    photo = ready_photo(client, services, owner="ann")
+    pid = photo["id"]
+    immutable = next(r["url"] for r in photo["renditions"] if r["width"] == 640 and r["format"] == "avif")
+    asks = [(immutable, {}), (f"/i/{pid}/640.jpg", {}), (f"/i/{pid}/640", {"Accept": "image/avif,image/webp,*/*"}),
+            (f"/i/{pid}/640", {"Accept": "image/webp,*/*"}), (f"/i/{pid}/640", {"Accept": "*/*"})]
+    first = [client.get(url, headers=h) for url, h in asks]
+    assert [r.headers["X-Cache-Status"] for r in first] == ["MISS"] * 5
+    # The default preset makes AVIF and JPEG at ingest: a WebP browser gets JPEG, cached for its class.
+    assert [r.headers["Content-Type"] for r in first[2:]] == ["image/avif", "image/jpeg", "image/jpeg"]
+    calls.clear()
+    again = [client.get(url, headers=h) for url, h in asks]
+    again.append(client.get(f"/i/{pid}/640", headers={"Accept": "image/avif,*/*;q=0.8"}))  # another browser, same class
+    again.append(client.get(immutable, headers={"If-None-Match": first[0].headers["ETag"]}))
+    assert [r.headers["X-Cache-Status"] for r in again] == ["HIT"] * 7 and calls == []
+    assert [r.data for r in again[:5]] == [r.data for r in first] and again[5].data == first[2].data
+    assert again[6].status_code == 304
+    assert again[0].headers["Surrogate-Key"] == f"photo-{pid} owner-ann"
+
+    assert client.delete(f"/v1/photos/{pid}").status_code == 204
+    for url, h in asks:
+        gone = client.get(url, headers=h)
+        assert gone.status_code == 404 and gone.headers["Cache-Control"] == "no-store", url
+    assert hook.arrived.wait(30)
+    assert json.loads(hook.received[0][1])["tags"] == [f"photo-{pid}", "owner-ann"]
+
+
+def test_concurrent_first_requests_through_the_s3_front_reach_the_app_once(s3_front: Any) -> None:
+    client, services, calls, _ = s3_front
+    pid = ready_photo(client, services)["id"]
+    path = signing.signed_path(f"/i/{pid}/480.webp", SIGNING_KEY.encode())
+    calls.clear()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get(path), range(6)))
+    assert {(r.status_code, r.headers["Content-Type"]) for r in answers} == {(200, "image/webp")}
+    assert len({r.data for r in answers}) == 1
+    assert calls == [f"GET /i/{pid}/480.webp"]  # proxy_cache_lock: one request rendered it, the others waited
