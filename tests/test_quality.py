@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,3 +147,26 @@ def test_a_fixed_quality_keeps_the_key_it_had_before_auto_existed() -> None:
 def test_bad_auto_settings_are_refused(tmp_path: Path, avif: str) -> None:
     with pytest.raises((ValueError, KeyError)):
         write_preset(tmp_path, avif)
+
+
+# --------------------------------------------------------------------------- catalog and API
+def test_the_api_shows_each_renditions_quality_and_score(tmp_path: Path, settings: Any, queue: Any) -> None:
+    from media_pipeline import service
+    from media_pipeline.web import create_app
+
+    presets = tmp_path / "presets.toml"
+    presets.write_text(
+        "[default]\nwidths = [640, 320]\neager_formats = [\"avif\", \"jpeg\"]\n"
+        f"[default.formats.avif]\nquality = \"auto\"\ntarget = {TARGET}\nmin = 30\nmax = 90\nstart = 62\n"
+        "[default.formats.jpeg]\nquality = 80\nprogressive = true\n")
+    services = service.build_services(settings.replace(presets_file=presets), queue=queue)
+    client = create_app(services.settings, services).test_client()
+    photo_id = client.post("/v1/photos", data=images.jpeg(images.natural(900, 600, seed=6), 95)).get_json()["id"]
+    assert service.process_photo(services, photo_id) is service.Outcome.DONE
+    renditions = client.get(f"/v1/photos/{photo_id}").get_json()["renditions"]
+    assert len(renditions) == 4
+    for r in renditions:
+        if r["format"] == "avif":
+            assert 30 <= r["quality"] <= 90 and r["score"] >= TARGET, r
+        else:
+            assert (r["quality"], r["score"]) == (80, None), r
