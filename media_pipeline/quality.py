@@ -24,13 +24,13 @@ def choose(largest: pyvips.Image, enc: EncoderSettings) -> autoquality.Choice:
     """Search ``enc.auto`` on the probe cut from ``largest`` (the photo's largest level)."""
     assert enc.auto is not None
     probe = autoquality.probe_picture(largest.numpy())
-    reference = _rgb(probe)
+    reference = ssimulacra2.reference(_rgb(probe))
     picture = pyvips.Image.new_from_array(probe, interpretation="srgb")
 
     def score_at(quality: int) -> float:
         data = encode(picture, dataclasses.replace(enc, quality=quality))
         decoded = _LOADERS[enc.format](data).numpy()
-        return ssimulacra2.score(reference, _rgb(decoded))
+        return ssimulacra2.compare(reference, _rgb(decoded))
 
     return autoquality.search(score_at, enc.auto)
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -72,13 +74,17 @@ def score(original: np.ndarray, distorted: np.ndarray) -> float:
 
     With alpha, like the reference tool: the lower score of the two pictures blended on dark
     (0.1) and on light (0.9) grey."""
+    _check(original, distorted)
+    if original.shape[2] == 3:
+        return _score(original, distorted)
+    return min(_score(_blend(original, bg), _blend(distorted, bg)) for bg in (0.1, 0.9))
+
+
+def _check(original: np.ndarray, distorted: np.ndarray) -> None:
     if original.shape != distorted.shape:
         raise ValueError(f"size mismatch: {original.shape} vs {distorted.shape}")
     if original.ndim != 3 or original.shape[2] not in (3, 4) or min(original.shape[:2]) < 8:
         raise ValueError("needs HxWx3 or HxWx4 pictures of at least 8x8")
-    if original.shape[2] == 3:
-        return _score(original, distorted)
-    return min(_score(_blend(original, bg), _blend(distorted, bg)) for bg in (0.1, 0.9))
 
 
 def _blend(rgba: np.ndarray, background: float) -> np.ndarray:
@@ -88,16 +94,65 @@ def _blend(rgba: np.ndarray, background: float) -> np.ndarray:
     return pixels[:, :, :3] * alpha + (1 - alpha) * np.float32(background)
 
 
+@dataclass(frozen=True)
+class _ScaleReference:
+    """What one scale of the original contributes to every comparison."""
+
+    xyb: np.ndarray
+    mu: np.ndarray  # blurred
+    variance: np.ndarray  # blur(xyb^2) - mu^2
+    edge: np.ndarray  # 1 + |xyb - mu|
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An original prepared once for scoring many distorted versions of it (``compare``): the
+    quality search scores up to three encodes of one picture per format, and this is about 40% of
+    each score's work."""
+
+    shape: tuple[int, ...]
+    scales: tuple[_ScaleReference, ...]
+
+
+def reference(original: np.ndarray) -> Reference:
+    """``original`` (uint8 sRGB HxWx3, at least 8x8) prepared for ``compare``."""
+    _check(original, original)
+    if original.shape[2] != 3:
+        raise ValueError("a Reference is for HxWx3 pictures; score() handles alpha")
+    return Reference(shape=original.shape, scales=tuple(_reference_scale(_xyb(linear)) for linear in _pyramid(_to_linear(original))))
+
+
+def compare(original: Reference, distorted: np.ndarray) -> float:
+    """SSIMULACRA 2.1 of ``distorted`` (uint8 sRGB HxWx3) against a prepared original."""
+    if distorted.shape != original.shape:
+        raise ValueError(f"size mismatch: {original.shape} vs {distorted.shape}")
+    levels = _pyramid(_to_linear(distorted))
+    return _combine([_scale_norms(ref, _xyb(linear)) for ref, linear in zip(original.scales, levels)])
+
+
 def _score(original: np.ndarray, distorted: np.ndarray) -> float:
-    linear1, linear2 = _to_linear(original), _to_linear(distorted)
-    norms: list[np.ndarray] = []  # per scale: (3 channels, 6) = ssim 1,4; ringing 1,4; blur 1,4
+    # One scale at a time, so only one scale of the original's statistics is alive at once.
+    pyramids = zip(_pyramid(_to_linear(original)), _pyramid(_to_linear(distorted)))
+    return _combine([_scale_norms(_reference_scale(_xyb(linear1)), _xyb(linear2)) for linear1, linear2 in pyramids])
+
+
+def _pyramid(linear: np.ndarray) -> Iterator[np.ndarray]:
+    """The linear picture at up to 6 scales, halving each time while the previous scale was at
+    least 8 on both sides (the reference checks before halving, so the last may be smaller)."""
     for scale in range(SCALES):
-        if min(linear1.shape[:2]) < 8:
-            break
+        if min(linear.shape[:2]) < 8:
+            return
         if scale:
-            linear1, linear2 = _downsample(linear1), _downsample(linear2)
-        norms.append(_scale_norms(_xyb(linear1), _xyb(linear2)))
-    return _combine(norms)
+            linear = _downsample(linear)
+        yield linear
+
+
+def _reference_scale(img1: np.ndarray) -> _ScaleReference:
+    mu1 = _blur(img1)
+    edge = cv2.absdiff(img1, mu1)
+    edge += 1
+    return _ScaleReference(xyb=img1, mu=mu1, variance=cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)),
+                           edge=edge)
 
 
 def _to_linear(encoded: np.ndarray) -> np.ndarray:
@@ -129,9 +184,9 @@ def _xyb(linear: np.ndarray) -> np.ndarray:
     return cv2.transform(mixed, _POSITIVE_XYB)
 
 
-def _scale_norms(img1: np.ndarray, img2: np.ndarray) -> np.ndarray:
+def _scale_norms(ref: _ScaleReference, img2: np.ndarray) -> np.ndarray:
     blur, mul = _blur, cv2.multiply
-    mu1, mu2 = blur(img1), blur(img2)
+    img1, mu1, mu2 = ref.xyb, ref.mu, blur(img2)
     pixels = img1.shape[0] * img1.shape[1]
     out = np.empty((3, 6), dtype=np.float64)
 
@@ -144,7 +199,7 @@ def _scale_norms(img1: np.ndarray, img2: np.ndarray) -> np.ndarray:
     num_s += _C2
     # Each variance is taken before they are added, as in the reference: (a - b) + (c - d), not
     # ((a - b) + c) - d, which in float32 leaves a picture compared with itself short of 100.
-    denom_s = cv2.subtract(blur(mul(img1, img1)), mul(mu1, mu1))
+    denom_s = ref.variance.copy()
     denom_s += cv2.subtract(blur(mul(img2, img2)), mul(mu2, mu2))
     denom_s += _C2
     num_m = cv2.subtract(mu1, mu2)
@@ -160,9 +215,7 @@ def _scale_norms(img1: np.ndarray, img2: np.ndarray) -> np.ndarray:
     # < 0 where the original's detail is gone (blur, smearing).
     edge2 = cv2.absdiff(img2, mu2)
     edge2 += 1
-    edge1 = cv2.absdiff(img1, mu1)
-    edge1 += 1
-    ratio = cv2.divide(edge2, edge1)
+    ratio = cv2.divide(edge2, ref.edge)
     ratio -= 1
     out[:, 2], out[:, 3] = _norms(np.maximum(ratio, 0), pixels)
     np.negative(ratio, out=ratio)

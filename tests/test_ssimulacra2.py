@@ -70,3 +70,12 @@ def test_refuses_pairs_it_cannot_score() -> None:
         ssimulacra2.score(picture, picture[:40])
     with pytest.raises(ValueError):
         ssimulacra2.score(picture[:6], picture[:6])
+
+
+def test_a_prepared_original_scores_as_the_pair_does() -> None:
+    original, distorted = pairs()["natural/jpeg50"]
+    prepared = ssimulacra2.reference(original)
+    assert ssimulacra2.compare(prepared, distorted) == pytest.approx(ssimulacra2.score(original, distorted), abs=1e-9)
+    tiny = images.natural(12, 9, seed=1)  # the last scale is below 8 px, as in the reference
+    assert ssimulacra2.compare(ssimulacra2.reference(tiny), tiny[::-1].copy()) == pytest.approx(
+        ssimulacra2.score(tiny, tiny[::-1].copy()), abs=1e-9)
