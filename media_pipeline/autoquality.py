@@ -1,15 +1,16 @@
 """Quality per photo and format: the lowest encoder quality whose SSIMULACRA2 reaches a target.
 
 Pure: ``search`` takes a function from quality to score (the caller encodes, decodes and scores)
-and returns the choice; ``probe_picture`` takes the largest level's pixels and returns what the
-search encodes. No I/O, settings or clock.
+and returns the choice; ``probe_picture`` takes a level's pixels and returns what the search
+encodes. No I/O, settings or clock.
 
-Why a probe instead of the renditions themselves: the metric costs about 0.1-0.2 s per megapixel
-on one core (docs/performance.md), so scoring a 2160 x 2880 level once would cost as much as
-encoding it. The probe is a mosaic of tiles cut from the largest level at full resolution, on the
-encoders' block grid, spread over the picture: 12 tiles of 128 px are 0.2 MP whatever the photo's
-size. On the photos measured, a rendition's own score at a given quality was within about 3
-points of the probe's at every width (bench/quality.py prints both).
+Why a probe instead of the renditions themselves: the metric costs about as much per megapixel
+as an AVIF encode (docs/performance.md "Auto quality"), so scoring a 2160 x 2880 level would
+double a photo's time. The probe is a mosaic of tiles cut at full resolution from one level (the
+pipeline passes the one nearest 1080 px wide), on the encoders' block grid, spread over the
+picture: 12 tiles of 128 px are 0.2 MP whatever the photo's size. At a given quality the
+renditions' own scores rise slightly with width; tests/test_quality.py holds every rendition of
+made pictures and real photos to the target minus 3 points.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                                 "description": "Encoder quality; null for renditions made before it was recorded"},
                     "score": {"type": ["number", "null"],
                               "description": "SSIMULACRA2 (100 = identical, 90 visually lossless, 70 high quality) the "
-                                             "auto-quality search reached for this photo and format; null for a fixed quality"},
+                                             "auto-quality search reached for this photo and format; null for a fixed quality, "
+                                             "or when no quality the search tried reached the target (quality is then the maximum)"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
