@@ -30,7 +30,7 @@ GRID = (4, 3)  # tiles across, down
 @dataclass(frozen=True)
 class Choice:
     quality: int
-    score: float | None  # the probe's score at ``quality``; None when no quality tried reached the target
+    score: float | None  # the probe's score at ``quality``; None if that was not tried (nothing tried passed)
     tried: tuple[tuple[int, float], ...]  # (quality, score) in the order tried
 
 

@@ -199,7 +199,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "score": {"type": ["number", "null"],
                               "description": "SSIMULACRA2 (100 = identical, 90 visually lossless, 70 high quality) the "
                                              "auto-quality search reached for this photo and format; null for a fixed quality, "
-                                             "or when no quality the search tried reached the target (quality is then the maximum)"},
+                                             "or when no quality the search tried reached the target and the maximum it then uses was not tried"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
