@@ -54,6 +54,7 @@ bench: install
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light wrk)
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/renditions.py
+	$(BIN)/python bench/quality.py --corpus 20 --camera 6 --heic 3
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/ingest.py

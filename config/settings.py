@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from media_pipeline.apikeys import parse_keys
 from media_pipeline.blocklists import parse_sources
-from media_pipeline.models import EncoderSettings, Preset
+from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
 
@@ -283,10 +283,11 @@ def load_preset(path: Path) -> Preset:
     formats = tuple(
         EncoderSettings(
             format=name,
-            quality=int(opts["quality"]),
+            quality=auto.start if (auto := _auto_quality(name, opts)) else int(opts["quality"]),
             effort=int(opts.get("effort", 0)),
             progressive=bool(opts.get("progressive", False)),
             trellis=bool(opts.get("trellis", False)),
+            auto=auto,
         )
         for name, opts in default["formats"].items()
     )
@@ -309,6 +310,25 @@ def load_preset(path: Path) -> Preset:
         blurhash_x=int(placeholder.get("components_x", 4)),
         blurhash_y=int(placeholder.get("components_y", 3)),
     )
+
+
+# Score points per quality step near the usual targets (bench/quality.py, "slope"): the search's
+# second guess steps by (target - score) / slope from its first.
+_AUTO_SLOPE = {"avif": 0.9, "webp": 0.7, "jpeg": 0.55}
+
+
+def _auto_quality(fmt: str, opts: dict[str, Any]) -> AutoQuality | None:
+    """``quality = "auto"`` with ``target``, ``min``, ``max`` (and optionally ``start``, ``budget``)."""
+    if opts.get("quality") != "auto":
+        return None
+    low, high = int(opts.get("min", 30)), int(opts.get("max", 90))
+    auto = AutoQuality(target=float(opts["target"]), min=low, max=high, start=int(opts.get("start", (low + high) // 2)),
+                       slope=float(opts.get("slope", _AUTO_SLOPE.get(fmt, 0.7))), budget=int(opts.get("budget", 3)))
+    if not 1 <= auto.min <= auto.start <= auto.max <= 100:
+        raise ValueError(f"{fmt} auto quality needs 1 <= min <= start <= max <= 100")
+    if not 0 < auto.target <= 100 or auto.budget < 1 or auto.slope <= 0:
+        raise ValueError(f"{fmt} auto quality needs a target in 0..100, a budget of at least 1 and a positive slope")
+    return auto
 
 
 def settings_table() -> str:

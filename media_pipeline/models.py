@@ -48,19 +48,42 @@ class _OutputFormat:
 
 
 @dataclass(frozen=True)
+class AutoQuality:
+    """A preset format's ``quality = "auto"``: per photo, the lowest encoder quality in
+    ``min``..``max`` whose SSIMULACRA2 reaches ``target`` (media_pipeline/autoquality.py)."""
+
+    target: float
+    min: int
+    max: int
+    start: int  # the first quality tried
+    slope: float  # expected score points per quality step near the target, for the second guess
+    budget: int = 3  # encodes of the probe at most
+
+
+@dataclass(frozen=True)
 class EncoderSettings(_OutputFormat):
     format: str  # avif | webp | jpeg
-    quality: int
+    quality: int  # with ``auto``: the quality chosen for this photo, or ``auto.start`` in a preset
     effort: int = 0
     progressive: bool = False
     trellis: bool = False
+    auto: AutoQuality | None = None
 
     @property
     def spec(self) -> str:
         """Hash of everything that changes this format's bytes; part of its rendition keys, so a
         changed setting writes new keys for this format only and the others are kept as they are."""
-        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **asdict(self)}, sort_keys=True)
+        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **_settings_dict(self)}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
+    # A fixed quality hashes as it did before ``auto`` existed, so adding the field re-keys nothing;
+    # an auto one hashes its target, bounds and search too, so fixed -> auto is a reprocess diff.
+    settings = asdict(enc)
+    if enc.auto is None:
+        del settings["auto"]
+    return settings
 
 
 @dataclass(frozen=True)
@@ -81,7 +104,8 @@ class Preset:
     @property
     def version(self) -> str:
         """Short hash of everything that changes rendition bytes; part of every rendition key."""
-        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **asdict(self)}, sort_keys=True)
+        fields = {**asdict(self), "formats": [_settings_dict(enc) for enc in self.formats]}
+        canonical = json.dumps({"pipeline": PIPELINE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -153,6 +177,8 @@ class EncodedRendition(_OutputFormat):
     height: int
     format: str
     data: bytes = field(repr=False)
+    quality: int | None = None  # the encoder quality used
+    score: float | None = None  # SSIMULACRA2 the quality search reached (auto quality only)
 
 
 @dataclass(frozen=True)
@@ -165,6 +191,8 @@ class Rendition:
     bytes: int
     key: str
     spec: str
+    quality: int | None = None  # encoder quality; None for renditions made before it was recorded
+    score: float | None = None  # SSIMULACRA2 the quality search reached; None for a fixed quality
 
     @property
     def identity(self) -> tuple[str, int, str]:

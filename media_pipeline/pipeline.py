@@ -11,7 +11,8 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
     to_srgb            embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB
     drop_opaque_alpha  an alpha band that is all 255 only costs bytes
     cascade            each smaller width resized from the next larger one (one decode in all)
-    encode             every width in every preset format, with no metadata
+    encode             every width in every preset format, with no metadata; an auto-quality
+                       format first gets this photo's quality (quality.py, autoquality.py)
     placeholder        BlurHash and dominant colour from the smallest level
     hashes             perceptual hashes from the smallest level
     identify           SHA-256 of the largest level's pixels, the near-duplicate
@@ -24,7 +25,7 @@ Nothing here touches the network, files or the clock.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import cv2
@@ -32,7 +33,7 @@ import numpy as np
 import pillow_heif
 import pyvips
 
-from media_pipeline import collage, dedupe, keypoints, vips
+from media_pipeline import collage, dedupe, keypoints, quality, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
@@ -52,6 +53,9 @@ from media_pipeline.placeholders import make_placeholder
 from media_pipeline.probe import _first_line, probe
 
 PLACEHOLDER_SIZE = 32
+# The level whose tiles the quality search scores: its renditions' scores sit between those of the
+# larger ones (higher at a given quality) and of the smaller ones (lower), see bench/quality.py.
+PROBE_WIDTH = 1080
 
 
 @dataclass
@@ -184,19 +188,45 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
 
     With ``release``, each level is let go once its formats are made, so the largest level's
     encoders, where a job's memory peaks (an AVIF encoder's state for 2160 x 2880 is over 100
-    MiB), run with no other level alive. The job has no levels left afterwards."""
+    MiB), run with no other level alive. The job has no levels left afterwards.
+
+    An auto-quality format gets its quality for this photo first (``choose_qualities``)."""
+    wanted = [enc for enc in encoders if only is None or any(fmt == enc.format for _, fmt in only)]
+    chosen = choose_qualities(job, tuple(wanted))
     for width in reversed(job.widths):
         level = job.levels.pop(width) if release else job.levels[width]
-        for enc in encoders:
+        for enc, score in chosen:
             if only is not None and (width, enc.format) not in only:
                 continue
             try:
                 data = encode(level, enc)
             except pyvips.Error as exc:
                 raise CorruptImage(f"cannot encode {enc.format} at {width}: {_first_line(exc)}") from exc
-            yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data)
+            yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data,
+                                   quality=enc.quality, score=score)
     if release:
         job.image = None
+
+
+def _probe_width(job: Job) -> int:
+    """The smallest level at least PROBE_WIDTH wide, else the largest."""
+    return min((w for w in job.widths if w >= PROBE_WIDTH), default=job.widths[0])
+
+
+def choose_qualities(job: Job, encoders: tuple[EncoderSettings, ...]) -> list[tuple[EncoderSettings, float | None]]:
+    """Each encoder with the quality to use for this photo, and the score the search reached
+    (None for a fixed quality). Searched on the largest level the job holds, at full resolution."""
+    out: list[tuple[EncoderSettings, float | None]] = []
+    for enc in encoders:
+        if enc.auto is None:
+            out.append((enc, None))
+            continue
+        try:
+            choice = quality.choose(job.levels[_probe_width(job)], enc)
+        except pyvips.Error as exc:
+            raise CorruptImage(f"cannot encode {enc.format} while choosing its quality: {_first_line(exc)}") from exc
+        out.append((replace(enc, quality=choice.quality), choice.score))
+    return out
 
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:

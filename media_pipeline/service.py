@@ -319,7 +319,8 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                 with metrics.step("store"):
                     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
                 metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
-                rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec)
+                rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec,
+                                      encoded.quality, encoded.score)
                 rendered[rendition.identity] = rendition
         except MediaError as exc:
             fail_photo(services, photo_id, exc.code, exc.message)
@@ -400,7 +401,8 @@ def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) ->
     key = rendition_key(photo_id, encoder.spec, encoded.width, encoded.extension)
     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
     metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
-    rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec)
+    rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec,
+                          encoded.quality, encoded.score)
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(key)
         return None

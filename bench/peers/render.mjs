@@ -3,6 +3,7 @@
 //   node render.mjs INPUT OUTDIR SPEC_JSON REPEAT
 //
 // SPEC_JSON: {"widths": [2160, ...], "formats": [{"format": "avif", "quality": 55, "effort": 0, ...}]}
+// (an optional "name" per format names its files WIDTH.NAME instead of WIDTH.FORMAT)
 // Written the way sharp is fastest: per width one decode (with shrink-on-load) and resize to raw
 // pixels, then every format encoded from those pixels. Prints {"seconds": [...], "bytes": N}.
 import { readFileSync, writeFileSync } from "node:fs";
@@ -48,7 +49,7 @@ async function once(save) {
       const pixels = sharp(raw, { raw: { width: info.width, height: info.height, channels: info.channels } });
       const out = await encoder(pixels, f).toBuffer();
       total += out.length;
-      if (save) writeFileSync(join(outdir, `${width}.${f.format}`), out);
+      if (save) writeFileSync(join(outdir, `${width}.${f.name || f.format}`), out);
     }
   }
   return total;

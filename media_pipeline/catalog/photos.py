@@ -16,7 +16,7 @@ _PHOTO_COLUMNS = (
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_RENDITION_COLUMNS = "width, height, format, bytes, key, spec"
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score"
 
 
 class PhotoStore(SqlDatabase):
@@ -107,10 +107,11 @@ class PhotoStore(SqlDatabase):
                 "UPDATE renditions SET current = 0, retired_at = ? WHERE photo_id = ? AND current = 1", (now, photo_id)
             )
             cur.executemany(
-                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, current, retired_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
-                "height = excluded.height, bytes = excluded.bytes, key = excluded.key, current = 1, retired_at = NULL",
-                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key) for r in renditions],
+                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "height = excluded.height, bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, "
+                "score = excluded.score, current = 1, retired_at = NULL",
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score) for r in renditions],
             )
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.executemany(
@@ -158,12 +159,13 @@ class PhotoStore(SqlDatabase):
         with self._tx() as cur:
             return bool(
                 cur.execute(
-                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, current, retired_at) "
-                    "SELECT ?, ?, ?, ?, ?, ?, ?, 1, NULL WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
                     "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
-                    "bytes = excluded.bytes, key = excluded.key, current = 1, retired_at = NULL",
+                    "bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, score = excluded.score, "
+                    "current = 1, retired_at = NULL",
                     (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
-                     photo_id, PhotoStatus.READY.value),
+                     rendition.quality, rendition.score, photo_id, PhotoStatus.READY.value),
                 )
             )
 
@@ -220,7 +222,8 @@ class PhotoStore(SqlDatabase):
 
 
 def _rendition(row: Sequence[Any]) -> Rendition:
-    return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5])
+    return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5], quality=row[6],
+                     score=None if row[7] is None else float(row[7]))
 
 
 def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:

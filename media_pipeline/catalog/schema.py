@@ -222,6 +222,18 @@ MIGRATIONS = MIGRATIONS + (
     ),
 )
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        8,
+        (
+            # The encoder quality of each rendition, and for an auto-quality format the
+            # SSIMULACRA2 its quality search reached (#19); NULL for rows made before.
+            "ALTER TABLE renditions ADD COLUMN quality INTEGER",
+            "ALTER TABLE renditions ADD COLUMN score DOUBLE PRECISION",
+        ),
+    ),
+)
+
 
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""

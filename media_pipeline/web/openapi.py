@@ -303,10 +303,17 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "Rendition": {
-                "type": "object", "required": ["width", "height", "format", "bytes", "url", "stable_url"], "additionalProperties": False,
+                "type": "object", "required": ["width", "height", "format", "bytes", "quality", "score", "url", "stable_url"],
+                "additionalProperties": False,
                 "properties": {
                     "width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1},
                     "format": {"enum": ["avif", "webp", "jpeg"]}, "bytes": {"type": "integer", "minimum": 1},
+                    "quality": {"type": ["integer", "null"], "minimum": 1, "maximum": 100,
+                                "description": "Encoder quality; null for renditions made before it was recorded"},
+                    "score": {"type": ["number", "null"],
+                              "description": "SSIMULACRA2 (100 = identical, 90 visually lossless, 70 high quality) the "
+                                             "auto-quality search reached for this photo and format; null for a fixed quality, "
+                                             "or when no quality the search tried reached the target and the maximum it then uses was not tried"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },

@@ -152,6 +152,8 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
                 "height": r.height,
                 "format": r.format,
                 "bytes": r.bytes,
+                "quality": r.quality,
+                "score": None if r.score is None else round(r.score, 2),
                 "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
                 "stable_url": f"{base_url}/i/{photo.id}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}",
             }

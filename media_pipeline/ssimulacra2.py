@@ -1,0 +1,284 @@
+"""SSIMULACRA 2.1, the perceptual metric of cloudinary/ssimulacra2 (also libjxl's tools/ssimulacra2.cc),
+ported to numpy and OpenCV.
+
+    score(original, distorted) -> float    # 100: identical; 90: visually lossless; 70: high quality
+
+Both arguments are HxWx3 (or HxWx4) uint8 sRGB arrays of the same size, at least 8x8. Pure: arrays
+in, a number out. The port follows the reference step by step (names in brackets are its
+functions), in float32 like it, with sums in float64:
+
+- to linear sRGB, then XYB [ToXYB] rescaled to about 0..1 [MakePositiveXYB];
+- at 6 scales, each downsampled 2x2 in linear RGB [Downsample, edge pixels repeated]: blur with
+  libjxl's recursive Gaussian (sigma 1.5, zero outside the picture) [FastGaussian]; SSIM without
+  the luma denominator [SSIMMap], and two edge maps, "ringing" (the distorted has an edge the
+  original has not) and "blur" (the other way round) [EdgeDiffMap]; each map's 1-norm and 4-norm;
+- a weighted sum of those 108 norms, mapped to the 100-point scale [Msssim::Score].
+
+The recursive Gaussian is a linear filter whose input outside the picture is zero, so it equals a
+convolution with its own impulse response and a zero border; that response is computed once from
+the reference's recursion (``_recursive_gaussian_kernel``) and applied with ``cv2.sepFilter2D``,
+which vectorises where the recursion cannot. Validated against the reference binary in
+``tests/test_ssimulacra2.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+SIGMA = 1.5
+SCALES = 6
+_C2 = 0.0009
+
+# Opsin absorbance matrix and bias of libjxl (lib/jxl/opsin_params.h); intensity target 255 (SDR).
+_M02, _M00 = 0.078, 0.30
+_M12, _M10 = 0.078, 0.23
+_M20, _M21 = 0.24342268924547819, 0.20476744424496821
+_OPSIN = np.array(
+    [[_M00, 1.0 - _M02 - _M00, _M02],
+     [_M10, 1.0 - _M12 - _M10, _M12],
+     [_M20, _M21, 1.0 - _M20 - _M21]], dtype=np.float32)
+_BIAS = np.float32(0.0037930732552754493)
+_NEG_BIAS_CBRT = np.float32(-np.cbrt(np.float32(0.0037930732552754493)))
+# MakePositiveXYB as one 3x4 affine map of the cube roots (m0, m1, m2).
+_POSITIVE_XYB = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float32)
+_SRGB_TO_LINEAR = np.array(
+    [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))], dtype=np.float32)
+
+# Msssim::Score: per channel (X, Y, B), per scale, per norm (1, 4): SSIM, ringing, blur.
+_WEIGHTS = np.array([
+    0.0, 0.0007376606707406586, 0.0, 0.0, 0.0007793481682867309, 0.0, 0.0, 0.0004371155730107379, 0.0,
+    1.1041726426657346, 0.00066284834129271, 0.00015231632783718752, 0.0, 0.0016406437456599754, 0.0,
+    1.8422455520539298, 11.441172603757666, 0.0, 0.0007989109436015163, 0.000176816438078653, 0.0,
+    1.8787594979546387, 10.94906990605142, 0.0, 0.0007289346991508072, 0.9677937080626833, 0.0,
+    0.00014003424285435884, 0.9981766977854967, 0.00031949755934435053, 0.0004550992113792063, 0.0, 0.0,
+    0.0013648766163243398, 0.0, 0.0, 0.0, 0.0, 0.0, 7.466890328078848, 0.0, 17.445833984131262,
+    0.0006235601634041466, 0.0, 0.0, 6.683678146179332, 0.00037724407979611296, 1.027889937768264,
+    225.20515300849274, 0.0, 0.0, 19.213238186143016, 0.0011401524586618361, 0.001237755635509985,
+    176.39317598450694, 0.0, 0.0, 24.43300999870476, 0.28520802612117757, 0.0004485436923833408, 0.0, 0.0,
+    0.0, 34.77906344483772, 44.835625328877896, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+    0.0008680556573291698, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0005313191874358747, 0.0, 0.00016533814161379112,
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0004179171803251336, 0.0017290828234722833, 0.0, 0.0020827005846636437,
+    0.0, 0.0, 8.826982764996862, 23.19243343998926, 0.0, 95.1080498811086, 0.9863978034400682,
+    0.9834382792465353, 0.0012286405048278493, 171.2667255897307, 0.9807858872435379, 0.0, 0.0, 0.0,
+    0.0005130064588990679, 0.0, 0.00010854057858411537])
+
+
+def score(original: np.ndarray, distorted: np.ndarray) -> float:
+    """SSIMULACRA 2.1 of ``distorted`` against ``original`` (uint8 sRGB, HxWx3 or HxWx4).
+
+    With alpha, like the reference tool: the lower score of the two pictures blended on dark
+    (0.1) and on light (0.9) grey."""
+    _check(original, distorted)
+    if original.shape[2] == 3:
+        return _score(original, distorted)
+    return min(_score(_blend(original, bg), _blend(distorted, bg)) for bg in (0.1, 0.9))
+
+
+def _check(original: np.ndarray, distorted: np.ndarray) -> None:
+    if original.shape != distorted.shape:
+        raise ValueError(f"size mismatch: {original.shape} vs {distorted.shape}")
+    if original.ndim != 3 or original.shape[2] not in (3, 4) or min(original.shape[:2]) < 8:
+        raise ValueError("needs HxWx3 or HxWx4 pictures of at least 8x8")
+
+
+def _blend(rgba: np.ndarray, background: float) -> np.ndarray:
+    # AlphaBlend: in the encoded (non-linear) values, before the transform to linear light.
+    pixels = rgba.astype(np.float32) * np.float32(1 / 255)
+    alpha = pixels[:, :, 3:]
+    return pixels[:, :, :3] * alpha + (1 - alpha) * np.float32(background)
+
+
+@dataclass(frozen=True)
+class _ScaleReference:
+    """What one scale of the original contributes to every comparison."""
+
+    xyb: np.ndarray
+    mu: np.ndarray  # blurred
+    variance: np.ndarray  # blur(xyb^2) - mu^2
+    edge: np.ndarray  # 1 + |xyb - mu|
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An original prepared once for scoring many distorted versions of it (``compare``): the
+    quality search scores up to three encodes of one picture per format, and this is about 40% of
+    each score's work."""
+
+    shape: tuple[int, ...]
+    scales: tuple[_ScaleReference, ...]
+
+
+def reference(original: np.ndarray) -> Reference:
+    """``original`` (uint8 sRGB HxWx3, at least 8x8) prepared for ``compare``."""
+    _check(original, original)
+    if original.shape[2] != 3:
+        raise ValueError("a Reference is for HxWx3 pictures; score() handles alpha")
+    return Reference(shape=original.shape, scales=tuple(_reference_scale(_xyb(linear)) for linear in _pyramid(_to_linear(original))))
+
+
+def compare(original: Reference, distorted: np.ndarray) -> float:
+    """SSIMULACRA 2.1 of ``distorted`` (uint8 sRGB HxWx3) against a prepared original."""
+    if distorted.shape != original.shape:
+        raise ValueError(f"size mismatch: {original.shape} vs {distorted.shape}")
+    levels = _pyramid(_to_linear(distorted))
+    return _combine([_scale_norms(ref, _xyb(linear)) for ref, linear in zip(original.scales, levels)])
+
+
+def _score(original: np.ndarray, distorted: np.ndarray) -> float:
+    # One scale at a time, so only one scale of the original's statistics is alive at once.
+    pyramids = zip(_pyramid(_to_linear(original)), _pyramid(_to_linear(distorted)))
+    return _combine([_scale_norms(_reference_scale(_xyb(linear1)), _xyb(linear2)) for linear1, linear2 in pyramids])
+
+
+def _pyramid(linear: np.ndarray) -> Iterator[np.ndarray]:
+    """The linear picture at up to 6 scales, halving each time while the previous scale was at
+    least 8 on both sides (the reference checks before halving, so the last may be smaller)."""
+    for scale in range(SCALES):
+        if min(linear.shape[:2]) < 8:
+            return
+        if scale:
+            linear = _downsample(linear)
+        yield linear
+
+
+def _reference_scale(img1: np.ndarray) -> _ScaleReference:
+    mu1 = _blur(img1)
+    edge = cv2.absdiff(img1, mu1)
+    edge += 1
+    return _ScaleReference(xyb=img1, mu=mu1, variance=cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)),
+                           edge=edge)
+
+
+def _to_linear(encoded: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function, as libjxl's CMS applies it; a 256-entry table for 8-bit input."""
+    if encoded.dtype == np.uint8:
+        return cv2.LUT(np.ascontiguousarray(encoded), _SRGB_TO_LINEAR)
+    low = encoded * np.float32(1 / 12.92)
+    high = np.power((encoded + np.float32(0.055)) * np.float32(1 / 1.055), np.float32(2.4), dtype=np.float32)
+    return np.where(encoded <= np.float32(0.04045), low, high).astype(np.float32)
+
+
+def _downsample(linear: np.ndarray) -> np.ndarray:
+    """2x2 box average; an odd last row or column averages with itself (the reference clamps)."""
+    height, width = linear.shape[:2]
+    if height % 2 or width % 2:
+        linear = cv2.copyMakeBorder(linear, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
+    # INTER_AREA at exactly half is the 2x2 mean.
+    return cv2.resize(linear, (linear.shape[1] // 2, linear.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def _xyb(linear: np.ndarray) -> np.ndarray:
+    """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (interleaved HxWx3)."""
+    mixed = cv2.transform(linear, _OPSIN)
+    mixed += _BIAS
+    np.maximum(mixed, 0, out=mixed)
+    mixed = np.cbrt(mixed, out=mixed)
+    mixed += _NEG_BIAS_CBRT
+    # (m0, m1, m2) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
+    return cv2.transform(mixed, _POSITIVE_XYB)
+
+
+def _scale_norms(ref: _ScaleReference, img2: np.ndarray) -> np.ndarray:
+    blur, mul = _blur, cv2.multiply
+    img1, mu1, mu2 = ref.xyb, ref.mu, blur(img2)
+    pixels = img1.shape[0] * img1.shape[1]
+    out = np.empty((3, 6), dtype=np.float64)
+
+    # SSIMMap: 1 - SSIM without the luma term's denominator (the planes are already perceptual).
+    # 1 - num_m * num_s / denom_s, with num_m = 1 - (mu1 - mu2)^2,
+    # num_s = 2 (s12 - mu1 mu2) + C2, denom_s = (s11 - mu1^2) + (s22 - mu2^2) + C2.
+    mu12 = mul(mu1, mu2)
+    num_s = cv2.subtract(blur(mul(img1, img2)), mu12)
+    num_s *= 2
+    num_s += _C2
+    # Each variance is taken before they are added, as in the reference: (a - b) + (c - d), not
+    # ((a - b) + c) - d, which in float32 leaves a picture compared with itself short of 100.
+    denom_s = ref.variance.copy()
+    denom_s += cv2.subtract(blur(mul(img2, img2)), mul(mu2, mu2))
+    denom_s += _C2
+    num_m = cv2.subtract(mu1, mu2)
+    num_m = mul(num_m, num_m)
+    np.subtract(1, num_m, out=num_m)
+    d = mul(num_m, num_s)
+    d = cv2.divide(d, denom_s)
+    np.subtract(1, d, out=d)
+    np.maximum(d, 0, out=d)
+    out[:, 0], out[:, 1] = _norms(d, pixels)
+
+    # EdgeDiffMap: > 0 where the distorted has detail the original has not (ringing, blocking),
+    # < 0 where the original's detail is gone (blur, smearing).
+    edge2 = cv2.absdiff(img2, mu2)
+    edge2 += 1
+    ratio = cv2.divide(edge2, ref.edge)
+    ratio -= 1
+    out[:, 2], out[:, 3] = _norms(np.maximum(ratio, 0), pixels)
+    np.negative(ratio, out=ratio)
+    np.maximum(ratio, 0, out=ratio)
+    out[:, 4], out[:, 5] = _norms(ratio, pixels)
+    return out
+
+
+def _norms(error: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: mean, and the 4th root of the mean 4th power (sums in float64, like the reference)."""
+    mean = np.array(cv2.sumElems(error)[:3]) / pixels
+    squared = cv2.multiply(error, error)
+    fourth = np.array(cv2.sumElems(cv2.multiply(squared, squared))[:3]) / pixels
+    return mean, np.sqrt(np.sqrt(fourth))
+
+
+def _combine(norms: list[np.ndarray]) -> float:
+    # The weights are read in order of channel, scale, norm, map; with fewer than 6 scales (a
+    # small picture) the reference's index runs on over the missing ones, and so does this.
+    values = [abs(norms[s][c, m * 2 + n]) for c in range(3) for s in range(len(norms)) for n in range(2) for m in range(3)]
+    total = float(np.dot(_WEIGHTS[: len(values)], values)) * 0.9562382616834844
+    total = 2.326765642916932 * total - 0.020884521182843837 * total ** 2 + 6.248496625763138e-05 * total ** 3
+    return 100.0 - 10.0 * math.pow(total, 0.6276336467831387) if total > 0 else 100.0
+
+
+def _blur(planes: np.ndarray) -> np.ndarray:
+    kernel = _recursive_gaussian_kernel(SIGMA)
+    return cv2.sepFilter2D(planes, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+
+
+@functools.cache
+def _recursive_gaussian_kernel(sigma: float) -> np.ndarray:
+    """The impulse response of libjxl's recursive Gaussian (CreateRecursiveGaussian and
+    FastGaussian1D, Charalampidis 2016: three cosine terms over a window of radius N), found by
+    running its recursion over a single 1. Its terms cancel outside the window, so the response
+    is finite: 2N + 1 taps."""
+    radius = round(3.2795 * sigma + 0.2546)
+    omega = [k * math.pi / (2 * radius) for k in (1, 3, 5)]
+    p = [1 / math.tan(0.5 * omega[0]), -1 / math.tan(0.5 * omega[1]), 1 / math.tan(0.5 * omega[2])]
+    r = [p[0] ** 2 / math.sin(omega[0]), -p[1] ** 2 / math.sin(omega[1]), p[2] ** 2 / math.sin(omega[2])]
+    rho = [math.exp(-0.5 * sigma * sigma * w * w) / radius for w in omega]
+    d13 = p[0] * r[1] - r[0] * p[1]
+    d35 = p[1] * r[2] - r[1] * p[2]
+    d51 = p[2] * r[0] - r[2] * p[0]
+    zeta15, zeta35 = d35 / d13, d51 / d13
+    a = np.array([p, r, [zeta15, zeta35, 1.0]])
+    gamma = np.array([1.0, radius * radius - sigma * sigma, zeta15 * rho[0] + zeta35 * rho[1] + rho[2]])
+    beta = np.linalg.solve(a, gamma)
+    n2 = [np.float32(-beta[i] * math.cos(omega[i] * (radius + 1))) for i in range(3)]
+    d1 = [np.float32(-2 * math.cos(w)) for w in omega]
+
+    size = 4 * radius + 3
+    impulse = np.zeros(size, dtype=np.float64)
+    impulse[size // 2] = 1.0
+    response = np.zeros(size, dtype=np.float64)
+    prev1, prev2 = [0.0] * 3, [0.0] * 3
+    for n in range(-radius + 1, size):
+        left, right = n - radius - 1, n + radius - 1
+        total = (impulse[left] if 0 <= left < size else 0.0) + (impulse[right] if 0 <= right < size else 0.0)
+        outs = [float(n2[i]) * total - float(d1[i]) * prev1[i] - prev2[i] for i in range(3)]
+        prev2, prev1 = prev1, outs
+        if 0 <= n < size:
+            response[n] = sum(outs)
+    centre = size // 2
+    kernel = response[centre - radius: centre + radius + 1]
+    return kernel.astype(np.float32).reshape(-1, 1)
