@@ -31,12 +31,16 @@ _FLAT = 2.5  # local luma standard deviation (0..255) below which a pixel has no
 _RICH = 0.6  # a cell with at least this share of detailed pixels has detail to compare
 _PLAIN = 0.2  # and one with at most this share is plain
 _SMOOTH = 1.0  # Gaussian sigma, in thumbnail pixels, before correlating
-_AGREE = 0.6  # normalised cross-correlation above which a cell agrees
-# The verdict. On the dev corpus (bench/dedupe_eval.py's edits and shared overlays: 2,498 pairs of
-# a repost and its original and 28,524 pairs of distinct photos under one overlay that fitted with
-# 20 inliers or more), distinct photos agreed in at most 0.35 of their voting cells; reposts in
-# 0.5-1.0 but for 5 (a sand texture and a near-plain sky that decorrelate at this scale).
-MIN_SHARE = 0.45
+_AGREE = 0.85  # normalised cross-correlation above which a cell agrees
+# The verdict. On photos 0-79 of the dev corpus (bench/dedupe_eval.py's edits and shared
+# overlays, plus a two-line meme, a top caption, a centre watermark and a story frame), the pairs
+# that fitted with 20 inliers or more: distinct photos under one overlay agreed in at most 0.49 of
+# their voting cells (a two-line meme, whose large identical text is a quarter of the picture);
+# reposts in 0.5-1.0 but for 4. A cell agrees only when nearly identical (0.85): a big shared
+# caption is, chance content between two photos rarely is. On photos 80-174, held out: 2 of 14,109
+# fitted distinct pairs confirmed (both two-line memes), 19 of 1,881 reposts not (most found by
+# their hashes anyway).
+MIN_SHARE = 0.5
 MIN_CELLS = 4  # fewer voting cells than this (a plain picture, a sliver of overlap) and the pixels abstain;
 # no pair of distinct photos under one overlay had fewer than 6
 # Then the inliers decide: they must hold a share of a 4 x 4 grid over the overlap that one
