@@ -66,7 +66,26 @@ def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus)
     s = focus.subject
     left = _place(width, window_w, focus.focal_point.x * width, s.x * width, (s.x + s.w) * width, keep_subject)
     top = _place(height, window_h, focus.focal_point.y * height, s.y * height, (s.y + s.h) * height, keep_subject)
+    if keep_subject and focus.faces:
+        # Faces that do not all fit: move the window (as little as possible) so none is cut in half.
+        left = _uncut(left, window_w, width, [(f.x * width, (f.x + f.w) * width) for f in focus.faces])
+        top = _uncut(top, window_h, height, [(f.y * height, (f.y + f.h) * height) for f in focus.faces])
     return Window(left, top, window_w, window_h)
+
+
+def _uncut(start: int, size: int, span: int, faces: list[tuple[float, float]]) -> int:
+    """The start nearest ``start`` at which every face (an interval on this axis) is wholly in the
+    window or wholly out of it; ``start`` itself when there is none."""
+    def cuts(at: int) -> bool:
+        return any(at < b - 1 and at + size > a + 1 and not (at <= a + 1 and at + size >= b - 1) for a, b in faces)
+
+    if not cuts(start):
+        return start
+    candidates = {start}
+    for a, b in faces:  # a window edge at either side of a face
+        candidates |= {round(a) - 1, round(b) + 1, round(a) - size - 1, round(b) - size + 1}
+    allowed = [c for c in candidates if 0 <= c <= span - size and not cuts(c)]
+    return min(allowed, key=lambda c: abs(c - start)) if allowed else start
 
 
 def _place(span: int, size: int, focal: float, subject_start: float, subject_end: float, keep_subject: bool) -> int:

@@ -4,8 +4,9 @@ Found once per photo from a small level the pipeline already holds (no extra dec
 
     faces      OpenCV's frontal-face Haar cascade, whose model file ships inside the
                opencv-python-headless wheel (``cv2.data.haarcascades``): nothing is downloaded
-    saliency   libvips' ``smartcrop`` attention centre for the focal point, and the box holding
-               most of the picture's fine detail (edges of a subject against a plainer background)
+    saliency   the connected region of strongest detail as the subject box (a subject's edges
+               against a plainer background); libvips' ``smartcrop`` attention centre as the focal
+               point when it falls inside it, else the region's detail-weighted centre
     centre     when the picture is flat
 
 Pure: arrays in, values out; no files, settings or clock.
@@ -30,9 +31,10 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 MIN_FACE_SHARE = 0.05
 # A face needs this many overlapping detections: the cascade's default of 3 accepts bark and fabric.
 MIN_NEIGHBOURS = 6
-# The detail box keeps the middle 90% of the detail mass on each axis: a few busy pixels at an edge
-# do not stretch it to the whole picture.
-DETAIL_QUANTILES = (0.05, 0.95)
+# Detail above this share of its 99th percentile is strong; gaps up to this share of the long side
+# between strong edges are closed into one region.
+STRONG_SHARE = 0.45
+CLOSE_SHARE = 0.03
 # Below this mean gradient the picture is flat (a sky, a wall): no saliency worth following.
 FLAT_DETAIL = 2.0
 
@@ -59,7 +61,7 @@ def find_focus(rgb: np.ndarray) -> Focus:
     faces = find_faces(grey)
     if faces:
         union = _union(faces)
-        return Focus(focal_point=union.centre, subject=union, source="faces")
+        return Focus(focal_point=union.centre, subject=union, source="faces", faces=tuple(faces))
     return find_salient(rgb, grey) or CENTRE
 
 
@@ -77,18 +79,41 @@ def find_faces(grey: np.ndarray) -> list[Box]:
 
 
 def find_salient(rgb: np.ndarray, grey: np.ndarray) -> Focus | None:
-    """libvips' attention centre as the focal point, the detail box as the subject; ``None`` if flat."""
+    """The region of strongest detail as the subject, its detail-weighted centre as the focal point
+    (moved to libvips' attention centre when that falls inside the region); ``None`` if flat."""
     height, width = grey.shape[:2]
     detail = _detail(grey)
     if float(detail.mean()) < FLAT_DETAIL:
         return None
-    box = _mass_box(detail)
+    region = _strongest_region(detail)
+    box = _region_box(region)
+    weight = detail * region
+    total = float(weight.sum())
+    centroid = Point(float((weight.sum(axis=0) * np.arange(width)).sum() / total / width),
+                     float((weight.sum(axis=1) * np.arange(height)).sum() / total / height))
     image = pyvips.Image.new_from_array(np.ascontiguousarray(rgb), interpretation="srgb")
     # The window size only decides how far libvips looks; the attention centre is what we keep.
     side = max(1, min(width, height) // 2)
     _, found = image.smartcrop(side, side, interesting="attention", attention_x=True, attention_y=True)
-    point = Point(_clamp(found["attention_x"] / width), _clamp(found["attention_y"] / height))
-    return Focus(focal_point=_inside(point, box), subject=box, source="saliency")
+    attention = Point(_clamp(found["attention_x"] / width), _clamp(found["attention_y"] / height))
+    inside = box.x <= attention.x <= box.x + box.w and box.y <= attention.y <= box.y + box.h
+    return Focus(focal_point=attention if inside else _inside(centroid, box), subject=box, source="saliency")
+
+
+def _strongest_region(detail: np.ndarray) -> np.ndarray:
+    """A 0/1 mask of the connected region of strong detail that holds the most of it: a subject
+    stands out from a softer background by its edges; texture scattered over a whole picture
+    makes one large region, and then the subject box is most of the picture."""
+    strong = (detail > STRONG_SHARE * float(np.percentile(detail, 99))).astype(np.uint8)
+    # Close the gaps between a subject's edges so it is one region, not a scatter of outlines.
+    size = max(3, round(max(detail.shape) * CLOSE_SHARE)) | 1
+    closed = cv2.morphologyEx(strong, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    count, labels = cv2.connectedComponents(closed)
+    if count <= 1:
+        return np.ones_like(detail)
+    mass = np.bincount(labels.ravel(), weights=detail.ravel(), minlength=count)
+    mass[0] = 0  # the background label
+    return (labels == int(mass.argmax())).astype(detail.dtype)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,23 +133,11 @@ def _detail(grey: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(magnitude, (0, 0), 2.0)
 
 
-def _mass_box(detail: np.ndarray) -> Box:
-    """The box between the low and high quantiles of the detail mass along each axis."""
-    height, width = detail.shape
-    # Squaring favours strong edges (a subject's outline) over the weak texture of a background.
-    weight = detail.astype(np.float64) ** 2
-    low, high = DETAIL_QUANTILES
-    x0, x1 = _quantiles(weight.sum(axis=0), low, high)
-    y0, y1 = _quantiles(weight.sum(axis=1), low, high)
+def _region_box(region: np.ndarray) -> Box:
+    height, width = region.shape
+    ys, xs = np.nonzero(region)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
     return Box(x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
-
-
-def _quantiles(profile: np.ndarray, low: float, high: float) -> tuple[int, int]:
-    cumulative = np.cumsum(profile)
-    total = cumulative[-1]
-    start = int(np.searchsorted(cumulative, total * low))
-    end = int(np.searchsorted(cumulative, total * high)) + 1
-    return start, max(end, start + 1)
 
 
 def _union(boxes: list[Box]) -> Box:

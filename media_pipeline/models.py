@@ -233,17 +233,20 @@ class Focus:
     focal_point: Point
     subject: Box
     source: str
+    faces: tuple[Box, ...] = ()  # each face, so a crop that cannot hold them all cuts none
 
     def to_dict(self) -> dict[str, Any]:
-        return {"focal_point": self.focal_point.to_dict(), "subject": self.subject.to_dict(), "source": self.source}
+        return {"focal_point": self.focal_point.to_dict(), "subject": self.subject.to_dict(), "source": self.source,
+                "faces": [face.to_dict() for face in self.faces]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Focus":
-        return cls(focal_point=Point(**data["focal_point"]), subject=Box(**data["subject"]), source=data["source"])
+        return cls(focal_point=Point(**data["focal_point"]), subject=Box(**data["subject"]), source=data["source"],
+                   faces=tuple(Box(**face) for face in data.get("faces", ())))
 
     def with_user_point(self, point: Point | None) -> "Focus":
-        """The focus a user-set focal point makes (the computed subject box is kept for display)."""
-        return self if point is None else Focus(focal_point=point, subject=self.subject, source="user")
+        """The focus a user-set focal point makes (the computed subject box and faces are kept for display)."""
+        return self if point is None else Focus(focal_point=point, subject=self.subject, source="user", faces=self.faces)
 
 
 @dataclass(frozen=True)

@@ -260,9 +260,14 @@ def _level_near(job: Job, long_side: int) -> np.ndarray:
     return _pixels(job.levels[fitting[-1] if fitting else job.widths[0]], long_side)
 
 
+def focus_image(job: Job) -> np.ndarray:
+    """The upright picture the focus is found in: a level of about ``focus.LONG_SIDE`` px."""
+    return _level_near(job, focus.LONG_SIDE)
+
+
 def find_focus(job: Job) -> Focus:
-    """Where the subject is, from a level of about ``focus.LONG_SIDE`` px (no decode of its own)."""
-    return focus.find_focus(_level_near(job, focus.LONG_SIDE))
+    """Where the subject is, from ``focus_image`` (no decode of its own)."""
+    return focus.find_focus(focus_image(job))
 
 
 def largest_level_size(preset_widths: tuple[int, ...], upright_size: tuple[int, int]) -> tuple[int, int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
 from media_pipeline import crops, focus
 from media_pipeline.crops import CropVariant, crop_height, crop_window
-from media_pipeline.models import Box, Focus, Point
+from media_pipeline.models import Box, Focus, Point, parse_aspect
 from tests import images
 
 
@@ -63,6 +65,18 @@ def test_a_user_focal_point_is_centred_whatever_the_subject() -> None:
     user = crop_window((1600, 1200), (1, 1), _focus(0.6, 0.5, subject, source="user"))
     assert computed.left == 0
     assert user.left == round(0.6 * 1600 - 600)  # the subject at the left does not pull it
+
+
+def test_faces_that_do_not_all_fit_are_never_cut_in_half() -> None:
+    # Two people at the sides of a 3:2 picture: a 4:5 window cannot hold both faces, so it holds one whole.
+    faces = (Box(0.23, 0.12, 0.11, 0.16), Box(0.76, 0.14, 0.09, 0.14))
+    union = Box(0.23, 0.12, 0.62, 0.18)
+    found = Focus(focal_point=union.centre, subject=union, source="faces", faces=faces)
+    window = crop_window((1500, 1000), (4, 5), found)
+    for face in faces:
+        x0, x1 = face.x * 1500, (face.x + face.w) * 1500
+        assert x1 <= window.left or x0 >= window.left + window.width or (window.left <= x0 and x1 <= window.left + window.width)
+    assert any(window.left <= f.x * 1500 and (f.x + f.w) * 1500 <= window.left + window.width for f in faces)
 
 
 @pytest.mark.parametrize("width,aspect,height", [(1080, (4, 5), 1350), (640, (1, 1), 640), (320, (9, 16), 569), (1080, (16, 9), 608)])
@@ -140,3 +154,43 @@ def test_faces_are_found_and_their_union_is_the_subject(testdata: object) -> Non
     assert found.source == "faces"
     assert found.focal_point == found.subject.centre
     assert 0 < found.subject.w < 0.5 and 0 < found.subject.h < 0.5
+
+
+
+@pytest.mark.testdata
+def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> None:
+    """Every real photo (EXIF-rotated ones upright, through the pipeline) where the detector finds
+    faces: each default aspect's window holds every face box whole or leaves it out, never half."""
+    from pathlib import Path
+
+    from config.settings import Settings
+    from media_pipeline import pipeline
+
+    preset = Settings.from_env({}).preset()
+    small = dataclasses.replace(preset, widths=(640, 320))
+    paths = sorted(p for folder in ("corpus-dev", "camera-exif", "exif-orientation")
+                   for p in (Path(str(testdata)) / folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    with_faces, cut = 0, []
+    for path in paths:
+        job = pipeline.prepare(path.read_bytes(), small, 50_000_000)
+        rgb = pipeline.focus_image(job)
+        found = focus.find_focus(rgb)
+        if found.source != "faces":
+            continue
+        with_faces += 1
+        faces = found.faces
+        size = (rgb.shape[1], rgb.shape[0])
+        for aspect in preset.aspects:
+            ratio = parse_aspect(aspect)
+            window = crop_window(size, ratio, found)
+            for face in faces:
+                x0, y0 = face.x * size[0], face.y * size[1]
+                x1, y1 = x0 + face.w * size[0], y0 + face.h * size[1]
+                inside = window.left <= x0 + 1 and x1 - 1 <= window.left + window.width and \
+                    window.top <= y0 + 1 and y1 - 1 <= window.top + window.height
+                outside = x1 - 1 <= window.left or x0 + 1 >= window.left + window.width or \
+                    y1 - 1 <= window.top or y0 + 1 >= window.top + window.height
+                if not (inside or outside):
+                    cut.append(f"{path.parent.name}/{path.name} {aspect} {face}")
+    assert with_faces >= 10  # the detector finds faces in the set at all (the orientation set has them)
+    assert cut == []

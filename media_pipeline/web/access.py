@@ -135,7 +135,7 @@ class Access:
         origin = request.headers.get("Origin", "")
         if self._origin_allowed(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
             response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
         response.status_code = 204
