@@ -78,18 +78,15 @@ def render_crop_on_demand(services: Services, photo_id: str, aspect: str, width:
     if not wanted:
         return None
     data = services.storage.get(photo.original_key)
-    job = pipeline.prepare(data, preset, services.settings.max_pixels, widths=_levels_for(preset, photo, wanted[0]))
+    # The largest level only: the crop's widths were planned on it.
+    largest = pipeline.rendition_widths(preset.widths, photo.original_width)[0]
+    job = pipeline.prepare(data, preset, services.settings.max_pixels, widths=(largest,))
     rendition = next(render_crops(services, photo_id, job, wanted, focus))
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(rendition.key)
         return None
     log.info("on-demand crop", extra={"photo_id": photo_id, "aspect": aspect, "width": width, "format": fmt})
     return rendition
-
-
-def _levels_for(preset: Preset, photo: Photo, wanted: WantedCrop) -> tuple[int, ...]:
-    """The preset's largest width: the window of the crop was planned on that level."""
-    return (pipeline.rendition_widths(preset.widths, photo.original_width)[0],)
 
 
 def set_focal_point(services: Services, photo: Photo, point: Point | None) -> bool:

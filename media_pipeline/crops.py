@@ -74,18 +74,19 @@ def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus)
 
 
 def _uncut(start: int, size: int, span: int, faces: list[tuple[float, float]]) -> int:
-    """The start nearest ``start`` at which every face (an interval on this axis) is wholly in the
-    window or wholly out of it; ``start`` itself when there is none."""
+    """A start at which every face (an interval on this axis) is wholly in the window or wholly out
+    of it: the one holding the most faces, then the nearest ``start``; ``start`` when there is none."""
     def cuts(at: int) -> bool:
         return any(at < b - 1 and at + size > a + 1 and not (at <= a + 1 and at + size >= b - 1) for a, b in faces)
 
-    if not cuts(start):
-        return start
+    def holds(at: int) -> int:
+        return sum(at <= a + 1 and at + size >= b - 1 for a, b in faces)
+
     candidates = {start}
     for a, b in faces:  # a window edge at either side of a face
         candidates |= {round(a) - 1, round(b) + 1, round(a) - size - 1, round(b) - size + 1}
     allowed = [c for c in candidates if 0 <= c <= span - size and not cuts(c)]
-    return min(allowed, key=lambda c: abs(c - start)) if allowed else start
+    return min(allowed, key=lambda c: (-holds(c), abs(c - start))) if allowed else start
 
 
 def _place(span: int, size: int, focal: float, subject_start: float, subject_end: float, keep_subject: bool) -> int:

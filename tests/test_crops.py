@@ -144,16 +144,24 @@ def test_the_face_model_ships_inside_the_installed_opencv() -> None:
     assert focus.face_cascade() is not None, "the OpenCV wheel has no frontal-face cascade: is the contrib build installed?"
 
 
+@pytest.mark.testdata
 def test_faces_are_found_and_their_union_is_the_subject(testdata: object) -> None:
-    """A real photo with a face: the union of faces is the subject, the focal point its centre."""
+    """A real photo of two men kneeling at either side of a dog: both faces, their union the subject."""
     from pathlib import Path
 
-    path = Path(str(testdata)) / "exif-orientation" / "Landscape_1.jpg"
+    path = Path(str(testdata)) / "corpus-dev" / "bsds500_test_309040.jpg"
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     found = focus.find_focus(rgb)
-    assert found.source == "faces"
+    assert found.source == "faces" and len(found.faces) == 2
+    left, right = sorted(found.faces, key=lambda face: face.x)
+    assert left.x + left.w < 0.4 and right.x > 0.7 and all(face.y + face.h < 0.4 for face in found.faces)
+    assert found.subject == Box(left.x, min(left.y, right.y), right.x + right.w - left.x,
+                                max(left.y + left.h, right.y + right.h) - min(left.y, right.y))
     assert found.focal_point == found.subject.centre
-    assert 0 < found.subject.w < 0.5 and 0 < found.subject.h < 0.5
+    # A 9:16 window holds one of them whole rather than neither.
+    height, width = rgb.shape[:2]
+    window = crop_window((width, height), (9, 16), found)
+    assert any(window.left <= face.x * width and (face.x + face.w) * width <= window.left + window.width for face in found.faces)
 
 
 
@@ -192,5 +200,26 @@ def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> Non
                     y1 - 1 <= window.top or y0 + 1 >= window.top + window.height
                 if not (inside or outside):
                     cut.append(f"{path.parent.name}/{path.name} {aspect} {face}")
-    assert with_faces >= 10  # the detector finds faces in the set at all (the orientation set has them)
+    assert with_faces >= 10  # the detector finds faces in the set at all
     assert cut == []
+
+
+@pytest.mark.testdata
+@pytest.mark.parametrize("orientation_set", ["Landscape", "Portrait"])
+def test_crops_of_the_exif_orientation_set_are_cut_from_the_upright_picture(testdata: object, orientation_set: str) -> None:
+    """Files 0-8 of a set hold one upright picture stored 9 ways: the 4:5 crop of each is the same."""
+    from pathlib import Path
+
+    from config.settings import Settings
+    from media_pipeline import pipeline
+    from tests import images as test_images
+
+    small = dataclasses.replace(Settings.from_env({}).preset(), widths=(640, 320))
+    cut_crops = []
+    for n in range(9):
+        data = (Path(str(testdata)) / "exif-orientation" / f"{orientation_set}_{n}.jpg").read_bytes()
+        job = pipeline.prepare(data, small, 50_000_000)
+        found = pipeline.find_focus(job)
+        cut_crops.append(crops.cut(list(job.levels.values()), CropVariant("4:5", 320, 400), found))
+    assert all((c.width, c.height) == (320, 400) for c in cut_crops)
+    assert max(test_images.mean_abs_diff(c, cut_crops[1]) for c in cut_crops) < 6
