@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from media_pipeline.apikeys import parse_keys
 from media_pipeline.blocklists import parse_sources
-from media_pipeline.models import AutoQuality, EncoderSettings, Preset
+from media_pipeline.models import AutoQuality, EncoderSettings, Preset, parse_aspect
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
 
@@ -54,6 +54,7 @@ class Settings:
     public_base_url: str = _setting("", "MP_PUBLIC_BASE_URL", "Prefix for rendition URLs in API answers, e.g. `https://cdn.example.com`; empty gives relative URLs.")
     signing_keys: str = _setting("", "MP_SIGNING_KEYS", "Comma-separated secrets (16+ characters) for signed on-demand rendition URLs; the first signs, all verify. Empty disables on-demand renditions.")
     ondemand_widths: str = _setting("160,240,320,480,640,750,828,1080,1200,1440,1600,1920,2160", "MP_ONDEMAND_WIDTHS", "Widths an on-demand request may produce; other widths snap up to the next one.")
+    ondemand_aspects: str = _setting("1:1,4:5,3:4,9:16,16:9", "MP_ONDEMAND_ASPECTS", "Crop aspects (`A:B`) a signed on-demand request may produce besides the preset's `aspects`.")
     stable_max_age: int = _setting(86400, "MP_STABLE_MAX_AGE", "Cache lifetime in seconds for stable (unversioned) image URLs; versioned URLs are immutable.")
     serve_mode: str = _setting("stream", "MP_SERVE_MODE", "`stream` bodies from storage, or `redirect` to a presigned S3 URL (S3 backend only).")
     presign_seconds: int = _setting(3600, "MP_PRESIGN_SECONDS", "Lifetime of presigned URLs in `redirect` mode.")
@@ -145,6 +146,10 @@ class Settings:
     def ondemand_width_list(self) -> tuple[int, ...]:
         return tuple(sorted({int(w) for w in self.ondemand_widths.split(",") if w.strip()}))
 
+    @property
+    def ondemand_aspect_list(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.strip() for a in self.ondemand_aspects.split(",") if a.strip()))
+
     def preset(self) -> Preset:
         return load_preset(self.presets_file)
 
@@ -214,6 +219,8 @@ class Settings:
                 problems.append("MP_ONDEMAND_WIDTHS must list widths between 16 and 8192")
         except ValueError:
             problems.append("MP_ONDEMAND_WIDTHS must be comma-separated integers")
+        if any(parse_aspect(a) is None for a in self.ondemand_aspect_list):
+            problems.append("MP_ONDEMAND_ASPECTS must list aspects A:B with A and B from 1 to 99")
         if self.dedupe_scope not in ("global", "owner"):
             problems.append("MP_DEDUPE_SCOPE must be global or owner")
         if not 0 <= self.near_distance <= 64:
@@ -302,6 +309,13 @@ def load_preset(path: Path) -> Preset:
     widths = tuple(sorted({int(w) for w in default["widths"]}, reverse=True))
     if not widths or widths[-1] < 16:
         raise ValueError("widths must be a non-empty list of widths >= 16")
+    aspects = tuple(dict.fromkeys(str(a).strip() for a in default.get("aspects", [])))
+    bad = [a for a in aspects if parse_aspect(a) is None]
+    if bad:
+        raise ValueError(f"aspects must be A:B with A and B from 1 to 99, not {', '.join(bad)}")
+    crop_widths = tuple(sorted({int(w) for w in default.get("crop_widths", [])}, reverse=True))
+    if aspects and (not crop_widths or crop_widths[-1] < 16):
+        raise ValueError("crop_widths must be a non-empty list of widths >= 16 when aspects are set")
     placeholder = doc.get("placeholder", {})
     return Preset(
         widths=widths,
@@ -309,6 +323,8 @@ def load_preset(path: Path) -> Preset:
         eager_formats=eager,
         blurhash_x=int(placeholder.get("components_x", 4)),
         blurhash_y=int(placeholder.get("components_y", 3)),
+        aspects=aspects,
+        crop_widths=crop_widths if aspects else (),
     )
 
 

@@ -153,6 +153,16 @@ class NotFound(MediaPipelineError):
     code = "not_found"
 
 
+class BadFocalPoint(MediaPipelineError):
+    http_status = 400
+    code = "bad_focal_point"
+
+
+class NotReady(MediaPipelineError):
+    http_status = 409
+    code = "not_ready"
+
+
 class StorageError(MediaPipelineError):
     code = "storage_error"
 

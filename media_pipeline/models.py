@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -93,6 +94,8 @@ class Preset:
     eager_formats: tuple[str, ...] = ()  # made at ingest; empty means all; the rest on demand
     blurhash_x: int = 4
     blurhash_y: int = 3
+    aspects: tuple[str, ...] = ()  # crop aspects made at ingest, "A:B"
+    crop_widths: tuple[int, ...] = ()  # descending; each aspect at each width its window holds
 
     @property
     def eager(self) -> tuple[EncoderSettings, ...]:
@@ -179,6 +182,7 @@ class EncodedRendition(_OutputFormat):
     data: bytes = field(repr=False)
     quality: int | None = None  # the encoder quality used
     score: float | None = None  # SSIMULACRA2 the quality search reached (auto quality only)
+    aspect: str = "original"  # or "A:B" for a crop
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ class Rendition:
     spec: str
     quality: int | None = None  # encoder quality; None for renditions made before it was recorded
     score: float | None = None  # SSIMULACRA2 the quality search reached; None for a fixed quality
+    aspect: str = "original"  # or "A:B" for a crop around the subject
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -207,6 +212,70 @@ class RenditionLookup:
 
     def find(self, fmt: str) -> Rendition | None:
         return next((r for r in self.renditions if r.format == fmt), None)
+
+
+@dataclass(frozen=True)
+class Point:
+    """A position in 0..1 of the upright picture (x from the left, y from the top)."""
+
+    x: float
+    y: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"x": round(self.x, 4), "y": round(self.y, 4)}
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in 0..1 of the upright picture."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def centre(self) -> Point:
+        return Point(self.x + self.w / 2, self.y + self.h / 2)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"x": round(self.x, 4), "y": round(self.y, 4), "w": round(self.w, 4), "h": round(self.h, 4)}
+
+
+_ASPECT = re.compile(r"^([1-9][0-9]?):([1-9][0-9]?)$")
+
+
+def parse_aspect(text: str) -> tuple[int, int] | None:
+    """``"4:5"`` -> (4, 5); ``None`` when it is not A:B with A and B from 1 to 99."""
+    match = _ASPECT.match(text.strip())
+    return (int(match[1]), int(match[2])) if match else None
+
+
+FOCUS_SOURCES = ("faces", "saliency", "centre", "user")
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Where the subject is: crops keep ``subject`` when it fits and centre on ``focal_point``.
+    ``source``: faces, saliency, centre, or user (a focal point set through the API)."""
+
+    focal_point: Point
+    subject: Box
+    source: str
+    faces: tuple[Box, ...] = ()  # each face, so a crop that cannot hold them all cuts none
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"focal_point": self.focal_point.to_dict(), "subject": self.subject.to_dict(), "source": self.source,
+                "faces": [face.to_dict() for face in self.faces]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Focus":
+        return cls(focal_point=Point(**data["focal_point"]), subject=Box(**data["subject"]), source=data["source"],
+                   faces=tuple(Box(**face) for face in data.get("faces", ())))
+
+    def with_user_point(self, point: Point | None) -> "Focus":
+        """The focus a user-set focal point makes (the computed subject box and faces are kept for display)."""
+        return self if point is None else Focus(focal_point=point, subject=self.subject, source="user", faces=self.faces)
 
 
 @dataclass(frozen=True)
@@ -271,6 +340,15 @@ class Photo:
     hashes: Hashes | None = None
     hash_quality: HashQuality | None = None
     duplicates: tuple[Duplicate, ...] = ()
+    computed_focus: Focus | None = None  # found at ingest
+    user_focal_point: Point | None = None  # set through the API; wins over the computed one
+
+    @property
+    def focus(self) -> Focus | None:
+        """What crops are cut around: the user's focal point when set, else the computed focus."""
+        if self.computed_focus is None:
+            return None
+        return self.computed_focus.with_user_point(self.user_focal_point)
 
 
 @dataclass(frozen=True)

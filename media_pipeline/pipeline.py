@@ -18,6 +18,8 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
     identify           SHA-256 of the largest level's pixels, the near-duplicate
                        fingerprint (view hashes, see dedupe.py) of the smallest level and
                        ORB keypoints of a 512 px one (keypoints.py)
+    find_focus         focal point and subject box from a 512 px level (focus.py); crops
+                       are cut around them from the same levels (crops.py)
 
 Nothing here touches the network, files or the clock.
 """
@@ -33,7 +35,7 @@ import numpy as np
 import pillow_heif
 import pyvips
 
-from media_pipeline import collage, dedupe, keypoints, quality, vips
+from media_pipeline import collage, dedupe, focus, keypoints, quality, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
@@ -44,6 +46,7 @@ from media_pipeline.models import (
     EncoderSettings,
     Hashes,
     ImageFormat,
+    Focus,
     ImageInfo,
     PhotoMetadata,
     Placeholder,
@@ -318,6 +321,23 @@ def level_near(job: Job, long_side: int) -> np.ndarray:
     """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it."""
     fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
     return _pixels(job.levels[fitting[-1] if fitting else job.widths[0]], long_side)
+
+
+def focus_image(job: Job) -> np.ndarray:
+    """The upright picture the focus is found in: a level of about ``focus.LONG_SIDE`` px."""
+    return level_near(job, focus.LONG_SIDE)
+
+
+def find_focus(job: Job) -> Focus:
+    """Where the subject is, from ``focus_image`` (no decode of its own)."""
+    return focus.find_focus(focus_image(job))
+
+
+def largest_level_size(preset_widths: tuple[int, ...], upright_size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) of the largest level ``prepare`` makes for a picture of ``upright_size``:
+    crops are planned from it before any pixel is decoded."""
+    width = rendition_widths(preset_widths, upright_size[0])[0]
+    return width, max(1, round(upright_size[1] * width / upright_size[0]))
 
 
 def identity_widths(preset: Preset) -> tuple[int, ...]:

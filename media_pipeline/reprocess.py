@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from media_pipeline import pipeline, service
+from media_pipeline import crop_renditions, pipeline, service
 from media_pipeline.errors import MediaError, ObjectNotFound
 from media_pipeline.models import JobReport, Photo, PhotoStatus, ReprocessJob, Selection
 from media_pipeline.probe import probe
@@ -203,6 +203,8 @@ def estimate(services: Services, selection: Selection, workers: int, sample_size
         have = {r.identity for r in photo.renditions}
         exists = {r.identity for r in services.catalog.all_renditions(photo_id)}
         wanted = {(enc.spec, w, enc.format) for w in pipeline.rendition_widths(preset.widths, photo.original_width) for enc in preset.eager}
+        if photo.focus is not None:  # crops around the stored focus; a photo without one renders anyway
+            wanted |= {c.identity for c in crop_renditions.wanted_crops(preset, (photo.original_width, photo.original_height), photo.focus)}
         full += len(wanted)
         missing += [(fmt, w) for _, w, fmt in wanted - exists]
         retire += len(have - wanted)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import duplicates, metrics, moderation, pipeline, vips
+from media_pipeline import crop_renditions, duplicates, metrics, moderation, pipeline, vips
 from media_pipeline.blocklists import Blocklists
 from media_pipeline.validation import HttpValidator, Validator
 from media_pipeline.catalog import Catalog, make_catalog
@@ -271,7 +271,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     photo = services.catalog.get_photo(photo_id)
     if photo is None:
         return ProcessResult(Outcome.MISSING)
-    if photo.status is PhotoStatus.READY and photo.preset_version == preset.version:
+    if photo.status is PhotoStatus.READY and photo.preset_version == preset.version and crop_renditions.crops_current(preset, photo):
         # A worker that died between completing and cleaning up left retirees behind: finish its job.
         _, deleted = cleanup_retired(services, photo_id)
         return ProcessResult(Outcome.ALREADY_DONE, bytes_deleted=deleted)
@@ -291,8 +291,12 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     wanted = [(width, enc) for width in widths for enc in preset.eager]
     missing = {(width, enc.format) for width, enc in wanted if (enc.spec, width, enc.format) not in existing}
     metadata, placeholder, hashes = photo.metadata, photo.placeholder, photo.hashes
+    upright = (photo.original_width, photo.original_height)
+    computed_focus = photo.computed_focus  # found once; a stored one keeps the crops' keys
+    crops_wanted = crop_renditions.wanted_crops(preset, upright, photo.focus) if photo.focus else []
     rendered: dict[tuple[str, int, str], Rendition] = {}
-    if missing or metadata is None or placeholder is None or hashes is None or photo.hash_quality is None:
+    if (missing or any(w.identity not in existing for w in crops_wanted) or computed_focus is None
+            or metadata is None or placeholder is None or hashes is None or photo.hash_quality is None):
         try:
             with metrics.step("fetch_original"):
                 data = services.storage.get(photo.original_key)
@@ -313,6 +317,15 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
             with metrics.step("duplicates"):
                 # Before the photo is ready, so a client that sees `ready` also sees its duplicates.
                 duplicates.record_duplicates(services, photo, pipeline.identify(job))
+            if computed_focus is None:
+                with metrics.step("focus"):
+                    computed_focus = pipeline.find_focus(job)
+                crops_wanted = crop_renditions.wanted_crops(preset, upright, computed_focus.with_user_point(photo.user_focal_point))
+            focus = computed_focus.with_user_point(photo.user_focal_point)
+            # Crops before the whole-picture encodes, which let go of each level once it is done.
+            only_crops = {w.selector for w in crops_wanted if w.identity not in existing}
+            for rendition in crop_renditions.render_crops(services, photo_id, job, crops_wanted, focus, only=only_crops):
+                rendered[rendition.identity] = rendition
             for encoded in metrics.timed_iter("encode", pipeline.iter_renditions(job, preset.eager, only=missing, release=True)):
                 enc = preset.encoder(encoded.format)
                 key = rendition_key(photo_id, enc.spec, encoded.width, encoded.extension)
@@ -326,11 +339,13 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
             fail_photo(services, photo_id, exc.code, exc.message)
             log.info("photo failed", extra={"photo_id": photo_id, "code": exc.code})
             return ProcessResult(Outcome.FAILED, exc.code)
-    current = [rendered.get(ident) or existing[ident] for ident in ((enc.spec, w, enc.format) for w, enc in wanted)]
+    identities = [(enc.spec, w, enc.format) for w, enc in wanted] + [w.identity for w in crops_wanted]
+    current = [rendered.get(ident) or existing[ident] for ident in identities]
     # Only a full render says how long a photo takes; a partial diff would skew the estimates.
-    seconds = time.monotonic() - started if len(rendered) == len(wanted) else None
+    seconds = time.monotonic() - started if len(rendered) == len(identities) else None
     with metrics.step("record"):
-        completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds)
+        completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds,
+                                              focus=computed_focus)
     if not completed:
         # Deleted while we worked: leave nothing behind.
         _delete_objects(services, photo_id, photo.original_key)

@@ -162,10 +162,12 @@ def test_ready_photo_lists_renditions_that_serve_and_delete_removes_all(client: 
     assert body["metadata"]["camera"] == {"make": "Canon", "model": "EOS R5"}
     assert body["metadata"]["taken_at"] == "2024-05-06T07:08:09+02:00"
     assert body["placeholder"]["blurhash"] and body["placeholder"]["dominant_color"].startswith("#")
-    widths = sorted({r["width"] for r in body["renditions"]})
+    originals = [r for r in body["renditions"] if r["aspect"] == "original"]  # crops: test_crop_api.py
+    widths = sorted({r["width"] for r in originals})
     assert widths == [320, 640, 1080, 1200]
-    assert len(body["renditions"]) == 4 * len(services.preset.eager)
-    for rendition in body["renditions"]:
+    assert len(originals) == 4 * len(services.preset.eager)
+    assert len(body["renditions"]) > len(originals)  # DELETE below removes the crops too
+    for rendition in originals:
         response = client.get(rendition["url"])
         assert response.status_code == 200
         assert response.headers["Content-Type"] == {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg"}[rendition["format"]]

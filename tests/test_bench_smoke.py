@@ -42,3 +42,13 @@ def test_steps_bench_runs(tmp_path: Path) -> None:
     row = next(line for line in done.stdout.splitlines() if line.startswith("| photo.jpg |"))
     header = next(line for line in done.stdout.splitlines() if line.startswith("| photo |"))
     assert row.count("|") == header.count("|") and "decode ms" in header and "cascade ms" in header
+
+
+def test_crops_bench_runs(tmp_path: Path) -> None:
+    for seed in range(3):
+        (tmp_path / f"p{seed}.jpg").write_bytes(images.jpeg(images.natural(480, 320, seed=seed)))
+    done = subprocess.run([sys.executable, "bench/crops.py", str(tmp_path), "--cases", "4"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| ours |", "| centre |", "| attention |"))]
+    assert len(rows) == 3 and all(row.count("%") == 4 for row in rows)
+    assert "user focal point honoured: 16/16" in done.stdout

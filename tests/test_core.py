@@ -353,7 +353,8 @@ def test_phash_is_imagehash_phash_bit_for_bit_without_loading_scipy() -> None:
 def test_core_imports_no_io_frameworks() -> None:
     code = (
         "import sys; import media_pipeline.pipeline, media_pipeline.probe, media_pipeline.sniff, "
-        "media_pipeline.encode, media_pipeline.hashing, media_pipeline.placeholders, media_pipeline.metadata; "
+        "media_pipeline.encode, media_pipeline.hashing, media_pipeline.placeholders, media_pipeline.metadata, "
+        "media_pipeline.focus, media_pipeline.crops; "
         "bad = {'boto3', 'botocore', 'celery', 'kombu', 'flask', 'sqlite3', 'psycopg', 'redis', 'requests', 'socket'} & set(sys.modules); "
         "print(sorted(bad)); sys.exit(1 if bad else 0)"
     )

@@ -207,9 +207,10 @@ def test_a_polyglots_appended_bytes_are_gone_from_every_rendition(client: Any, s
     assert photo["original"]["format"] == "jpeg"
     bodies = rendition_bodies(client, photo)
     assert len(bodies) == len(photo["renditions"]) >= 2
-    for body in bodies:
+    for rendition, body in zip(photo["renditions"], bodies):
         assert not any(marker in body for marker in markers)
-        assert images.mean_abs_diff(images.decode(body), upright) < 6
+        if rendition["aspect"] == "original":  # a crop shows part of it (its pixels: test_crop_api.py)
+            assert images.mean_abs_diff(images.decode(body), upright) < 6
     spec = photo["renditions"][0]["url"].split("/")[3]
     for path in (f"/i/{photo['id']}/original", f"/i/{photo['id']}/{spec}/original", f"/originals/{photo['id']}"):
         assert client.get(path).status_code == 404

@@ -47,9 +47,10 @@ def test_uploads_rejects_steps_and_bytes_are_counted(client: Any, services: Any)
     assert delta("mp_bytes_written_total", kind="original") == len(data)
     photo = services.catalog.get_photo(accepted.json["id"])
     assert delta("mp_bytes_written_total", kind="rendition") == sum(r.bytes for r in photo.renditions)
-    for step in ("fetch_original", "decode_resize", "describe", "duplicates", "record"):
+    for step in ("fetch_original", "decode_resize", "describe", "duplicates", "focus", "record"):
         assert delta("mp_step_seconds_count", step=step) == 1, step
-    assert delta("mp_step_seconds_count", step="encode") == len(photo.renditions) + 1  # the last next() ends the loop
+    # One more per loop (whole picture, crops): the last next() ends it.
+    assert delta("mp_step_seconds_count", step="encode") == len(photo.renditions) + 2
     assert delta("mp_step_seconds_count", step="store") == len(photo.renditions)
     assert value(after, "mp_photos_in_flight", status="queued") == 0
     assert delta("mp_http_requests_total", route="/v1/photos", method="POST", status="202") == 2

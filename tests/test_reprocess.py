@@ -37,8 +37,8 @@ def stored(services: Any, photo_id: str) -> set[str]:
     return set(services.storage.list(f"renditions/{photo_id}/"))
 
 
-def current(services: Any, photo_id: str) -> dict[tuple[int, str], str]:
-    return {(r.width, r.format): r.key for r in services.catalog.get_photo(photo_id).renditions}
+def current(services: Any, photo_id: str) -> dict[tuple[str, int, str], str]:
+    return {(r.aspect, r.width, r.format): r.key for r in services.catalog.get_photo(photo_id).renditions}
 
 
 # --------------------------------------------------------------------------- the rendition diff
@@ -51,8 +51,9 @@ def test_only_renditions_whose_spec_changed_are_rendered(services: Any) -> None:
     assert result.outcome is service.Outcome.DONE and result.bytes_written > 0 and result.bytes_deleted > 0
     after = current(services, photo_id)
     assert after.keys() == before.keys()
-    for (width, fmt), key in after.items():
-        assert (key == before[(width, fmt)]) == (fmt != "jpeg")  # AVIF untouched, JPEG re-rendered
+    assert {aspect for aspect, _, _ in after} == {"original", *services.preset.aspects}  # crops too
+    for (aspect, width, fmt), key in after.items():
+        assert (key == before[(aspect, width, fmt)]) == (fmt != "jpeg")  # AVIF untouched, JPEG re-rendered
     assert stored(services, photo_id) == set(after.values())  # the old JPEGs are gone
     assert services.catalog.get_photo(photo_id).preset_version == services.preset.version
     assert service.process_photo(services, photo_id) is service.Outcome.ALREADY_DONE
@@ -80,8 +81,22 @@ def test_a_new_width_renders_just_that_width(services: Any) -> None:
     services.preset = dataclasses.replace(services.preset, widths=tuple(sorted({*services.preset.widths, 480}, reverse=True)))
     service.run_photo(services, photo_id)
     after = current(services, photo_id)
-    assert set(after) - set(before) == {(480, "avif"), (480, "jpeg")}
+    assert set(after) - set(before) == {("original", 480, "avif"), ("original", 480, "jpeg")}
     assert all(after[k] == v for k, v in before.items())
+
+
+def test_a_new_aspect_renders_just_its_crops_and_a_dropped_one_is_retired(services: Any) -> None:
+    services.settings = services.settings.replace(rendition_keep_seconds=0)
+    photo_id = add_photo(services)
+    before = current(services, photo_id)
+    services.preset = dataclasses.replace(services.preset, aspects=("1:1", "16:9"))
+    result = service.run_photo(services, photo_id)
+    assert result.outcome is service.Outcome.DONE
+    after = current(services, photo_id)
+    assert {k for k in set(after) - set(before)} == {("16:9", w, f) for w in (640, 320) for f in ("avif", "jpeg")}
+    assert {k[0] for k in set(before) - set(after)} == {"4:5"}
+    assert all(after[k] == v for k, v in before.items() if k[0] != "4:5")  # the rest kept their keys
+    assert stored(services, photo_id) == set(after.values())
 
 
 def test_retired_renditions_stay_servable_until_cleanup(services: Any, client: Any) -> None:
@@ -91,12 +106,12 @@ def test_retired_renditions_stay_servable_until_cleanup(services: Any, client: A
     with_jpeg_quality(services, 55)
     service.run_photo(services, photo_id)
     new_url = next(r["url"] for r in client.get(f"/v1/photos/{photo_id}").get_json()["renditions"] if r["format"] == "jpeg"
-                   and r["width"] == int(old_url.rsplit("/", 1)[1].split(".")[0]))
+                   and r["aspect"] == "original" and r["width"] == int(old_url.rsplit("/", 1)[1].split(".")[0]))
     assert new_url != old_url
     assert client.get(old_url).status_code == 200 and client.get(new_url).status_code == 200
     assert service.cleanup_retired(services) == (0, 0)  # not old enough yet
     count, size = service.cleanup_retired(services, now=time.time() + 3601)
-    assert count == sum(1 for (_, fmt) in current(services, photo_id) if fmt == "jpeg") and size > 0  # each old JPEG
+    assert count == sum(1 for (_, _, fmt) in current(services, photo_id) if fmt == "jpeg") and size > 0  # each old JPEG
     assert client.get(old_url).status_code == 404 and client.get(new_url).status_code == 200
     assert stored(services, photo_id) == set(current(services, photo_id).values())
 
@@ -140,7 +155,8 @@ def test_dry_run_estimates_and_changes_nothing(services: Any, queue: Any) -> Non
     ids = [add_photo(services, 700, 500, seed=i) for i in range(3)]  # widths 700, 640, 320
     with_jpeg_quality(services, 62)
     est = reprocess.estimate(services, Selection(mode="stale"), workers=2)
-    assert (est.selected, est.to_update, est.renditions_to_render, est.renditions_to_retire) == (3, 3, 9, 9)
+    # Per photo, 3 whole-picture JPEGs and 2 crop JPEGs (1:1 and 4:5 at 320: their windows are under 640).
+    assert (est.selected, est.to_update, est.renditions_to_render, est.renditions_to_retire) == (3, 3, 15, 15)
     assert est.seconds is not None and est.seconds > 0 and est.bytes_written > 0
     assert queue.reprocess == [] and services.catalog.get_job() is None
     assert all(services.catalog.get_photo(i).preset_version != services.preset.version for i in ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, runtime_checkable
 
-from media_pipeline.models import Hashes, Photo, PhotoMetadata, Placeholder, Rendition, RenditionLookup
+from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
 
 
 @runtime_checkable
@@ -35,11 +35,18 @@ class Catalog(Protocol):
         placeholder: Placeholder,
         renditions: Iterable[Rendition],
         hashes: Hashes,
+        seconds: float | None = None,
+        focus: Focus | None = None,
     ) -> bool:
         """Record a finished photo in one transaction: ``renditions`` become its current set and every
-        other rendition it had is retired. ``False`` if the photo is gone."""
+        other rendition it had is retired; ``focus`` (when given) is its computed focus. ``False``
+        if the photo is gone."""
 
-    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None) -> RenditionLookup | None:
+    def set_user_focal_point(self, photo_id: str, point: Point | None) -> bool:
+        """Set (or clear, with ``None``) the focal point a user chose; ``False`` unless the photo is ready."""
+        ...
+
+    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None, aspect: str = "original") -> RenditionLookup | None:
         """For serving: ``None`` unless the photo is ready; else its renditions at ``width``: those
         of ``spec`` (current or retired, as long as they exist), or the current ones."""
 

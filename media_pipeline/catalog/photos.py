@@ -9,14 +9,25 @@ from typing import Any, Iterable, Sequence
 
 from media_pipeline.catalog.database import Cursor, SqlDatabase, dump_json
 from media_pipeline.catalog.duplicates import load_duplicates, load_hash_quality
-from media_pipeline.models import Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition, RenditionLookup
+from media_pipeline.models import (
+    Focus,
+    Hashes,
+    Photo,
+    PhotoMetadata,
+    PhotoStatus,
+    Placeholder,
+    Point,
+    Rendition,
+    RenditionLookup,
+)
 
 _PHOTO_COLUMNS = (
     "id, owner, status, sha256, original_key, original_format, original_width, original_height, "
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score"
+_FOCUS_COLUMNS = "focus, user_focal_point"
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
 
 
 class PhotoStore(SqlDatabase):
@@ -38,7 +49,7 @@ class PhotoStore(SqlDatabase):
             return self._load(cur, photo_id)
 
     def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
-        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             return None
         row = rows[0]
@@ -46,7 +57,8 @@ class PhotoStore(SqlDatabase):
         renditions = tuple(
             _rendition(r)
             for r in cur.fetchall(
-                f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND current = 1 ORDER BY width DESC, format",
+                f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND current = 1 "
+                "ORDER BY CASE WHEN aspect = 'original' THEN 0 ELSE 1 END, aspect, width DESC, format",
                 (photo_id,),
             )
         )
@@ -64,6 +76,8 @@ class PhotoStore(SqlDatabase):
             renditions=renditions, hashes=hashes,
             hash_quality=load_hash_quality(cur, photo_id),
             duplicates=tuple(load_duplicates(cur, photo_id)),
+            computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
+            user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -91,14 +105,16 @@ class PhotoStore(SqlDatabase):
         renditions: Iterable[Rendition],
         hashes: Hashes,
         seconds: float | None = None,
+        focus: Focus | None = None,
     ) -> bool:
         now = time.time()
         with self._tx() as cur:
             updated = cur.execute(
                 "UPDATE photos SET status = ?, preset_version = ?, metadata = ?, placeholder = ?, error_code = NULL, "
-                "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds) WHERE id = ?",
+                "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds), "
+                "focus = COALESCE(?, focus) WHERE id = ?",
                 (PhotoStatus.READY.value, preset_version, dump_json(metadata.to_dict()), dump_json(_placeholder_dict(placeholder)), now,
-                 seconds, photo_id),
+                 seconds, dump_json(focus.to_dict()) if focus else None, photo_id),
             )
             if not updated:
                 return False
@@ -107,11 +123,11 @@ class PhotoStore(SqlDatabase):
                 "UPDATE renditions SET current = 0, retired_at = ? WHERE photo_id = ? AND current = 1", (now, photo_id)
             )
             cur.executemany(
-                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
                 "height = excluded.height, bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, "
                 "score = excluded.score, current = 1, retired_at = NULL",
-                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score) for r in renditions],
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect) for r in renditions],
             )
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.executemany(
@@ -119,6 +135,13 @@ class PhotoStore(SqlDatabase):
                 [(photo_id, kind, value) for kind, value in _hash_rows(hashes)],
             )
             return True
+
+    def set_user_focal_point(self, photo_id: str, point: Point | None) -> bool:
+        with self._tx() as cur:
+            return bool(cur.execute(
+                "UPDATE photos SET user_focal_point = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (dump_json(point.to_dict()) if point else None, time.time(), photo_id, PhotoStatus.READY.value),
+            ))
 
     def all_renditions(self, photo_id: str) -> list[Rendition]:
         with self._tx(write=False) as cur:
@@ -140,14 +163,16 @@ class PhotoStore(SqlDatabase):
                 (photo_id, rendition.spec, rendition.width, rendition.format),
             )
 
-    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None) -> RenditionLookup | None:
+    def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None, aspect: str = "original") -> RenditionLookup | None:
+        """The renditions of ``width`` behind a URL: by ``spec`` (immutable), else the current ones of ``aspect``."""
         with self._tx(write=False) as cur:
             rows = cur.fetchall("SELECT status, original_width, owner FROM photos WHERE id = ?", (photo_id,))
             if not rows or rows[0][0] != PhotoStatus.READY.value:
                 return None
             if spec is None:
                 found = cur.fetchall(
-                    f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND width = ? AND current = 1", (photo_id, width)
+                    f"SELECT {_RENDITION_COLUMNS} FROM renditions WHERE photo_id = ? AND width = ? AND current = 1 AND aspect = ?",
+                    (photo_id, width, aspect),
                 )
             else:
                 found = cur.fetchall(
@@ -159,13 +184,13 @@ class PhotoStore(SqlDatabase):
         with self._tx() as cur:
             return bool(
                 cur.execute(
-                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at) "
-                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
                     "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
                     "bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, score = excluded.score, "
                     "current = 1, retired_at = NULL",
                     (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
-                     rendition.quality, rendition.score, photo_id, PhotoStatus.READY.value),
+                     rendition.quality, rendition.score, rendition.aspect, photo_id, PhotoStatus.READY.value),
                 )
             )
 
@@ -223,7 +248,7 @@ class PhotoStore(SqlDatabase):
 
 def _rendition(row: Sequence[Any]) -> Rendition:
     return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5], quality=row[6],
-                     score=None if row[7] is None else float(row[7]))
+                     score=None if row[7] is None else float(row[7]), aspect=row[8])
 
 
 def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:

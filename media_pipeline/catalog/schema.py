@@ -235,6 +235,21 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        9,
+        (
+            # Where the subject is (focus.py), found at ingest: {focal_point, subject, source}.
+            "ALTER TABLE photos ADD COLUMN focus TEXT",
+            # A focal point set through the API ({x, y}); crops are cut around it while it is set.
+            "ALTER TABLE photos ADD COLUMN user_focal_point TEXT",
+            # "original" for the whole picture, "A:B" for a crop around the subject.
+            "ALTER TABLE renditions ADD COLUMN aspect TEXT NOT NULL DEFAULT 'original'",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":

@@ -3,10 +3,12 @@
     /i/<id>/<spec>/<width>.<ext>      immutable: the bytes behind it never change
     /i/<id>/<width>.<ext>             stable: the photo's current rendition of that width and format
     /i/<id>/<width>                   stable, format negotiated from Accept (AVIF, WebP, JPEG); Vary: Accept
+    /i/<id>/<A>x<B>/<width>[.<ext>]   stable crop of aspect A:B around the subject, the same two ways
 
 A stable URL for a width or format that was not made at ingest is rendered on first request, but
 only when the URL carries a valid signature (``?sig=``, HMAC-SHA256 of the path); its width snaps
-up to the configured on-demand set and never exceeds the original. Originals are unreachable: every
+up to the configured on-demand set and never exceeds the original (for a crop: what its window
+holds), and a crop's aspect must be one of ``MP_ONDEMAND_ASPECTS``. Originals are unreachable: every
 URL resolves through the catalog to a key under ``renditions/``.
 """
 
@@ -22,7 +24,7 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import http_date, parse_accept_header
 from werkzeug.wsgi import wrap_file
 
-from media_pipeline import purge, service, signing
+from media_pipeline import crop_renditions, crops, purge, service, signing
 from media_pipeline.errors import NotFound
 from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, Rendition
 from media_pipeline.service import Services
@@ -42,6 +44,9 @@ def services() -> Services:
 
 @bp.route("/i/<photo_id>/<spec>/<name>", methods=["GET", "HEAD"])
 def versioned(photo_id: str, spec: str, name: str) -> Response:
+    aspect = crops.aspect_from_path(spec)
+    if aspect is not None:  # /i/<id>/4x5/1080.avif: a spec is a hex hash, never A x B
+        return stable(photo_id, name, aspect)
     width, fmt = _parse_name(name)
     if fmt is None:
         raise NotFound("no such rendition")
@@ -50,11 +55,11 @@ def versioned(photo_id: str, spec: str, name: str) -> Response:
 
 
 @bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
-def stable(photo_id: str, name: str) -> Response:
+def stable(photo_id: str, name: str, aspect: str = "original") -> Response:
     width, fmt = _parse_name(name)
     signed = _signature_ok()
     candidates = (fmt,) if fmt else _acceptable_formats()
-    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed)
+    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed, aspect=aspect)
     max_age = services().settings.stable_max_age
     cache = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
     return _serve(rendition, cache, vary=None if fmt else "Accept", tags=purge.tags(photo_id, owner))
@@ -81,17 +86,21 @@ def _signature_ok() -> bool:
     return bool(signature and keys and signing.verify(request.path, signature, keys))
 
 
-def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool) -> tuple[Rendition, str | None]:
+def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool,
+             aspect: str = "original") -> tuple[Rendition, str | None]:
     """The rendition to answer with, and the photo's owner (for its cache tags)."""
     svc = services()
     if not service.is_photo_id(photo_id):
         raise NotFound("no such rendition")
+    cropped = aspect != "original"
+    if cropped and aspect not in svc.preset.aspects and aspect not in svc.settings.ondemand_aspect_list:
+        raise NotFound("no such rendition")
     if signed:
         width = _snap(width, svc)
-    lookup = svc.catalog.lookup_renditions(photo_id, width, spec)
+    lookup = svc.catalog.lookup_renditions(photo_id, width, spec, aspect)
     if lookup is None:
         raise NotFound("no such photo, or it is not ready")
-    if signed and width > lookup.original_width:
+    if signed and not cropped and width > lookup.original_width:
         width = lookup.original_width
         lookup = svc.catalog.lookup_renditions(photo_id, width, spec) or lookup
     for fmt in formats:  # the client's preference among what exists
@@ -99,7 +108,7 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
         if found is not None and (not signed or fmt == formats[0]):
             return found, lookup.owner
     if signed and spec is None:
-        rendered = _render_once(photo_id, width, formats[0])
+        rendered = _render_once(photo_id, width, formats[0], aspect)
         if rendered is not None:
             return rendered, lookup.owner
     for fmt in formats:
@@ -110,21 +119,24 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
 
 
 def _snap(width: int, svc: Services) -> int:
-    allowed = sorted(set(svc.settings.ondemand_width_list) | set(svc.preset.widths))
+    allowed = sorted(set(svc.settings.ondemand_width_list) | set(svc.preset.widths) | set(svc.preset.crop_widths))
     index = bisect.bisect_left(allowed, width)
     return allowed[min(index, len(allowed) - 1)]
 
 
-def _render_once(photo_id: str, width: int, fmt: str) -> Rendition | None:
+def _render_once(photo_id: str, width: int, fmt: str, aspect: str = "original") -> Rendition | None:
     """In one process, concurrent first requests for the same rendition render it once."""
-    key = f"{photo_id}/{width}/{fmt}"
+    key = f"{photo_id}/{aspect}/{width}/{fmt}"
     with _render_locks_guard:
         lock = _render_locks.setdefault(key, threading.Lock())
     with lock:
         svc = services()
-        lookup = svc.catalog.lookup_renditions(photo_id, width)
-        existing = lookup.find(fmt) if lookup else None
-        result = existing or service.render_on_demand(svc, photo_id, width, fmt)
+        lookup = svc.catalog.lookup_renditions(photo_id, width, aspect=aspect)
+        result = lookup.find(fmt) if lookup else None
+        if result is None and aspect == "original":
+            result = service.render_on_demand(svc, photo_id, width, fmt)
+        elif result is None:
+            result = crop_renditions.render_crop_on_demand(svc, photo_id, aspect, width, fmt)
     with _render_locks_guard:
         _render_locks.pop(key, None)
     return result

@@ -23,11 +23,13 @@ _ERROR_CODES = [
     "bad_checksum_algorithm", "bad_checksum", "bad_upload_offset", "bad_upload",
     # direct uploads (/v1/uploads)
     "upload_missing", "upload_used", "upload_expired",
+    "bad_focal_point", "not_ready",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
 
 _nullable_string = {"type": ["string", "null"]}
+_unit = {"type": "number", "minimum": 0, "maximum": 1}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -256,6 +258,21 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "404": _error("No such photo"),
                     },
                 },
+                "patch": {
+                    "operationId": "setFocalPoint",
+                    "summary": "Set the focal point crops are cut around (`source: user`), or `null` to go back to the computed one",
+                    "description": "The crops are re-rendered by a worker under new immutable keys; the old ones are retired "
+                                   "(servable for MP_RENDITION_KEEP_SECONDS). Whole-picture renditions are not touched.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["focal_point"], "additionalProperties": False,
+                        "properties": {"focal_point": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/FocalPoint"}]}}}}}},
+                    "responses": {
+                        "202": {"description": "Recorded; the crops follow", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Photo"}}}},
+                        "400": _error("Not a JSON object with only `focal_point`, or x/y outside 0..1"),
+                        "404": _error("No such photo"),
+                        "409": _error("The photo is not ready"),
+                    },
+                },
                 "delete": {
                     "operationId": "deletePhoto",
                     "summary": "Delete the original, every rendition and the records",
@@ -263,8 +280,14 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "/i/{photo_id}/{spec}/{name}": {
-                "parameters": [photo_id, {"name": "spec", "in": "path", "required": True, "schema": {"type": "string"}}, name],
-                "get": {"operationId": "getRendition", "summary": "An immutable rendition URL", "responses": _image_responses()},
+                "parameters": [photo_id, {"name": "spec", "in": "path", "required": True, "schema": {"type": "string"},
+                                          "description": "The spec hash of an immutable rendition (`url` in the API), or an aspect "
+                                                         "`AxB` (`4x5`): the photo's current crop of aspect A:B around its subject, "
+                                                         "stable and negotiated like `/i/{photo_id}/{name}`"},
+                               name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
+                                      "description": "For an aspect: HMAC-SHA256 of the path; needed to render an aspect "
+                                                     "(MP_ONDEMAND_ASPECTS), width or format on demand"}],
+                "get": {"operationId": "getRendition", "summary": "An immutable rendition URL, or a stable crop URL", "responses": _image_responses()},
                 "head": {"operationId": "headRendition", "summary": "Headers only", "responses": _image_responses()},
             },
             "/i/{photo_id}/{name}": {
@@ -303,9 +326,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "Rendition": {
-                "type": "object", "required": ["width", "height", "format", "bytes", "quality", "score", "url", "stable_url"],
+                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "url", "stable_url"],
                 "additionalProperties": False,
                 "properties": {
+                    "aspect": {"type": "string", "pattern": "^(original|[1-9][0-9]?:[1-9][0-9]?)$",
+                               "description": "`original` for the whole picture, `A:B` for a crop around the subject"},
                     "width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1},
                     "format": {"enum": ["avif", "webp", "jpeg"]}, "bytes": {"type": "integer", "minimum": 1},
                     "quality": {"type": ["integer", "null"], "minimum": 1, "maximum": 100,
@@ -341,7 +366,13 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "orientation": {"type": "integer", "minimum": 1, "maximum": 8},
                         "color_profile": _nullable_string}},
                     "renditions": {"type": "array", "items": {"$ref": "#/components/schemas/Rendition"}},
-                    "srcset": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "srcset": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "Per format, the whole picture's immutable URLs with their widths"},
+                    "crops": {"type": "object", "description": "Per aspect (`4:5`): `srcset` per format and the negotiated URL",
+                              "additionalProperties": {"type": "object", "required": ["srcset", "negotiated"], "properties": {
+                                  "srcset": {"type": "object", "additionalProperties": {"type": "string"}},
+                                  "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}}},
+                    "focus": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Focus"}]},
                     "placeholder": {"type": ["object", "null"], "required": ["blurhash", "dominant_color"], "properties": {
                         "blurhash": {"type": "string"}, "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}},
                     "hashes": {"type": ["object", "null"], "properties": {
@@ -363,6 +394,22 @@ def _paths_and_schemas() -> dict[str, Any]:
                     {"if": {"properties": {"status": {"const": "failed"}}}, "then": {"required": ["error"]}},
                 ],
             },
+            "Focus": {
+                "type": "object", "required": ["focal_point", "subject", "source"], "additionalProperties": False,
+                "description": "Where the subject is, in 0..1 of the upright picture; crops keep the subject box when it fits "
+                               "and centre on the focal point",
+                "properties": {
+                    "focal_point": {"$ref": "#/components/schemas/FocalPoint"},
+                    "subject": {"type": "object", "required": ["x", "y", "w", "h"], "additionalProperties": False, "properties": {
+                        "x": _unit, "y": _unit, "w": _unit, "h": _unit}},
+                    "source": {"enum": ["faces", "saliency", "centre", "user"]},
+                    "faces": {"type": "array", "description": "Each face found (the subject is their union); a crop never cuts one in half",
+                              "items": {"type": "object", "required": ["x", "y", "w", "h"], "additionalProperties": False, "properties": {
+                                  "x": _unit, "y": _unit, "w": _unit, "h": _unit}}},
+                },
+            },
+            "FocalPoint": {"type": "object", "required": ["x", "y"], "additionalProperties": False,
+                           "properties": {"x": _unit, "y": _unit}},
             "Duplicate": {
                 "type": "object", "required": ["id", "kind", "distance", "inliers", "transform"], "additionalProperties": False,
                 "properties": {

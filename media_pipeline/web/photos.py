@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from media_pipeline import duplicates, service
-from media_pipeline.errors import EmptyUpload, NotFound, UploadError
-from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus
+from media_pipeline import crop_renditions, crops, duplicates, service
+from media_pipeline.errors import BadFocalPoint, EmptyUpload, NotFound, NotReady, UploadError
+from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
 
@@ -93,6 +93,33 @@ def get_photo(photo_id: str) -> Response:
     return response
 
 
+@bp.patch("/photos/<photo_id>")
+def set_focal_point(photo_id: str) -> tuple[Response, int]:
+    """``{"focal_point": {"x", "y"}}`` (0..1 of the upright picture) or ``{"focal_point": null}``."""
+    point = _focal_point(request.get_json(silent=True))
+    photo = _find(photo_id)
+    svc = services()
+    if photo.status is not PhotoStatus.READY or not crop_renditions.set_focal_point(svc, photo, point):
+        raise NotReady(f"photo {photo_id} is {photo.status.value}; a focal point can be set once it is ready")
+    response = jsonify(photo_json(_find(photo_id), svc.settings.public_base_url))
+    response.headers["Cache-Control"] = "no-store"
+    return response, 202
+
+
+def _focal_point(body: Any) -> Point | None:
+    if not isinstance(body, dict) or set(body) != {"focal_point"}:
+        raise BadFocalPoint('send a JSON object with only "focal_point": {"x": 0..1, "y": 0..1} or null')
+    value = body["focal_point"]
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"x", "y"}:
+        raise BadFocalPoint('"focal_point" must be {"x": 0..1, "y": 0..1} or null')
+    x, y = value["x"], value["y"]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in (x, y)):
+        raise BadFocalPoint('"x" and "y" must be numbers from 0 to 1')
+    return Point(float(x), float(y))
+
+
 @bp.delete("/photos/<photo_id>")
 def delete_photo(photo_id: str) -> tuple[str, int]:
     if not service.is_photo_id(photo_id) or not service.delete_photo(services(), photo_id):
@@ -127,6 +154,19 @@ def rendition_url(base: str, photo_id: str, spec: str, width: int, fmt: str) -> 
     return f"{base}/i/{photo_id}/{spec}/{width}.{OUTPUT_EXTENSIONS[fmt]}"
 
 
+def stable_url(base: str, photo_id: str, aspect: str, width: int, fmt: str) -> str:
+    """The URL that follows the photo's current rendition: ``/i/<id>/<w>.<ext>`` for the whole
+    picture, ``/i/<id>/<A>x<B>/<w>.<ext>`` for a crop."""
+    segment = "" if aspect == "original" else f"{crops.aspect_path(aspect)}/"
+    return f"{base}/i/{photo_id}/{segment}{width}.{OUTPUT_EXTENSIONS[fmt]}"
+
+
+def _srcsets(renditions: list[dict[str, Any]]) -> dict[str, str]:
+    by_width = sorted(renditions, key=lambda r: r["width"])
+    return {fmt: ", ".join(f"{r['url']} {r['width']}w" for r in by_width if r["format"] == fmt)
+            for fmt in sorted({r["format"] for r in renditions})}
+
+
 def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": photo.id,
@@ -148,6 +188,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
         body["preset_version"] = photo.preset_version
         body["renditions"] = [
             {
+                "aspect": r.aspect,
                 "width": r.width,
                 "height": r.height,
                 "format": r.format,
@@ -155,15 +196,20 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
                 "quality": r.quality,
                 "score": None if r.score is None else round(r.score, 2),
                 "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
-                "stable_url": f"{base_url}/i/{photo.id}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}",
+                "stable_url": stable_url(base_url, photo.id, r.aspect, r.width, r.format),
             }
             for r in photo.renditions
         ]
-        # Ready-made srcset strings per format (immutable URLs), and one negotiated URL per width.
-        body["srcset"] = {
-            fmt: ", ".join(f"{r['url']} {r['width']}w" for r in sorted(body["renditions"], key=lambda r: r["width"]) if r["format"] == fmt)
-            for fmt in sorted({r.format for r in photo.renditions})
+        # Ready-made srcset strings per format (immutable URLs) of the whole picture, the same per
+        # aspect for crops, and one negotiated URL per width.
+        originals = [r for r in body["renditions"] if r["aspect"] == "original"]
+        body["srcset"] = _srcsets(originals)
+        body["crops"] = {
+            aspect: {"srcset": _srcsets([r for r in body["renditions"] if r["aspect"] == aspect]),
+                     "negotiated": f"{base_url}/i/{photo.id}/{crops.aspect_path(aspect)}/{{width}}"}
+            for aspect in sorted({r.aspect for r in photo.renditions} - {"original"})
         }
+        body["focus"] = photo.focus.to_dict() if photo.focus else None
         body["links"]["negotiated"] = f"{base_url}/i/{photo.id}/{{width}}"
         body["placeholder"] = (
             {"blurhash": photo.placeholder.blurhash, "dominant_color": photo.placeholder.dominant_color}

@@ -89,8 +89,14 @@ function show(photo) {
   addFact(meta, "colour profile", m.color_profile);
   addFact(meta, "preset version", photo.preset_version);
   if (photo.hashes) addFact(meta, "pHash", photo.hashes.phash);
+  if (photo.focus) {
+    const { focal_point: p, subject: s, source } = photo.focus;
+    addFact(meta, "focus", `${source}: focal point (${p.x}, ${p.y}), subject ${s.w} x ${s.h} at (${s.x}, ${s.y})`);
+  }
 
-  const { width, height } = photo.renditions[0];
+  // The whole picture's renditions come first; crops (aspect "1:1" etc.) after them.
+  const whole = photo.renditions.filter((r) => r.aspect === "original");
+  const { width, height } = whole[0];
   $("stage").style.aspectRatio = `${width} / ${height}`;
   if (photo.placeholder) {
     $("blurhash").textContent = photo.placeholder.blurhash;
@@ -103,10 +109,10 @@ function show(photo) {
   const img = $("preview-img");
   img.onload = () => { $("current-src").textContent = img.currentSrc.split("/").slice(-2).join("/"); img.dataset.loaded = "true"; };
   img.srcset = (photo.srcset && photo.srcset.jpeg) || "";
-  img.src = photo.renditions[photo.renditions.length - 1].url;
+  img.src = whole[whole.length - 1].url;
 
   const body = $("renditions").tBodies[0];
-  body.replaceChildren(...photo.renditions.map((r) => row([r.width, r.height, r.format, r.bytes, link(r.url)])));
+  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.bytes, link(r.url)])));
 
   const dups = $("duplicates");
   if (Array.isArray(photo.duplicates) && photo.duplicates.length) {

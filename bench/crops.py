@@ -1,0 +1,196 @@
+"""How good the crops are: a labelled set built from a folder of photos, and three croppers.
+
+Each case pastes one photo (the subject, scaled so it could fit every aspect's window) at a random
+place on a low-detail background made from another photo (heavily blurred, desaturated, enlarged),
+on a canvas from 2:1 to 1:2, so the subject box is known exactly. For each aspect the table gives
+the share of cases whose crop keeps at least 90% of the subject box, for:
+
+    ours        focus.find_focus + crops.crop_window (what the pipeline does)
+    centre      the same window size, centred
+    attention   libvips smartcrop(interesting="attention") alone, at the same window size
+
+It also checks that a user's focal point is honoured (the window holds it and is as centred on it
+as the edges allow), times the focus, and reports what the focus finds on every photo as itself.
+With ``--cost PHOTO...`` it times, on one pinned core, what ingest does per photo with the default
+preset (decode, cascade, placeholder, hashes, every eager rendition) without and with the focus and
+the preset's crops, best of ``--repeat`` after a warm-up.
+
+    .venv/bin/python bench/crops.py ../shared/testdata/corpus-dev --cases 200
+    .venv/bin/python bench/crops.py ../shared/testdata/corpus-dev --cases 0 --cost ../shared/testdata/camera-exif/IMG_9424.JPG
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyvips
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config.settings import Settings  # noqa: E402
+from media_pipeline import crop_renditions, crops, focus, pipeline, vips  # noqa: E402
+from media_pipeline.models import Box, Focus, Point, parse_aspect  # noqa: E402
+
+ASPECTS = ("1:1", "4:5", "9:16", "16:9")
+LONG_SIDE = 1024
+KEEP = 0.9
+
+
+def load(path: Path, long_side: int = LONG_SIDE) -> np.ndarray:
+    image = pyvips.Image.thumbnail(str(path), long_side, height=long_side)
+    if image.hasalpha():
+        image = image.flatten(background=[255, 255, 255])
+    if image.bands < 3:
+        image = image.colourspace("srgb")
+    return np.ascontiguousarray(image.numpy()[:, :, :3])
+
+
+def make_case(subject: np.ndarray, backdrop: np.ndarray, rng: random.Random) -> tuple[np.ndarray, Box]:
+    """A canvas of a random aspect from 2:1 to 1:2, the subject pasted at a random place."""
+    ratio = 2 ** rng.uniform(-1, 1)  # width / height
+    width, height = (LONG_SIDE, round(LONG_SIDE / ratio)) if ratio >= 1 else (round(LONG_SIDE * ratio), LONG_SIDE)
+    scale = max(width / backdrop.shape[1], height / backdrop.shape[0]) * 1.3
+    big = cv2.resize(backdrop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)[:height, :width]
+    blurred = cv2.GaussianBlur(big, (0, 0), 14).astype(np.float32)
+    grey = blurred.mean(axis=2, keepdims=True)
+    canvas = (0.3 * blurred + 0.7 * grey).clip(0, 255).astype(np.uint8)
+    # The subject fits every aspect's window: no cropper could keep it otherwise.
+    max_w = 0.9 * min(width, height * 9 / 16)
+    max_h = 0.9 * min(height, width * 9 / 16)
+    fit = min(max_w / subject.shape[1], max_h / subject.shape[0]) * rng.uniform(0.5, 1.0)
+    pasted = cv2.resize(subject, None, fx=fit, fy=fit, interpolation=cv2.INTER_AREA)
+    ph, pw = pasted.shape[:2]
+    left, top = rng.randint(0, width - pw), rng.randint(0, height - ph)
+    canvas[top : top + ph, left : left + pw] = pasted
+    return canvas, Box(left / width, top / height, pw / width, ph / height)
+
+
+def kept(window: crops.Window, box: Box, size: tuple[int, int]) -> float:
+    width, height = size
+    x0, y0, x1, y1 = box.x * width, box.y * height, (box.x + box.w) * width, (box.y + box.h) * height
+    ix = max(0.0, min(x1, window.left + window.width) - max(x0, window.left))
+    iy = max(0.0, min(y1, window.top + window.height) - max(y0, window.top))
+    return ix * iy / max((x1 - x0) * (y1 - y0), 1e-9)
+
+
+def attention_window(image: pyvips.Image, size: tuple[int, int], ratio: tuple[int, int]) -> crops.Window:
+    shape = crops.crop_window(size, ratio, focus.CENTRE)
+    out = image.smartcrop(shape.width, shape.height, interesting="attention")
+    return crops.Window(out.xoffset, out.yoffset, shape.width, shape.height)
+
+
+def centred_within_edges(window: crops.Window, point: Point, size: tuple[int, int]) -> bool:
+    width, height = size
+    left = min(max(round(point.x * width - window.width / 2), 0), width - window.width)
+    top = min(max(round(point.y * height - window.height / 2), 0), height - window.height)
+    inside = window.left <= point.x * width <= window.left + window.width and window.top <= point.y * height <= window.top + window.height
+    return inside and abs(window.left - left) <= 1 and abs(window.top - top) <= 1
+
+
+def ingest_seconds(data: bytes, with_crops: bool, repeat: int) -> tuple[float, float]:
+    """Best seconds of what ingest does with the default preset, and of the focus alone."""
+    preset = Settings.from_env({}).preset()
+    best, best_focus = float("inf"), float("inf")
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        job = pipeline.prepare(data, preset, 50_000_000)
+        pipeline.describe(job, preset)
+        focus_seconds = 0.0
+        if with_crops:
+            focus_started = time.perf_counter()
+            found = pipeline.find_focus(job)
+            focus_seconds = time.perf_counter() - focus_started
+            wanted = crop_renditions.wanted_crops(preset, (job.info.upright_size[0], job.info.upright_size[1]), found)
+            variants = tuple(dict.fromkeys(w.variant for w in wanted))
+            list(crops.iter_crops(list(job.levels.values()), variants, preset.eager, found))
+        list(pipeline.iter_renditions(job, preset.eager, release=True))
+        best, best_focus = min(best, time.perf_counter() - started), min(best_focus, focus_seconds)
+    return best, best_focus
+
+
+def print_cost(paths: list[Path], repeat: int) -> None:
+    os.sched_setaffinity(0, {0})
+    print()
+    print("| photo | ingest s | with crops s | ratio | focus ms |")
+    print("|---|---:|---:|---:|---:|")
+    for path in paths:
+        data = path.read_bytes()
+        without, _ = ingest_seconds(data, False, repeat)
+        with_crops, focus_seconds = ingest_seconds(data, True, repeat)
+        print(f"| {path.name} | {without:.2f} | {with_crops:.2f} | {with_crops / without:.2f} | {focus_seconds * 1000:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--cost", type=Path, nargs="*", default=[])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    vips.configure()
+    if args.cost:
+        print_cost(args.cost, args.repeat)
+    if args.cases <= 0:
+        return
+    paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    photos = [load(p) for p in paths]
+    rng = random.Random(args.seed)
+
+    hits = {name: Counter() for name in ("ours", "centre", "attention")}
+    sources: Counter[str] = Counter()
+    focus_ms: list[float] = []
+    honoured = checked = 0
+    for _ in range(args.cases):
+        subject, backdrop = rng.sample(photos, 2)
+        canvas, box = make_case(subject, backdrop, rng)
+        size = (canvas.shape[1], canvas.shape[0])
+        started = time.perf_counter()
+        found = focus.find_focus(canvas)
+        focus_ms.append((time.perf_counter() - started) * 1000)
+        sources[found.source] += 1
+        image = pyvips.Image.new_from_array(canvas, interpretation="srgb")
+        user = Focus(Point(rng.random(), rng.random()), found.subject, "user")
+        for aspect in ASPECTS:
+            ratio = parse_aspect(aspect)
+            assert ratio is not None
+            hits["ours"][aspect] += kept(crops.crop_window(size, ratio, found), box, size) >= KEEP
+            hits["centre"][aspect] += kept(crops.crop_window(size, ratio, focus.CENTRE), box, size) >= KEEP
+            hits["attention"][aspect] += kept(attention_window(image, size, ratio), box, size) >= KEEP
+            honoured += centred_within_edges(crops.crop_window(size, ratio, user), user.focal_point, size)
+            checked += 1
+
+    print(f"{args.cases} cases from {len(photos)} photos in {args.folder} (seed {args.seed}); "
+          f"share of crops keeping >= {KEEP:.0%} of the subject box")
+    print()
+    print("| cropper | " + " | ".join(ASPECTS) + " |")
+    print("|---|" + "---:|" * len(ASPECTS))
+    for name, counts in hits.items():
+        print(f"| {name} | " + " | ".join(f"{counts[a] / args.cases:.1%}" for a in ASPECTS) + " |")
+    print()
+    print(f"user focal point honoured: {honoured}/{checked}")
+    print(f"focus on the cases: {dict(sources)}; "
+          f"{statistics.median(focus_ms):.1f} ms median, {sorted(focus_ms)[int(0.9 * len(focus_ms))]:.1f} ms p90")
+
+    as_is: Counter[str] = Counter()
+    own_ms = []
+    for rgb in photos:
+        small = focus._shrunk(rgb)
+        started = time.perf_counter()
+        as_is[focus.find_focus(small).source] += 1
+        own_ms.append((time.perf_counter() - started) * 1000)
+    print(f"the {len(photos)} photos as themselves (no known box): {dict(as_is)}; "
+          f"{statistics.median(own_ms):.1f} ms median focus at {focus.LONG_SIDE} px")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Focal point, subject box and crop windows: the pure core behind crop renditions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from media_pipeline import crops, focus
+from media_pipeline.crops import CropVariant, crop_height, crop_window
+from media_pipeline.models import Box, Focus, Point, parse_aspect
+from tests import images
+
+
+def _focus(px: float, py: float, box: tuple[float, float, float, float] | None = None, source: str = "saliency") -> Focus:
+    subject = Box(*box) if box else Box(px, py, 0.0, 0.0)
+    return Focus(focal_point=Point(px, py), subject=subject, source=source)
+
+
+# --------------------------------------------------------------------------- the window
+@pytest.mark.parametrize("picture,aspect,size", [
+    ((1600, 1200), (1, 1), (1200, 1200)),
+    ((1600, 1200), (4, 5), (960, 1200)),
+    ((1600, 1200), (16, 9), (1600, 900)),
+    ((1200, 1600), (9, 16), (900, 1600)),
+    ((1200, 1600), (16, 9), (1200, 675)),
+    ((1000, 1000), (1, 1), (1000, 1000)),
+])
+def test_the_window_is_the_largest_of_its_aspect(picture: tuple[int, int], aspect: tuple[int, int], size: tuple[int, int]) -> None:
+    window = crop_window(picture, aspect, _focus(0.5, 0.5))
+    assert (window.width, window.height) == size
+    assert 0 <= window.left <= picture[0] - window.width and 0 <= window.top <= picture[1] - window.height
+
+
+def test_a_centred_focal_point_gives_a_centred_window() -> None:
+    window = crop_window((1600, 1200), (1, 1), _focus(0.5, 0.5))
+    assert (window.left, window.top) == (200, 0)
+
+
+def test_the_window_centres_on_the_focal_point_as_far_as_the_edges_allow() -> None:
+    assert crop_window((1600, 1200), (1, 1), _focus(0.6, 0.5)).left == 360  # 960 - 600
+    assert crop_window((1600, 1200), (1, 1), _focus(0.05, 0.5)).left == 0  # the left edge stops it
+    assert crop_window((1600, 1200), (1, 1), _focus(0.99, 0.5)).left == 400  # the right edge
+
+
+def test_a_subject_that_fits_is_kept_whole_even_off_the_focal_point() -> None:
+    # Focal point at the left, subject box stretching right: the window moves right to hold the box.
+    focus_ = _focus(0.3, 0.5, (0.25, 0.4, 0.45, 0.2))
+    window = crop_window((1600, 1200), (4, 5), focus_)  # 960 wide
+    assert window.left <= 0.25 * 1600 and window.left + window.width >= 0.70 * 1600
+
+
+def test_a_subject_larger_than_the_window_keeps_the_focal_point_and_stays_inside_the_subject() -> None:
+    focus_ = _focus(0.8, 0.5, (0.1, 0.0, 0.85, 1.0))  # 1360 px of subject, window 1200
+    window = crop_window((1600, 1200), (1, 1), focus_)
+    assert window.left <= 0.8 * 1600 <= window.left + window.width
+    assert window.left >= 0.1 * 1600 and window.left + window.width <= 0.95 * 1600
+
+
+def test_a_user_focal_point_is_centred_whatever_the_subject() -> None:
+    subject = (0.0, 0.0, 0.3, 1.0)
+    computed = crop_window((1600, 1200), (1, 1), _focus(0.15, 0.5, subject))
+    user = crop_window((1600, 1200), (1, 1), _focus(0.6, 0.5, subject, source="user"))
+    assert computed.left == 0
+    assert user.left == round(0.6 * 1600 - 600)  # the subject at the left does not pull it
+
+
+def test_faces_that_do_not_all_fit_are_never_cut_in_half() -> None:
+    # Two people at the sides of a 3:2 picture: a 4:5 window cannot hold both faces, so it holds one whole.
+    faces = (Box(0.23, 0.12, 0.11, 0.16), Box(0.76, 0.14, 0.09, 0.14))
+    union = Box(0.23, 0.12, 0.62, 0.18)
+    found = Focus(focal_point=union.centre, subject=union, source="faces", faces=faces)
+    window = crop_window((1500, 1000), (4, 5), found)
+    for face in faces:
+        x0, x1 = face.x * 1500, (face.x + face.w) * 1500
+        assert x1 <= window.left or x0 >= window.left + window.width or (window.left <= x0 and x1 <= window.left + window.width)
+    assert any(window.left <= f.x * 1500 and (f.x + f.w) * 1500 <= window.left + window.width for f in faces)
+
+
+@pytest.mark.parametrize("width,aspect,height", [(1080, (4, 5), 1350), (640, (1, 1), 640), (320, (9, 16), 569), (1080, (16, 9), 608)])
+def test_exact_crop_sizes(width: int, aspect: tuple[int, int], height: int) -> None:
+    assert crop_height(width, aspect) == height
+
+
+def test_widths_the_window_cannot_hold_are_not_planned() -> None:
+    # A 1080 x 720 level: the 1:1 window is 720 wide, so 1080 would be an upscale.
+    variants = crops.plan(("1:1", "16:9"), (1080, 640, 320), (1080, 720), _focus(0.5, 0.5))
+    assert variants == (
+        CropVariant("1:1", 640, 640), CropVariant("1:1", 320, 320),
+        CropVariant("16:9", 1080, 608), CropVariant("16:9", 640, 360), CropVariant("16:9", 320, 180),
+    )
+
+
+def test_the_crop_spec_changes_with_the_focal_point_and_the_aspect() -> None:
+    a = crops.crop_spec("abc", "1:1", _focus(0.5, 0.5))
+    assert a == crops.crop_spec("abc", "1:1", _focus(0.5, 0.5))
+    assert a != crops.crop_spec("abc", "4:5", _focus(0.5, 0.5))
+    assert a != crops.crop_spec("abc", "1:1", _focus(0.5, 0.6))
+    assert a != crops.crop_spec("abd", "1:1", _focus(0.5, 0.5))
+
+
+def test_aspect_path_segments() -> None:
+    assert crops.aspect_from_path("4x5") == "4:5"
+    assert crops.aspect_path("9:16") == "9x16"
+    assert crops.aspect_from_path("0x5") is None and crops.aspect_from_path("abc") is None
+    assert crops.aspect_from_path("4x5x") is None
+
+
+def test_a_cut_is_exactly_its_size_and_shows_the_window() -> None:
+    # A red square on grey at the right of a landscape picture: the 1:1 crop around it shows it.
+    picture = np.full((600, 1200, 3), 128, np.uint8)
+    picture[200:400, 900:1100] = (220, 30, 30)
+    level = images.to_vips(picture)
+    focus_ = _focus(1000 / 1200, 0.5, (900 / 1200, 200 / 600, 200 / 1200, 200 / 600))
+    out = crops.cut([level], CropVariant("1:1", 300, 300), focus_).numpy()
+    assert out.shape == (300, 300, 3)
+    # The window is 600 x 600 from x=600: the square sits at x 300..500, y 200..400 of it, halved in the crop.
+    assert np.abs(out[110:190, 160:240].astype(int) - (220, 30, 30)).max() < 12
+    assert np.abs(out[10:90, 10:130].astype(int) - 128).max() < 6
+
+
+# --------------------------------------------------------------------------- the focus
+def test_a_flat_picture_has_its_focus_at_the_centre() -> None:
+    found = focus.find_focus(np.full((300, 400, 3), 90, np.uint8))
+    assert found.source == "centre" and found.focal_point == Point(0.5, 0.5)
+
+
+def test_saliency_finds_a_detailed_subject_on_a_plain_background() -> None:
+    background = np.full((480, 960, 3), (70, 110, 150), np.uint8)
+    subject = images.scene(200, 160, seed=3)
+    background[260:420, 80:280] = subject  # bottom left
+    found = focus.find_focus(background)
+    assert found.source == "saliency"
+    box = found.subject
+    # The box is the subject's, within a few percent.
+    assert box.x == pytest.approx(80 / 960, abs=0.03) and box.x + box.w == pytest.approx(280 / 960, abs=0.03)
+    assert box.y == pytest.approx(260 / 480, abs=0.05) and box.y + box.h == pytest.approx(420 / 480, abs=0.05)
+    assert box.x <= found.focal_point.x <= box.x + box.w and box.y <= found.focal_point.y <= box.y + box.h
+
+
+def test_the_face_model_ships_inside_the_installed_opencv() -> None:
+    assert focus.face_cascade() is not None, "the OpenCV wheel has no frontal-face cascade: is the contrib build installed?"
+
+
+@pytest.mark.testdata
+def test_faces_are_found_and_their_union_is_the_subject(testdata: object) -> None:
+    """A real photo of two men kneeling at either side of a dog: both faces, their union the subject."""
+    from pathlib import Path
+
+    path = Path(str(testdata)) / "corpus-dev" / "bsds500_test_309040.jpg"
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    found = focus.find_focus(rgb)
+    assert found.source == "faces" and len(found.faces) == 2
+    left, right = sorted(found.faces, key=lambda face: face.x)
+    assert left.x + left.w < 0.4 and right.x > 0.7 and all(face.y + face.h < 0.4 for face in found.faces)
+    assert found.subject == Box(left.x, min(left.y, right.y), right.x + right.w - left.x,
+                                max(left.y + left.h, right.y + right.h) - min(left.y, right.y))
+    assert found.focal_point == found.subject.centre
+    # A 9:16 window holds one of them whole rather than neither.
+    height, width = rgb.shape[:2]
+    window = crop_window((width, height), (9, 16), found)
+    assert any(window.left <= face.x * width and (face.x + face.w) * width <= window.left + window.width for face in found.faces)
+
+
+
+@pytest.mark.testdata
+def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> None:
+    """Every real photo (EXIF-rotated ones upright, through the pipeline) where the detector finds
+    faces: each default aspect's window holds every face box whole or leaves it out, never half."""
+    from pathlib import Path
+
+    from config.settings import Settings
+    from media_pipeline import pipeline
+
+    preset = Settings.from_env({}).preset()
+    small = dataclasses.replace(preset, widths=(640, 320))
+    paths = sorted(p for folder in ("corpus-dev", "camera-exif", "exif-orientation")
+                   for p in (Path(str(testdata)) / folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    with_faces, cut = 0, []
+    for path in paths:
+        job = pipeline.prepare(path.read_bytes(), small, 50_000_000)
+        rgb = pipeline.focus_image(job)
+        found = focus.find_focus(rgb)
+        if found.source != "faces":
+            continue
+        with_faces += 1
+        faces = found.faces
+        size = (rgb.shape[1], rgb.shape[0])
+        for aspect in preset.aspects:
+            ratio = parse_aspect(aspect)
+            window = crop_window(size, ratio, found)
+            for face in faces:
+                x0, y0 = face.x * size[0], face.y * size[1]
+                x1, y1 = x0 + face.w * size[0], y0 + face.h * size[1]
+                inside = window.left <= x0 + 1 and x1 - 1 <= window.left + window.width and \
+                    window.top <= y0 + 1 and y1 - 1 <= window.top + window.height
+                outside = x1 - 1 <= window.left or x0 + 1 >= window.left + window.width or \
+                    y1 - 1 <= window.top or y0 + 1 >= window.top + window.height
+                if not (inside or outside):
+                    cut.append(f"{path.parent.name}/{path.name} {aspect} {face}")
+    assert with_faces >= 10  # the detector finds faces in the set at all
+    assert cut == []
+
+
+@pytest.mark.testdata
+@pytest.mark.parametrize("orientation_set", ["Landscape", "Portrait"])
+def test_crops_of_the_exif_orientation_set_are_cut_from_the_upright_picture(testdata: object, orientation_set: str) -> None:
+    """Files 0-8 of a set hold one upright picture stored 9 ways: the 4:5 crop of each is the same."""
+    from pathlib import Path
+
+    from config.settings import Settings
+    from media_pipeline import pipeline
+    from tests import images as test_images
+
+    small = dataclasses.replace(Settings.from_env({}).preset(), widths=(640, 320))
+    cut_crops = []
+    for n in range(9):
+        data = (Path(str(testdata)) / "exif-orientation" / f"{orientation_set}_{n}.jpg").read_bytes()
+        job = pipeline.prepare(data, small, 50_000_000)
+        found = pipeline.find_focus(job)
+        cut_crops.append(crops.cut(list(job.levels.values()), CropVariant("4:5", 320, 400), found))
+    assert all((c.width, c.height) == (320, 400) for c in cut_crops)
+    assert max(test_images.mean_abs_diff(c, cut_crops[1]) for c in cut_crops) < 6
