@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 from urllib.parse import quote
 
+from media_pipeline.crops import aspect_path
 from media_pipeline.models import OUTPUT_EXTENSIONS, Rendition
 from media_pipeline.signing import signed_path
 
@@ -33,8 +34,10 @@ def photo_paths(photo_id: str, renditions: Iterable[Rendition], signing_keys: Se
     to this one is not among them: it stays in a cache until its (stable, short) max-age ends."""
     paths: list[str] = []
     for r in renditions:
-        stable = f"/i/{photo_id}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}"
-        negotiated = f"/i/{photo_id}/{r.width}"
+        # A crop's stable and negotiated URLs carry its aspect as a segment: /i/<id>/4x5/640.
+        base = f"/i/{photo_id}" if r.aspect == "original" else f"/i/{photo_id}/{aspect_path(r.aspect)}"
+        stable = f"{base}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}"
+        negotiated = f"{base}/{r.width}"
         paths += [f"/i/{photo_id}/{r.spec}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}", stable, negotiated]
         paths += [signed_path(p, key) for key in signing_keys for p in (stable, negotiated)]
     return list(dict.fromkeys(paths))

@@ -78,3 +78,14 @@ def test_no_purge_url_queues_nothing(services: Any) -> None:
     photo_id = ingest_bytes(services, images.jpeg(images.scene(300, 200)))
     assert service.delete_photo(services, photo_id)
     assert services.catalog.pending_purges() == []
+
+
+def test_a_crops_urls_are_purged_with_its_aspect() -> None:
+    from media_pipeline import purge
+    from media_pipeline.models import Rendition
+
+    crop = Rendition(640, 800, "jpeg", 1000, "renditions/x/abc/640.jpg", "abc", aspect="4:5")
+    whole = Rendition(640, 480, "avif", 900, "renditions/x/def/640.avif", "def")
+    paths = purge.photo_paths("p1", [crop, whole])
+    assert {"/i/p1/abc/640.jpg", "/i/p1/4x5/640.jpg", "/i/p1/4x5/640", "/i/p1/def/640.avif", "/i/p1/640.avif", "/i/p1/640"} <= set(paths)
+    assert "/i/p1/640.jpg" not in paths  # the crop is not the whole picture's stable URL
