@@ -161,12 +161,6 @@ def fit(query: LocalFeatures, stored: LocalFeatures) -> Fit | None:
     return Fit(transform, np.array([m.queryIdx for m, keep in zip(good, mask.ravel()) if keep], dtype=np.int64))
 
 
-def inliers(query: LocalFeatures, stored: LocalFeatures) -> int:
-    """Matches consistent with one similarity transform; 0 when none fits."""
-    found = fit(query, stored)
-    return found.count if found is not None else 0
-
-
 def outside(shape: tuple[int, ...], points: np.ndarray, radius: float) -> np.ndarray:
     """A detection mask for an image of ``shape``: 255 except within ``radius`` of ``points``."""
     mask = np.full(shape[:2], 255, np.uint8)

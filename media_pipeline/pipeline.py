@@ -70,6 +70,8 @@ class Job:
     widths: tuple[int, ...]  # descending, never above the upright width
     image: pyvips.Image | None = None
     levels: dict[int, pyvips.Image] = field(default_factory=dict)
+    # ``level_near``'s arrays by long side: PDQ, keypoints and the focus all read the 512 px one.
+    near: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -308,19 +310,25 @@ def _cell_identity(largest: pyvips.Image, box: collage.Box, shape: tuple[int, ..
 
 def preview_jpeg(job: Job, long_side: int = 512) -> bytes:
     """A small JPEG of the upright sRGB picture, without metadata, for an outside validator."""
+    return _near_image(job, long_side).jpegsave_buffer(Q=80, keep="none")
+
+
+def level_near(job: Job, long_side: int) -> np.ndarray:
+    """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it,
+    as a read-only array made once per job and size."""
+    if long_side not in job.near:
+        pixels = _near_image(job, long_side).numpy()
+        pixels.flags.writeable = False  # shared by every reader: none may change it under another
+        job.near[long_side] = pixels
+    return job.near[long_side]
+
+
+def _near_image(job: Job, long_side: int) -> pyvips.Image:
     fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
     level = job.levels[fitting[-1] if fitting else job.widths[0]]
     if max(level.width, level.height) > long_side:
         level = level.thumbnail_image(long_side, height=long_side)
-    if level.hasalpha():
-        level = level.flatten(background=WHITE)
-    return level.jpegsave_buffer(Q=80, keep="none")
-
-
-def level_near(job: Job, long_side: int) -> np.ndarray:
-    """The smallest level at least ``long_side`` on its long side (else the largest), shrunk to it."""
-    fitting = [w for w in job.widths if max(job.levels[w].width, job.levels[w].height) >= long_side]
-    return _pixels(job.levels[fitting[-1] if fitting else job.widths[0]], long_side)
+    return level.flatten(background=WHITE) if level.hasalpha() else level
 
 
 def focus_image(job: Job) -> np.ndarray:
