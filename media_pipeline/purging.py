@@ -4,7 +4,7 @@
   the catalog's outbox before anything is deleted (a crash after it cannot lose the purge; a
   purge of a photo whose delete then failed is harmless). It is sent right away from a thread of
   the deleting process and again by the reconciler's rounds until the hook answers 2xx, waiting
-  1, 2, 4 … s (at most an hour) between failed attempts. The POST is signed:
+  1, 2, 4 … s (at most an hour, each stretched by up to half at random) between failed attempts. The POST is signed:
   ``X-MP-Signature: sha256=<hex HMAC-SHA256 of the body with MP_PURGE_SECRET>``.
 - The nginx front on this host (cache shape): its entries for the photo's URLs are deleted by key
   hash after the photo's objects and rows are gone, before the DELETE answers; nginx then finds
@@ -24,6 +24,7 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 from media_pipeline import nginx, purge
+from media_pipeline.backoff import retry_delay
 from media_pipeline.models import Photo
 
 if TYPE_CHECKING:  # service.py calls this module when it deletes a photo
@@ -63,7 +64,7 @@ def deliver_due(services: "Services", now: float | None = None) -> tuple[int, in
         try:
             _post(settings.purge_url, settings.purge_secret, purge_id, body.encode())
         except (OSError, urllib.error.URLError) as exc:  # refused, timed out, or a non-2xx answer
-            delay = min(FIRST_RETRY * 2 ** attempts, LAST_RETRY)
+            delay = retry_delay(attempts, FIRST_RETRY, LAST_RETRY)
             services.catalog.purge_failed(purge_id, attempts + 1, now + delay, str(exc))
             log.warning("purge %s not acknowledged (attempt %d): %s; again in %.0f s", purge_id, attempts + 1, exc, delay)
             failed += 1

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
+from media_pipeline.events import Event
 from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
 
 
@@ -89,3 +90,24 @@ class Catalog(Protocol):
     def purge_failed(self, purge_id: str, attempts: int, next_at: float, error: str) -> None: ...
 
     def pending_purges(self) -> list[tuple[str, int, float, str | None]]: ...
+
+    def events_after(self, after: int, limit: int = 100) -> list[Event]:
+        """The feed: events past the cursor ``after``, oldest first (written with the change they tell of)."""
+
+    def fan_out(self, url: str, start_before: float, limit: int = 1000) -> int:
+        """Owe the webhook receiver ``url`` the events past its cursor; how many."""
+
+    def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
+        """(event, attempts so far) due for ``url``, one per photo at most, held for ``lease`` seconds."""
+
+    def delivery_done(self, url: str, seq: int) -> None: ...
+
+    def delivery_retry(self, url: str, seq: int, attempts: int, next_at: float, error: str) -> None: ...
+
+    def delivery_failed(self, url: str, seq: int, attempts: int, now: float, error: str) -> None: ...
+
+    def oldest_undelivered(self, urls: Sequence[str]) -> float | None: ...
+
+    def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...
+
+    def count_deliveries(self) -> dict[str, int]: ...

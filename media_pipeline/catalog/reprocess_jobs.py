@@ -7,7 +7,9 @@ import json
 import time
 from typing import Any
 
+from media_pipeline import events
 from media_pipeline.catalog.database import SqlDatabase
+from media_pipeline.catalog.events import record_event
 from media_pipeline.models import JobReport, ReprocessJob, Selection
 
 
@@ -73,10 +75,16 @@ class ReprocessJobStore(SqlDatabase):
         return added
 
     def set_job_status(self, job_id: str, status: str) -> None:
-        finished = time.time() if status in ("done", "interrupted", "failed") else None
+        now = time.time()
+        finished = now if status in ("done", "interrupted", "failed") else None
         with self._tx() as cur:
+            job = cur.fetchall("SELECT status, target_version FROM reprocess_jobs WHERE id = ?", (job_id,))
             cur.execute("UPDATE reprocess_jobs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                        (status, time.time(), finished, job_id))
+                        (status, now, finished, job_id))
+            if job and status == "done" and job[0][0] != "done":
+                counts = cur.fetchall("SELECT outcome, COUNT(*) FROM reprocess_items WHERE job_id = ? GROUP BY outcome", (job_id,))
+                record_event(cur, events.REPROCESS_FINISHED, None,
+                             events.job_data(job_id, job[0][1], {outcome: int(n) for outcome, n in counts}), now)
 
     def record_item(self, job_id: str, photo_id: str, outcome: str, code: str | None, bytes_written: int,
                     bytes_deleted: int, seconds: float) -> bool:

@@ -250,6 +250,48 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+# 12: events (catalog/events.py): the outbox of what happened, written in the transaction of the
+# change itself; the feed reads it by `seq`, and the deliverer fans it out to each webhook receiver.
+MIGRATIONS = MIGRATIONS + (
+    (
+        12,
+        (
+            # `seq` is given by the writer (the last one + 1, under a lock), not by a sequence: so
+            # it follows commit order, and a feed reader past `seq` N never misses a later commit below it.
+            """CREATE TABLE events (
+                seq BIGINT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                photo_id TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                data TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_created ON events (created_at)",
+            # Each receiver's place in the events: everything after `cursor` is still to be fanned out.
+            """CREATE TABLE webhook_receivers (
+                url TEXT PRIMARY KEY,
+                cursor BIGINT NOT NULL
+            )""",
+            # One row per event owed to a receiver: `pending` until a 2xx (then the row goes), or
+            # `failed` once its retry window passed. `photo` ('' for none) keeps each photo's order.
+            """CREATE TABLE webhook_deliveries (
+                url TEXT NOT NULL,
+                event_seq BIGINT NOT NULL,
+                photo TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_at DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                last_error TEXT,
+                PRIMARY KEY (url, event_seq)
+            )""",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (url, state, next_at)",
+            "CREATE INDEX webhook_deliveries_photo ON webhook_deliveries (url, photo, state, event_seq)",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":
