@@ -125,3 +125,19 @@ def test_webhook_urls_need_a_whsec_secret(settings: Any) -> None:
     problems = settings.replace(webhook_urls="https://app.example.com/hooks", webhook_secret="plain-secret-123456").problems()
     assert any("MP_WEBHOOK_SECRET" in p for p in problems)
     assert not settings.replace(webhook_urls="https://app.example.com/hooks", webhook_secret=SECRET).problems()
+
+
+def test_the_verification_example_in_the_docs_accepts_a_delivery_and_refuses_a_forgery(settings: Any, queue: Any,
+                                                                                      receiver: PurgeHook) -> None:
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "events.md").read_text()
+    example = next(block.split("```")[0] for block in text.split("```python\n")[1:] if "def receive" in block)
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)
+    services = with_webhooks(settings, queue, receiver.url)
+    service.process_photo(services, ingest_bytes(services, images.jpeg(images.scene(300, 200))))
+    webhooks.deliver_due(services)
+    [(headers, body)] = receiver.received
+    assert namespace["receive"](body, dict(headers.items()), SECRET)["type"] == "photo.ready"
+    assert namespace["receive"](body.replace(b"ready", b"fakes"), dict(headers.items()), SECRET) is None
