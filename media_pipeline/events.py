@@ -40,6 +40,17 @@ class Event:
         return {"id": self.id, "type": self.type, "timestamp": rfc3339(self.created_at), "data": dict(self.data)}
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The answer to one delivery of event ``seq``: ``delivered``; ``pending`` again from ``next_at``; ``failed`` for good."""
+
+    seq: int
+    state: str
+    attempts: int = 0
+    next_at: float = 0.0
+    error: str | None = None
+
+
 def photo_summary(photo: Photo) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "id": photo.id,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from media_pipeline import metrics, webhook_signature
 from media_pipeline.backoff import retry_delay
 from media_pipeline.errors import MediaPipelineError
-from media_pipeline.events import Event
+from media_pipeline.events import Event, Settled
 
 if TYPE_CHECKING:
     from media_pipeline.service import Services
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = 1.0
 LAST_RETRY = 3600.0
 LEASE_MARGIN = 30.0  # a claim outlives the request's timeout by this much
-IDLE_POLL = 0.1  # seconds between looks at the outbox when there was nothing to send
+IDLE_POLL = 0.05  # seconds between looks at the outbox when there was nothing to send
 BATCH = 200
 
 
@@ -56,34 +56,31 @@ class Receiver:
         now = time.time() if now is None else now
         catalog.fan_out(self.url, start_before=now - self.window)
         claimed = catalog.claim_deliveries(self.url, now, self.timeout + LEASE_MARGIN, limit=BATCH)
+        # One per photo at most in a claim, so they may all be in flight together; their answers
+        # are recorded in one transaction.
+        settled = list(self.pool.map(lambda claim: self._deliver(claim[0], claim[1], now), claimed))
+        if settled:
+            catalog.settle_deliveries(self.url, settled)
         outcomes = {"delivered": 0, "retried": 0, "failed": 0}
-        # One per photo at most in a claim, so they may all be in flight together.
-        for outcome in self.pool.map(lambda claim: self._deliver(claim[0], claim[1], now), claimed):
+        for answer in settled:
+            outcome = {"delivered": "delivered", "pending": "retried", "failed": "failed"}[answer.state]
+            metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
             outcomes[outcome] += 1
         return outcomes
 
-    def _deliver(self, event: Event, attempts: int, now: float) -> str:
-        catalog = self.services.catalog
+    def _deliver(self, event: Event, attempts: int, now: float) -> Settled:
         body = json.dumps(event.to_json(), separators=(",", ":")).encode()
         try:
             post(self.url, body, webhook_signature.headers(self.key, event.id, int(time.time()), body), self.timeout)
         except (OSError, urllib.error.URLError) as exc:  # refused, timed out, or a non-2xx answer
-            error = str(exc)
             delay = retry_delay(attempts, FIRST_RETRY, LAST_RETRY)
             if now + delay > event.created_at + self.window:
-                catalog.delivery_failed(self.url, event.seq, attempts + 1, now, error)
-                log.warning("webhook %s to %s failed for good after %d attempts: %s", event.id, self.url, attempts + 1, error,
+                log.warning("webhook %s to %s failed for good after %d attempts: %s", event.id, self.url, attempts + 1, exc,
                             extra={"photo_id": event.photo_id})
-                outcome = "failed"
-            else:
-                catalog.delivery_retry(self.url, event.seq, attempts + 1, now + delay, error)
-                outcome = "retried"
-        else:
-            catalog.delivery_done(self.url, event.seq)
-            metrics.WEBHOOK_DELAY.observe(max(time.time() - event.created_at, 0.0))
-            outcome = "delivered"
-        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
-        return outcome
+                return Settled(event.seq, "failed", attempts + 1, now, str(exc))
+            return Settled(event.seq, "pending", attempts + 1, now + delay, str(exc))
+        metrics.WEBHOOK_DELAY.observe(max(time.time() - event.created_at, 0.0))
+        return Settled(event.seq, "delivered")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -52,3 +52,12 @@ def test_crops_bench_runs(tmp_path: Path) -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| ours |", "| centre |", "| attention |"))]
     assert len(rows) == 3 and all(row.count("%") == 4 for row in rows)
     assert "user focal point honoured: 16/16" in done.stdout
+
+
+def test_events_bench_runs() -> None:
+    done = subprocess.run([sys.executable, "bench/events.py", "--photos", "3", "--megapixels", "0.3", "--backlog", "20"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(0 refused)" in done.stdout  # every delivery passed the standardwebhooks verifier
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ready committed -> webhook received")]
+    assert len(rows) == 2 and all(row.count("|") == 5 for row in rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
-from media_pipeline.events import Event
+from media_pipeline.events import Event, Settled
 from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
 
 
@@ -100,11 +100,8 @@ class Catalog(Protocol):
     def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
         """(event, attempts so far) due for ``url``, one per photo at most, held for ``lease`` seconds."""
 
-    def delivery_done(self, url: str, seq: int) -> None: ...
-
-    def delivery_retry(self, url: str, seq: int, attempts: int, next_at: float, error: str) -> None: ...
-
-    def delivery_failed(self, url: str, seq: int, attempts: int, now: float, error: str) -> None: ...
+    def settle_deliveries(self, url: str, settled: Sequence[Settled]) -> None:
+        """Record a round's answers: delivered rows go, others are retried from ``next_at`` or stay ``failed``."""
 
     def oldest_undelivered(self, urls: Sequence[str]) -> float | None: ...
 

@@ -18,7 +18,7 @@ import uuid
 from typing import Any, Sequence
 
 from media_pipeline.catalog.database import Cursor, SqlDatabase
-from media_pipeline.events import Event
+from media_pipeline.events import Event, Settled
 
 _EVENT_LOCK = 7231012  # pg_advisory_xact_lock key of the event writers (7231001 is the migrations')
 _EVENT_COLUMNS = "e.seq, e.id, e.type, e.photo_id, e.created_at, e.data"
@@ -83,21 +83,15 @@ class EventStore(SqlDatabase):
                     claimed.append((_event(row[:6]), int(row[6])))
         return claimed
 
-    def delivery_done(self, url: str, seq: int) -> None:
+    def settle_deliveries(self, url: str, settled: Sequence[Settled]) -> None:
+        """Record the answers of a round in one transaction: ``delivered`` rows go; ``pending`` ones wait
+        for ``next_at``; ``failed`` ones (given up) stay for ``check`` and the metrics, and no longer
+        hold the photo's later events back."""
         with self._tx() as cur:
-            cur.execute("DELETE FROM webhook_deliveries WHERE url = ? AND event_seq = ?", (url, seq))
-
-    def delivery_retry(self, url: str, seq: int, attempts: int, next_at: float, error: str) -> None:
-        self._delivery_update(url, seq, "pending", attempts, next_at, error)
-
-    def delivery_failed(self, url: str, seq: int, attempts: int, now: float, error: str) -> None:
-        """Given up: it stays, ``failed``, for ``check`` and the metrics, and the photo's next events go on."""
-        self._delivery_update(url, seq, "failed", attempts, now, error)
-
-    def _delivery_update(self, url: str, seq: int, state: str, attempts: int, next_at: float, error: str) -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE url = ? AND event_seq = ?",
-                        (state, attempts, next_at, error[:500], url, seq))
+            cur.executemany("DELETE FROM webhook_deliveries WHERE url = ? AND event_seq = ?",
+                            [(url, s.seq) for s in settled if s.state == "delivered"])
+            cur.executemany("UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE url = ? AND event_seq = ?",
+                            [(s.state, s.attempts, s.next_at, (s.error or "")[:500], url, s.seq) for s in settled if s.state != "delivered"])
 
     def oldest_undelivered(self, urls: Sequence[str]) -> float | None:
         """When the oldest event still owed to one of ``urls`` was written (fanned out or not); ``None`` if none is."""

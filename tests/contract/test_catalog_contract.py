@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from media_pipeline.catalog.sql import SqlCatalog
+from media_pipeline.events import Settled
 from media_pipeline.models import CameraInfo, Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition
 from media_pipeline.service import new_photo_id
 
@@ -303,6 +304,6 @@ def test_deliveries_are_claimed_one_per_photo_in_order(catalog: Any) -> None:
     assert catalog.claim_deliveries(url, now, 30) == []  # held for the lease
     [(first, attempts)] = [c for c in catalog.claim_deliveries(url, now + 31, 30) if c[0].photo_id == a.id]
     assert attempts == 0 and first.type == "photo.failed"
-    catalog.delivery_done(url, first.seq)
+    catalog.settle_deliveries(url, [Settled(first.seq, "delivered")])
     [(second, _)] = [c for c in catalog.claim_deliveries(url, now + 62, 30) if c[0].photo_id == a.id]
     assert second.type == "photo.deleted"
