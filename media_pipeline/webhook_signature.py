@@ -4,6 +4,9 @@ the ``standardwebhooks`` package, or by hand.
 The secret is ``whsec_`` and the base64 of the key. Each attempt is signed anew:
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">``,
 the timestamp being the attempt's (receivers refuse one more than five minutes off).
+
+The CDN purge hook and the outside validator are signed this way too, besides their older
+``X-MP-Signature`` header, with the key ``key_of`` their secret.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ def secret_key(secret: str) -> bytes:
     if not 24 <= len(key) <= 64:
         raise ValueError("a webhook secret's key is 24 to 64 bytes")
     return key
+
+
+def key_of(secret: str) -> bytes:
+    """The key of a ``whsec_`` secret, or of an older plain one (MP_PURGE_SECRET, MP_VALIDATION_SECRET):
+    its UTF-8 bytes, which a receiver hands to ``standardwebhooks.Webhook`` as bytes."""
+    return secret_key(secret) if secret.startswith(PREFIX) else secret.encode()
 
 
 def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

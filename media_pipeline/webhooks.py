@@ -87,6 +87,7 @@ class Receiver:
 
 
 def post(url: str, body: bytes, signed: dict[str, str], timeout: float) -> None:
+    """POST JSON; raises ``URLError`` (``HTTPError`` for an answer other than 2xx) or ``OSError``."""
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", **signed})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # raises HTTPError on 4xx/5xx
         response.read()
