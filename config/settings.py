@@ -67,6 +67,7 @@ class Settings:
     webhook_retry_seconds: int = _setting(86400, "MP_WEBHOOK_RETRY_SECONDS", "How long after its event a webhook delivery is still retried (1 s doubling up to an hour between attempts, plus up to half at random) before it is marked failed (`check`, `/metrics`).")
     webhook_timeout: float = _setting(10.0, "MP_WEBHOOK_TIMEOUT", "Seconds a receiver has to answer an event before the attempt counts as failed.")
     webhook_concurrency: int = _setting(8, "MP_WEBHOOK_CONCURRENCY", "Deliveries in flight to each receiver at once (never two of one photo: its events go in order).")
+    events_keep_seconds: int = _setting(604800, "MP_EVENTS_KEEP_SECONDS", "How long events stay in the feed (`GET /v1/events`); `media-pipeline cleanup` deletes older ones that no webhook receiver is still owed, and deliveries given up that long ago.")
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
@@ -282,6 +283,8 @@ class Settings:
                 secret_key(self.webhook_secret)
             except ValueError as exc:
                 problems.append(f"MP_WEBHOOK_SECRET is required with MP_WEBHOOK_URLS: {exc}")
+        if self.events_keep_seconds < self.webhook_retry_seconds:
+            problems.append("MP_EVENTS_KEEP_SECONDS must be at least MP_WEBHOOK_RETRY_SECONDS (an event is kept while it is retried)")
         if self.webhook_retry_seconds <= 0 or self.webhook_timeout <= 0 or self.webhook_concurrency < 1:
             problems.append("MP_WEBHOOK_RETRY_SECONDS, MP_WEBHOOK_TIMEOUT and MP_WEBHOOK_CONCURRENCY must be positive")
         return problems

@@ -519,6 +519,8 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     print(f"removed {expired} expired resumable uploads")
     targets = direct_uploads.expire(services, time.time())
     print(f"removed {targets} expired direct-upload targets")
+    events = services.catalog.prune_events(time.time() - settings.events_keep_seconds)
+    print(f"removed {events} events older than MP_EVENTS_KEEP_SECONDS")
     return 0
 
 

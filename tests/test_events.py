@@ -95,3 +95,30 @@ def test_a_finished_reprocess_job_tells_its_counts(services: Any, client: Any) -
 def test_a_bad_cursor_or_limit_is_a_400(client: Any, query: str) -> None:
     response = client.get(f"/v1/events?{query}")
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_query"
+
+
+def test_cleanup_drops_old_events_no_receiver_is_owed_but_keeps_the_newest(services: Any, client: Any) -> None:
+    ids = [ingest_bytes(services, images.jpeg(images.scene(300, 200, seed=s))) for s in (1, 2, 3)]
+    for photo_id in ids:
+        service.fail_photo(services, photo_id, "rejected", "no")
+    events = services.catalog.events_after(0)
+    owed = "http://127.0.0.1:9/hook"
+    with services.catalog._tx() as cur:  # a receiver still owed the first event
+        cur.execute("INSERT INTO webhook_deliveries (url, event_seq, photo, state, attempts, next_at, created_at) "
+                    "VALUES (?, ?, ?, 'pending', 3, 0, 0)", (owed, events[0].seq, ids[0]))
+    assert services.catalog.prune_events(events[-1].created_at + 1) == 1  # the second: the first is owed, the third newest
+    assert [e["id"] for e in feed(client)["events"]] == [events[0].id, events[2].id]
+    photo_id = ingest_bytes(services, images.jpeg(images.scene(320, 200, seed=4)))
+    service.fail_photo(services, photo_id, "rejected", "no")
+    assert feed(client, after=events[2].cursor)["events"][0]["data"]["photo"]["id"] == photo_id  # numbered after the kept newest
+
+
+def test_the_feed_needs_an_api_key_like_the_other_reads(services: Any, client: Any) -> None:
+    from media_pipeline.apikeys import hash_key
+
+    services.settings = services.settings.replace(api_keys=f"app:{hash_key('k' * 32)}")
+    from media_pipeline.web import create_app
+
+    keyed = create_app(services.settings, services).test_client()
+    assert keyed.get("/v1/events").status_code == 401
+    assert keyed.get("/v1/events", headers={"Authorization": f"Bearer {'k' * 32}"}).status_code == 200

@@ -103,6 +103,9 @@ class Catalog(Protocol):
     def settle_deliveries(self, url: str, settled: Sequence[Settled]) -> None:
         """Record a round's answers: delivered rows go, others are retried from ``next_at`` or stay ``failed``."""
 
+    def prune_events(self, before: float) -> int:
+        """Drop events older than ``before`` that no receiver is owed (never the newest); how many."""
+
     def oldest_undelivered(self, urls: Sequence[str]) -> float | None: ...
 
     def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...

@@ -93,6 +93,15 @@ class EventStore(SqlDatabase):
             cur.executemany("UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE url = ? AND event_seq = ?",
                             [(s.state, s.attempts, s.next_at, (s.error or "")[:500], url, s.seq) for s in settled if s.state != "delivered"])
 
+    def prune_events(self, before: float) -> int:
+        """Delete events written before ``before`` that no receiver is still owed, and the failed
+        deliveries of those days; how many events went. The newest event always stays: the next
+        one is numbered after it, so a feed cursor never sees numbers used again."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM webhook_deliveries WHERE state = 'failed' AND created_at < ?", (before,))
+            return cur.execute("DELETE FROM events WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS ("
+                               "SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = events.seq)", (before,))
+
     def oldest_undelivered(self, urls: Sequence[str]) -> float | None:
         """When the oldest event still owed to one of ``urls`` was written (fanned out or not); ``None`` if none is."""
         if not urls:
