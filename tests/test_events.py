@@ -122,3 +122,16 @@ def test_the_feed_needs_an_api_key_like_the_other_reads(services: Any, client: A
     keyed = create_app(services.settings, services).test_client()
     assert keyed.get("/v1/events").status_code == 401
     assert keyed.get("/v1/events", headers={"Authorization": f"Bearer {'k' * 32}"}).status_code == 200
+
+
+def test_a_job_left_to_run_without_waiting_tells_its_end_when_its_last_photo_finishes(services: Any, client: Any) -> None:
+    ids = [ingest_bytes(services, images.jpeg(images.scene(300, 200, seed=s))) for s in (1, 2)]
+    job = reprocess.start_job(services, Selection(mode="all"))
+    reprocess.enqueue(services, job)  # `reprocess --no-wait`: nobody waits for the job
+    reprocess.reprocess_one(services, job, ids[0])
+    assert [e["type"] for e in feed(client)["events"]] == ["photo.ready"]
+    reprocess.reprocess_one(services, job, ids[1])
+    reprocess.reprocess_one(services, job, ids[1])  # a redelivered message: no second end
+    finished = [e for e in feed(client)["events"] if e["type"] == "reprocess.finished"]
+    assert len(finished) == 1 and finished[0]["data"]["job"]["counts"] == {"updated": 2}
+    assert services.catalog.get_job(job.id).status == "done"
