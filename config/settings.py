@@ -64,6 +64,7 @@ class Settings:
     purge_url: str = _setting("", "MP_PURGE_URL", "Where deleting a photo sends a signed `POST {\"tags\": [...], \"urls\": [...]}` to purge it from the CDN (queued in the catalog, retried with backoff until a 2xx); empty for none.")
     purge_secret: str = _setting("", "MP_PURGE_SECRET", "Secret (16+ characters) the purge POST is signed with: `X-MP-Signature: sha256=<hex HMAC-SHA256 of the body>`. Required with MP_PURGE_URL.")
     webhook_urls: str = _setting("", "MP_WEBHOOK_URLS", "Comma-separated http(s) URLs every event (`photo.ready`, `photo.failed`, `photo.deleted`, `photo.duplicate_found`, `reprocess.finished`) is POSTed to, signed the Standard Webhooks way, at least once and each photo's in order (docs/events.md); empty for none. `media-pipeline serve` runs the deliverer; elsewhere run `media-pipeline webhooks`.")
+    webhook_key_urls: str = _setting("", "MP_WEBHOOK_KEY_URLS", "Comma-separated `NAME=URL`: the events of photos uploaded with the API key NAME (of MP_API_KEYS) also go to URL, signed and retried as for MP_WEBHOOK_URLS; a client app's backend hears of its own photos only.")
     webhook_secret: str = _setting("", "MP_WEBHOOK_SECRET", "`whsec_` and the base64 of a 24-64 byte key: signs `webhook-signature` (HMAC-SHA256). Required with MP_WEBHOOK_URLS.")
     webhook_retry_seconds: int = _setting(86400, "MP_WEBHOOK_RETRY_SECONDS", "How long after its event a webhook delivery is still retried (1 s doubling up to an hour between attempts, plus up to half at random) before it is marked failed (`check`, `/metrics`).")
     webhook_timeout: float = _setting(10.0, "MP_WEBHOOK_TIMEOUT", "Seconds a receiver has to answer an event before the attempt counts as failed.")
@@ -286,11 +287,23 @@ class Settings:
         problems = []
         if any(not u.startswith(("http://", "https://")) for u in self.webhook_url_list):
             problems.append("MP_WEBHOOK_URLS must list http(s) URLs")
-        if self.webhook_url_list:
+        try:
+            keyed = self.webhook_receivers
+        except ValueError as exc:
+            problems.append(f"MP_WEBHOOK_KEY_URLS: {exc}")
+            keyed = []
+        try:
+            names = {entry.name for entry in parse_keys(self.api_keys).values()}
+        except ValueError:
+            names = set()  # reported with MP_API_KEYS
+        unknown = sorted({client for _, client in keyed if client is not None} - names)
+        if unknown:
+            problems.append(f"MP_WEBHOOK_KEY_URLS names keys that are not in MP_API_KEYS: {', '.join(unknown)}")
+        if keyed:
             try:
                 secret_key(self.webhook_secret)
             except ValueError as exc:
-                problems.append(f"MP_WEBHOOK_SECRET is required with MP_WEBHOOK_URLS: {exc}")
+                problems.append(f"MP_WEBHOOK_SECRET is required with MP_WEBHOOK_URLS or MP_WEBHOOK_KEY_URLS: {exc}")
         if self.events_keep_seconds < self.webhook_retry_seconds:
             problems.append("MP_EVENTS_KEEP_SECONDS must be at least MP_WEBHOOK_RETRY_SECONDS (an event is kept while it is retried)")
         if self.webhook_retry_seconds <= 0 or self.webhook_timeout <= 0 or self.webhook_concurrency < 1:
@@ -300,6 +313,17 @@ class Settings:
     @property
     def webhook_url_list(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    @property
+    def webhook_receivers(self) -> list[tuple[str, str | None]]:
+        """(URL, API key name or ``None`` for every event) of each receiver; ``ValueError`` for a bad entry."""
+        receivers: list[tuple[str, str | None]] = [(url, None) for url in self.webhook_url_list]
+        for entry in (e.strip() for e in self.webhook_key_urls.split(",") if e.strip()):
+            name, sep, url = entry.partition("=")
+            if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"{entry!r} is not NAME=http(s)-URL")
+            receivers.append((url.strip(), name.strip()))
+        return receivers
 
 
 def _env(field_name: str) -> str:

@@ -94,7 +94,7 @@ def check(services: Services, now: float | None = None) -> CheckReport:
 
 def _check_webhooks(services: Services, report: CheckReport, now: float) -> None:
     """The events outbox: deliveries given up are problems; what is still owed, and since when, is said."""
-    if not services.settings.webhook_url_list:
+    if not services.settings.webhook_receivers:
         return
     owed = services.catalog.count_deliveries()
     report.webhooks = {**owed, "oldest_undelivered_seconds": webhooks.undelivered_age(services, now)}

@@ -136,7 +136,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
         "reconciler": [*me, "reconcile", "--every", "60"],
     }
-    if settings.webhook_url_list:
+    if settings.webhook_receivers:
         children["webhook deliverer"] = [*me, "webhooks"]
     if front:
         children["nginx front"] = front
@@ -464,8 +464,8 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.queue import RecordingQueue
     from media_pipeline.service import build_services
 
-    if not settings.webhook_url_list:
-        print("MP_WEBHOOK_URLS is not set", file=sys.stderr)
+    if not settings.webhook_receivers:
+        print("neither MP_WEBHOOK_URLS nor MP_WEBHOOK_KEY_URLS is set", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()

@@ -8,6 +8,8 @@
   ``failed``, which ``check`` and ``/metrics`` show, and the photo's later events go on.
 - Order: a receiver never has two events of one photo in flight, and gets them in the order
   they were written; events of different photos go out ``MP_WEBHOOK_CONCURRENCY`` at a time.
+- Receivers: every ``MP_WEBHOOK_URLS`` one gets every event; an ``MP_WEBHOOK_KEY_URLS`` one
+  (``NAME=URL``) gets the events of the photos uploaded with the API key NAME.
 - Nothing waits for a receiver but its own thread here: this runs in a process of its own
   (``media-pipeline webhooks``, a child of ``serve``), one thread per receiver, so a slow or dead
   receiver slows neither processing nor the other receivers.
@@ -41,11 +43,13 @@ BATCH = 200
 
 
 class Receiver:
-    """One receiver's deliveries: ``round`` sends what is due and records each answer."""
+    """One receiver's deliveries: ``round`` sends what is due and records each answer. A receiver
+    of an API key (``client``) is owed only the events of the photos uploaded with that key."""
 
-    def __init__(self, services: "Services", url: str) -> None:
+    def __init__(self, services: "Services", url: str, client: str | None = None) -> None:
         settings = services.settings
-        self.services, self.url = services, url
+        self.services, self.url, self.client = services, url, client
+        self.id = receiver_id(url, client)
         self.key = webhook_signature.secret_key(settings.webhook_secret)
         self.timeout, self.window = settings.webhook_timeout, settings.webhook_retry_seconds
         self.pool = ThreadPoolExecutor(max_workers=settings.webhook_concurrency, thread_name_prefix="webhook")
@@ -54,13 +58,13 @@ class Receiver:
         """Fan the new events out, send the due ones; how many were delivered, retried, failed."""
         catalog = self.services.catalog
         now = time.time() if now is None else now
-        catalog.fan_out(self.url, start_before=now - self.window)
-        claimed = catalog.claim_deliveries(self.url, now, self.timeout + LEASE_MARGIN, limit=BATCH)
+        catalog.fan_out(self.id, start_before=now - self.window, client=self.client)
+        claimed = catalog.claim_deliveries(self.id, now, self.timeout + LEASE_MARGIN, limit=BATCH)
         # One per photo at most in a claim, so they may all be in flight together; their answers
         # are recorded in one transaction.
         settled = list(self.pool.map(lambda claim: self._deliver(claim[0], claim[1], now), claimed))
         if settled:
-            catalog.settle_deliveries(self.url, settled)
+            catalog.settle_deliveries(self.id, settled)
         outcomes = {"delivered": 0, "retried": 0, "failed": 0}
         for answer in settled:
             outcome = {"delivered": "delivered", "pending": "retried", "failed": "failed"}[answer.state]
@@ -93,17 +97,22 @@ def post(url: str, body: bytes, signed: dict[str, str], timeout: float) -> None:
         response.read()
 
 
+def receiver_id(url: str, client: str | None) -> str:
+    """How the outbox names a receiver: its URL, and the API key's name for a key's receiver."""
+    return url if client is None else f"key:{client} {url}"
+
+
 def undelivered_age(services: "Services", now: float | None = None) -> float | None:
     """Seconds since the oldest event a receiver still waits for was written; ``None`` if none."""
-    oldest = services.catalog.oldest_undelivered(services.settings.webhook_url_list)
+    oldest = services.catalog.oldest_undelivered([receiver_id(url, client) for url, client in services.settings.webhook_receivers])
     return None if oldest is None else max((time.time() if now is None else now) - oldest, 0.0)
 
 
 def deliver_due(services: "Services", now: float | None = None) -> dict[str, int]:
     """One round for every receiver, one after the other (tests, and a look from the command line)."""
     total = {"delivered": 0, "retried": 0, "failed": 0}
-    for url in services.settings.webhook_url_list:
-        receiver = Receiver(services, url)
+    for url, client in services.settings.webhook_receivers:
+        receiver = Receiver(services, url, client)
         try:
             for outcome, n in receiver.round(now).items():
                 total[outcome] += n
@@ -114,8 +123,8 @@ def deliver_due(services: "Services", now: float | None = None) -> dict[str, int
 
 def run(services: "Services", stop: threading.Event) -> None:
     """Deliver until ``stop`` is set: a thread per receiver, each going round as long as it has work."""
-    threads = [threading.Thread(target=_loop, args=(Receiver(services, url), stop), name=f"webhooks {url}", daemon=True)
-               for url in services.settings.webhook_url_list]
+    threads = [threading.Thread(target=_loop, args=(Receiver(services, url, client), stop), name=f"webhooks {url}", daemon=True)
+               for url, client in services.settings.webhook_receivers]
     for thread in threads:
         thread.start()
     for thread in threads:

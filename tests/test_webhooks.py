@@ -141,3 +141,35 @@ def test_the_verification_example_in_the_docs_accepts_a_delivery_and_refuses_a_f
     [(headers, body)] = receiver.received
     assert namespace["receive"](body, dict(headers.items()), SECRET)["type"] == "photo.ready"
     assert namespace["receive"](body.replace(b"ready", b"fakes"), dict(headers.items()), SECRET) is None
+
+
+def test_a_keys_receiver_hears_of_that_keys_photos_only(settings: Any, queue: Any, receiver: PurgeHook) -> None:
+    from media_pipeline.apikeys import hash_key
+    from media_pipeline.web import create_app
+
+    ios_hook = PurgeHook()
+    try:
+        services = with_webhooks(settings, queue, receiver.url, api_keys=f"ios:{hash_key('i' * 32)},web:{hash_key('w' * 32)}",
+                                 webhook_key_urls=f"ios={ios_hook.url}")
+        client = create_app(services.settings, services).test_client()
+        uploaded = {}
+        for name, seed in (("ios", 1), ("web", 2)):
+            answer = client.post("/v1/photos", data=images.jpeg(images.scene(300, 200, seed=seed)),
+                                 headers={"Authorization": f"Bearer {name[0] * 32}"})
+            assert answer.status_code == 202
+            uploaded[name] = answer.get_json()["id"]
+            service.process_photo(services, uploaded[name])
+        service.delete_photo(services, uploaded["ios"])
+        assert webhooks.deliver_due(services)["delivered"] == 3  # the ready of each to everyone's receiver, ios's to its own
+        assert webhooks.deliver_due(services)["delivered"] == 2  # then ios's deleted, to both
+        to_ios = [(e["type"], e["data"]["photo"]["id"]) for e in (Webhook(SECRET).verify(b, dict(h.items())) for h, b in ios_hook.received)]
+        assert to_ios == [("photo.ready", uploaded["ios"]), ("photo.deleted", uploaded["ios"])]
+        assert {json.loads(b)["data"]["photo"]["id"] for _, b in receiver.received} == set(uploaded.values())
+    finally:
+        ios_hook.stop()
+
+
+def test_a_key_receiver_must_name_a_configured_key(settings: Any) -> None:
+    problems = settings.replace(webhook_key_urls="ios=https://app.example.com/hooks", webhook_secret=SECRET).problems()
+    assert any("not in MP_API_KEYS: ios" in p for p in problems)
+    assert any("NAME=" in p for p in settings.replace(webhook_key_urls="https://app.example.com/hooks", webhook_secret=SECRET).problems())

@@ -94,8 +94,11 @@ class Catalog(Protocol):
     def events_after(self, after: int, limit: int = 100) -> list[Event]:
         """The feed: events past the cursor ``after``, oldest first (written with the change they tell of)."""
 
-    def fan_out(self, url: str, start_before: float, limit: int = 1000) -> int:
-        """Owe the webhook receiver ``url`` the events past its cursor; how many."""
+    def record_client(self, photo_id: str, client: str) -> None:
+        """The API key name a photo was uploaded with (its events also go to that key's receiver)."""
+
+    def fan_out(self, url: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
+        """Owe the webhook receiver ``url`` the events past its cursor (of ``client``'s photos only, when given); how many."""
 
     def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
         """(event, attempts so far) due for ``url``, one per photo at most, held for ``lease`` seconds."""

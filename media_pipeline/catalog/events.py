@@ -29,21 +29,28 @@ def record_event(cur: Cursor, event_type: str, photo_id: str | None, data: dict[
     if cur.dialect == "postgresql":
         cur.execute(f"SELECT pg_advisory_xact_lock({_EVENT_LOCK})")
     event_id = f"evt_{uuid.uuid4().hex}"
-    cur.execute("INSERT INTO events (seq, id, type, photo_id, created_at, data) SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? "
-                "FROM events", (event_id, event_type, photo_id, now, json.dumps(data, sort_keys=True)))
+    client = cur.fetchall("SELECT client FROM photo_clients WHERE photo_id = ?", (photo_id,)) if photo_id else []
+    cur.execute("INSERT INTO events (seq, id, type, photo_id, client, created_at, data) SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ? "
+                "FROM events", (event_id, event_type, photo_id, client[0][0] if client else None, now, json.dumps(data, sort_keys=True)))
     return event_id
 
 
 class EventStore(SqlDatabase):
+    def record_client(self, photo_id: str, client: str) -> None:
+        """The API key (its name) a photo was uploaded with, for that key's webhook receiver."""
+        with self._tx() as cur:
+            cur.execute("INSERT INTO photo_clients (photo_id, client) VALUES (?, ?) ON CONFLICT (photo_id) DO NOTHING", (photo_id, client))
+
     def events_after(self, after: int, limit: int = 100) -> list[Event]:
         """The feed: events with ``seq`` above ``after``, oldest first."""
         with self._tx(write=False) as cur:
             rows = cur.fetchall(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.seq > ? ORDER BY e.seq LIMIT {int(limit)}", (after,))
         return [_event(r) for r in rows]
 
-    def fan_out(self, url: str, start_before: float, limit: int = 1000) -> int:
-        """Owe ``url`` the events past its cursor; how many. A receiver seen for the first time
-        starts with the events written from ``start_before`` on (its retry window), not all history."""
+    def fan_out(self, url: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
+        """Owe ``url`` the events past its cursor (only those of photos uploaded with the API key
+        ``client``, when given); how many. A receiver seen for the first time starts with the
+        events written from ``start_before`` on (its retry window), not all history."""
         with self._tx(write=False) as cur:  # the deliverer looks often: the write lock only when there is news
             cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE url = ?", (url,))
             last = cur.fetchall("SELECT MAX(seq) FROM events")[0][0]
@@ -53,14 +60,15 @@ class EventStore(SqlDatabase):
             cur.execute("INSERT INTO webhook_receivers (url, cursor) SELECT ?, COALESCE(MAX(seq), 0) FROM events WHERE created_at < ? "
                         "ON CONFLICT (url) DO NOTHING", (url, start_before))
             cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE url = ?", (url,))[0][0]
-            rows = cur.fetchall(f"SELECT seq, photo_id, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT {int(limit)}", (cursor,))
+            rows = cur.fetchall(f"SELECT seq, photo_id, created_at, client FROM events WHERE seq > ? ORDER BY seq LIMIT {int(limit)}",
+                                (cursor,))
             if not rows:
                 return 0
+            owed = [(url, seq, photo_id or "", created, created) for seq, photo_id, created, by in rows if client is None or by == client]
             cur.executemany("INSERT INTO webhook_deliveries (url, event_seq, photo, state, attempts, next_at, created_at, last_error) "
-                            "VALUES (?, ?, ?, 'pending', 0, ?, ?, NULL) ON CONFLICT (url, event_seq) DO NOTHING",
-                            [(url, seq, photo_id or "", created, created) for seq, photo_id, created in rows])
+                            "VALUES (?, ?, ?, 'pending', 0, ?, ?, NULL) ON CONFLICT (url, event_seq) DO NOTHING", owed)
             cur.execute("UPDATE webhook_receivers SET cursor = ? WHERE url = ?", (rows[-1][0], url))
-        return len(rows)
+        return len(owed)
 
     def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
         """(event, attempts so far) of the deliveries to ``url`` due at ``now``, at most one per
@@ -94,11 +102,13 @@ class EventStore(SqlDatabase):
                             [(s.state, s.attempts, s.next_at, (s.error or "")[:500], url, s.seq) for s in settled if s.state != "delivered"])
 
     def prune_events(self, before: float) -> int:
-        """Delete events written before ``before`` that no receiver is still owed, and the failed
-        deliveries of those days; how many events went. The newest event always stays: the next
+        """Delete events written before ``before`` that no receiver is still owed, the failed
+        deliveries of those days and the clients of deleted photos; how many events went. The newest event always stays: the next
         one is numbered after it, so a feed cursor never sees numbers used again."""
         with self._tx() as cur:
             cur.execute("DELETE FROM webhook_deliveries WHERE state = 'failed' AND created_at < ?", (before,))
+            # A deleted photo's events carry its client already: no event about it is to come.
+            cur.execute("DELETE FROM photo_clients WHERE NOT EXISTS (SELECT 1 FROM photos WHERE photos.id = photo_clients.photo_id)")
             return cur.execute("DELETE FROM events WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS ("
                                "SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = events.seq)", (before,))
 

@@ -263,10 +263,17 @@ MIGRATIONS = MIGRATIONS + (
                 id TEXT NOT NULL UNIQUE,
                 type TEXT NOT NULL,
                 photo_id TEXT,
+                client TEXT,
                 created_at DOUBLE PRECISION NOT NULL,
                 data TEXT NOT NULL
             )""",
             "CREATE INDEX events_created ON events (created_at)",
+            # The API key that uploaded a photo: its events also go to that key's receiver
+            # (MP_WEBHOOK_KEY_URLS). No foreign key: a deleted photo's `photo.deleted` still needs it.
+            """CREATE TABLE photo_clients (
+                photo_id TEXT PRIMARY KEY,
+                client TEXT NOT NULL
+            )""",
             # Each receiver's place in the events: everything after `cursor` is still to be fanned out.
             """CREATE TABLE webhook_receivers (
                 url TEXT PRIMARY KEY,

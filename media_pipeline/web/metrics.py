@@ -17,7 +17,7 @@ UPLOAD_ENDPOINT = "photos.upload_photo"
 @bp.get(METRICS_PATH)
 def scrape() -> Response:
     svc = services()
-    urls = svc.settings.webhook_url_list
+    urls = svc.settings.webhook_receivers
     state = metrics.StateCollector(svc.queue.depths, svc.catalog.in_flight,
                                    svc.catalog.count_deliveries if urls else None,
                                    (lambda: webhooks.undelivered_age(svc)) if urls else None)
