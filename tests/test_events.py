@@ -104,7 +104,7 @@ def test_cleanup_drops_old_events_no_receiver_is_owed_but_keeps_the_newest(servi
     events = services.catalog.events_after(0)
     owed = "http://127.0.0.1:9/hook"
     with services.catalog._tx() as cur:  # a receiver still owed the first event
-        cur.execute("INSERT INTO webhook_deliveries (url, event_seq, photo, state, attempts, next_at, created_at) "
+        cur.execute("INSERT INTO webhook_deliveries (receiver, event_seq, photo, state, attempts, next_at, created_at) "
                     "VALUES (?, ?, ?, 'pending', 3, 0, 0)", (owed, events[0].seq, ids[0]))
     assert services.catalog.prune_events(events[-1].created_at + 1) == 1  # the second: the first is owed, the third newest
     assert [e["id"] for e in feed(client)["events"]] == [events[0].id, events[2].id]

@@ -97,19 +97,20 @@ class Catalog(Protocol):
     def record_client(self, photo_id: str, client: str) -> None:
         """The API key name a photo was uploaded with (its events also go to that key's receiver)."""
 
-    def fan_out(self, url: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
-        """Owe the webhook receiver ``url`` the events past its cursor (of ``client``'s photos only, when given); how many."""
+    def fan_out(self, receiver: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
+        """Owe the webhook receiver ``receiver`` (its URL, or ``key:NAME URL``) the events past its
+        cursor (of ``client``'s photos only, when given); how many."""
 
-    def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
-        """(event, attempts so far) due for ``url``, one per photo at most, held for ``lease`` seconds."""
+    def claim_deliveries(self, receiver: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
+        """(event, attempts so far) due for ``receiver``, one per photo at most, held for ``lease`` seconds."""
 
-    def settle_deliveries(self, url: str, settled: Sequence[Settled]) -> None:
+    def settle_deliveries(self, receiver: str, settled: Sequence[Settled]) -> None:
         """Record a round's answers: delivered rows go, others are retried from ``next_at`` or stay ``failed``."""
 
     def prune_events(self, before: float) -> int:
         """Drop events older than ``before`` that no receiver is owed (never the newest); how many."""
 
-    def oldest_undelivered(self, urls: Sequence[str]) -> float | None: ...
+    def oldest_undelivered(self, receivers: Sequence[str]) -> float | None: ...
 
     def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...
 

@@ -5,7 +5,7 @@ done), so none is lost and none is written for a change that rolled back.
 - The feed reads it by ``seq``, which follows commit order: ``record_event`` takes the next
   number under the writers' lock (SQLite's write lock, an advisory lock on PostgreSQL) as the
   last statement of its transaction, so a reader past ``seq`` N never finds a smaller one later.
-- Webhooks: each receiver (URL) has a cursor in ``webhook_receivers``; the deliverer fans the
+- Webhooks: each receiver (its URL, or ``key:NAME URL`` for an API key's) has a cursor in ``webhook_receivers``; the deliverer fans the
   events past it out into ``webhook_deliveries``, one row per (receiver, event), and claims due
   rows for a lease, like the purge outbox. A row waits while an earlier row of the same photo
   for the same receiver is pending, so each receiver gets a photo's events in order.
@@ -47,59 +47,59 @@ class EventStore(SqlDatabase):
             rows = cur.fetchall(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.seq > ? ORDER BY e.seq LIMIT {int(limit)}", (after,))
         return [_event(r) for r in rows]
 
-    def fan_out(self, url: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
-        """Owe ``url`` the events past its cursor (only those of photos uploaded with the API key
+    def fan_out(self, receiver: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
+        """Owe ``receiver`` the events past its cursor (only those of photos uploaded with the API key
         ``client``, when given); how many. A receiver seen for the first time starts with the
         events written from ``start_before`` on (its retry window), not all history."""
         with self._tx(write=False) as cur:  # the deliverer looks often: the write lock only when there is news
-            cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE url = ?", (url,))
+            cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE receiver = ?", (receiver,))
             last = cur.fetchall("SELECT MAX(seq) FROM events")[0][0]
         if cursor and (last is None or last <= cursor[0][0]):
             return 0
         with self._tx() as cur:
-            cur.execute("INSERT INTO webhook_receivers (url, cursor) SELECT ?, COALESCE(MAX(seq), 0) FROM events WHERE created_at < ? "
-                        "ON CONFLICT (url) DO NOTHING", (url, start_before))
-            cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE url = ?", (url,))[0][0]
+            cur.execute("INSERT INTO webhook_receivers (receiver, cursor) SELECT ?, COALESCE(MAX(seq), 0) FROM events WHERE created_at < ? "
+                        "ON CONFLICT (receiver) DO NOTHING", (receiver, start_before))
+            cursor = cur.fetchall("SELECT cursor FROM webhook_receivers WHERE receiver = ?", (receiver,))[0][0]
             rows = cur.fetchall(f"SELECT seq, photo_id, created_at, client FROM events WHERE seq > ? ORDER BY seq LIMIT {int(limit)}",
                                 (cursor,))
             if not rows:
                 return 0
-            owed = [(url, seq, photo_id or "", created, created) for seq, photo_id, created, by in rows if client is None or by == client]
-            cur.executemany("INSERT INTO webhook_deliveries (url, event_seq, photo, state, attempts, next_at, created_at, last_error) "
-                            "VALUES (?, ?, ?, 'pending', 0, ?, ?, NULL) ON CONFLICT (url, event_seq) DO NOTHING", owed)
-            cur.execute("UPDATE webhook_receivers SET cursor = ? WHERE url = ?", (rows[-1][0], url))
+            owed = [(receiver, seq, photo_id or "", created, created) for seq, photo_id, created, by in rows if client is None or by == client]
+            cur.executemany("INSERT INTO webhook_deliveries (receiver, event_seq, photo, state, attempts, next_at, created_at, last_error) "
+                            "VALUES (?, ?, ?, 'pending', 0, ?, ?, NULL) ON CONFLICT (receiver, event_seq) DO NOTHING", owed)
+            cur.execute("UPDATE webhook_receivers SET cursor = ? WHERE receiver = ?", (rows[-1][0], receiver))
         return len(owed)
 
-    def claim_deliveries(self, url: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
-        """(event, attempts so far) of the deliveries to ``url`` due at ``now``, at most one per
+    def claim_deliveries(self, receiver: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
+        """(event, attempts so far) of the deliveries to ``receiver`` due at ``now``, at most one per
         photo (its earliest pending), each held from other deliverers for ``lease`` seconds."""
         claimed = []
         with self._tx(write=False) as cur:
             rows = cur.fetchall(
                 f"SELECT {_EVENT_COLUMNS}, d.attempts, d.next_at FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq "
-                "WHERE d.url = ? AND d.state = 'pending' AND d.next_at <= ? AND (d.photo = '' OR NOT EXISTS ("
-                "SELECT 1 FROM webhook_deliveries p WHERE p.url = d.url AND p.photo = d.photo AND p.state = 'pending' "
+                "WHERE d.receiver = ? AND d.state = 'pending' AND d.next_at <= ? AND (d.photo = '' OR NOT EXISTS ("
+                "SELECT 1 FROM webhook_deliveries p WHERE p.receiver = d.receiver AND p.photo = d.photo AND p.state = 'pending' "
                 f"AND p.event_seq < d.event_seq)) ORDER BY d.event_seq LIMIT {int(limit)}",
-                (url, now),
+                (receiver, now),
             )
         if not rows:
             return claimed
         with self._tx() as cur:
             for row in rows:
-                if cur.execute("UPDATE webhook_deliveries SET next_at = ? WHERE url = ? AND event_seq = ? AND next_at = ?",
-                               (now + lease, url, row[0], row[7])):
+                if cur.execute("UPDATE webhook_deliveries SET next_at = ? WHERE receiver = ? AND event_seq = ? AND next_at = ?",
+                               (now + lease, receiver, row[0], row[7])):
                     claimed.append((_event(row[:6]), int(row[6])))
         return claimed
 
-    def settle_deliveries(self, url: str, settled: Sequence[Settled]) -> None:
+    def settle_deliveries(self, receiver: str, settled: Sequence[Settled]) -> None:
         """Record the answers of a round in one transaction: ``delivered`` rows go; ``pending`` ones wait
         for ``next_at``; ``failed`` ones (given up) stay for ``check`` and the metrics, and no longer
         hold the photo's later events back."""
         with self._tx() as cur:
-            cur.executemany("DELETE FROM webhook_deliveries WHERE url = ? AND event_seq = ?",
-                            [(url, s.seq) for s in settled if s.state == "delivered"])
-            cur.executemany("UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE url = ? AND event_seq = ?",
-                            [(s.state, s.attempts, s.next_at, (s.error or "")[:500], url, s.seq) for s in settled if s.state != "delivered"])
+            cur.executemany("DELETE FROM webhook_deliveries WHERE receiver = ? AND event_seq = ?",
+                            [(receiver, s.seq) for s in settled if s.state == "delivered"])
+            cur.executemany("UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE receiver = ? AND event_seq = ?",
+                            [(s.state, s.attempts, s.next_at, (s.error or "")[:500], receiver, s.seq) for s in settled if s.state != "delivered"])
 
     def prune_events(self, before: float) -> int:
         """Delete events written before ``before`` that no receiver is still owed, the failed
@@ -112,22 +112,22 @@ class EventStore(SqlDatabase):
             return cur.execute("DELETE FROM events WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS ("
                                "SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = events.seq)", (before,))
 
-    def oldest_undelivered(self, urls: Sequence[str]) -> float | None:
-        """When the oldest event still owed to one of ``urls`` was written (fanned out or not); ``None`` if none is."""
-        if not urls:
+    def oldest_undelivered(self, receivers: Sequence[str]) -> float | None:
+        """When the oldest event still owed to one of ``receivers`` was written (fanned out or not); ``None`` if none is."""
+        if not receivers:
             return None
-        marks = ", ".join("?" * len(urls))
+        marks = ", ".join("?" * len(receivers))
         with self._tx(write=False) as cur:
-            pending = cur.fetchall(f"SELECT MIN(created_at) FROM webhook_deliveries WHERE state = 'pending' AND url IN ({marks})", urls)
+            pending = cur.fetchall(f"SELECT MIN(created_at) FROM webhook_deliveries WHERE state = 'pending' AND receiver IN ({marks})", receivers)
             waiting = cur.fetchall(f"SELECT MIN(e.created_at) FROM webhook_receivers r JOIN events e ON e.seq = r.cursor + 1 "
-                                   f"WHERE r.url IN ({marks})", urls)
+                                   f"WHERE r.receiver IN ({marks})", receivers)
         found = [v for v in (pending[0][0], waiting[0][0]) if v is not None]
         return min(found) if found else None
 
     def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]:
         """(receiver, event id, type, attempts, last error) of the deliveries given up, newest first."""
         with self._tx(write=False) as cur:
-            rows = cur.fetchall(f"SELECT d.url, e.id, e.type, d.attempts, d.last_error FROM webhook_deliveries d "
+            rows = cur.fetchall(f"SELECT d.receiver, e.id, e.type, d.attempts, d.last_error FROM webhook_deliveries d "
                                 f"JOIN events e ON e.seq = d.event_seq WHERE d.state = 'failed' ORDER BY d.event_seq DESC LIMIT {int(limit)}")
         return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
 

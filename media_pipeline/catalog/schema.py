@@ -274,15 +274,15 @@ MIGRATIONS = MIGRATIONS + (
                 photo_id TEXT PRIMARY KEY,
                 client TEXT NOT NULL
             )""",
-            # Each receiver's place in the events: everything after `cursor` is still to be fanned out.
+            # Each receiver's place in the events (a receiver: its URL, or `key:NAME URL` for an API key's): everything after `cursor` is still to be fanned out.
             """CREATE TABLE webhook_receivers (
-                url TEXT PRIMARY KEY,
+                receiver TEXT PRIMARY KEY,
                 cursor BIGINT NOT NULL
             )""",
             # One row per event owed to a receiver: `pending` until a 2xx (then the row goes), or
             # `failed` once its retry window passed. `photo` ('' for none) keeps each photo's order.
             """CREATE TABLE webhook_deliveries (
-                url TEXT NOT NULL,
+                receiver TEXT NOT NULL,
                 event_seq BIGINT NOT NULL,
                 photo TEXT NOT NULL,
                 state TEXT NOT NULL,
@@ -290,10 +290,10 @@ MIGRATIONS = MIGRATIONS + (
                 next_at DOUBLE PRECISION NOT NULL,
                 created_at DOUBLE PRECISION NOT NULL,
                 last_error TEXT,
-                PRIMARY KEY (url, event_seq)
+                PRIMARY KEY (receiver, event_seq)
             )""",
-            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (url, state, next_at)",
-            "CREATE INDEX webhook_deliveries_photo ON webhook_deliveries (url, photo, state, event_seq)",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (receiver, state, next_at)",
+            "CREATE INDEX webhook_deliveries_photo ON webhook_deliveries (receiver, photo, state, event_seq)",
         ),
     ),
 )
