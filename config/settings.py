@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from media_pipeline.apikeys import parse_keys
 from media_pipeline.blocklists import parse_sources
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset, parse_aspect
+from media_pipeline.webhook_signature import secret_key
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
 
@@ -62,6 +63,13 @@ class Settings:
     rendition_keep_seconds: int = _setting(86400, "MP_RENDITION_KEEP_SECONDS", "How long renditions dropped by a preset change stay servable before cleanup deletes them (URLs in clients' caches keep working meanwhile).")
     purge_url: str = _setting("", "MP_PURGE_URL", "Where deleting a photo sends a signed `POST {\"tags\": [...], \"urls\": [...]}` to purge it from the CDN (queued in the catalog, retried with backoff until a 2xx); empty for none.")
     purge_secret: str = _setting("", "MP_PURGE_SECRET", "Secret (16+ characters) the purge POST is signed with: `X-MP-Signature: sha256=<hex HMAC-SHA256 of the body>`. Required with MP_PURGE_URL.")
+    webhook_urls: str = _setting("", "MP_WEBHOOK_URLS", "Comma-separated http(s) URLs every event (`photo.ready`, `photo.failed`, `photo.deleted`, `photo.duplicate_found`, `reprocess.finished`) is POSTed to, signed the Standard Webhooks way, at least once and each photo's in order (docs/events.md); empty for none. `media-pipeline serve` runs the deliverer; elsewhere run `media-pipeline webhooks`.")
+    webhook_key_urls: str = _setting("", "MP_WEBHOOK_KEY_URLS", "Comma-separated `NAME=URL`: the events of photos uploaded with the API key NAME (of MP_API_KEYS) also go to URL, signed and retried as for MP_WEBHOOK_URLS; a client app's backend hears of its own photos only.")
+    webhook_secret: str = _setting("", "MP_WEBHOOK_SECRET", "`whsec_` and the base64 of a 24-64 byte key: signs `webhook-signature` (HMAC-SHA256). Required with MP_WEBHOOK_URLS.")
+    webhook_retry_seconds: int = _setting(86400, "MP_WEBHOOK_RETRY_SECONDS", "How long after its event a webhook delivery is still retried (1 s doubling up to an hour between attempts, plus up to half at random) before it is marked failed (`check`, `/metrics`).")
+    webhook_timeout: float = _setting(10.0, "MP_WEBHOOK_TIMEOUT", "Seconds a receiver has to answer an event before the attempt counts as failed.")
+    webhook_concurrency: int = _setting(8, "MP_WEBHOOK_CONCURRENCY", "Deliveries in flight to each receiver at once (never two of one photo: its events go in order).")
+    events_keep_seconds: int = _setting(604800, "MP_EVENTS_KEEP_SECONDS", "How long events stay in the feed (`GET /v1/events`); `media-pipeline cleanup` deletes older ones that no webhook receiver is still owed, and deliveries given up that long ago.")
     dedupe_scope: str = _setting("global", "MP_DEDUPE_SCOPE", "Near-duplicate search across all photos (`global`) or only the same `owner`'s.")
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
@@ -263,6 +271,7 @@ class Settings:
             problems.append("MP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         if self.purge_url and (not self.purge_url.startswith(("http://", "https://")) or len(self.purge_secret) < 16):
             problems.append("MP_PURGE_URL must be an http(s) URL, with MP_PURGE_SECRET of 16+ characters")
+        problems += self._webhook_problems()
         host, _, port = self.front_listen.rpartition(":")
         if not host or not port.isdecimal():
             problems.append("MP_FRONT_LISTEN must be host:port")
@@ -273,6 +282,48 @@ class Settings:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"MP_PRESETS_FILE {self.presets_file}: {exc}")
         return problems
+
+    def _webhook_problems(self) -> list[str]:
+        problems = []
+        if any(not u.startswith(("http://", "https://")) for u in self.webhook_url_list):
+            problems.append("MP_WEBHOOK_URLS must list http(s) URLs")
+        try:
+            keyed = self.webhook_receivers
+        except ValueError as exc:
+            problems.append(f"MP_WEBHOOK_KEY_URLS: {exc}")
+            keyed = []
+        try:
+            names = {entry.name for entry in parse_keys(self.api_keys).values()}
+        except ValueError:
+            names = set()  # reported with MP_API_KEYS
+        unknown = sorted({client for _, client in keyed if client is not None} - names)
+        if unknown:
+            problems.append(f"MP_WEBHOOK_KEY_URLS names keys that are not in MP_API_KEYS: {', '.join(unknown)}")
+        if keyed:
+            try:
+                secret_key(self.webhook_secret)
+            except ValueError as exc:
+                problems.append(f"MP_WEBHOOK_SECRET is required with MP_WEBHOOK_URLS or MP_WEBHOOK_KEY_URLS: {exc}")
+        if self.events_keep_seconds < self.webhook_retry_seconds:
+            problems.append("MP_EVENTS_KEEP_SECONDS must be at least MP_WEBHOOK_RETRY_SECONDS (an event is kept while it is retried)")
+        if self.webhook_retry_seconds <= 0 or self.webhook_timeout <= 0 or self.webhook_concurrency < 1:
+            problems.append("MP_WEBHOOK_RETRY_SECONDS, MP_WEBHOOK_TIMEOUT and MP_WEBHOOK_CONCURRENCY must be positive")
+        return problems
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    @property
+    def webhook_receivers(self) -> list[tuple[str, str | None]]:
+        """(URL, API key name or ``None`` for every event) of each receiver; ``ValueError`` for a bad entry."""
+        receivers: list[tuple[str, str | None]] = [(url, None) for url in self.webhook_url_list]
+        for entry in (e.strip() for e in self.webhook_key_urls.split(",") if e.strip()):
+            name, sep, url = entry.partition("=")
+            if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"{entry!r} is not NAME=http(s)-URL")
+            receivers.append((url.strip(), name.strip()))
+        return receivers
 
 
 def _env(field_name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from media_pipeline.models import PhotoStatus, Selection
 from media_pipeline.service import Services
-from media_pipeline import direct_uploads
+from media_pipeline import direct_uploads, webhooks
 from media_pipeline.storage.base import ORIGINALS, RENDITIONS
 
 EXAMPLES = 20
@@ -24,6 +24,7 @@ class CheckReport:
     photos: dict[str, int] = field(default_factory=dict)  # status -> count
     problems: dict[str, list[str]] = field(default_factory=dict)  # kind -> examples
     counts: dict[str, int] = field(default_factory=dict)  # kind -> how many
+    webhooks: dict[str, float | None] = field(default_factory=dict)  # pending, failed, oldest_undelivered_seconds
 
     def add(self, kind: str, example: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -87,4 +88,17 @@ def check(services: Services, now: float | None = None) -> CheckReport:
         group_id, group = next(rendition_groups, (None, iter(())))
     for key in direct_uploads.leftovers(services, time.time() if now is None else now):
         report.add("expired_upload_target", key)
+    _check_webhooks(services, report, time.time() if now is None else now)
     return report
+
+
+def _check_webhooks(services: Services, report: CheckReport, now: float) -> None:
+    """The events outbox: deliveries given up are problems; what is still owed, and since when, is said."""
+    if not services.settings.webhook_receivers:
+        return
+    owed = services.catalog.count_deliveries()
+    report.webhooks = {**owed, "oldest_undelivered_seconds": webhooks.undelivered_age(services, now)}
+    for url, event_id, event_type, attempts, error in services.catalog.failed_deliveries(EXAMPLES):
+        report.add("webhook_delivery_failed", f"{event_id} ({event_type}) to {url}: {attempts} attempts, last: {error}")
+    if owed["failed"]:
+        report.counts["webhook_delivery_failed"] = owed["failed"]  # all of them, not only the examples

@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes, for the estimate")
     rep.add_argument("--no-wait", action="store_true", help="enqueue and return; follow with `reprocess status`")
     rep.add_argument("--stall-seconds", type=float, default=60.0, help="re-enqueue pending photos after this long with no progress")
+    sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.command in ("serve", "api", "worker"):
+    if args.command in ("serve", "api", "worker", "webhooks"):
         _count_in_files(settings)
     return {
         "serve": _serve,
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reprocess": _reprocess,
         "cleanup": _cleanup,
         "reconcile": _reconcile,
+        "webhooks": _webhooks,
         "check": _check,
     }[args.command](settings, args)
 
@@ -134,6 +136,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # The embedded broker keeps no unacknowledged messages: the reconciler makes up for it.
         "reconciler": [*me, "reconcile", "--every", "60"],
     }
+    if settings.webhook_receivers:
+        children["webhook deliverer"] = [*me, "webhooks"]
     if front:
         children["nginx front"] = front
 
@@ -410,9 +414,14 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
     report = check(build_services(settings, queue=RecordingQueue()))
     if args.json:
-        print(jsonlib.dumps({"ok": report.ok, "photos": report.photos, "counts": report.counts, "examples": report.problems}, indent=2))
+        print(jsonlib.dumps({"ok": report.ok, "photos": report.photos, "counts": report.counts, "examples": report.problems,
+                             "webhooks": report.webhooks}, indent=2))
     else:
         print("photos by status: " + (", ".join(f"{k} {v}" for k, v in sorted(report.photos.items())) or "none"))
+        if report.webhooks:
+            age = report.webhooks["oldest_undelivered_seconds"]
+            print(f"webhooks: {report.webhooks['pending']} deliveries pending, {report.webhooks['failed']} failed; "
+                  f"oldest undelivered event {'none' if age is None else _duration(age)}")
         print("catalog and storage agree" if report.ok else "problems:")
         for kind, count in sorted(report.counts.items()):
             print(f"  {kind}: {count}")
@@ -448,6 +457,24 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             return 0
 
 
+def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    import threading
+
+    from media_pipeline import logs, webhooks
+    from media_pipeline.queue import RecordingQueue
+    from media_pipeline.service import build_services
+
+    if not settings.webhook_receivers:
+        print("neither MP_WEBHOOK_URLS nor MP_WEBHOOK_KEY_URLS is set", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    webhooks.run(build_services(settings, queue=RecordingQueue()), stop)
+    return 0
+
+
 def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.queue import RecordingQueue
     from media_pipeline.service import build_services, cleanup_retired
@@ -462,6 +489,8 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     print(f"removed {expired} expired resumable uploads")
     targets = direct_uploads.expire(services, time.time())
     print(f"removed {targets} expired direct-upload targets")
+    events = services.catalog.prune_events(time.time() - settings.events_keep_seconds)
+    print(f"removed {events} events older than MP_EVENTS_KEEP_SECONDS")
     return 0
 
 

@@ -97,8 +97,9 @@ def receive_body(services: Services, upload_id: str, token: str, stream: BinaryI
         upload.close()
 
 
-def complete(services: Services, upload_id: str, now: float) -> tuple[Photo, bool]:
-    """The photo (and whether it was made before: a retried complete), as ``ingest_idempotent``."""
+def complete(services: Services, upload_id: str, now: float, client: str | None = None) -> tuple[Photo, bool]:
+    """The photo (and whether it was made before: a retried complete), as ``ingest_idempotent``
+    (``client``: the API key's name, as there)."""
     from media_pipeline import service
 
     record = load(services, upload_id, now, allow_expired_done=True)
@@ -124,7 +125,7 @@ def complete(services: Services, upload_id: str, now: float) -> tuple[Photo, boo
     with body:
         upload = service.SpooledUpload.receive(body, services.settings.tmp_dir, services.settings.max_upload_bytes)
     try:
-        photo, replayed = service.ingest_idempotent(services, upload, record.owner, f"direct-{upload_id}")
+        photo, replayed = service.ingest_idempotent(services, upload, record.owner, f"direct-{upload_id}", client)
     except MediaPipelineError as exc:
         if not exc.transient:
             _discard(services, upload_id)

@@ -22,6 +22,7 @@
     ├── Forbidden                       403 forbidden           (a revoked API key)
     ├── RateLimited                     429 rate_limited        (with Retry-After)
     ├── NotFound                        404 not_found
+    ├── BadFeedQuery                    400 bad_query           (GET /v1/events: a cursor or limit that is not one)
     ├── StorageError                    500 storage_error
     │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
     │   └── StorageUnavailable          503 storage_unavailable, transient
@@ -161,6 +162,11 @@ class BadFocalPoint(MediaPipelineError):
 class BadVisibility(MediaPipelineError):
     http_status = 400
     code = "bad_visibility"
+
+
+class BadFeedQuery(MediaPipelineError):
+    http_status = 400
+    code = "bad_query"
 
 
 class NotReady(MediaPipelineError):

@@ -40,6 +40,9 @@ PHOTOS_PROCESSED = Counter("mp_photos_processed", "Processing runs by outcome: d
 PHOTO_FAILURES = Counter("mp_photo_failures", "Photos that ended `failed`, by error code.", ["code"])
 STEP_SECONDS = Histogram("mp_step_seconds", "Time in each step of processing a photo.", ["step"], buckets=_SECONDS)
 TASK_SECONDS = Histogram("mp_task_seconds", "Time of a whole task, by task.", ["task"], buckets=_SECONDS)
+WEBHOOK_DELIVERIES = Counter("mp_webhook_deliveries", "Webhook delivery attempts by outcome: delivered, retried, failed (given up).",
+                             ["outcome"])
+WEBHOOK_DELAY = Histogram("mp_webhook_delay_seconds", "From an event's commit to its receiver's 2xx.", buckets=_SECONDS)
 BYTES_WRITTEN = Counter("mp_bytes_written", "Bytes written to storage, by kind: original, rendition.", ["kind"])
 
 
@@ -68,15 +71,23 @@ class StateCollector:
     """Gauges read at scrape time from the backends: queue depth and photos in flight. A backend
     that does not answer leaves its gauge out of that scrape (``/readyz`` says which one)."""
 
-    def __init__(self, queue_depths: Callable[[], dict[str, int]], in_flight: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, queue_depths: Callable[[], dict[str, int]], in_flight: Callable[[], dict[str, int]],
+                 webhooks_owed: Callable[[], dict[str, int]] | None = None,
+                 undelivered_age: Callable[[], float | None] | None = None) -> None:
         self.queue_depths = queue_depths
         self.in_flight = in_flight
+        self.webhooks_owed = webhooks_owed
+        self.undelivered_age = undelivered_age
 
     def collect(self) -> Iterator[Metric]:
         for name, doc, label, read in (
             ("mp_queue_depth", "Messages waiting in each queue of the broker.", "queue", self.queue_depths),
             ("mp_photos_in_flight", "Photos accepted and not yet ready or failed, by status.", "status", self.in_flight),
+            ("mp_webhook_deliveries_owed", "Webhook deliveries not acknowledged, by state: pending (being retried), failed (given up).",
+             "state", self.webhooks_owed),
         ):
+            if read is None:
+                continue
             try:
                 counts = read()
             except Exception:  # noqa: BLE001 - a scrape must not fail because one backend is down
@@ -85,6 +96,14 @@ class StateCollector:
             for key, value in sorted(counts.items()):
                 family.add_metric([key], value)
             yield family
+        if self.undelivered_age is not None:
+            try:
+                age = self.undelivered_age()
+            except Exception:  # noqa: BLE001 - as above
+                return
+            yield GaugeMetricFamily("mp_events_oldest_undelivered_seconds",
+                                    "Age of the oldest event a webhook receiver has not acknowledged (0 when none is owed).",
+                                    value=age or 0.0)
 
 
 class FolderCollector:

@@ -4,8 +4,9 @@
   the catalog's outbox before anything is deleted (a crash after it cannot lose the purge; a
   purge of a photo whose delete then failed is harmless). It is sent right away from a thread of
   the deleting process and again by the reconciler's rounds until the hook answers 2xx, waiting
-  1, 2, 4 … s (at most an hour) between failed attempts. The POST is signed:
-  ``X-MP-Signature: sha256=<hex HMAC-SHA256 of the body with MP_PURGE_SECRET>``.
+  1, 2, 4 … s (at most an hour, each stretched by up to half at random) between failed attempts. The POST is signed:
+  ``X-MP-Signature: sha256=<hex HMAC-SHA256 of the body with MP_PURGE_SECRET>``, and the
+  Standard Webhooks headers (webhook_signature.py; ``webhook-id`` is the purge's id).
 - The nginx front on this host (cache shape): its entries for the photo's URLs are deleted by key
   hash after the photo's objects and rows are gone, before the DELETE answers; nginx then finds
   them missing and asks the app, which answers 404. The local shape caches nothing.
@@ -20,10 +21,10 @@ import logging
 import threading
 import time
 import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING
 
-from media_pipeline import nginx, purge
+from media_pipeline import nginx, purge, webhook_signature, webhooks
+from media_pipeline.backoff import retry_delay
 from media_pipeline.models import Photo
 
 if TYPE_CHECKING:  # service.py calls this module when it deletes a photo
@@ -75,7 +76,7 @@ def deliver_due(services: "Services", now: float | None = None) -> tuple[int, in
         try:
             _post(settings.purge_url, settings.purge_secret, purge_id, body.encode())
         except (OSError, urllib.error.URLError) as exc:  # refused, timed out, or a non-2xx answer
-            delay = min(FIRST_RETRY * 2 ** attempts, LAST_RETRY)
+            delay = retry_delay(attempts, FIRST_RETRY, LAST_RETRY)
             services.catalog.purge_failed(purge_id, attempts + 1, now + delay, str(exc))
             log.warning("purge %s not acknowledged (attempt %d): %s; again in %.0f s", purge_id, attempts + 1, exc, delay)
             failed += 1
@@ -94,7 +95,5 @@ def _deliver_quietly(services: "Services") -> None:
 
 def _post(url: str, secret: str, purge_id: str, body: bytes) -> None:
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-MP-Signature": f"sha256={signature}", "X-MP-Purge-Id": purge_id})
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # raises HTTPError on 4xx/5xx
-        response.read()
+    signed = webhook_signature.headers(webhook_signature.key_of(secret), purge_id, int(time.time()), body)
+    webhooks.post(url, body, {"X-MP-Signature": f"sha256={signature}", "X-MP-Purge-Id": purge_id, **signed}, TIMEOUT)

@@ -153,13 +153,14 @@ def _unnamed_file(folder: Path) -> BinaryIO:
     return os.fdopen(fd, "w+b")
 
 
-def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Photo:
+def ingest(services: Services, upload: SpooledUpload, owner: str | None, client: str | None = None) -> Photo:
     """Check the header, store the original durably, record the photo ``queued`` and queue it.
 
     Raises ``MediaError`` subclasses for uploads that are not acceptable images; nothing is stored
     for those. If the broker is down once the original and the row are safe, the upload is
     still accepted: the photo stays ``queued`` and the reconciler enqueues it when the broker is
     back (after ``MP_STUCK_AFTER_SECONDS``), so the client's upload is never thrown away for it.
+    ``client`` is the API key's name, whose webhook receiver (MP_WEBHOOK_KEY_URLS) hears of the photo.
     """
     info = probe(upload.buffer(), services.settings.max_pixels)
     now = time.time()
@@ -185,6 +186,8 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
         updated_at=now,
     )
     try:
+        if client is not None:  # before the photo: none of its events can be written without it
+            services.catalog.record_client(photo_id, client)
         services.catalog.add_photo(photo)
     except MediaPipelineError:
         _discard(services, key)
@@ -210,11 +213,12 @@ def _discard(services: Services, key: str) -> None:
 IDEMPOTENCY_TTL = 24 * 3600
 
 
-def ingest_idempotent(services: Services, upload: SpooledUpload, owner: str | None, key: str | None) -> tuple[Photo, bool]:
+def ingest_idempotent(services: Services, upload: SpooledUpload, owner: str | None, key: str | None,
+                      client: str | None = None) -> tuple[Photo, bool]:
     """``ingest`` behind an ``Idempotency-Key``: the same key and body give the first photo again
     (``True``: a replay) instead of a second copy. Keys are scoped by owner and kept a day."""
     if not key:
-        return ingest(services, upload, owner), False
+        return ingest(services, upload, owner, client), False
     scope = f"{owner or ''}\n{key}"  # owners and keys are printable: a newline cannot be part of either
     state, photo_id = services.catalog.claim_idempotency_key(scope, upload.sha256, time.time() - IDEMPOTENCY_TTL)
     if state == "mismatch":
@@ -227,7 +231,7 @@ def ingest_idempotent(services: Services, upload: SpooledUpload, owner: str | No
             return photo, True
         # The photo was deleted since: this request makes a new one under the same key.
     try:
-        photo = ingest(services, upload, owner)
+        photo = ingest(services, upload, owner, client)
     except BaseException:
         if state == "new":
             services.catalog.settle_idempotency_key(scope, None)  # a retry may try again

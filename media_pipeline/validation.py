@@ -8,6 +8,8 @@ it came from us:
     X-MP-Timestamp: <unix seconds>
     X-MP-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>" with MP_VALIDATION_SECRET>
 
+and the Standard Webhooks headers (webhook_signature.py), so ``standardwebhooks`` verifies it too.
+
 A 2xx answer lets the photo through; a 4xx rejects it (the photo ends ``failed`` with
 ``rejected``, and the answer's JSON ``reason``, if any, as its message); anything else (5xx, a
 timeout, no connection) is transient and the task retries, so a validator outage delays photos
@@ -22,9 +24,11 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from media_pipeline import webhook_signature
 from media_pipeline.errors import ValidatorUnavailable
 
 
@@ -50,9 +54,10 @@ class HttpValidator:
     def check(self, payload: dict[str, Any]) -> Verdict:
         body = json.dumps(payload, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
+        signed = webhook_signature.headers(webhook_signature.key_of(self.secret), f"msg_{uuid.uuid4().hex}", int(timestamp), body)
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "X-MP-Timestamp": timestamp,
-            "X-MP-Signature": signature(self.secret, timestamp, body)})
+            "X-MP-Signature": signature(self.secret, timestamp, body), **signed})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 answer.read()

@@ -55,6 +55,15 @@ def test_crops_bench_runs(tmp_path: Path) -> None:
     assert "user focal point honoured: 16/16" in done.stdout
 
 
+def test_events_bench_runs() -> None:
+    done = subprocess.run([sys.executable, "bench/events.py", "--photos", "3", "--megapixels", "0.3", "--backlog", "20"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(0 refused)" in done.stdout  # every delivery passed the standardwebhooks verifier
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ready committed -> webhook received")]
+    assert len(rows) == 2 and all(row.count("|") == 5 for row in rows)
+
+
 def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
     """The origin bench on one photo for a second per run. Its figures are not asserted; what is: every
     server answered its rotating URLs (wrk raises on any non-2xx/3xx) and no GET or revalidation through

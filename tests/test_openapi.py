@@ -78,3 +78,18 @@ def test_answers_validate_against_the_document(client: Any, services: Any, doc: 
     assert sorted(r.status_code for r in errors) == [400, 404, 405, 415, 416, 422, 503]
     for response in errors:
         check(doc, "Error", response.get_json())
+
+
+def test_events_validate_against_the_document(client: Any, services: Any, doc: dict[str, Any]) -> None:
+    data = images.jpeg(images.scene(500, 400, seed=5))
+    first = client.post("/v1/photos", data=data).get_json()["id"]
+    service.process_photo(services, first)
+    second = client.post("/v1/photos", data=data).get_json()["id"]
+    service.process_photo(services, second)
+    service.fail_photo(services, second, "rejected", "no")
+    assert client.delete(f"/v1/photos/{first}").status_code == 204
+    page = client.get("/v1/events").get_json()
+    assert [e["type"] for e in page["events"]] == ["photo.ready", "photo.duplicate_found", "photo.ready", "photo.failed", "photo.deleted"]
+    for event in page["events"]:
+        check(doc, "Event", event)
+    check(doc, "Error", client.get("/v1/events?limit=0").get_json())

@@ -10,6 +10,7 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from media_pipeline import purging, service
 from media_pipeline.service import build_services
@@ -49,6 +50,7 @@ def test_a_delete_is_purged_by_tag_and_url_after_the_hook_fails_once(settings: A
     headers, body = hook.received[0]
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-MP-Signature"] == f"sha256={expected}" and headers["X-MP-Purge-Id"] == purge_id
+    assert Webhook(SECRET.encode()).verify(body, dict(headers.items())) and headers["webhook-id"] == purge_id  # Standard Webhooks too
     sent = json.loads(body)
     assert sent["tags"] == [f"photo-{photo_id}", "owner-ann"]
     for r in renditions:

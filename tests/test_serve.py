@@ -121,6 +121,39 @@ def test_serve_runs_api_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
     assert_nothing_left(tree, "serve left processes behind")
 
 
+def test_serve_with_webhook_urls_runs_the_deliverer_and_a_photo_ready_reaches_the_receiver(tmp_path: Path) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.front import PurgeHook
+    from tests.test_webhooks import SECRET
+
+    receiver = PurgeHook()
+    proc, port = start(tmp_path, serve_command(tmp_path), {"MP_WEBHOOK_URLS": receiver.url, "MP_WEBHOOK_SECRET": SECRET})
+    try:
+        tree = service_tree(proc.pid)
+        assert len([p for p in tree.values() if p.ppid == proc.pid]) == 4  # API, worker, reconciler, webhook deliverer
+        status, _, body = request(port, "POST", "/v1/photos", images.jpeg(images.scene(500, 400, seed=22)), {"Content-Type": "image/jpeg"})
+        assert status == 202, body
+        assert receiver.arrived.wait(90), (tmp_path / "serve.log").read_text()
+        headers, delivered = receiver.received[0]
+        event = Webhook(SECRET).verify(delivered, dict(headers.items()))
+        assert event["type"] == "photo.ready" and event["data"]["photo"]["id"] == json.loads(body)["id"]
+        deadline = time.monotonic() + 30
+        while True:  # the deliverer records the 2xx just after the receiver answered
+            samples = metric_samples(request(port, "GET", "/metrics")[2].decode())
+            if samples.get(("mp_webhook_deliveries_total", (("outcome", "delivered"),))) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert samples[("mp_webhook_deliveries_total", (("outcome", "delivered"),))] == 1  # counted in the deliverer's process
+        assert samples[("mp_events_oldest_undelivered_seconds", ())] == 0
+        os.killpg(proc.pid, signal.SIGTERM)
+        stop_and_check(proc, tree, tmp_path)
+    finally:
+        receiver.stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_serve_with_the_nginx_front_serves_renditions_through_it_and_stops_it(tmp_path: Path) -> None:
     if shutil.which("nginx") is None:
         require(False, "nginx (apt-get install nginx-light)")

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 from PIL import Image
+from standardwebhooks.webhooks import Webhook
 
 from bench import edits
 from config.settings import ConfigError, Settings
@@ -68,6 +69,7 @@ def test_an_accepted_photo_was_shown_signed_with_a_preview(settings: Settings, q
     assert service.process_photo(services, photo_id) is Outcome.DONE
     [(headers, body)] = state.calls
     assert hmac.compare_digest(headers["x-mp-signature"], signature(SECRET, headers["x-mp-timestamp"], body))
+    assert Webhook(SECRET.encode()).verify(body, headers)["photo"]["id"]  # and the Standard Webhooks headers
     sent = json.loads(body)
     assert sent["photo"]["id"] == photo_id and sent["photo"]["owner"] == "alice" and (sent["photo"]["width"], sent["photo"]["height"]) == (1200, 800)
     assert len(sent["hashes"]["pdq"]) == 64

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
+from media_pipeline.events import Event, Settled
 from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
 
 
@@ -101,3 +102,27 @@ class Catalog(Protocol):
 
     def owner_photos(self, owner: str, after: str = "", limit: int = 1000) -> list[tuple[str, bool]]:
         """A page of the owner's (photo id, hidden on its own), in id order after ``after``."""
+    def events_after(self, after: int, limit: int = 100) -> list[Event]:
+        """The feed: events past the cursor ``after``, oldest first (written with the change they tell of)."""
+
+    def record_client(self, photo_id: str, client: str) -> None:
+        """The API key name a photo was uploaded with (its events also go to that key's receiver)."""
+
+    def fan_out(self, receiver: str, start_before: float, limit: int = 1000, client: str | None = None) -> int:
+        """Owe the webhook receiver ``receiver`` (its URL, or ``key:NAME URL``) the events past its
+        cursor (of ``client``'s photos only, when given); how many."""
+
+    def claim_deliveries(self, receiver: str, now: float, lease: float, limit: int = 100) -> list[tuple[Event, int]]:
+        """(event, attempts so far) due for ``receiver``, one per photo at most, held for ``lease`` seconds."""
+
+    def settle_deliveries(self, receiver: str, settled: Sequence[Settled]) -> None:
+        """Record a round's answers: delivered rows go, others are retried from ``next_at`` or stay ``failed``."""
+
+    def prune_events(self, before: float) -> int:
+        """Drop events older than ``before`` that no receiver is owed (never the newest); how many."""
+
+    def oldest_undelivered(self, receivers: Sequence[str]) -> float | None: ...
+
+    def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...
+
+    def count_deliveries(self) -> dict[str, int]: ...

@@ -4,9 +4,12 @@ and keypoint postings tables are read and written by media_pipeline/hashindex on
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
+from media_pipeline import events
 from media_pipeline.catalog.database import Cursor, SqlDatabase
+from media_pipeline.catalog.events import record_event
 from media_pipeline.models import Duplicate, HashQuality
 
 
@@ -40,11 +43,13 @@ class DuplicateStore(SqlDatabase):
         each is stored from the later photo (by id) to the earlier one. Matches other photos
         found stay: the earlier of two simultaneous uploads may finish its (empty) search after
         the later one recorded their match, and must not erase it."""
+        matches = [m for m in matches if m.id != photo_id]
         with self._tx() as cur:
+            known = _paired_with(cur, photo_id)
             cur.execute("DELETE FROM photo_duplicates WHERE found_by = ?", (photo_id,))
             rows = [
                 (max(photo_id, m.id), min(photo_id, m.id), m.kind, m.distance, m.transform, m.inliers, photo_id, photo_id, m.id)
-                for m in matches if m.id != photo_id
+                for m in matches
             ]
             # A match deleted meanwhile is skipped, not an error; one the other photo found first is kept.
             cur.executemany(
@@ -53,6 +58,12 @@ class DuplicateStore(SqlDatabase):
                 "ON CONFLICT (photo_id, other_id) DO NOTHING",
                 rows,
             )
+            paired = _paired_with(cur, photo_id)
+            new = [m for m in matches if m.id in paired and m.id not in known]
+            if new:  # a redelivered task or a reprocess that finds the same matches tells no one again
+                owner = cur.fetchall("SELECT owner FROM photos WHERE id = ?", (photo_id,))
+                record_event(cur, events.PHOTO_DUPLICATE_FOUND, photo_id,
+                             events.duplicates_data(photo_id, owner[0][0] if owner else None, new), time.time())
 
     def duplicates_of(self, photo_id: str) -> list[Duplicate]:
         """The earlier photos this one repeats, in ``Duplicate.order``."""
@@ -73,3 +84,10 @@ def load_hash_quality(cur: Cursor, photo_id: str) -> HashQuality | None:
     """How far the photo's perceptual hash can be trusted; ``None`` before it was processed."""
     quality = cur.fetchall("SELECT quality, near_indexed FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
     return HashQuality(score=float(quality[0][0]), matched=bool(quality[0][1])) if quality else None
+
+
+def _paired_with(cur: Cursor, photo_id: str) -> set[str]:
+    """The photos ``photo_id`` is recorded as a duplicate of, or that are recorded as duplicates of it."""
+    rows = cur.fetchall("SELECT other_id FROM photo_duplicates WHERE photo_id = ? UNION SELECT photo_id FROM photo_duplicates "
+                        "WHERE other_id = ?", (photo_id, photo_id))
+    return {r[0] for r in rows}

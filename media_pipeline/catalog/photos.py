@@ -7,8 +7,10 @@ import json
 import time
 from typing import Any, Iterable, Sequence
 
+from media_pipeline import events
 from media_pipeline.catalog.database import Cursor, SqlDatabase, dump_json
 from media_pipeline.catalog.duplicates import load_duplicates, load_hash_quality
+from media_pipeline.catalog.events import record_event
 from media_pipeline.models import (
     Focus,
     Hashes,
@@ -112,6 +114,7 @@ class PhotoStore(SqlDatabase):
     ) -> bool:
         now = time.time()
         with self._tx() as cur:
+            before = _status(cur, photo_id)
             updated = cur.execute(
                 "UPDATE photos SET status = ?, preset_version = ?, metadata = ?, placeholder = ?, error_code = NULL, "
                 "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds), "
@@ -137,6 +140,8 @@ class PhotoStore(SqlDatabase):
                 "INSERT INTO photo_hashes (photo_id, kind, value) VALUES (?, ?, ?)",
                 [(photo_id, kind, value) for kind, value in _hash_rows(hashes)],
             )
+            if before != PhotoStatus.READY.value:  # a reprocessed photo was ready already: no news for clients
+                record_event(cur, events.PHOTO_READY, photo_id, events.photo_data(self._load(cur, photo_id)), now)  # type: ignore[arg-type]
             return True
 
     def set_user_focal_point(self, photo_id: str, point: Point | None) -> bool:
@@ -200,13 +205,17 @@ class PhotoStore(SqlDatabase):
             )
 
     def fail(self, photo_id: str, code: str, message: str) -> bool:
+        now = time.time()
         with self._tx() as cur:
-            return bool(
-                cur.execute(
-                    "UPDATE photos SET status = ?, error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
-                    (PhotoStatus.FAILED.value, code, message[:1000], time.time(), photo_id),
-                )
-            )
+            before = _status(cur, photo_id)
+            if not cur.execute(
+                "UPDATE photos SET status = ?, error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
+                (PhotoStatus.FAILED.value, code, message[:1000], now, photo_id),
+            ):
+                return False
+            if before != PhotoStatus.FAILED.value:
+                record_event(cur, events.PHOTO_FAILED, photo_id, events.photo_data(self._load(cur, photo_id)), now)  # type: ignore[arg-type]
+            return True
 
     def stuck_photos(self, updated_before: float, limit: int = 1000) -> list[tuple[str, int]]:
         """(id, attempts) of photos queued or processing with no update since ``updated_before``."""
@@ -242,13 +251,22 @@ class PhotoStore(SqlDatabase):
         # Every row about the photo goes in one transaction, the index tables' too: they have no
         # foreign key to cascade from (they are ports of their own, see media_pipeline/hashindex).
         with self._tx() as cur:
+            owner = cur.fetchall("SELECT owner FROM photos WHERE id = ?", (photo_id,))
             cur.execute("DELETE FROM renditions WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
-            return bool(cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)))
+            if not cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)):
+                return False
+            record_event(cur, events.PHOTO_DELETED, photo_id, events.deleted_data(photo_id, owner[0][0]), time.time())
+            return True
+
+
+def _status(cur: Cursor, photo_id: str) -> str | None:
+    rows = cur.fetchall("SELECT status FROM photos WHERE id = ?", (photo_id,))
+    return rows[0][0] if rows else None
 
 
 def _rendition(row: Sequence[Any]) -> Rendition:

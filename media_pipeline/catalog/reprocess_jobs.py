@@ -7,7 +7,9 @@ import json
 import time
 from typing import Any
 
-from media_pipeline.catalog.database import SqlDatabase
+from media_pipeline import events
+from media_pipeline.catalog.database import Cursor, SqlDatabase
+from media_pipeline.catalog.events import record_event
 from media_pipeline.models import JobReport, ReprocessJob, Selection
 
 
@@ -73,20 +75,36 @@ class ReprocessJobStore(SqlDatabase):
         return added
 
     def set_job_status(self, job_id: str, status: str) -> None:
-        finished = time.time() if status in ("done", "interrupted", "failed") else None
+        now = time.time()
         with self._tx() as cur:
+            job = cur.fetchall("SELECT status FROM reprocess_jobs WHERE id = ?", (job_id,))
+            if status == "done" and job and job[0][0] != "done":
+                _finish(cur, job_id, now)
+                return
+            finished = now if status in ("done", "interrupted", "failed") else None
             cur.execute("UPDATE reprocess_jobs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                        (status, time.time(), finished, job_id))
+                        (status, now, finished, job_id))
+            if status == "waiting":  # its photos may all have their outcome already
+                _finish_if_complete(cur, job_id, now)
 
     def record_item(self, job_id: str, photo_id: str, outcome: str, code: str | None, bytes_written: int,
                     bytes_deleted: int, seconds: float) -> bool:
-        """The first outcome of a photo in a job wins; a redelivered message does not count it twice."""
+        """The first outcome of a photo in a job wins; a redelivered message does not count it twice.
+        The last outcome of a job that is done enqueuing finishes it (``reprocess.finished``), whether
+        or not a ``reprocess`` command is still waiting for it."""
+        now = time.time()
         with self._tx() as cur:
-            return bool(cur.execute(
+            # The job's row first: on PostgreSQL this serialises the job's last outcomes, so the
+            # one that leaves no photo pending sees that it does.
+            cur.execute("UPDATE reprocess_jobs SET updated_at = ? WHERE id = ?", (now, job_id))
+            recorded = bool(cur.execute(
                 "UPDATE reprocess_items SET outcome = ?, code = ?, bytes_written = ?, bytes_deleted = ?, seconds = ?, "
                 "finished_at = ? WHERE job_id = ? AND photo_id = ? AND outcome = 'pending'",
-                (outcome, code, bytes_written, bytes_deleted, seconds, time.time(), job_id, photo_id),
+                (outcome, code, bytes_written, bytes_deleted, seconds, now, job_id, photo_id),
             ))
+            if recorded:
+                _finish_if_complete(cur, job_id, now)
+            return recorded
 
     def start_item(self, job_id: str, photo_id: str) -> int | None:
         """Count a start of a photo in a job: the starts so far, or ``None`` once it has an outcome."""
@@ -139,6 +157,22 @@ class ReprocessJobStore(SqlDatabase):
         with self._tx() as cur:
             cur.executemany("UPDATE reprocess_items SET enqueued_at = ? WHERE job_id = ? AND photo_id = ?",
                             [(time.time(), job_id, pid) for pid in photo_ids])
+
+
+def _finish_if_complete(cur: Cursor, job_id: str, now: float) -> None:
+    """Done once it has enqueued everything (``waiting``) and no photo is pending."""
+    waiting = cur.fetchall("SELECT 1 FROM reprocess_jobs WHERE id = ? AND status = 'waiting' AND NOT EXISTS ("
+                           "SELECT 1 FROM reprocess_items WHERE job_id = ? AND outcome = 'pending')", (job_id, job_id))
+    if waiting:
+        _finish(cur, job_id, now)
+
+
+def _finish(cur: Cursor, job_id: str, now: float) -> None:
+    """Mark the job done and tell it, in the caller's transaction."""
+    cur.execute("UPDATE reprocess_jobs SET status = 'done', updated_at = ?, finished_at = ? WHERE id = ?", (now, now, job_id))
+    target = cur.fetchall("SELECT target_version FROM reprocess_jobs WHERE id = ?", (job_id,))[0][0]
+    counts = cur.fetchall("SELECT outcome, COUNT(*) FROM reprocess_items WHERE job_id = ? GROUP BY outcome", (job_id,))
+    record_event(cur, events.REPROCESS_FINISHED, None, events.job_data(job_id, target, {outcome: int(n) for outcome, n in counts}), now)
 
 
 def _selection_sql(selection: Selection, target_version: str) -> tuple[str, list[Any]]:

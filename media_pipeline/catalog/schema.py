@@ -250,6 +250,55 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+# 12: events (catalog/events.py): the outbox of what happened, written in the transaction of the
+# change itself; the feed reads it by `seq`, and the deliverer fans it out to each webhook receiver.
+MIGRATIONS = MIGRATIONS + (
+    (
+        12,
+        (
+            # `seq` is given by the writer (the last one + 1, under a lock), not by a sequence: so
+            # it follows commit order, and a feed reader past `seq` N never misses a later commit below it.
+            """CREATE TABLE events (
+                seq BIGINT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                photo_id TEXT,
+                client TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                data TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_created ON events (created_at)",
+            # The API key that uploaded a photo: its events also go to that key's receiver
+            # (MP_WEBHOOK_KEY_URLS). No foreign key: a deleted photo's `photo.deleted` still needs it.
+            """CREATE TABLE photo_clients (
+                photo_id TEXT PRIMARY KEY,
+                client TEXT NOT NULL
+            )""",
+            # Each receiver's place in the events (a receiver: its URL, or `key:NAME URL` for an API key's): everything after `cursor` is still to be fanned out.
+            """CREATE TABLE webhook_receivers (
+                receiver TEXT PRIMARY KEY,
+                cursor BIGINT NOT NULL
+            )""",
+            # One row per event owed to a receiver: `pending` until a 2xx (then the row goes), or
+            # `failed` once its retry window passed. `photo` ('' for none) keeps each photo's order.
+            """CREATE TABLE webhook_deliveries (
+                receiver TEXT NOT NULL,
+                event_seq BIGINT NOT NULL,
+                photo TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_at DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                last_error TEXT,
+                PRIMARY KEY (receiver, event_seq)
+            )""",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (receiver, state, next_at)",
+            "CREATE INDEX webhook_deliveries_photo ON webhook_deliveries (receiver, photo, state, event_seq)",
+        ),
+    ),
+)
+
+
 MIGRATIONS = MIGRATIONS + (
     (
         15,

@@ -14,6 +14,7 @@ connection opened before a fork is never used after it).
 - reprocess_jobs.py: reprocess jobs and their per-photo ledger
 - idempotency.py: upload idempotency keys
 - purge_outbox.py: CDN purges owed until acknowledged
+- events.py: the events outbox (the feed) and the webhook deliveries owed to each receiver
 - visibility.py: owners who opted out and photos hidden on their own
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from media_pipeline.catalog.database import SqlDatabase
 from media_pipeline.catalog.duplicates import DuplicateStore
+from media_pipeline.catalog.events import EventStore
 from media_pipeline.catalog.idempotency import IdempotencyKeyStore
 from media_pipeline.catalog.photos import PhotoStore
 from media_pipeline.catalog.purge_outbox import PurgeOutboxStore
@@ -31,7 +33,8 @@ from media_pipeline.catalog.schema import MIGRATIONS, apply_migrations, hash_sub
 __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
-class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, VisibilityStore, SqlDatabase):
+class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, EventStore, VisibilityStore,
+                 SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:

@@ -148,6 +148,12 @@ class Access:
         return response
 
 
+def key_name() -> str | None:
+    """The name of the API key this request came with; ``None`` when keys are not configured."""
+    client = g.get("client", "")
+    return client[len("key:"):] if client.startswith("key:") else None
+
+
 def _bearer(header: str) -> str:
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Flask, Response, g, request
 
-from media_pipeline import metrics
+from media_pipeline import metrics, webhooks
 from media_pipeline.web.access import METRICS_PATH
 from media_pipeline.web.photos import services
 
@@ -17,7 +17,10 @@ UPLOAD_ENDPOINT = "photos.upload_photo"
 @bp.get(METRICS_PATH)
 def scrape() -> Response:
     svc = services()
-    state = metrics.StateCollector(svc.queue.depths, svc.catalog.in_flight)
+    urls = svc.settings.webhook_receivers
+    state = metrics.StateCollector(svc.queue.depths, svc.catalog.in_flight,
+                                   svc.catalog.count_deliveries if urls else None,
+                                   (lambda: webhooks.undelivered_age(svc)) if urls else None)
     folder = svc.settings.metrics_folder if metrics.multiprocess() else None
     response = Response(metrics.exposition(folder, state), content_type=metrics.CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from media_pipeline.timestamps import RFC3339_PATTERN
+from media_pipeline.web import openapi_events
 
 bp = Blueprint("openapi", __name__)
 
@@ -24,6 +25,8 @@ _ERROR_CODES = [
     # direct uploads (/v1/uploads)
     "upload_missing", "upload_used", "upload_expired",
     "bad_focal_point", "not_ready", "bad_visibility",
+    "bad_focal_point", "not_ready",
+    *openapi_events.ERROR_CODES,
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
@@ -70,6 +73,8 @@ def _image_responses() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     doc = _paths_and_schemas()
+    doc["paths"].update(openapi_events.PATHS)
+    doc["components"]["schemas"].update(openapi_events.SCHEMAS)
     doc["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (MP_API_KEYS); needed when keys are configured"},
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

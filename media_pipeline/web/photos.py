@@ -11,6 +11,7 @@ from media_pipeline.errors import BadFocalPoint, BadVisibility, EmptyUpload, Not
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
+from media_pipeline.web.access import key_name
 
 bp = Blueprint("photos", __name__, url_prefix="/v1")
 
@@ -29,7 +30,7 @@ def upload_photo() -> tuple[Response, int]:
     key = _valid_idempotency_key(request.headers.get("Idempotency-Key"))
     upload = SpooledUpload.receive(stream, settings.tmp_dir, settings.max_upload_bytes)
     try:
-        photo, replayed = service.ingest_idempotent(svc, upload, owner, key)
+        photo, replayed = service.ingest_idempotent(svc, upload, owner, key, client=key_name())
     finally:
         upload.close()
     return accepted(photo, replayed)

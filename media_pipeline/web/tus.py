@@ -21,6 +21,7 @@ from media_pipeline import service
 from media_pipeline.errors import MediaError, NotOctetStream, OffsetMismatch, TusVersionMismatch, UploadError, UploadTooLarge
 from media_pipeline.resumable import ResumableStore, UploadState, parse_metadata
 from media_pipeline.service import Services, SpooledUpload
+from media_pipeline.web.access import key_name
 from media_pipeline.web.photos import services
 
 bp = Blueprint("tus", __name__, url_prefix="/v1/tus")
@@ -133,7 +134,7 @@ def _receive(svc: Services, state: UploadState, now: float, offset: int | None =
         upload = SpooledUpload.receive(part, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
     try:
         # The upload id is the idempotency key: a retried last PATCH cannot make a second photo.
-        photo, _ = service.ingest_idempotent(svc, upload, state.owner, f"tus-{state.id}")
+        photo, _ = service.ingest_idempotent(svc, upload, state.owner, f"tus-{state.id}", client=key_name())
     except MediaError:
         uploads.terminate(state.id)  # not an acceptable image: nothing to resume
         raise

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from media_pipeline import direct_uploads
 from media_pipeline.errors import UploadError
 from media_pipeline.timestamps import rfc3339
+from media_pipeline.web.access import key_name
 from media_pipeline.web.photos import accepted, services
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
@@ -49,5 +50,5 @@ def receive_body(upload_id: str) -> tuple[str, int]:
 
 @bp.post("/<upload_id>/complete")
 def complete(upload_id: str) -> tuple[Response, int]:
-    photo, replayed = direct_uploads.complete(services(), upload_id, time.time())
+    photo, replayed = direct_uploads.complete(services(), upload_id, time.time(), key_name())
     return accepted(photo, replayed)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from media_pipeline.catalog.sql import SqlCatalog
+from media_pipeline.events import Settled
 from media_pipeline.models import CameraInfo, Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition
 from media_pipeline.service import new_photo_id
 
@@ -24,7 +25,8 @@ def catalog(request: Any, tmp_path: Any) -> Any:
     yield catalog
     if request.param == "postgresql":
         with catalog._tx() as cur:  # the database is shared by the session: leave it empty
-            for table in ("renditions", "photo_hashes", "photo_duplicates", "photo_fingerprints", "photos"):
+            for table in ("renditions", "photo_hashes", "photo_duplicates", "photo_fingerprints", "photos", "events",
+                          "webhook_deliveries", "webhook_receivers"):
                 cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
@@ -244,3 +246,64 @@ def test_duplicates_survive_the_other_photos_late_search(catalog: Any) -> None:
     assert catalog.duplicates_of(later_id) == []
     catalog.replace_duplicates(later_id, [Duplicate(earlier_id, "exact", 0, "same bytes")])
     assert catalog.duplicates_of(later_id) == []
+
+
+# --------------------------------------------------------------------------- events
+def test_events_follow_commit_order_so_a_reader_following_next_misses_none(catalog: Any) -> None:
+    """Writers on many connections at once, a reader paging all the while: what the reader
+    collected, cursor after cursor, is every event, each once, in the final order."""
+    start = catalog.events_after(0, 1000)[-1].seq if catalog.events_after(0, 1000) else 0
+    photos = [make_photo() for _ in range(40)]
+    for photo in photos:
+        catalog.add_photo(photo)
+    done = threading.Event()
+    seen: list[int] = []
+
+    def read() -> None:
+        after = start
+        while True:
+            finished = done.is_set()
+            batch = catalog.events_after(after, 7)
+            seen.extend(e.seq for e in batch)
+            after = batch[-1].seq if batch else after
+            if finished and not batch:
+                return
+
+    def write(chunk: list[Photo]) -> None:
+        writer = SqlCatalog(catalog.url)
+        for photo in chunk:
+            writer.fail(photo.id, "rejected", "no")
+        writer.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(photos[i::4],)) for i in range(4)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    reader.join(60)
+    final = [e.seq for e in catalog.events_after(start, 1000)]
+    assert len(final) == 40 and seen == final
+    assert {e.photo_id for e in catalog.events_after(start, 1000)} == {p.id for p in photos}
+
+
+def test_deliveries_are_claimed_one_per_photo_in_order(catalog: Any) -> None:
+    url = f"http://127.0.0.1:9/{new_photo_id()}"  # a receiver of this test alone
+    a, b = make_photo(), make_photo()
+    for photo in (a, b):
+        catalog.add_photo(photo)
+    catalog.fail(a.id, "rejected", "no")
+    catalog.fail(b.id, "rejected", "no")
+    catalog.delete_photo(a.id)
+    now = time.time()
+    assert catalog.fan_out(url, start_before=now - 3600) >= 3
+    claimed = [(e.photo_id, e.type) for e, _ in catalog.claim_deliveries(url, now, 30) if e.photo_id in (a.id, b.id)]
+    assert claimed == [(a.id, "photo.failed"), (b.id, "photo.failed")]  # a's delete waits for its failed
+    assert catalog.claim_deliveries(url, now, 30) == []  # held for the lease
+    [(first, attempts)] = [c for c in catalog.claim_deliveries(url, now + 31, 30) if c[0].photo_id == a.id]
+    assert attempts == 0 and first.type == "photo.failed"
+    catalog.settle_deliveries(url, [Settled(first.seq, "delivered")])
+    [(second, _)] = [c for c in catalog.claim_deliveries(url, now + 62, 30) if c[0].photo_id == a.id]
+    assert second.type == "photo.deleted"
