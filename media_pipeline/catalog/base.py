@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
-from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
+from media_pipeline.console import DuplicateCluster, PhotoFilter, PhotoSummary
+from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup, ReprocessJob
 
 
 @runtime_checkable
@@ -89,3 +90,25 @@ class Catalog(Protocol):
     def purge_failed(self, purge_id: str, attempts: int, next_at: float, error: str) -> None: ...
 
     def pending_purges(self) -> list[tuple[str, int, float, str | None]]: ...
+
+    # The operator console (catalog/console.py): keyset pages on indexes, newest first.
+    def list_photos(self, query: PhotoFilter) -> tuple[list[PhotoSummary], str | None]:
+        """A page of photos newest first, and the cursor of the next page (``None`` after the last)."""
+
+    def photo_summaries(self, photo_ids: Sequence[str]) -> dict[str, PhotoSummary]: ...
+
+    def status_counts(self) -> dict[str, int]: ...
+
+    def failure_counts(self) -> list[tuple[str, int]]:
+        """(error code, photos) of the failed photos, most first."""
+
+    def activity(self, since: float) -> tuple[dict[float, int], dict[float, int]]:
+        """Photos accepted, and photos that ended ready or failed, per minute (its start) since ``since``."""
+
+    def stuck_count(self, updated_before: float) -> int: ...
+
+    def duplicate_clusters(self, cursor: str | None, limit: int) -> tuple[list[DuplicateCluster], str | None]:
+        """Earlier photos that later ones repeat, newest first, and the next page's cursor."""
+
+    def list_jobs(self, limit: int) -> list[ReprocessJob]:
+        """Reprocess jobs, newest first."""

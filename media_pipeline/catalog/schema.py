@@ -250,6 +250,21 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        11,
+        (
+            # The operator console's lists (catalog/console.py), newest first by id (ids sort by
+            # time): by status, by owner, failures by error code; jobs newest first.
+            "CREATE INDEX photos_status_id ON photos (status, id)",
+            "CREATE INDEX photos_owner_id ON photos (owner, id)",
+            "CREATE INDEX photos_status_error_id ON photos (status, error_code, id)",
+            "CREATE INDEX reprocess_jobs_created ON reprocess_jobs (created_at)",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":
