@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/reprocess.py
 	$(BIN)/python bench/dedupe_eval.py
 	$(BIN)/python bench/dedupe_index.py
+	$(BIN)/python bench/console.py
 
 soak: install
 	$(BIN)/python bench/soak.py

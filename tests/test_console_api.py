@@ -147,3 +147,20 @@ def test_the_console_needs_an_operator_key_once_keys_are_configured(services: An
     services.settings = services.settings.replace(operator_keys="")
     client = create_app(services.settings, services).test_client()
     assert client.get("/v1/stats", headers={"Authorization": f"Bearer {APP}"}).status_code == 403
+
+
+def test_operator_keys_are_made_by_the_cli_and_lift_the_loopback_bind() -> None:
+    import subprocess
+    import sys
+
+    from config.settings import Settings
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-m", "media_pipeline.cli", "api-key", "ops", "--operator"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=True)
+    key = done.stdout.split("stored anywhere): ")[1].split()[0]
+    entry = done.stdout.split("MP_OPERATOR_KEYS: ")[1].split()[0]
+    assert entry == f"ops:{hash_key(key)}" and "MP_API_KEYS" not in done.stdout
+    settings = Settings.from_env({"MP_OPERATOR_KEYS": entry, "MP_HOST": "0.0.0.0"})
+    assert settings.bind_host == "0.0.0.0"  # a key is configured: every /v1 request needs one
+    assert Settings.from_env({"MP_HOST": "0.0.0.0"}).bind_host == "127.0.0.1"
