@@ -81,7 +81,33 @@ def open_console(browser: Any, url: str, size: str) -> tuple[Any, list[str]]:  #
     return page, errors
 
 
+# WCAG 2's contrast ratio of each visible element's own text against the first opaque background
+# behind it: under 4.5:1 is listed (the view's text is all normal size or small).
+LOW_CONTRAST = """() => {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const rgba = (css) => (css.match(/[\\d.]+/g) || []).map(Number);
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (!el.getClientRects().length || getComputedStyle(el).visibility === "hidden") continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [hi, lo] = [luminance(rgba(getComputedStyle(el).color)), luminance(background(el))].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5) low.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+  }
+  return low;
+}"""
+
+
 def shoot(page: Any, view: str, size: str) -> Path:
+    assert page.evaluate(LOW_CONTRAST) == [], view
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{view}-{size}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -173,3 +199,27 @@ def test_retry_from_the_failures_view_ends_ready(console: Any, browser: Any) -> 
     answer = page.evaluate(f"async () => (await api('/v1/photos/{ids['abandoned']}/retry', {{method: 'POST'}}).catch(e => e)).code")
     assert answer == "not_failed"
     assert [e for e in errors if "409" not in e and "401" not in e] == []
+
+
+def test_the_console_works_from_the_keyboard_with_a_visible_focus(console: Any, browser: Any) -> None:  # noqa: F811
+    url, _, ids = console
+    page, errors = open_console(browser, url, "phone")
+    page.reload()  # the key stays for the tab; focus starts from the top of the page again
+    page.wait_for_selector("#photo-grid .card")
+    reached = []
+    for _ in range(7):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("() => { const e = document.activeElement; const s = getComputedStyle(e);"
+                                     " return [e.textContent.trim().slice(0, 20) || e.id, s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2]; }"))
+    names = [name for name, _ in reached]
+    assert names[:6] == ["Skip to the content", "Recent photos", "Failures", "Duplicates", "Jobs", "Health"], names
+    assert all(visible for _, visible in reached), reached  # each focused control shows its focus ring
+    page.keyboard.press("Shift+Tab")  # back on Health
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#health-panel[data-loaded=true]")
+    assert page.get_attribute("nav a[href='#health']", "aria-current") == "page"
+    # Every form control has a label a screen reader reads.
+    unlabelled = page.evaluate("() => [...document.querySelectorAll('input, select')].filter(e => !e.labels || !e.labels.length)"
+                               ".map(e => e.id)")
+    assert unlabelled == []
+    assert [e for e in errors if "401" not in e] == []
