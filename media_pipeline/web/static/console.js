@@ -214,5 +214,10 @@ for (const button of document.querySelectorAll("[data-refresh]")) {
   button.addEventListener("click", () => LOADERS[button.dataset.refresh]());
 }
 window.addEventListener("hashchange", route);
+// Jobs and Health follow what they show: reloaded every 5 s while on screen.
+setInterval(() => {
+  const view = location.hash.slice(1);
+  if ((view === "jobs" || view === "health") && !document.hidden) LOADERS[view]();
+}, 5000);
 loadKinds();
 route();
