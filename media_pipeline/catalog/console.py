@@ -1,5 +1,6 @@
 """The operator console's reads: pages of photos newest first, counts by status and error code,
-the last hour's arrivals and completions, duplicate clusters, reprocess jobs.
+the last hour's arrivals and completions, duplicate clusters (reprocess jobs are listed by
+reprocess_jobs.py).
 
 Every list is a keyset page on an index (migration 11): photos by id, which sorts by acceptance
 time, so a time range is an id range (console.id_floor) and the next page starts after the last id
@@ -14,16 +15,16 @@ from typing import Any, Sequence
 
 from media_pipeline.catalog.database import Cursor, SqlDatabase
 from media_pipeline.console import KINDS, DuplicateCluster, DuplicateCopy, PhotoFilter, PhotoSummary, id_floor, minute_start
-from media_pipeline.models import Placeholder, ReprocessJob, Selection
+from media_pipeline.models import Placeholder
 
 _SUMMARY_COLUMNS = ("p.id, p.status, p.owner, p.created_at, p.original_format, p.original_width, p.original_height, "
                     "p.placeholder, p.error_code, p.error_message")
-_JOB_COLUMNS = "id, selection, target_version, status, cursor, enqueued, created_at, updated_at, finished_at"
 
 
 def photo_list_sql(query: PhotoFilter) -> tuple[str, list[Any]]:
     """The statement of one page (``limit`` + 1 rows: the extra one says there is a next page)."""
-    clauses, params = ["1 = 1"], []  # type: tuple[list[str], list[Any]]
+    clauses: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if query.search:
         # One photo by id, or the few of one original's bytes: a lookup each, then a small sort.
         clauses.append("p.sha256 = ?" if len(query.search) == 64 else "p.id = ?")
@@ -103,12 +104,6 @@ class ConsoleStore(SqlDatabase):
             copies[head].append(DuplicateCopy(id=photo_id, kind=kind, distance=distance, inliers=inliers, transform=transform))
         clusters = [DuplicateCluster(id=head, copies=tuple(copies[head])) for head in page]
         return clusters, (page[-1] if len(heads) > limit else None)
-
-    def list_jobs(self, limit: int) -> list[ReprocessJob]:
-        with self._tx(write=False) as cur:
-            rows = cur.fetchall(f"SELECT {_JOB_COLUMNS} FROM reprocess_jobs ORDER BY created_at DESC LIMIT {int(limit)}")
-        return [ReprocessJob(id=r[0], selection=Selection.from_dict(json.loads(r[1])), target_version=r[2], status=r[3],
-                             cursor=r[4], enqueued=r[5], created_at=r[6], updated_at=r[7], finished_at=r[8]) for r in rows]
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -19,7 +19,11 @@ T0 = 1_790_000_000.0  # photos accepted a minute apart from here
 
 
 def seed(catalog: Any) -> list[str]:  # noqa: F811
-    """Nine photos, newest last: owners alternate, two failed (two codes), one pair of duplicates."""
+    """Nine photos, newest last: owners alternate, three failed (two codes), one pair of duplicates.
+    The lists read every photo, so rows other tests left in the session's PostgreSQL go first."""
+    with catalog._tx() as cur:
+        for table in ("renditions", "photo_hashes", "photo_duplicates", "photo_fingerprints", "photos"):
+            cur.execute(f"DELETE FROM {table}")
     ids = []
     for i in range(9):
         at = T0 + 60 * i
