@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python bench/dedupe_eval.py
 	$(BIN)/python bench/dedupe_index.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/console.py
 
 soak: install
 	$(BIN)/python bench/soak.py

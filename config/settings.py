@@ -92,6 +92,7 @@ class Settings:
     worker_concurrency: int = _setting(0, "MP_WORKER_CONCURRENCY", "Worker processes; 0 means one per CPU core.")
     vips_concurrency: int = _setting(1, "MP_VIPS_CONCURRENCY", "libvips threads per worker process; 1 with one process per core is fastest.")
     api_keys: str = _setting("", "MP_API_KEYS", "Comma-separated `name:sha256` of the API keys client apps send (`Authorization: Bearer <key>`); `!name:sha256` marks one revoked (403). `media-pipeline api-key NAME` makes one. Empty: no key is checked and the API binds to loopback only.")
+    operator_keys: str = _setting("", "MP_OPERATOR_KEYS", "Comma-separated `name:sha256` of operator keys (`media-pipeline api-key NAME --operator`), in the form of MP_API_KEYS but kept apart from client apps' keys: only they open the operator console's endpoints (`GET /v1/photos`, `/v1/stats`, `/v1/duplicates`, `/v1/jobs`, retries) once any key is configured; they work wherever a client key does too. Setting them also lifts the loopback-only bind, as MP_API_KEYS does.")
     rate_limit: int = _setting(600, "MP_RATE_LIMIT", "API POSTs (uploads, searches) per minute for each API key (or client address without keys); 0 for no limit. Over it: 429 with Retry-After.")
     rate_limit_url: str = _setting("", "MP_RATE_LIMIT_URL", "Redis URL for rate-limit counters shared by every API process; default the broker when it is Redis, else counters in each process.")
     cors_origins: str = _setting("", "MP_CORS_ORIGINS", "Comma-separated web origins (e.g. `https://app.example.com`) allowed to call /v1 from a browser; `*` for any; empty for none.")
@@ -145,7 +146,12 @@ class Settings:
     @property
     def bind_host(self) -> str:
         """``host``, unless no API key is configured: then loopback, whatever was asked."""
-        return self.host if self.api_keys.strip() else "127.0.0.1"
+        return self.host if self.keys_configured else "127.0.0.1"
+
+    @property
+    def keys_configured(self) -> bool:
+        """Any API or operator key: then every /v1 request needs one, and the console an operator's."""
+        return bool(self.api_keys.strip() or self.operator_keys.strip())
 
     @property
     def signing_key_list(self) -> tuple[bytes, ...]:
@@ -259,6 +265,10 @@ class Settings:
             parse_keys(self.api_keys)
         except ValueError as exc:
             problems.append(f"MP_API_KEYS: {exc}")
+        try:
+            parse_keys(self.operator_keys)
+        except ValueError as exc:
+            problems.append(f"MP_OPERATOR_KEYS: {exc}")
         if self.rate_limit < 0:
             problems.append("MP_RATE_LIMIT must not be negative")
         if self.serve_mode not in ("stream", "redirect"):

@@ -20,10 +20,12 @@ def new_key() -> str:
 class KeyEntry:
     name: str
     revoked: bool
+    operator: bool = False  # from MP_OPERATOR_KEYS: may also open the operator console
 
 
-def parse_keys(spec: str) -> dict[str, KeyEntry]:
-    """``MP_API_KEYS`` as {sha256: entry}; raises ValueError naming the first bad entry."""
+def parse_keys(spec: str, operator: bool = False) -> dict[str, KeyEntry]:
+    """``MP_API_KEYS`` (or ``MP_OPERATOR_KEYS``, with ``operator``) as {sha256: entry}; raises
+    ValueError naming the first bad entry."""
     keys: dict[str, KeyEntry] = {}
     for raw in (part.strip() for part in spec.split(",")):
         if not raw:
@@ -32,5 +34,5 @@ def parse_keys(spec: str) -> dict[str, KeyEntry]:
         name, _, digest = raw.lstrip("!").partition(":")
         if not name or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
             raise ValueError(f"{raw!r} is not name:sha256-hex")
-        keys[digest.lower()] = KeyEntry(name=name, revoked=revoked)
+        keys[digest.lower()] = KeyEntry(name=name, revoked=revoked, operator=operator)
     return keys

@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument("--data-dir", type=Path)
     key = sub.add_parser("api-key", help="make a new API key for a client app: prints the key once and its MP_API_KEYS entry")
     key.add_argument("name", help="who gets it, e.g. ios-app; shown in logs and rate limits")
+    key.add_argument("--operator", action="store_true", help="an operator key (MP_OPERATOR_KEYS), which opens the console")
     sign = sub.add_parser("sign", help="sign an on-demand rendition path, e.g. /i/<id>/480.webp")
     sign.add_argument("path")
     sub.add_parser("settings", help="print every setting with its default")
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(settings_table())
         return 0
     if args.command == "api-key":
-        return _api_key(args.name)
+        return _api_key(args.name, args.operator)
     try:
         settings = Settings.from_env(**overrides)
     except ConfigError as exc:
@@ -161,15 +162,16 @@ def _nginx_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_key(name: str) -> int:
+def _api_key(name: str, operator: bool = False) -> int:
     from media_pipeline.apikeys import hash_key, new_key
 
     if not name or any(c in name for c in ":,! "):
         print("the name must not be empty or contain ':', ',', '!' or spaces", file=sys.stderr)
         return 2
     key = new_key()
-    print(f"key (give it to the client app; it is not stored anywhere): {key}")
-    print(f"add to MP_API_KEYS: {name}:{hash_key(key)}")
+    who, setting = ("the operator", "MP_OPERATOR_KEYS") if operator else ("the client app", "MP_API_KEYS")
+    print(f"key (give it to {who}; it is not stored anywhere): {key}")
+    print(f"add to {setting}: {name}:{hash_key(key)}")
     return 0
 
 

@@ -19,10 +19,11 @@
     ├── IdempotencyConflict             409 idempotency_in_progress
     │   └── IdempotencyMismatch         422 idempotency_mismatch
     ├── Unauthorized                    401 unauthorized        (no or unknown API key)
-    ├── Forbidden                       403 forbidden           (a revoked API key)
+    ├── Forbidden                       403 forbidden           (a revoked key, or a client's key on the console)
     ├── RateLimited                     429 rate_limited        (with Retry-After)
     ├── NotFound                        404 not_found
-    ├── BadFeedQuery                    400 bad_query           (GET /v1/events: a cursor or limit that is not one)
+    ├── BadQuery                        400 bad_query           (a console list's parameter)
+    ├── NotFailed                       409 not_failed          (a retry of a photo that is not failed)
     ├── StorageError                    500 storage_error
     │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
     │   └── StorageUnavailable          503 storage_unavailable, transient
@@ -164,14 +165,21 @@ class BadVisibility(MediaPipelineError):
     code = "bad_visibility"
 
 
-class BadFeedQuery(MediaPipelineError):
+class NotReady(MediaPipelineError):
+    http_status = 409
+    code = "not_ready"
+
+
+class BadQuery(MediaPipelineError):
+    """A list's query parameter out of its range (an unknown status, a malformed cursor or time)."""
+
     http_status = 400
     code = "bad_query"
 
 
-class NotReady(MediaPipelineError):
+class NotFailed(MediaPipelineError):
     http_status = 409
-    code = "not_ready"
+    code = "not_failed"
 
 
 class StorageError(MediaPipelineError):

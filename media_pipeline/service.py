@@ -435,6 +435,20 @@ def fail_photo(services: Services, photo_id: str, code: str, message: str) -> No
         metrics.PHOTO_FAILURES.labels(code).inc()
 
 
+def retry_photo(services: Services, photo_id: str) -> bool:
+    """Give a failed photo another go, as ``reprocess --failed`` does for many: back to ``queued``
+    with its error and attempts cleared, and a new task. ``False`` unless it was failed. Should the
+    broker be down, the photo stays queued and the reconciler enqueues it later."""
+    if not services.catalog.requeue(photo_id):
+        return False
+    try:
+        services.queue.enqueue_process(photo_id)
+    except QueueUnavailable as exc:
+        log.warning("retry recorded with the broker down; the reconciler will queue it: %s", exc, extra={"photo_id": photo_id})
+    log.info("failed photo queued again", extra={"photo_id": photo_id})
+    return True
+
+
 def delete_photo(services: Services, photo_id: str) -> bool:
     """Remove the original, every rendition, its index entries and the catalog rows, and purge
     it from the caches in front (purging.py). ``False`` if there was no such photo."""

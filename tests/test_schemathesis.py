@@ -25,7 +25,9 @@ EXAMPLES = int(os.environ.get("MP_SCHEMATHESIS_EXAMPLES", "100"))
 
 def _app() -> Any:
     folder = Path(tempfile.mkdtemp(prefix="mp-schemathesis-"))
-    app_settings = Settings.from_env({}, data_dir=folder, api_keys=f"schemathesis:{hash_key(KEY)}", rate_limit=0)
+    # An operator key opens every operation, the console's too; a client app's key is configured beside it.
+    app_settings = Settings.from_env({}, data_dir=folder, api_keys=f"app:{hash_key('another-key')}",
+                                     operator_keys=f"schemathesis:{hash_key(KEY)}", rate_limit=0)
     return create_app(app_settings, build_services(app_settings, queue=RecordingQueue()))
 
 

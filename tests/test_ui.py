@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,21 +23,35 @@ SCREENSHOT = REPO / "var" / "test-artifacts" / "ui.png"
 
 
 class BackgroundQueue:
-    """Processes each queued photo on a thread, like a worker would, so the page sees it progress."""
+    """Processes each queued photo (and reprocess batch) on a thread, like a worker would, so the
+    page sees it progress."""
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.services: Any = None
+        self.sent = 0
 
     def enqueue_process(self, photo_id: str) -> None:
+        self.sent += 1
         self.pool.submit(service.process_photo, self.services, photo_id)
+
+    def enqueue_reprocess(self, job_id: str, photo_ids: list[str]) -> None:
+        from media_pipeline import reprocess
+
+        job = self.services.catalog.get_job(job_id)
+        for photo_id in photo_ids:
+            self.pool.submit(reprocess.reprocess_one, self.services, job, photo_id)
 
     def check(self) -> None:
         return None
 
+    def depths(self) -> dict[str, int]:
+        return {"photos": self.pool._work_queue.qsize()}
 
-@pytest.fixture
-def live_server(settings: Any) -> Iterator[str]:
+
+@contextmanager
+def running_app(settings: Any) -> Iterator[tuple[str, Any]]:
+    """The app over HTTP on loopback with a BackgroundQueue: (its base URL, its services)."""
     from werkzeug.serving import make_server
 
     from media_pipeline.web import create_app
@@ -48,9 +63,17 @@ def live_server(settings: Any) -> Iterator[str]:
     server = make_server("127.0.0.1", port, create_app(settings, services), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    queue.pool.shutdown(wait=True)
+    try:
+        yield f"http://127.0.0.1:{port}", services
+    finally:
+        server.shutdown()
+        queue.pool.shutdown(wait=True)
+
+
+@pytest.fixture
+def live_server(settings: Any) -> Iterator[str]:
+    with running_app(settings) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

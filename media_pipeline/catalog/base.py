@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
+from media_pipeline.console import DuplicateCluster, PhotoFilter, PhotoSummary
 from media_pipeline.events import Event, Settled
-from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup
+from media_pipeline.models import Focus, Hashes, Photo, PhotoMetadata, Placeholder, Point, Rendition, RenditionLookup, ReprocessJob
 
 
 @runtime_checkable
@@ -102,6 +103,7 @@ class Catalog(Protocol):
 
     def owner_photos(self, owner: str, after: str = "", limit: int = 1000) -> list[tuple[str, bool]]:
         """A page of the owner's (photo id, hidden on its own), in id order after ``after``."""
+
     def events_after(self, after: int, limit: int = 100) -> list[Event]:
         """The feed: events past the cursor ``after``, oldest first (written with the change they tell of)."""
 
@@ -126,3 +128,24 @@ class Catalog(Protocol):
     def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...
 
     def count_deliveries(self) -> dict[str, int]: ...
+    # The operator console (catalog/console.py): keyset pages on indexes, newest first.
+    def list_photos(self, query: PhotoFilter) -> tuple[list[PhotoSummary], str | None]:
+        """A page of photos newest first, and the cursor of the next page (``None`` after the last)."""
+
+    def photo_summaries(self, photo_ids: Sequence[str]) -> dict[str, PhotoSummary]: ...
+
+    def status_counts(self) -> dict[str, int]: ...
+
+    def failure_counts(self) -> list[tuple[str, int]]:
+        """(error code, photos) of the failed photos, most first."""
+
+    def activity(self, since: float) -> tuple[dict[float, int], dict[float, int]]:
+        """Photos accepted, and photos that ended ready or failed, per minute (its start) since ``since``."""
+
+    def stuck_count(self, updated_before: float) -> int: ...
+
+    def duplicate_clusters(self, cursor: str | None, limit: int) -> tuple[list[DuplicateCluster], str | None]:
+        """Earlier photos that later ones repeat, newest first, and the next page's cursor."""
+
+    def list_jobs(self, limit: int) -> list[ReprocessJob]:
+        """Reprocess jobs, newest first."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from media_pipeline import events
 from media_pipeline.catalog.database import Cursor, SqlDatabase
 from media_pipeline.catalog.events import record_event
 from media_pipeline.models import JobReport, ReprocessJob, Selection
+
+
+_JOB_COLUMNS = "id, selection, target_version, status, cursor, enqueued, created_at, updated_at, finished_at"
 
 
 class ReprocessJobStore(SqlDatabase):
@@ -49,14 +52,16 @@ class ReprocessJobStore(SqlDatabase):
 
     def get_job(self, job_id: str | None = None) -> ReprocessJob | None:
         """The job ``job_id``, or the newest one."""
+        if not job_id:
+            return next(iter(self.list_jobs(1)), None)
         with self._tx(write=False) as cur:
-            sql = "SELECT id, selection, target_version, status, cursor, enqueued, created_at, updated_at, finished_at FROM reprocess_jobs "
-            rows = cur.fetchall(sql + "WHERE id = ?", (job_id,)) if job_id else cur.fetchall(sql + "ORDER BY created_at DESC LIMIT 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return ReprocessJob(id=r[0], selection=Selection.from_dict(json.loads(r[1])), target_version=r[2], status=r[3],
-                            cursor=r[4], enqueued=r[5], created_at=r[6], updated_at=r[7], finished_at=r[8])
+            rows = cur.fetchall(f"SELECT {_JOB_COLUMNS} FROM reprocess_jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def list_jobs(self, limit: int) -> list[ReprocessJob]:
+        """Jobs newest first (the operator console's Jobs view), on ``reprocess_jobs (created_at)``."""
+        with self._tx(write=False) as cur:
+            return [_job(r) for r in cur.fetchall(f"SELECT {_JOB_COLUMNS} FROM reprocess_jobs ORDER BY created_at DESC LIMIT {int(limit)}")]
 
     def checkpoint(self, job_id: str, cursor: str, photo_ids: list[str]) -> int:
         """Record a batch as enqueued and move the cursor past it, in one transaction. Returns how
@@ -173,6 +178,11 @@ def _finish(cur: Cursor, job_id: str, now: float) -> None:
     target = cur.fetchall("SELECT target_version FROM reprocess_jobs WHERE id = ?", (job_id,))[0][0]
     counts = cur.fetchall("SELECT outcome, COUNT(*) FROM reprocess_items WHERE job_id = ? GROUP BY outcome", (job_id,))
     record_event(cur, events.REPROCESS_FINISHED, None, events.job_data(job_id, target, {outcome: int(n) for outcome, n in counts}), now)
+
+
+def _job(r: Sequence[Any]) -> ReprocessJob:
+    return ReprocessJob(id=r[0], selection=Selection.from_dict(json.loads(r[1])), target_version=r[2], status=r[3],
+                        cursor=r[4], enqueued=r[5], created_at=r[6], updated_at=r[7], finished_at=r[8])
 
 
 def _selection_sql(selection: Selection, target_version: str) -> tuple[str, list[Any]]:

@@ -250,6 +250,21 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        11,
+        (
+            # The operator console's lists (catalog/console.py), newest first by id (ids sort by
+            # time): by status, by owner, failures by error code; jobs newest first.
+            "CREATE INDEX photos_status_id ON photos (status, id)",
+            "CREATE INDEX photos_owner_id ON photos (owner, id)",
+            "CREATE INDEX photos_status_error_id ON photos (status, error_code, id)",
+            "CREATE INDEX reprocess_jobs_created ON reprocess_jobs (created_at)",
+        ),
+    ),
+)
+
+
 # 12: events (catalog/events.py): the outbox of what happened, written in the transaction of the
 # change itself; the feed reads it by `seq`, and the deliverer fans it out to each webhook receiver.
 MIGRATIONS = MIGRATIONS + (
@@ -307,8 +322,7 @@ MIGRATIONS = MIGRATIONS + (
             "CREATE TABLE owner_visibility (owner TEXT PRIMARY KEY, visible INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
             # One photo hidden on its own (PATCH /v1/photos/<id> {"visible": false}).
             "ALTER TABLE photos ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
-            # An owner's photos a page at a time, when their visibility changes.
-            "CREATE INDEX photos_owner_id ON photos (owner, id)",
+            # (An owner's photos are paged by photos_owner_id, migration 11.)
         ),
     ),
 )

@@ -14,12 +14,14 @@ connection opened before a fork is never used after it).
 - reprocess_jobs.py: reprocess jobs and their per-photo ledger
 - idempotency.py: upload idempotency keys
 - purge_outbox.py: CDN purges owed until acknowledged
+- console.py: the operator console's pages and counts
 - events.py: the events outbox (the feed) and the webhook deliveries owed to each receiver
 - visibility.py: owners who opted out and photos hidden on their own
 """
 
 from __future__ import annotations
 
+from media_pipeline.catalog.console import ConsoleStore
 from media_pipeline.catalog.database import SqlDatabase
 from media_pipeline.catalog.duplicates import DuplicateStore
 from media_pipeline.catalog.events import EventStore
@@ -33,8 +35,8 @@ from media_pipeline.catalog.schema import MIGRATIONS, apply_migrations, hash_sub
 __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
-class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, EventStore, VisibilityStore,
-                 SqlDatabase):
+class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, ConsoleStore, EventStore,
+                 VisibilityStore, SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:

@@ -5,6 +5,9 @@
   key gets 403, an unknown or missing key 401. Checked in ``before_request``, before any view
   touches the body, so a refused upload is never read. With no keys configured, nothing is
   checked and ``media-pipeline`` binds to loopback only.
+- Operator keys: ``MP_OPERATOR_KEYS``, the same form, kept apart from client apps' keys. The
+  console's endpoints (the ``console`` blueprint: every photo of every owner, stats, retries) answer
+  only an operator key once any key is configured; a client app's key gets 403 there.
 - Rate limits: ``MP_RATE_LIMIT`` requests per minute for each key (or client address without
   keys) on the API's POSTs (uploads and searches, the requests that cost work). The counters live
   in Redis when ``MP_RATE_LIMIT_URL`` (or a Redis broker) names one, so every gunicorn worker and
@@ -28,6 +31,7 @@ from media_pipeline.errors import Forbidden, RateLimited, Unauthorized
 
 API_PREFIX = "/v1/"
 METRICS_PATH = "/metrics"
+OPERATOR_BLUEPRINT = "console"  # media_pipeline/web/console.py
 WINDOW_SECONDS = 60
 _DIRECT_BODY = re.compile(r"/v1/uploads/[0-9a-f]{32}/body")
 CORS_HEADERS = ("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Owner, Tus-Resumable, Upload-Length, Upload-Offset, "
@@ -78,7 +82,9 @@ def make_counter(settings: Settings) -> Counter:
 # --------------------------------------------------------------------------- the hooks
 class Access:
     def __init__(self, settings: Settings, counter: Counter | None = None) -> None:
-        self.keys = parse_keys(settings.api_keys)
+        # An operator key is also a key for everything a client's opens; the operator's entry
+        # wins if one key were listed in both.
+        self.keys = {**parse_keys(settings.api_keys), **parse_keys(settings.operator_keys, operator=True)}
         self.limit = settings.rate_limit
         self.origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
         self.counter = counter or make_counter(settings)
@@ -94,6 +100,8 @@ class Access:
             # the view's, and tells nothing that needs a key.
             return self._preflight() if request.headers.get("Access-Control-Request-Method") else None
         g.client = self._authenticate()
+        if request.blueprint == OPERATOR_BLUEPRINT and self.keys and not g.client.startswith("operator:"):
+            raise Forbidden("this endpoint is the operator console's: it needs an operator key (MP_OPERATOR_KEYS)")
         if self.limit and request.method == "POST":
             self._count(g.client)
         return None
@@ -119,7 +127,7 @@ class Access:
             raise Unauthorized("unknown API key")
         if entry.revoked:
             raise Forbidden(f"the API key {entry.name!r} has been revoked")
-        return f"key:{entry.name}"
+        return f"operator:{entry.name}" if entry.operator else f"key:{entry.name}"
 
     def _count(self, client: str) -> None:
         now = time.time()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from media_pipeline.errors import BadFeedQuery
+from media_pipeline.errors import BadQuery
 from media_pipeline.web.photos import services
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
@@ -30,5 +30,5 @@ def list_events() -> Response:
 
 def _number(name: str, text: str, low: int, high: int) -> int:
     if not (text.isascii() and text.isdecimal()) or not low <= int(text) <= high:
-        raise BadFeedQuery(f"`{name}` must be a whole number from {low} to {high}")
+        raise BadQuery(f"`{name}` must be a whole number from {low} to {high}")
     return int(text)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify
 
 from media_pipeline.timestamps import RFC3339_PATTERN
 from media_pipeline.web import openapi_events
+from media_pipeline.web import openapi_console
 
 bp = Blueprint("openapi", __name__)
 
@@ -25,8 +26,9 @@ _ERROR_CODES = [
     # direct uploads (/v1/uploads)
     "upload_missing", "upload_used", "upload_expired",
     "bad_focal_point", "not_ready", "bad_visibility",
-    "bad_focal_point", "not_ready",
     *openapi_events.ERROR_CODES,
+    # the operator console (/v1/photos lists, retries); bad_query is also the events feed's
+    "not_failed",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
@@ -75,8 +77,12 @@ def document() -> dict[str, Any]:
     doc = _paths_and_schemas()
     doc["paths"].update(openapi_events.PATHS)
     doc["components"]["schemas"].update(openapi_events.SCHEMAS)
+    for path, operations in openapi_console.paths(_error).items():
+        doc["paths"].setdefault(path, {}).update(operations)
+    doc["components"]["schemas"].update(openapi_console.schemas())
     doc["components"]["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (MP_API_KEYS); needed when keys are configured"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (MP_API_KEYS); needed when keys are configured. "
+                                                                 "The operator console's operations need an operator key (MP_OPERATOR_KEYS)"},
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     for path, operations in doc["paths"].items():
@@ -87,7 +93,7 @@ def document() -> dict[str, Any]:
                 continue
             operation["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
             operation["responses"]["401"] = _error("No API key, or an unknown one")
-            operation["responses"]["403"] = _error("A revoked API key")
+            operation["responses"]["403"] = _error("A revoked API key, or a client app's key on an operator console operation")
             if method == "post":
                 operation["responses"]["429"] = {**_error("Over MP_RATE_LIMIT; retry after Retry-After seconds"),
                                                  "headers": {"Retry-After": {"schema": {"type": "string"}}}}
@@ -328,7 +334,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                                               "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
             "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics of this host's API and worker processes",
                                  "responses": {"200": {"description": "The Prometheus text format", "content": {"text/plain": {}}}}}},
-            "/ui": {"get": {"operationId": "operatorPage", "summary": "The operator page (HTML)",
+            "/ui": {"get": {"operationId": "operatorPage", "summary": "The operator console (HTML): recent photos, failures, duplicates, jobs, health",
                             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                       "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},

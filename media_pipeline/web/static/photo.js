@@ -1,54 +1,6 @@
 "use strict";
-// Operator page: talks only to the public v1 API and the image URLs.
-
-const $ = (id) => document.getElementById(id);
-
-function setStatus(state, text) {
-  const el = $("status");
-  el.dataset.status = state;
-  el.textContent = text;
-}
-
-// ---- BlurHash decoding (https://blurha.sh), drawn into the placeholder canvas.
-const B83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
-const decode83 = (s) => [...s].reduce((v, c) => v * 83 + B83.indexOf(c), 0);
-const toLinear = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-const toSrgb = (v) => { v = Math.max(0, Math.min(1, v)); return Math.round(v <= 0.0031308 ? v * 12.92 * 255 : (1.055 * Math.pow(v, 1 / 2.4) - 0.055) * 255); };
-const signPow = (v, e) => Math.sign(v) * Math.pow(Math.abs(v), e);
-
-function drawBlurhash(hash, canvas) {
-  const size = decode83(hash[0]);
-  const nx = (size % 9) + 1, ny = Math.floor(size / 9) + 1;
-  const maxValue = (decode83(hash[1]) + 1) / 166;
-  const colours = [];
-  for (let i = 0; i < nx * ny; i++) {
-    if (i === 0) {
-      const v = decode83(hash.substring(2, 6));
-      colours.push([toLinear(v >> 16), toLinear((v >> 8) & 255), toLinear(v & 255)]);
-    } else {
-      const v = decode83(hash.substring(4 + i * 2, 6 + i * 2));
-      colours.push([Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19].map((q) => signPow((q - 9) / 9, 2) * maxValue));
-    }
-  }
-  const w = canvas.width, h = canvas.height;
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(w, h);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let r = 0, g = 0, b = 0;
-      for (let j = 0; j < ny; j++) {
-        for (let i = 0; i < nx; i++) {
-          const basis = Math.cos((Math.PI * x * i) / w) * Math.cos((Math.PI * y * j) / h);
-          const c = colours[i + j * nx];
-          r += c[0] * basis; g += c[1] * basis; b += c[2] * basis;
-        }
-      }
-      const p = 4 * (x + y * w);
-      img.data[p] = toSrgb(r); img.data[p + 1] = toSrgb(g); img.data[p + 2] = toSrgb(b); img.data[p + 3] = 255;
-    }
-  }
-  ctx.putImageData(img, 0, 0);
-}
+// The photo view: upload a photo, watch it process, see its renditions, crops, focal point,
+// placeholder, metadata and duplicates.
 
 // ---- Rendering a photo record.
 function row(cells) {
@@ -73,6 +25,31 @@ function addFact(dl, name, value) {
   dl.append(dt, dd);
 }
 
+// The focal point crops are cut around, and the subject box, over the preview.
+function showFocus(photo) {
+  const mark = $("focal-point"), box = $("subject-box");
+  mark.classList.toggle("hidden", !photo.focus);
+  box.classList.toggle("hidden", !photo.focus);
+  if (!photo.focus) return;
+  const { focal_point: p, subject: s } = photo.focus;
+  Object.assign(mark.style, { left: `${p.x * 100}%`, top: `${p.y * 100}%` });
+  Object.assign(box.style, { left: `${s.x * 100}%`, top: `${s.y * 100}%`, width: `${s.w * 100}%`, height: `${s.h * 100}%` });
+  mark.title = `focal point (${p.x}, ${p.y}), ${photo.focus.source}`;
+}
+
+// One picture per crop aspect: its smallest rendition, from the crop's srcset.
+function showCrops(photo) {
+  const crops = Object.entries(photo.crops || {});
+  const figures = crops.map(([aspect, crop]) => {
+    const srcset = crop.srcset.avif || crop.srcset.webp || crop.srcset.jpeg || "";
+    const first = srcset.split(",")[0].trim().split(" ")[0];
+    const [a, b] = aspect.split(":").map(Number);
+    const img = h("img", { src: first, alt: `${aspect} crop`, width: 160, height: Math.round((160 * b) / a) });
+    return h("figure", {}, img, h("figcaption", {}, aspect));
+  });
+  $("crops").replaceChildren(...(figures.length ? figures : [h("p", {}, "No crops.")]));
+}
+
 function show(photo) {
   $("photo").classList.remove("hidden");
   $("photo-id").value = photo.id;
@@ -81,6 +58,7 @@ function show(photo) {
   addFact(meta, "id", photo.id);
   addFact(meta, "owner", photo.owner);
   addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes`);
+  $("ready-parts").classList.toggle("hidden", photo.status !== "ready");
   if (photo.status !== "ready") return;
   const m = photo.metadata || {};
   addFact(meta, "taken at", m.taken_at);
@@ -111,6 +89,9 @@ function show(photo) {
   img.srcset = (photo.srcset && photo.srcset.jpeg) || "";
   img.src = whole[whole.length - 1].url;
 
+  showFocus(photo);
+  showCrops(photo);
+
   const body = $("renditions").tBodies[0];
   body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.bytes, link(r.url)])));
 
@@ -128,12 +109,22 @@ function show(photo) {
   }
 }
 
+// Follows a photo until it is ready or failed; a newer follow (another photo opened) stops it.
+let following = 0;
+
 async function follow(id) {
-  history.replaceState(null, "", `#${id}`);
+  const mine = ++following;
+  showView("photo");
+  if (location.hash !== `#photo/${id}`) history.replaceState(null, "", `#photo/${id}`);
   for (;;) {
-    const response = await fetch(`/v1/photos/${encodeURIComponent(id)}`);
-    const body = await response.json();
-    if (!response.ok) { setStatus("error", `${response.status} ${body.error.code}: ${body.error.message}`); return; }
+    let body;
+    try {
+      body = (await api(`/v1/photos/${encodeURIComponent(id)}`)).body;
+    } catch (error) {
+      setStatus("error", error.message);
+      return;
+    }
+    if (mine !== following) return;
     show(body);
     if (body.status === "ready") { setStatus("ready", `Ready: ${body.renditions.length} renditions.`); return; }
     if (body.status === "failed") { setStatus("failed", `Failed: ${body.error.code}: ${body.error.message}`); return; }
@@ -147,16 +138,18 @@ $("upload-form").addEventListener("submit", async (event) => {
   const data = new FormData();
   data.append("file", $("file").files[0]);
   if ($("owner").value) data.append("owner", $("owner").value);
+  showView("photo");
   setStatus("uploading", "Uploading…");
-  const response = await fetch("/v1/photos", { method: "POST", body: data });
-  const body = await response.json();
-  if (response.status !== 202) { setStatus("error", `${response.status} ${body.error.code}: ${body.error.message}`); return; }
-  follow(body.id);
+  try {
+    const { body } = await api("/v1/photos", { method: "POST", body: data });
+    follow(body.id);
+  } catch (error) {
+    setStatus("error", error.message);
+  }
 });
 
 $("open-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  if ($("photo-id").value.trim()) follow($("photo-id").value.trim());
+  const id = $("photo-id").value.trim();
+  if (id) location.hash = `#photo/${id}`;
 });
-
-if (location.hash.length > 1) follow(location.hash.slice(1));
