@@ -26,7 +26,7 @@ _PHOTO_COLUMNS = (
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_FOCUS_COLUMNS = "focus, user_focal_point"
+_FOCUS_COLUMNS = "focus, user_focal_point, external_id"
 _RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
 
 
@@ -34,13 +34,14 @@ class PhotoStore(SqlDatabase):
     def add_photo(self, photo: Photo) -> None:
         with self._tx() as cur:
             cur.execute(
-                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id) VALUES ({', '.join('?' * 18)})",
                 (
                     photo.id, photo.owner, photo.status.value, photo.sha256, photo.original_key,
                     photo.original_format, photo.original_width, photo.original_height, photo.original_bytes,
                     photo.created_at, photo.updated_at, photo.preset_version,
                     dump_json(photo.metadata.to_dict() if photo.metadata else None),
                     dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
+                    photo.external_id,
                 ),
             )
 
@@ -78,6 +79,7 @@ class PhotoStore(SqlDatabase):
             duplicates=tuple(load_duplicates(cur, photo_id)),
             computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
             user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
+            external_id=row[19],
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
