@@ -22,6 +22,7 @@
     ├── Forbidden                       403 forbidden           (a revoked API key)
     ├── RateLimited                     429 rate_limited        (with Retry-After)
     ├── NotFound                        404 not_found
+    ├── BadQuery                        400 bad_query           (a list's query parameter)
     ├── StorageError                    500 storage_error
     │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
     │   └── StorageUnavailable          503 storage_unavailable, transient
@@ -161,6 +162,13 @@ class BadFocalPoint(MediaPipelineError):
 class NotReady(MediaPipelineError):
     http_status = 409
     code = "not_ready"
+
+
+class BadQuery(MediaPipelineError):
+    """A list's query parameter missing or out of its range."""
+
+    http_status = 400
+    code = "bad_query"
 
 
 class StorageError(MediaPipelineError):

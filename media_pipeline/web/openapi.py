@@ -103,6 +103,22 @@ def _paths_and_schemas() -> dict[str, Any]:
         },
         "paths": {
             "/v1/photos": {
+                "get": {
+                    "operationId": "findPhotosByExternalId",
+                    "summary": "The photo an import made from the main app's photo `external_id` of `owner` (zero or one)",
+                    "parameters": [
+                        {"name": "external_id", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                        {"name": "owner", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
+                         "description": "Absent: photos with no owner"},
+                    ],
+                    "responses": {
+                        "200": {"description": "Zero or one photo", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["photos", "next_cursor"], "properties": {
+                                "photos": {"type": "array", "maxItems": 1, "items": {"$ref": "#/components/schemas/Photo"}},
+                                "next_cursor": {"type": "null"}}}}}},
+                        "400": _error("No `external_id`, or a parameter too long"),
+                    },
+                },
                 "post": {
                     "operationId": "uploadPhoto",
                     "summary": "Upload a photo; it is stored durably and queued for processing",
@@ -349,6 +365,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "id": {"type": "string"},
                     "status": {"enum": ["queued", "processing", "ready", "failed"]},
                     "owner": _nullable_string,
+                    "external_id": {"type": ["string", "null"], "description": "The main app's id of an imported photo, unique per owner"},
                     "sha256": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN,
                                    "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},

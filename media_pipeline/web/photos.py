@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from media_pipeline import crop_renditions, crops, duplicates, service
-from media_pipeline.errors import BadFocalPoint, EmptyUpload, NotFound, NotReady, UploadError
+from media_pipeline.errors import BadFocalPoint, BadQuery, EmptyUpload, NotFound, NotReady, UploadError
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
@@ -83,6 +83,30 @@ def _upload_stream() -> tuple[Any, str | None]:
 def duplicate_json(duplicate: Duplicate) -> dict[str, Any]:
     return {"id": duplicate.id, "kind": duplicate.kind, "distance": duplicate.distance,
             "inliers": duplicate.inliers, "transform": duplicate.transform}
+
+
+@bp.get("/photos")
+def list_photos() -> Response:
+    """For now only the ``external_id`` lookup (#23): the console's list (branch ``console``) takes
+    the other filters on this path and hands ``external_id`` queries to ``photos_by_external_id``."""
+    return photos_by_external_id()
+
+
+def photos_by_external_id() -> Response:
+    """``?external_id=…&owner=…``: the photo an import made from the main app's photo, as a list
+    of zero or one (``owner`` absent: photos with no owner)."""
+    external_id = request.args.get("external_id")
+    if not external_id:
+        raise BadQuery("give `external_id` (and `owner`) to find an imported photo")
+    owner = request.args.get("owner")
+    if len(external_id) > 256 or (owner is not None and len(owner) > _MAX_OWNER):
+        raise BadQuery("`external_id` is at most 256 characters, `owner` at most 128")
+    svc = services()
+    found = svc.catalog.photo_by_external_id(owner, external_id)
+    photo = svc.catalog.get_photo(found[0]) if found else None
+    response = jsonify({"photos": [photo_json(photo, svc.settings.public_base_url)] if photo else [], "next_cursor": None})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/photos/<photo_id>")
@@ -172,6 +196,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
         "id": photo.id,
         "status": photo.status.value,
         "owner": photo.owner,
+        "external_id": photo.external_id,
         "sha256": photo.sha256,
         "created_at": rfc3339(photo.created_at),
         "links": {"self": f"/v1/photos/{photo.id}"},
