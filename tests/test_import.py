@@ -268,3 +268,27 @@ def test_the_command_dry_run_then_import_with_workers_then_status(settings: Sett
         assert wait_for_status(services.catalog, photo_id, timeout=5).status.value == "ready"
     status = cli(settings, "import", "status")
     assert status.returncode == 0 and f"import {job_id} [done]" in status.stdout and "done 3" in status.stdout
+
+
+@pytest.mark.testdata
+def test_real_photos_and_malformed_files_by_manifest(services: Any, queue: RecordingQueue, testdata: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real photos are imported and processed; real malformed files are bad items with their reason,
+    the decompression bombs refused from their header alone."""
+    corpus = sorted((testdata / "corpus-dev").glob("*.jpg"))[:5]
+    bad = {"zero-byte.jpg": "empty_file", "not-an-image_pdf.jpg": "unsupported_format",
+           "bomb-jpeg-20000x14000_sharp.jpg": "too_many_pixels", "bomb-png-65536x65536_sharp.png": "too_many_pixels"}
+    lines = [{"source": str(path), "owner": "real", "external_id": path.stem} for path in corpus]
+    lines += [{"source": str(testdata / "malformed" / name), "owner": "real", "external_id": name} for name in bad]
+    downloads: list[str] = []
+    real_download = importer._download
+    monkeypatch.setattr(importer, "_download", lambda svc, src, item: (downloads.append(item.external_id), real_download(svc, src, item))[1])
+    job = run_import(services, str(write_manifest(tmp_path, lines)))
+    report = services.catalog.import_report(job.id)
+    assert report.counts == {"imported": 5, "bad": 4}
+    assert {item.split(": ", 1)[1].rsplit("/", 1)[1]: code for item, code, _ in report.bad} == bad
+    assert not set(downloads) & set(bad)  # refused from the size or the first bytes
+    stored_job = services.catalog.get_job(job.id)
+    for _, photo_id in queue.reprocess:
+        assert reprocess.reprocess_one(services, stored_job, photo_id) == "updated"
+        assert services.catalog.get_photo(photo_id).status.value == "ready"

@@ -24,6 +24,8 @@ _ERROR_CODES = [
     # direct uploads (/v1/uploads)
     "upload_missing", "upload_used", "upload_expired",
     "bad_focal_point", "not_ready",
+    # GET /v1/photos (external_id)
+    "bad_query",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
