@@ -20,6 +20,17 @@ class ImportItemStore(SqlDatabase):
                                 (owner or "", external_id))
         return (rows[0][0], rows[0][1]) if rows else None
 
+    def photos_by_external_ids(self, keys: Sequence[tuple[str | None, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+        """(owner or "", external_id) -> (id, status), for the ``keys`` that are photos: one query a batch."""
+        wanted = {(owner or "", external_id) for owner, external_id in keys}
+        if not wanted:
+            return {}
+        ids = sorted({external_id for _, external_id in wanted})
+        with self._tx(write=False) as cur:
+            rows = cur.fetchall(f"SELECT COALESCE(owner, ''), external_id, id, status FROM photos WHERE external_id IN "
+                                f"({', '.join('?' * len(ids))})", ids)
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows if (r[0], r[1]) in wanted}
+
     def photo_by_sha256(self, owner: str | None, sha256: str) -> tuple[str, str] | None:
         """(id, status) of a photo of ``owner`` with exactly these bytes (the oldest)."""
         with self._tx(write=False) as cur:

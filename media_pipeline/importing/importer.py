@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from media_pipeline import reprocess
@@ -66,22 +66,26 @@ def _import_chunk(services: Services, job: ReprocessJob, source: ImportSource, c
     # A batch cut short after its ledger rows and before its checkpoint: its photos are enqueued again.
     known = services.catalog.ledger_items(job.id, [i.item for i in items])
     fresh = [i for i in items if i.item not in known]
-    results = list(map_items(lambda item: import_item(services, source, item), fresh))
+    # One query for the batch's external ids, the copies in parallel, one transaction for the rows.
+    taken = services.catalog.photos_by_external_ids([(i.owner, i.external_id) for i in fresh if i.external_id])
+    results = _catalog(services, list(map_items(lambda item: import_item(services, source, item, taken), fresh)))
     services.catalog.record_import_batch(job.id, results, {i.item: i.taken_at for i in fresh if i.taken_at})
     again = [photo_id for outcome, photo_id in known.values() if outcome == IMPORTED and photo_id]
     return chunk[-1][0], [r.photo_id for r in results if r.enqueue and r.photo_id] + again
 
 
 # --------------------------------------------------------------------------- one item
-def import_item(services: Services, source: ImportSource, item: SourceItem) -> ItemResult:
-    """Check, copy and catalog one item. Bad items are values; unreachable backends raise."""
+def import_item(services: Services, source: ImportSource, item: SourceItem,
+                taken: dict[tuple[str, str], tuple[str, str]] | None = None) -> ItemResult:
+    """Check and copy one item; its photo row is for the batch to write (``_catalog``). ``taken``:
+    the batch's (owner, external_id) already photos. Bad items are values; unreachable backends raise."""
     known = dict(item=item.item, owner=item.owner, external_id=item.external_id, visible=item.visible)
     if item.problem is not None:
         return ItemResult(outcome=BAD, code=item.problem[0], message=item.problem[1], **known)
     hidden = hidden_owner(services, item)
     if hidden:
         return ItemResult(outcome=SKIPPED, code="owner_hidden", message=hidden, **known)
-    if item.external_id and (found := services.catalog.photo_by_external_id(item.owner, item.external_id)):
+    if item.external_id and (found := (taken or {}).get((item.owner or "", item.external_id))):
         return _already(found, known)
     try:
         return _copy_and_catalog(services, source, item, known)
@@ -129,7 +133,13 @@ def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem
         finally:
             upload.close()
     assert info is not None and sha256 is not None
-    return _catalog(services, photo_id, key, info, sha256, size, item, known)
+    now = time.time()
+    photo = Photo(
+        id=photo_id, status=PhotoStatus.QUEUED, owner=item.owner, sha256=sha256, original_key=key,
+        original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
+        original_bytes=size, created_at=now, updated_at=now, external_id=item.external_id,
+    )
+    return ItemResult(outcome=IMPORTED, photo_id=photo_id, bytes=size, enqueue=True, photo=photo, **known)
 
 
 def _probe_header(head: bytes, size: int, max_pixels: int) -> ImageInfo | None:
@@ -153,24 +163,23 @@ def _download(services: Services, source: ImportSource, item: SourceItem) -> Spo
         stream.close()
 
 
-def _catalog(services: Services, photo_id: str, key: str, info: ImageInfo, sha256: str, size: int, item: SourceItem,
-             known: dict) -> ItemResult:
-    now = time.time()
-    photo = Photo(
-        id=photo_id, status=PhotoStatus.QUEUED, owner=item.owner, sha256=sha256, original_key=key,
-        original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
-        original_bytes=size, created_at=now, updated_at=now, external_id=item.external_id,
-    )
-    try:
-        services.catalog.add_photo(photo)
-    except CatalogError:
-        # Another import of the same (owner, external_id) won the race: keep its photo, drop our copy.
-        services.storage.delete(key)
-        found = services.catalog.photo_by_external_id(item.owner, item.external_id) if item.external_id else None
+def _catalog(services: Services, results: list[ItemResult]) -> list[ItemResult]:
+    """Write the batch's new photo rows in one transaction. A row refused because its (owner,
+    external_id) was taken meanwhile (two imports at once) leaves that photo: our copy goes."""
+    added = services.catalog.add_photos([r.photo for r in results if r.photo is not None])
+    written = []
+    for result in results:
+        photo = result.photo
+        if photo is None or photo.id in added:
+            written.append(replace(result, photo=None))
+            continue
+        services.storage.delete(photo.original_key)
+        found = services.catalog.photo_by_external_id(photo.owner, photo.external_id or "")
         if found is None:
-            raise
-        return _already(found, known)
-    return ItemResult(outcome=IMPORTED, photo_id=photo_id, bytes=size, enqueue=True, **known)
+            raise CatalogError(f"the photo of {result.item} was not recorded")
+        written.append(_already(found, dict(item=result.item, owner=result.owner, external_id=result.external_id,
+                                            visible=result.visible)))
+    return written
 
 
 def _already(found: tuple[str, str], known: dict) -> ItemResult:

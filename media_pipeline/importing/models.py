@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from media_pipeline.models import Photo
+
 # An item's outcome in the import ledger (catalog ``import_items``); processing outcomes go to the
 # reprocess ledger as for any reprocess job.
 IMPORTED = "imported"  # copied, catalogued and enqueued
@@ -40,6 +42,7 @@ class ItemResult:
     visible: bool | None = None
     bytes: int = 0
     enqueue: bool = False  # its photo waits for processing: put it on the reprocess queue
+    photo: Photo | None = None  # copied, its row not yet written (the batch writes its rows together)
 
 
 @dataclass(frozen=True)
