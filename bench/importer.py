@@ -50,6 +50,35 @@ def enqueue_rate(output: str) -> tuple[int, float]:
     return int(match.group(1)), int(match.group(1)) / float(match.group(2))
 
 
+def storage_alone(manifest: Path, threads: int = 8) -> float:
+    """Items/s of the storage work of an import alone, with the same threads and no catalog or
+    queue: a ranged read, the whole object when the manifest has no sha256, and the copy. Run in a
+    child process (`--ceiling`), as the import is, so it does not share the S3 server's GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from media_pipeline.importing.importer import HEADER_BYTES
+    from media_pipeline.importing.sources import open_source
+    from media_pipeline.storage import PRIVATE
+
+    settings = Settings.from_env()
+    storage = build_services(settings, queue=RecordingQueue()).storage
+    source = open_source(str(manifest), settings, storage)
+    items = [item for _, item in source.items("")]
+
+    def copy(numbered: tuple[int, object]) -> None:
+        n, item = numbered
+        source.head(item, HEADER_BYTES)
+        key = f"originals/ceiling-{n}"
+        data = None if item.sha256 else source.open(item).read()  # type: ignore[attr-defined]
+        if not source.copy_into(item, storage, key, "image/jpeg", PRIVATE):
+            storage.put(key, data, "image/jpeg", PRIVATE)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(copy, enumerate(items)))
+    return len(items) / (time.monotonic() - started)
+
+
 def small_jpegs(count: int) -> list[bytes]:
     from tests import images
 
@@ -83,8 +112,9 @@ def enqueue_bench(items: int, work: Path) -> None:
     endpoint, server = s3_server()
     print(f"{items} items of ~{sum(map(len, photos)) // items // 1000} KB (320x240 JPEG), PostgreSQL catalog, Redis broker, "
           f"`import --no-wait`; baseline: `reprocess --all --no-wait` of the same photos")
-    print("| storage and manifest | imported | items/s | baseline photos/s | items/s against the baseline |")
-    print("|---|---|---|---|---|")
+    print("| storage and manifest | imported | items/s | reprocess photos/s (baseline) | storage work alone, items/s | "
+          "import against storage alone |")
+    print("|---|---|---|---|---|---|")
     shapes = ("S3, manifest with sha256", "S3, manifest without sha256", "local folder, manifest")
     try:
         for shape in shapes:
@@ -118,7 +148,10 @@ def enqueue_bench(items: int, work: Path) -> None:
                 count, rate = enqueue_rate(run_cli(settings, "import", str(manifest), "--no-wait", "--batch", "500"))
                 flush_redis()
                 _, baseline = enqueue_rate(run_cli(settings, "reprocess", "--all", "--no-wait", "--batch", "500"))
-                print(f"| {shape} | {count:,} | {rate:,.0f} | {baseline:,.0f} | {rate / baseline:.3f} |", flush=True)
+                env = {**os.environ, **settings.as_env()}
+                ceiling = float(subprocess.run([sys.executable, __file__, "--ceiling", str(manifest)], env=env, cwd=REPO, check=True,
+                                               capture_output=True, text=True, timeout=1800).stdout.split()[-1])
+                print(f"| {shape} | {count:,} | {rate:,.0f} | {baseline:,.0f} | {ceiling:,.0f} | {rate / ceiling:.2f} |", flush=True)
             finally:
                 drop_database(url)
                 flush_redis()
@@ -159,12 +192,18 @@ def throughput_bench(photos: int, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=2000, help="items of the enqueue-rate manifests")
-    parser.add_argument("--photos", type=int, default=24, help="photos of the end-to-end run")
+    parser.add_argument("--items", type=int, default=2000, help="items of the enqueue-rate manifests (0: skip)")
+    parser.add_argument("--photos", type=int, default=24, help="photos of the end-to-end run (0: skip)")
+    parser.add_argument("--ceiling", type=Path, help=argparse.SUPPRESS)  # the child of storage_alone
     args = parser.parse_args()
+    if args.ceiling:
+        print(f"{storage_alone(args.ceiling):.1f}")
+        return
     with tempfile.TemporaryDirectory(prefix="mp-import-") as work:
-        enqueue_bench(args.items, Path(work))
-        throughput_bench(args.photos, Path(work))
+        if args.items:
+            enqueue_bench(args.items, Path(work))
+        if args.photos:
+            throughput_bench(args.photos, Path(work))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The import job: every item of a source becomes a photo, as an upload does, but on the
 ``reprocess`` queue so live uploads keep their priority.
 
-Each item goes through the checks of ``service.ingest``: the size limit from the source's
-listing or a HEAD, the magic bytes and header limits from a ranged read of its first bytes (so an
-oversized or non-image object is refused before it is downloaded), then the whole object is
+Each item goes through the checks of ``service.ingest``: the size limit, the magic bytes and the
+header limits, from one ranged read of its first bytes (so an oversized or non-image object is
+refused before it is downloaded), then the whole object is
 read once (SHA-256, and the full header where the first bytes were not enough) and copied into
 ``originals/<id>`` (server-side when the source is the storage's own S3 endpoint and the manifest
 gives the SHA-256: no byte leaves S3). The photo row carries the main app's ``external_id``.
@@ -104,12 +104,12 @@ def hidden_owner(services: Services, item: SourceItem) -> str | None:
 
 def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem, known: dict) -> ItemResult:
     settings = services.settings
-    size = source.size(item)
+    size, head = source.head(item, HEADER_BYTES)
     if size == 0:
         raise EmptyUpload("the source object is empty")
     if size > settings.max_upload_bytes:
         raise UploadTooLarge(f"{size} bytes; the limit is {settings.max_upload_bytes} (MP_MAX_UPLOAD_BYTES)")
-    info = _probe_header(source.head(item, min(size, HEADER_BYTES)), size, settings.max_pixels)
+    info = _probe_header(head, size, settings.max_pixels)
     photo_id = new_photo_id()
     key = original_key(photo_id)
     sha256 = item.sha256

@@ -15,6 +15,7 @@ never need to leave it (same S3 endpoint and credentials). Vendor errors are our
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Protocol
@@ -34,7 +35,9 @@ class ImportSource(Protocol):
 
     def size(self, item: SourceItem) -> int: ...
 
-    def head(self, item: SourceItem, length: int) -> bytes: ...
+    def head(self, item: SourceItem, length: int) -> tuple[int, bytes]:
+        """(the object's size, its first ``length`` bytes at most): one ranged read."""
+        ...
 
     def open(self, item: SourceItem) -> BinaryIO: ...
 
@@ -67,21 +70,40 @@ class Objects:
         except OSError as exc:
             raise StorageUnavailable(f"cannot read {item.location}: {exc}") from exc
 
-    def head(self, item: SourceItem, length: int) -> bytes:
-        with self._open(item, length) as stream:
-            return stream.read(length)
+    def head(self, item: SourceItem, length: int) -> tuple[int, bytes]:
+        if not item.location.startswith(S3_SCHEME):
+            with self._open(item) as stream:
+                return os.fstat(stream.fileno()).st_size, stream.read(length)
+        from botocore.exceptions import ClientError
+
+        from media_pipeline.storage.s3 import translated
+
+        bucket, key = _split_s3(item.location)
+        try:
+            answer = self._client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return 0, b""  # no byte 0: the object is empty
+            with translated(item.item):
+                raise
+        except Exception:
+            with translated(item.item):
+                raise
+        # The size is after the slash of Content-Range (absent when the whole object fit the range).
+        total = str(answer.get("ContentRange") or "").rpartition("/")[2]
+        with answer["Body"] as body:
+            return (int(total) if total.isdigit() else int(answer["ContentLength"])), body.read(length)
 
     def open(self, item: SourceItem) -> BinaryIO:
-        return self._open(item, None)
-
-    def _open(self, item: SourceItem, length: int | None) -> BinaryIO:
         if item.location.startswith(S3_SCHEME):
             bucket, key = _split_s3(item.location)
             from media_pipeline.storage.s3 import translated
 
-            extra = {"Range": f"bytes=0-{length - 1}"} if length else {}
             with translated(item.item):
-                return self._client().get_object(Bucket=bucket, Key=key, **extra)["Body"]
+                return self._client().get_object(Bucket=bucket, Key=key)["Body"]
+        return self._open(item)
+
+    def _open(self, item: SourceItem) -> BinaryIO:
         try:
             return open(item.location, "rb")
         except (FileNotFoundError, IsADirectoryError):
