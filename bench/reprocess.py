@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -127,24 +128,34 @@ def throughput_bench(photos: int, work: Path) -> None:
             # Every format's quality moved, differently for each run: a full re-render each time.
             presets.write_text(re.sub(r"quality = (\d+)", lambda m: f"quality = {int(m.group(1)) - workers}", text))
             settings = base.replace(presets_file=presets)
-            env = {**os.environ, **settings.as_env()}
-            worker = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={workers}"], env=env,
-                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            time.sleep(4)  # worker start-up is not part of the measurement
-            try:
-                out, _ = run_cli(settings, "--stale")
-            finally:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=60)
+            out = with_workers(settings, workers, lambda: run_cli(settings, "--stale")[0])
             assert f"updated     {photos}" in out, out
             job = seeding.catalog.get_job()
-            seconds = seeding.catalog.job_report(job.id).last_finished_at - job.created_at  # first enqueue to last photo
-            rate = photos / seconds
-            first = first or rate
-            print(f"| {workers} | {seconds:.1f} | {rate:.2f} | {rate / first:.2f}x |", flush=True)
+            first = print_throughput(workers, photos, seeding.catalog.job_report(job.id).last_finished_at - job.created_at, first)
     finally:
         drop_database(url)
         flush_redis()
+
+
+def with_workers(settings: Settings, workers: int, run: Callable[[], str]) -> str:
+    """``run()`` with a worker of ``workers`` processes consuming the queues, started beforehand."""
+    env = {**os.environ, **settings.as_env()}
+    worker = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "worker", f"--concurrency={workers}"], env=env,
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(4)  # worker start-up is not part of the measurement
+    try:
+        return run()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+
+
+def print_throughput(workers: int, photos: int, seconds: float, first: float | None) -> float:
+    """A row of the throughput table (first enqueue to last photo); returns the first run's rate."""
+    rate = photos / seconds
+    first = first or rate
+    print(f"| {workers} | {seconds:.1f} | {rate:.2f} | {rate / first:.2f}x |", flush=True)
+    return first
 
 
 def main() -> None:

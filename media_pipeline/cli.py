@@ -55,6 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--no-wait", action="store_true", help="enqueue and return; follow with `reprocess status`")
     rep.add_argument("--stall-seconds", type=float, default=60.0, help="re-enqueue pending photos after this long with no progress")
     sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
+    imp = sub.add_parser("import", help="import an existing library (folder, s3:// prefix or JSON Lines manifest); `import status` shows a job")
+    imp.add_argument("source", nargs="?", help="a folder, s3://bucket/prefix, a manifest (.jsonl), or `status`")
+    imp.add_argument("--job", help="with status: the job (default: the newest import); to run: resume this job")
+    imp.add_argument("--rate", type=float, help="items imported and enqueued per second at most")
+    imp.add_argument("--batch", type=int, default=200, help="items per batch and checkpoint")
+    imp.add_argument("--threads", type=int, default=8, help="items checked and copied at once")
+    imp.add_argument("--dry-run", action="store_true", help="print counts, bytes and a time estimate; change nothing")
+    imp.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes, for the estimate")
+    imp.add_argument("--no-wait", action="store_true", help="import and enqueue, then return; follow with `import status`")
+    imp.add_argument("--stall-seconds", type=float, default=60.0, help="re-enqueue pending photos after this long with no progress")
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -94,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sign": _sign,
         "nginx-config": _nginx_config,
         "reprocess": _reprocess,
+        "import": _import,
         "cleanup": _cleanup,
         "reconcile": _reconcile,
         "webhooks": _webhooks,
@@ -309,6 +320,9 @@ def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
         if job is None:
             print(f"no job {args.job}", file=sys.stderr)
             return 1
+        if job.selection.mode == "import":
+            print(f"job {job.id} is an import: resume it with `media-pipeline import --job {job.id}`", file=sys.stderr)
+            return 1
         if job.target_version != services.preset.version:
             print(f"job {job.id} targets preset {job.target_version}, the preset is now {services.preset.version}: start a new job",
                   file=sys.stderr)
@@ -323,6 +337,15 @@ def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         job = reprocess.start_job(services, selection)
     print(f"job {job.id}: preset {job.target_version}; resume with `media-pipeline reprocess --job {job.id}`", flush=True)
+    return _run_job(services, job, args, "reprocess", "photos",
+                    lambda stop: reprocess.enqueue(services, job, batch=args.batch, rate=args.rate, should_stop=stop))
+
+
+def _run_job(services: Any, job: Any, args: argparse.Namespace, command: str, what: str, run: Any) -> int:
+    """Enqueue (Ctrl-C or SIGTERM finishes the batch in hand and checkpoints), then follow the
+    workers with a progress bar until every photo has its outcome, and print the report."""
+    from media_pipeline import reprocess
+
     stop = {"now": False}
 
     def interrupt(signum: int, _frame: Any) -> None:
@@ -331,12 +354,12 @@ def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     started = time.monotonic()
-    count = reprocess.enqueue(services, job, batch=args.batch, rate=args.rate, should_stop=lambda: stop["now"])
+    count = run(lambda: stop["now"])
     signal.signal(signal.SIGINT, previous)
     elapsed = time.monotonic() - started
-    print(f"enqueued {count} photos in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)", flush=True)
+    print(f"enqueued {count} {what} in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)", flush=True)
     if stop["now"]:
-        print(f"interrupted: resume with `media-pipeline reprocess --job {job.id}`", file=sys.stderr)
+        print(f"interrupted: resume with `media-pipeline {command} --job {job.id}`", file=sys.stderr)
         return 130
     if args.no_wait:
         return 0
@@ -344,11 +367,76 @@ def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = reprocess.wait(services, job, progress.show, stall_seconds=args.stall_seconds)
     except KeyboardInterrupt:
-        print(f"\nstopped watching; the workers go on. `media-pipeline reprocess status --job {job.id}`", file=sys.stderr)
+        print(f"\nstopped watching; the workers go on. `media-pipeline {command} status --job {job.id}`", file=sys.stderr)
         return 130
     progress.done()
     _print_report(services.catalog.get_job(job.id), report)
     return 1 if report.counts.get("failed") else 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.importing import importer
+    from media_pipeline.importing.sources import open_source
+    from media_pipeline.service import build_services
+    from workers.celery_app import make_queue
+
+    if not args.source and not args.job:
+        print("media-pipeline import: give a SOURCE, `status`, or --job ID to resume", file=sys.stderr)
+        return 2
+    services = build_services(settings, queue=make_queue(settings))
+    if args.source == "status" or args.job:
+        job = services.catalog.get_job(args.job or services.catalog.latest_import_job_id() or "")
+        if job is None or job.selection.mode != "import":
+            print(f"no import job {args.job or ''}".rstrip(), file=sys.stderr)
+            return 1
+        if args.source == "status":
+            _print_import_report(job, services.catalog.import_report(job.id), services.catalog.job_report(job.id))
+            return 0
+    spec = job.selection.source if args.job else args.source
+    spec = spec if spec.startswith("s3://") else str(Path(spec).resolve())
+    try:
+        source = open_source(spec, settings, services.storage)
+    except ValueError as exc:
+        print(f"media-pipeline import: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        est = importer.estimate(services, source, args.workers)
+        print(f"dry run of {spec} (nothing copied, nothing enqueued)")
+        print(f"  items:            {est.items}")
+        print(f"  already imported: {est.already_imported}")
+        print(f"  bad:              {est.bad}  (manifest lines, missing objects, over MP_MAX_UPLOAD_BYTES)")
+        print(f"  to import:        {est.to_import}, {_size(est.bytes)} of originals to copy")
+        floor = est.to_import / args.rate if args.rate else 0
+        print("  time:             " + ("unknown (no processing time recorded yet)" if est.seconds is None else
+                                        f"~{_duration(max(est.seconds, floor))} with {args.workers} worker processes "
+                                        "(from recorded processing times)"))
+        return 0
+    if not args.job:
+        job = importer.start_job(services, spec)
+    print(f"job {job.id}: import of {spec}; resume with `media-pipeline import --job {job.id}`", flush=True)
+    code = _run_job(services, job, args, "import", "photos", lambda stop: importer.run(
+        services, job, source, batch=args.batch, rate=args.rate, threads=args.threads, should_stop=stop))
+    report = services.catalog.import_report(job.id)
+    if code != 130:
+        _print_items(report)
+    return 1 if code == 0 and report.counts.get("bad") else code
+
+
+def _print_import_report(job: Any, items: Any, processing: Any) -> None:
+    print(f"import {job.id} [{job.status}] of {job.selection.source}")
+    _print_items(items)
+    print(f"  processing: pending {processing.counts.get('pending', 0)}, done {processing.counts.get('updated', 0)}, "
+          f"already processed {processing.counts.get('up_to_date', 0)}, failed {processing.counts.get('failed', 0)}")
+    for photo_id, code in processing.failures:
+        print(f"  failed: {photo_id} {code}")
+
+
+def _print_items(report: Any) -> None:
+    counts = report.counts
+    print(f"  items {report.items}: imported {counts.get('imported', 0)}, already imported {counts.get('already_imported', 0)}, "
+          f"bad {counts.get('bad', 0)}, skipped {counts.get('skipped', 0)}; originals copied {_size(report.bytes)}")
+    for item, code, message in report.bad:
+        print(f"  bad: {item}: {code}: {message}")
 
 
 class _Progress:

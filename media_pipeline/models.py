@@ -342,6 +342,7 @@ class Photo:
     duplicates: tuple[Duplicate, ...] = ()
     computed_focus: Focus | None = None  # found at ingest
     user_focal_point: Point | None = None  # set through the API; wins over the computed one
+    external_id: str | None = None  # the main app's id of an imported photo, unique per owner
     hidden: bool = False  # hidden on its own (PATCH visible false)
     owner_hidden: bool = False  # its owner opted out (PUT /v1/owners/<owner>/visibility)
 
@@ -368,6 +369,7 @@ class Selection:
     created_before: float | None = None
     ids_file: str | None = None  # photo ids, one a line, instead of a catalog query
     prefix: str | None = None  # originals in storage, catalogued first if they have no row
+    source: str | None = None  # mode "import": the folder, s3:// prefix or manifest imported (importer.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -53,6 +53,8 @@ def start_job(services: Services, selection: Selection) -> ReprocessJob:
 def id_batches(services: Services, job: ReprocessJob, batch: int) -> Iterator[tuple[str, list[str]]]:
     """(cursor after the batch, photo ids), resuming after ``job.cursor``."""
     selection = job.selection
+    if selection.mode == "import":
+        raise ValueError(f"job {job.id} is an import: resume it with `media-pipeline import --job {job.id}`")
     if selection.ids_file:
         done = int(job.cursor or 0)
         chunk: list[str] = []
@@ -120,14 +122,17 @@ def import_original(services: Services, key: str) -> str | None:
 
 
 def enqueue(services: Services, job: ReprocessJob, batch: int = 500, rate: float | None = None,
-            should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Enqueue the job's photos from its cursor on; returns how many were enqueued in this run."""
+            should_stop: Callable[[], bool] = lambda: False,
+            batches: Callable[[int], Iterator[tuple[str, list[str]]]] | None = None) -> int:
+    """Enqueue the job's photos from its cursor on; returns how many were enqueued in this run.
+    ``batches(size)`` gives (cursor, photo ids) from the cursor on (an import makes its photos
+    there); by default, the job's selection."""
     services.catalog.set_job_status(job.id, "enqueuing")
     if rate:
         batch = max(1, min(batch, int(rate / 10)))  # a tenth of a second's worth at a time
     started = time.monotonic()
     count = 0
-    for cursor, ids in id_batches(services, job, batch):
+    for cursor, ids in (batches or (lambda size: id_batches(services, job, size)))(batch):
         if rate:
             ahead = count / rate - (time.monotonic() - started)
             if ahead > 0:

@@ -28,24 +28,39 @@ _PHOTO_COLUMNS = (
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_FOCUS_COLUMNS = "focus, user_focal_point"
+_FOCUS_COLUMNS = "focus, user_focal_point, external_id"
 _VISIBILITY_COLUMNS = "hidden"
 _RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
+
+
+_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id) VALUES ({', '.join('?' * 18)})"
+
+
+def _photo_row(photo: Photo) -> tuple[Any, ...]:
+    return (
+        photo.id, photo.owner, photo.status.value, photo.sha256, photo.original_key,
+        photo.original_format, photo.original_width, photo.original_height, photo.original_bytes,
+        photo.created_at, photo.updated_at, photo.preset_version,
+        dump_json(photo.metadata.to_dict() if photo.metadata else None),
+        dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
+        photo.external_id,
+    )
 
 
 class PhotoStore(SqlDatabase):
     def add_photo(self, photo: Photo) -> None:
         with self._tx() as cur:
-            cur.execute(
-                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES ({', '.join('?' * 17)})",
-                (
-                    photo.id, photo.owner, photo.status.value, photo.sha256, photo.original_key,
-                    photo.original_format, photo.original_width, photo.original_height, photo.original_bytes,
-                    photo.created_at, photo.updated_at, photo.preset_version,
-                    dump_json(photo.metadata.to_dict() if photo.metadata else None),
-                    dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
-                ),
-            )
+            cur.execute(_INSERT_PHOTO, _photo_row(photo))
+
+    def add_photos(self, photos: Sequence[Photo]) -> set[str]:
+        """Insert many photos in one transaction; one whose (owner, external_id) is taken is left
+        out. Returns the ids inserted."""
+        if not photos:
+            return set()
+        with self._tx() as cur:
+            cur.executemany(_INSERT_PHOTO + " ON CONFLICT DO NOTHING", [_photo_row(p) for p in photos])
+            rows = cur.fetchall(f"SELECT id FROM photos WHERE id IN ({', '.join('?' * len(photos))})", [p.id for p in photos])
+        return {r[0] for r in rows}
 
     def get_photo(self, photo_id: str) -> Photo | None:
         with self._tx(write=False) as cur:
@@ -81,7 +96,8 @@ class PhotoStore(SqlDatabase):
             duplicates=tuple(load_duplicates(cur, photo_id)),
             computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
             user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
-            hidden=bool(row[19]),
+            external_id=row[19],
+            hidden=bool(row[20]),
             owner_hidden=row[1] is not None and _owner_hidden(cur, row[1]),
         )
 

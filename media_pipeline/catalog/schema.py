@@ -314,6 +314,35 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+# 14: imports of an existing library (#23, importer.py). The main app's id of a photo, unique per
+# owner (COALESCE: NULL owners would otherwise never collide), and one ledger row per source item
+# of an import job (the job itself is a reprocess_jobs row whose selection names the source).
+MIGRATIONS = MIGRATIONS + (
+    (
+        14,
+        (
+            "ALTER TABLE photos ADD COLUMN external_id TEXT",
+            "CREATE UNIQUE INDEX photos_owner_external_id ON photos (COALESCE(owner, ''), external_id)",
+            """CREATE TABLE import_items (
+                job_id TEXT NOT NULL,
+                item TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                code TEXT,
+                message TEXT,
+                photo_id TEXT,
+                owner TEXT,
+                external_id TEXT,
+                visible INTEGER,
+                bytes BIGINT NOT NULL DEFAULT 0,
+                taken_at TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (job_id, item)
+            )""",
+        ),
+    ),
+)
+
+
 MIGRATIONS = MIGRATIONS + (
     (
         15,

@@ -12,6 +12,7 @@ connection opened before a fork is never used after it).
 - duplicates.py: fingerprints and duplicate matches (the hash index and keypoint postings
   tables are media_pipeline/hashindex's)
 - reprocess_jobs.py: reprocess jobs and their per-photo ledger
+- import_items.py: photos by the main app's id, and the import ledger
 - idempotency.py: upload idempotency keys
 - purge_outbox.py: CDN purges owed until acknowledged
 - console.py: the operator console's pages and counts
@@ -26,6 +27,7 @@ from media_pipeline.catalog.database import SqlDatabase
 from media_pipeline.catalog.duplicates import DuplicateStore
 from media_pipeline.catalog.events import EventStore
 from media_pipeline.catalog.idempotency import IdempotencyKeyStore
+from media_pipeline.catalog.import_items import ImportItemStore
 from media_pipeline.catalog.photos import PhotoStore
 from media_pipeline.catalog.purge_outbox import PurgeOutboxStore
 from media_pipeline.catalog.reprocess_jobs import ReprocessJobStore
@@ -35,8 +37,8 @@ from media_pipeline.catalog.schema import MIGRATIONS, apply_migrations, hash_sub
 __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
-class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, ConsoleStore, EventStore,
-                 VisibilityStore, SqlDatabase):
+class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, ImportItemStore, IdempotencyKeyStore, PurgeOutboxStore, ConsoleStore,
+                 EventStore, VisibilityStore, SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:

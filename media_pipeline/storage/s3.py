@@ -32,25 +32,8 @@ class S3Storage:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "S3Storage":
-        # "legacy" retries, not "standard": standard's retry quota (500 tokens per client, 10 per
-        # failed connection attempt) is drained by a short outage and refills only by one token per
-        # first-try success, so a worker that lived through an outage stops retrying for good while
-        # S3 keeps answering some SlowDowns; each photo then fails whole attempts instead of one call.
-        config = Config(
-            retries={"mode": "legacy", "max_attempts": 4},
-            connect_timeout=5,
-            read_timeout=30,
-            s3={"addressing_style": settings.s3_addressing_style},
-            signature_version="s3v4",
-        )
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url or None,
-            region_name=settings.s3_region or None,
-            aws_access_key_id=settings.s3_access_key_id or None,
-            aws_secret_access_key=settings.s3_secret_access_key or None,
-            config=config,
-        )
+        client = make_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id,
+                             settings.s3_secret_access_key, settings.s3_addressing_style)
         return cls(client, settings.s3_bucket, settings.s3_prefix)
 
     def _key(self, key: str) -> str:
@@ -67,13 +50,13 @@ class S3Storage:
             start = data.tell()
             size = data.seek(0, io.SEEK_END) - start
             data.seek(start)
-        with _translated(key):
+        with translated(key):
             answer = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **extra)
         return ObjectInfo(key=key, size=size, etag=str(answer.get("ETag", "")).strip('"'), last_modified=time.time(),
                           content_type=content_type, cache_control=cache_control)
 
     def stat(self, key: str) -> ObjectInfo:
-        with _translated(key):
+        with translated(key):
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         return _info(key, head)
 
@@ -84,16 +67,24 @@ class S3Storage:
 
     def open(self, key: str, byte_range: tuple[int, int] | None = None) -> tuple[ObjectInfo, BinaryIO]:
         extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        with _translated(key):
+        with translated(key):
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
         info = _info(key, answer)
         if byte_range:  # ContentLength is the part's; the object's size is after the slash of ContentRange
             info = replace(info, size=int(str(answer["ContentRange"]).rsplit("/", 1)[1]))
         return info, answer["Body"]
 
+    def copy_in(self, key: str, source_bucket: str, source_key: str, content_type: str, cache_control: str | None) -> None:
+        """Copy an object of another bucket on this endpoint to ``key`` without the bytes leaving
+        S3 (CopyObject; objects up to 5 GB, far above MP_MAX_UPLOAD_BYTES)."""
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        with translated(source_key):
+            self.client.copy_object(Bucket=self.bucket, Key=self._key(key), CopySource={"Bucket": source_bucket, "Key": source_key},
+                                    MetadataDirective="REPLACE", ContentType=content_type, **extra)
+
     def presigned_url(self, key: str, expires: int) -> str:
         """A time-limited GET URL, for operators who prefer the CDN to fetch from S3 directly."""
-        with _translated(key):
+        with translated(key):
             return self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
             )
@@ -101,7 +92,7 @@ class S3Storage:
     def presigned_post(self, key: str, max_bytes: int, expires: int) -> dict[str, Any]:
         """A form a client POSTs the file to, for exactly ``key`` and at most ``max_bytes``: S3
         refuses anything else, so the API never carries the bytes."""
-        with _translated(key):
+        with translated(key):
             return self.client.generate_presigned_post(
                 self.bucket, self._key(key), Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires)
 
@@ -113,18 +104,18 @@ class S3Storage:
         return True
 
     def delete(self, key: str) -> None:
-        with _translated(key):
+        with translated(key):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        with _translated(prefix):
+        with translated(prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for item in page.get("Contents", []):
                     yield item["Key"][len(self.prefix) :]
 
     def check(self) -> None:
-        with _translated(""):
+        with translated(""):
             self.client.head_bucket(Bucket=self.bucket)
 
     def ensure_bucket(self) -> None:
@@ -132,8 +123,31 @@ class S3Storage:
         try:
             self.check()
         except ObjectNotFound:
-            with _translated(""):
+            with translated(""):
                 self.client.create_bucket(Bucket=self.bucket)
+
+
+def make_client(endpoint_url: str, region: str, access_key_id: str, secret_access_key: str, addressing_style: str) -> Any:
+    """A boto3 S3 client (empty strings: boto3's defaults). Imports read other buckets with one too."""
+    # "legacy" retries, not "standard": standard's retry quota (500 tokens per client, 10 per
+    # failed connection attempt) is drained by a short outage and refills only by one token per
+    # first-try success, so a worker that lived through an outage stops retrying for good while
+    # S3 keeps answering some SlowDowns; each photo then fails whole attempts instead of one call.
+    config = Config(
+        retries={"mode": "legacy", "max_attempts": 4},
+        connect_timeout=5,
+        read_timeout=30,
+        s3={"addressing_style": addressing_style},
+        signature_version="s3v4",
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=region or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        config=config,
+    )
 
 
 def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
@@ -147,7 +161,7 @@ def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
     )
 
 
-class _translated:
+class translated:
     """Context manager turning boto errors into the project's storage errors."""
 
     def __init__(self, key: str) -> None:

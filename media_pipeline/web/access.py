@@ -100,7 +100,7 @@ class Access:
             # the view's, and tells nothing that needs a key.
             return self._preflight() if request.headers.get("Access-Control-Request-Method") else None
         g.client = self._authenticate()
-        if request.blueprint == OPERATOR_BLUEPRINT and self.keys and not g.client.startswith("operator:"):
+        if _operators_only() and self.keys and not g.client.startswith("operator:"):
             raise Forbidden("this endpoint is the operator console's: it needs an operator key (MP_OPERATOR_KEYS)")
         if self.limit and request.method == "POST":
             self._count(g.client)
@@ -165,6 +165,12 @@ def key_name() -> str | None:
 def _bearer(header: str) -> str:
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _operators_only() -> bool:
+    """The console's endpoints, and its list of every photo (``GET /v1/photos`` unless it asks for
+    one imported photo by ``external_id``, which any client app may)."""
+    return request.blueprint == OPERATOR_BLUEPRINT or (request.endpoint == "photos.list_photos" and "external_id" not in request.args)
 
 
 def register(app: Flask, settings: Settings) -> None:

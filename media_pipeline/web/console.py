@@ -24,8 +24,8 @@ _STATUSES = {s.value for s in PhotoStatus}
 _MAX_TEXT = 128
 
 
-@bp.get("/photos")
 def list_photos() -> Response:
+    """``GET /v1/photos`` without ``external_id`` (web/photos.py routes it here)."""
     query = PhotoFilter(
         status=_choice("status", _STATUSES),
         owner=_text("owner"),

@@ -75,11 +75,13 @@ def _image_responses() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     doc = _paths_and_schemas()
+    lookup = doc["paths"]["/v1/photos"].pop("get")
     doc["paths"].update(openapi_events.PATHS)
     doc["components"]["schemas"].update(openapi_events.SCHEMAS)
     for path, operations in openapi_console.paths(_error).items():
         doc["paths"].setdefault(path, {}).update(operations)
     doc["components"]["schemas"].update(openapi_console.schemas())
+    _fold_lookup_into_listing(doc["paths"]["/v1/photos"]["get"], lookup)
     doc["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (MP_API_KEYS); needed when keys are configured. "
                                                                  "The operator console's operations need an operator key (MP_OPERATOR_KEYS)"},
@@ -100,6 +102,18 @@ def document() -> dict[str, Any]:
     return doc
 
 
+def _fold_lookup_into_listing(listing: dict[str, Any], lookup: dict[str, Any]) -> None:
+    """``GET /v1/photos`` is two things on one path: the console's list of every photo (an operator
+    key), and, given ``external_id``, the photo an import made from the main app's photo (any key)."""
+    names = {p["name"] for p in listing["parameters"]}
+    listing["parameters"] += [{**p, "required": False} for p in lookup["parameters"] if p["name"] not in names]
+    listing["description"] += (" With `external_id` (and `owner`; absent: photos with no owner), any API key: the photo an import "
+                               "made from the main app's photo of that id, as a full photo document (zero or one); the other filters are ignored.")
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    found = lookup["responses"]["200"]["content"]["application/json"]["schema"]
+    listing["responses"]["200"]["content"]["application/json"]["schema"] = {"anyOf": [page, found]}
+
+
 def _paths_and_schemas() -> dict[str, Any]:
     photo_id = {"name": "photo_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-z]{26}$"}}
     name = {"name": "name", "in": "path", "required": True, "description": "`<width>.<avif|webp|jpg>`, or `<width>` to negotiate",
@@ -114,6 +128,22 @@ def _paths_and_schemas() -> dict[str, Any]:
         },
         "paths": {
             "/v1/photos": {
+                "get": {
+                    "operationId": "findPhotosByExternalId",
+                    "summary": "The photo an import made from the main app's photo `external_id` of `owner` (zero or one)",
+                    "parameters": [
+                        {"name": "external_id", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                        {"name": "owner", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
+                         "description": "Absent: photos with no owner"},
+                    ],
+                    "responses": {
+                        "200": {"description": "Zero or one photo", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["photos", "next_cursor"], "properties": {
+                                "photos": {"type": "array", "maxItems": 1, "items": {"$ref": "#/components/schemas/Photo"}},
+                                "next_cursor": {"type": "null"}}}}}},
+                        "400": _error("No `external_id`, or a parameter too long"),
+                    },
+                },
                 "post": {
                     "operationId": "uploadPhoto",
                     "summary": "Upload a photo; it is stored durably and queued for processing",
@@ -386,6 +416,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "id": {"type": "string"},
                     "status": {"enum": ["queued", "processing", "ready", "failed"]},
                     "owner": _nullable_string,
+                    "external_id": {"type": ["string", "null"], "description": "The main app's id of an imported photo, unique per owner"},
                     "sha256": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN,
                                    "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},

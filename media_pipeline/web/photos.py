@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from media_pipeline import crop_renditions, crops, duplicates, service, visibility
-from media_pipeline.errors import BadFocalPoint, BadVisibility, EmptyUpload, NotFound, NotReady, UploadError
+from media_pipeline.errors import BadFocalPoint, BadQuery, BadVisibility, EmptyUpload, NotFound, NotReady, UploadError
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
@@ -84,6 +84,34 @@ def _upload_stream() -> tuple[Any, str | None]:
 def duplicate_json(duplicate: Duplicate) -> dict[str, Any]:
     return {"id": duplicate.id, "kind": duplicate.kind, "distance": duplicate.distance,
             "inliers": duplicate.inliers, "transform": duplicate.transform}
+
+
+@bp.get("/photos")
+def list_photos() -> Response:
+    """``?external_id=…`` finds an imported photo (any API key); anything else is the operator
+    console's list of every photo (an operator key: web/access.py)."""
+    if "external_id" in request.args:
+        return photos_by_external_id()
+    from media_pipeline.web import console
+
+    return console.list_photos()
+
+
+def photos_by_external_id() -> Response:
+    """``?external_id=…&owner=…``: the photo an import made from the main app's photo, as a list
+    of zero or one (``owner`` absent: photos with no owner)."""
+    external_id = request.args.get("external_id")
+    if not external_id:
+        raise BadQuery("give `external_id` (and `owner`) to find an imported photo")
+    owner = request.args.get("owner")
+    if len(external_id) > 256 or (owner is not None and len(owner) > _MAX_OWNER):
+        raise BadQuery("`external_id` is at most 256 characters, `owner` at most 128")
+    svc = services()
+    found = svc.catalog.photo_by_external_id(owner, external_id)
+    photo = svc.catalog.get_photo(found[0]) if found else None
+    response = jsonify({"photos": [photo_json(photo, svc.settings.public_base_url)] if photo else [], "next_cursor": None})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/photos/<photo_id>")
@@ -178,6 +206,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
         "id": photo.id,
         "status": photo.status.value,
         "owner": photo.owner,
+        "external_id": photo.external_id,
         "sha256": photo.sha256,
         "created_at": rfc3339(photo.created_at),
         # False while the photo or its owner is hidden: its image URLs answer 404.
