@@ -24,6 +24,10 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         exif = header.get("exif-data") if header.get_typeof("exif-data") else None
         icc = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
         has_alpha = header.hasalpha()
+        # An animation's frame count, delays and loop are in the header (GIF and WebP loaders
+        # walk the frame headers, not their pixels): the animation limits are checked on them.
+        delays = tuple(int(d) for d in header.get("delay")) if pages > 1 and header.get_typeof("delay") else ()
+        loop = int(header.get("loop")) if header.get_typeof("loop") else 0
     except pyvips.Error as exc:
         raise CorruptImage(f"cannot read the {fmt.value} header: {_first_line(exc)}") from exc
     if width <= 0 or height <= 0:
@@ -43,6 +47,8 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         has_alpha=bool(has_alpha),
         exif=exif,
         icc_profile=icc,
+        delays=delays,
+        loop=max(0, loop),
     )
 
 

@@ -250,6 +250,23 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        10,
+        (
+            # What the original's header says about its animation (#20): 1 frame and 0 ms for a
+            # still, and why its renditions are stills (a limit it passes), NULL when they move.
+            "ALTER TABLE photos ADD COLUMN original_animated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE photos ADD COLUMN original_frames INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE photos ADD COLUMN original_duration_ms INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE photos ADD COLUMN animation_dropped TEXT",
+            # 1 for a rendition with every frame; its still poster, like any still, has 0.
+            "ALTER TABLE renditions ADD COLUMN animated INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":
