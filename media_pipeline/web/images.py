@@ -110,6 +110,10 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
     if signed and not cropped and width > lookup.original_width:
         width = lookup.original_width
         lookup = svc.catalog.lookup_renditions(photo_id, width, spec) or lookup
+    if animated is None:  # an animation in any format the client takes beats a still in its first choice
+        moving = next((found for fmt in formats if (found := lookup.find(fmt, True)) is not None), None)
+        if moving is not None:
+            return moving, lookup.owner
     for fmt in formats:  # the client's preference among what exists
         found = lookup.find(fmt, animated)
         if found is not None and (not signed or fmt == formats[0]):
