@@ -51,7 +51,7 @@ class Settings:
     broker_url: str = _setting("filesystem://", "MP_BROKER_URL", "Celery broker: `filesystem://` (folder `<data_dir>/broker`), `redis://…` or `amqp://…`.")
     max_upload_bytes: int = _setting(40_000_000, "MP_MAX_UPLOAD_BYTES", "Largest accepted upload in bytes, enforced while streaming.")
     max_pixels: int = _setting(50_000_000, "MP_MAX_PIXELS", "Largest accepted image in pixels (width x height of one frame), read from the header.")
-    max_animation_pixels: int = _setting(60_000_000, "MP_MAX_ANIMATION_PIXELS", "Largest animation rendered moving, in frames x pixels of one frame, read from the header; a larger one gets still renditions of its first frame (docs/pipeline.md \"Animation\").")
+    max_animation_pixels: int = _setting(25_000_000, "MP_MAX_ANIMATION_PIXELS", "Largest animation rendered moving, in frames x pixels of one frame, read from the header; a larger one gets still renditions of its first frame (docs/pipeline.md, Animation).")
     max_frames: int = _setting(1000, "MP_MAX_FRAMES", "Most frames an animation rendered moving may have; one with more gets still renditions of its first frame.")
     public_base_url: str = _setting("", "MP_PUBLIC_BASE_URL", "Prefix for rendition URLs in API answers, e.g. `https://cdn.example.com`; empty gives relative URLs.")
     signing_keys: str = _setting("", "MP_SIGNING_KEYS", "Comma-separated secrets (16+ characters) for signed on-demand rendition URLs; the first signs, all verify. Empty disables on-demand renditions.")
