@@ -3,7 +3,8 @@ decoded and composited once, resized per frame, and encoded as animated AVIF and
 
     verdict            frames and frames x pixels against the limits, before any decode
     decode_frames      every frame, composited by the loader (disposal and blending handled by
-                       libvips' GIF and WebP loaders), upright 8-bit sRGB, held in memory once:
+                       libvips' GIF and WebP loaders, Pillow's for APNG and AVIF sequences), upright
+                       8-bit sRGB, held in memory once:
                        the animation-pixel limit is what bounds that memory
     iter_animated      each width (smallest first) in each format: frames resized one by one,
                        never across a frame boundary, with their delays and loop count
@@ -15,15 +16,18 @@ network, files or the clock.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pyvips
+from PIL import Image, ImageSequence
 
 from media_pipeline import vips
 from media_pipeline.encode import encode_animated
 from media_pipeline.errors import CorruptImage
-from media_pipeline.models import Animation, EncodedRendition, EncoderSettings, ImageInfo
+from media_pipeline.models import Animation, EncodedRendition, EncoderSettings, ImageFormat, ImageInfo
 from media_pipeline.pipeline import _resize  # the still pipeline's resize (premultiplied alpha)
 from media_pipeline.probe import _first_line
 
@@ -31,6 +35,8 @@ from media_pipeline.probe import _first_line
 ANIMATED_FORMATS = ("avif", "webp")
 TOO_MANY_FRAMES = "too_many_frames"
 TOO_MANY_PIXELS = "too_many_animation_pixels"
+# libvips reads these as one picture: Pillow decodes their frames (its APNG reader composites them).
+_PILLOW_FORMATS = {ImageFormat.PNG: "PNG", ImageFormat.AVIF: "AVIF"}
 # Browsers play a frame delay under 20 ms (0 or 10, from GIFs made when that meant "as fast as
 # possible") as 100 ms, and libvips' WebP writer turns 0 into 100 too: the renditions are written
 # with the delays a browser plays the source with, so AVIF and WebP run at the same pace.
@@ -87,8 +93,11 @@ def decode_frames(data: bytes | memoryview, info: ImageInfo) -> Frames:
     """Every frame of ``data``, upright sRGB, in memory (callers check ``verdict`` first)."""
     vips.configure()
     try:
-        roll = vips.load(data, info.format, n=-1, fail_on="truncated", access="sequential")
-        page_height = roll.get_page_height()
+        if info.format in _PILLOW_FORMATS:
+            roll, page_height = _pillow_roll(data, info), info.height
+        else:
+            roll = vips.load(data, info.format, n=-1, fail_on="truncated", access="sequential")
+            page_height = roll.get_page_height()
         count = roll.height // page_height
         if count != info.frames:
             raise CorruptImage(f"the header declares {info.frames} frames, the file holds {count}")
@@ -128,8 +137,23 @@ def iter_animated(source: Frames, widths: tuple[int, ...], encoders: tuple[Encod
                                    quality=enc.quality, animated=True)
 
 
+def _pillow_roll(data: bytes | memoryview, info: ImageInfo) -> pyvips.Image:
+    """An APNG's or AVIF sequence's frames, composited by Pillow (APNG disposal and blending; libvips
+    reads neither as frames), stacked into one RGBA roll written frame by frame."""
+    try:
+        with Image.open(io.BytesIO(bytes(data)), formats=[_PILLOW_FORMATS[info.format]]) as picture:
+            if getattr(picture, "n_frames", 1) != info.frames or picture.size != (info.width, info.height):
+                raise CorruptImage(f"the {info.format.value} holds another animation than its header declares")
+            roll = np.empty((info.frames * info.height, info.width, 4), dtype=np.uint8)
+            for index, frame in enumerate(ImageSequence.Iterator(picture)):
+                roll[index * info.height : (index + 1) * info.height] = np.asarray(frame.convert("RGBA"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise CorruptImage(f"cannot decode the {info.format.value} animation: {exc}") from exc
+    return pyvips.Image.new_from_array(roll, interpretation="srgb")
+
+
 def _srgb(image: pyvips.Image) -> pyvips.Image:
-    """8-bit sRGB with alpha, as the GIF and WebP loaders give it; a WebP's ICC profile applied."""
+    """8-bit sRGB with alpha, as the loaders give it; an embedded ICC profile applied."""
     if image.get_typeof("icc-profile-data"):
         try:
             image = image.icc_transform("srgb", embedded=True, intent="relative", depth=8)

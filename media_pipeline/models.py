@@ -30,8 +30,10 @@ EXTENSION_FORMATS = {ext: fmt for fmt, ext in OUTPUT_EXTENSIONS.items()}
 POSTER_SEGMENT = "poster"
 
 
-# Formats whose extra pages are frames of an animation (a multi-page TIFF or HEIC is not one).
-ANIMATABLE_FORMATS = frozenset({ImageFormat.GIF, ImageFormat.WEBP})
+# Formats whose extra pages are frames of an animation (a multi-page TIFF or HEIC is not one). A PNG
+# is animated when it is an APNG, an AVIF when it is an image sequence (not a collection of items):
+# probe counts their frames from the container (animation_header.py).
+ANIMATABLE_FORMATS = frozenset({ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG, ImageFormat.AVIF})
 
 
 class PhotoStatus(str, Enum):

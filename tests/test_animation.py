@@ -115,6 +115,65 @@ def test_partial_frames_are_composited_with_their_disposal_as_a_browser_shows_th
         assert images.mean_abs_diff(shown, source) < 4
 
 
+def apng(frames: list[np.ndarray], delays: list[int], loop: int = 0) -> bytes:
+    out = io.BytesIO()
+    pictures = [Image.fromarray(f) for f in frames]
+    # Pillow writes each later frame as the rectangle that changed, blended over the one before.
+    pictures[0].save(out, "PNG", save_all=True, append_images=pictures[1:], duration=delays, loop=loop)
+    return out.getvalue()
+
+
+def test_an_apng_gets_animated_renditions_with_its_frames_and_delays(client: Any, services: Any) -> None:
+    frames = moving_frames()
+    data = apng(frames, DELAYS, loop=2)
+    assert data.count(b"fcTL") == FRAMES
+    photo = upload(client, services, data)
+    assert (photo["original"]["format"], photo["original"]["frames"], photo["original"]["duration_ms"]) == ("png", FRAMES, sum(DELAYS))
+    for rendition in (r for r in whole(photo) if r["animated"]):
+        played = pillow_frames(client.get(rendition["url"]).data)
+        assert [d for _, d in played] == DELAYS, rendition
+        for (shown, _), source in zip(played, frames):
+            assert images.mean_abs_diff(shown, source) < 4, rendition
+    jpeg = next(r for r in whole(photo) if r["format"] == "jpeg")
+    assert images.mean_abs_diff(images.decode(client.get(jpeg["url"]).data), frames[0]) < 4  # the poster
+    # A plain PNG is a still.
+    assert upload(client, services, images.png(frames[0]))["original"]["animated"] is False
+
+
+def test_forged_frame_counts_are_caught_from_the_header(client: Any, services: Any) -> None:
+    """An APNG whose acTL claims 100,000 frames stays still by MP_MAX_FRAMES without a frame
+    decoded; one that claims 7 frames but holds 6 fails as corrupt (a cut file does too), never half-played."""
+    data = bytearray(apng(moving_frames(), DELAYS))
+    at = data.index(b"acTL")
+    forged = bytes(data[: at + 4]) + (100_000).to_bytes(4, "big") + bytes(data[at + 8 :])
+    response = client.post("/v1/photos", data=forged, headers={"Content-Type": "application/octet-stream"})
+    if response.status_code == 202:  # libvips may refuse the bad CRC at the header already
+        service.process_photo(services, response.get_json()["id"])
+        photo = client.get(f"/v1/photos/{response.get_json()['id']}").get_json()
+        assert photo["status"] == "failed" or photo["original"]["animation"] == {"kept": False, "reason": "too_many_frames"}
+        assert not any(r["animated"] for r in photo.get("renditions", []))
+    else:
+        assert response.status_code == 422
+    one_more = bytes(data[: at + 4]) + (FRAMES + 1).to_bytes(4, "big") + bytes(data[at + 8 :])
+    response = client.post("/v1/photos", data=one_more, headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 202
+    assert service.process_photo(services, response.get_json()["id"]) is service.Outcome.FAILED
+    photo = client.get(f"/v1/photos/{response.get_json()['id']}").get_json()
+    assert photo["error"]["code"] == "corrupt_image" and "renditions" not in photo
+
+
+def test_an_avif_sequence_of_the_test_data_keeps_its_frames(client: Any, services: Any, testdata: Any) -> None:
+    data = (testdata / "formats/avif/star.avifs").read_bytes()
+    reference = [np.asarray(f.convert("RGBA")) for f in ImageSequence.Iterator(Image.open(io.BytesIO(data)))]
+    photo = upload(client, services, data)
+    assert photo["original"]["frames"] == len(reference) == 5 and photo["original"]["animation"]["kept"]
+    webp = next(r for r in whole(photo) if r["animated"] and r["format"] == "webp")
+    played = pillow_frames(client.get(webp["url"]).data, "RGBA")
+    assert len(played) == 5
+    for (shown, _), source in zip(played, reference):
+        assert images.mean_abs_diff(shown, source) < 6
+
+
 def test_negotiation_serves_animated_avif_then_animated_webp_then_the_still_jpeg(client: Any, services: Any) -> None:
     photo = upload(client, services, gif(moving_frames(), DELAYS))
     negotiated = photo["links"]["negotiated"].replace("{width}", str(SIDE))

@@ -363,7 +363,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                                  "properties": {
                         "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
                         "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
-                        "animated": {"type": "boolean", "description": "An animated GIF or WebP (more than one frame)"},
+                        "animated": {"type": "boolean", "description": "An animated GIF, WebP, APNG or AVIF image sequence (more than one frame)"},
                         "frames": {"type": "integer", "minimum": 1}, "duration_ms": {"type": "integer", "minimum": 0,
                                                                                      "description": "One play, as browsers play it; 0 for a still"},
                         "animation": {"type": "object", "required": ["kept", "reason"], "additionalProperties": False,
