@@ -261,3 +261,36 @@ def test_the_animated_files_of_the_test_data_keep_their_frames(client: Any, serv
         assert sum(d for _, d in played) == photo["original"]["duration_ms"], path.name
         assert images.mean_abs_diff(played[0][0], reference[0]) < 6, path.name
     assert animated >= 4
+
+
+def test_a_changed_webp_setting_re_renders_the_animated_webp_only_and_check_agrees(client: Any, services: Any) -> None:
+    import dataclasses
+
+    from media_pipeline.check import check
+
+    services.settings = services.settings.replace(rendition_keep_seconds=0)
+    photo = upload(client, services, gif(moving_frames(), DELAYS))
+    before = {(r["format"], r["width"], r["animated"]): r["url"] for r in photo["renditions"] if r["aspect"] == "original"}
+    assert check(services).ok
+    formats = tuple(dataclasses.replace(e, quality=60) if e.format == "webp" else e for e in services.preset.formats)
+    services.preset = dataclasses.replace(services.preset, formats=formats)
+    result = service.run_photo(services, photo["id"])
+    assert result.outcome is service.Outcome.DONE and result.bytes_written > 0 and result.bytes_deleted > 0
+    after = {(r["format"], r["width"], r["animated"]): r["url"]
+             for r in client.get(f"/v1/photos/{photo['id']}").get_json()["renditions"] if r["aspect"] == "original"}
+    assert after.keys() == before.keys()
+    for kind, url in after.items():
+        assert (url == before[kind]) == (kind[0] != "webp"), kind  # only the animated WebPs are new
+    assert check(services).ok  # the retired WebPs are gone from storage and catalog alike
+    assert service.process_photo(services, photo["id"]) is service.Outcome.ALREADY_DONE
+
+
+def test_a_deleted_animated_photos_purge_covers_its_poster_urls() -> None:
+    from media_pipeline import purge
+    from media_pipeline.models import Rendition
+
+    moving = Rendition(640, 480, "avif", 9, "renditions/p/m/640.avif", "m", animated=True)
+    poster = Rendition(640, 480, "jpeg", 9, "renditions/p/j/640.jpg", "j")
+    paths = purge.photo_paths("p", [moving, poster])
+    assert {"/i/p/640.avif", "/i/p/640", "/i/p/poster/640.jpg", "/i/p/poster/640", "/i/p/m/640.avif"} <= set(paths)
+    assert not any("/poster/" in p for p in purge.photo_paths("p", [poster]))  # a still photo has no poster URLs
