@@ -84,9 +84,9 @@ def sharp_webp(path: Path, width: int) -> tuple[int, float, bytes] | None:
         return report["bytes"], min(report["seconds"]), out.read_bytes()
 
 
-def files() -> list[Path]:
+def files(folder: Path) -> list[Path]:
     found = []
-    for path in sorted((TESTDATA / "formats").glob("*/*")):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             if probe(path.read_bytes(), 60_000_000).animated:
                 found.append(path)
@@ -95,12 +95,12 @@ def files() -> list[Path]:
     return found
 
 
-def compare_files() -> None:
+def compare_files(folder: Path, peer: bool) -> None:
     settings = Settings.from_env({})
     preset = settings.preset()
     print(f"{'file':28} {'frames':>6} {'source B':>9} | {'ours':>5} {'bytes':>5} {'time':>6} {'score':>5} | peer:  bytes  time  score")
-    totals: dict[str, list[float]] = {}
-    for path in files():
+    rows: list[dict[str, object]] = []  # per file: source format, then (bytes ratio, score) per kind
+    for path in files(folder):
         data = path.read_bytes()
         info = probe(data, settings.max_pixels)
         started = time.perf_counter()
@@ -108,6 +108,7 @@ def compare_files() -> None:
         list(pipeline.iter_renditions(job, preset.eager, release=True))
         still_seconds = time.perf_counter() - started
         reference = source_frames(data, info)
+        row: dict[str, object] = {"gif": info.format.value == "gif"}
         for fmt in animation.ANIMATED_FORMATS:
             enc = preset.encoder(fmt)
             started = time.perf_counter()
@@ -115,26 +116,28 @@ def compare_files() -> None:
             out = next(animation.iter_animated(frames, (frames.width,), (enc,)))
             seconds = time.perf_counter() - started
             score = mean_score(reference, frames.delays, out.data)
-            ratio = len(out.data) / len(data)
-            totals.setdefault(f"{fmt} bytes", []).append(ratio)
-            if info.format.value == "gif":
-                totals.setdefault(f"{fmt} bytes, GIF sources", []).append(ratio)
-            totals.setdefault(f"{fmt} score", []).append(score)
+            row[fmt] = (len(out.data) / len(data), score)
             peer = ""
-            if fmt == "webp" and (found := sharp_webp(path, frames.width)) is not None:
+            if peer and fmt == "webp" and (found := sharp_webp(path, frames.width)) is not None:
                 peer_bytes, peer_seconds, peer_data = found
-                peer_score = mean_score(reference, frames.delays, peer_data)
-                totals.setdefault("sharp webp bytes", []).append(peer_bytes / len(data))
-                totals.setdefault("sharp webp score", []).append(peer_score)
-                peer = f"{peer_bytes / len(data):6.2f}x {peer_seconds * 1000:5.0f}ms {peer_score:5.1f}"
-            print(f"{path.name:28} {info.frames:6d} {len(data):9d} | {fmt:>5} {ratio:4.2f}x {seconds / still_seconds:5.2f}x "
+                row["sharp"] = (peer_bytes / len(data), mean_score(reference, frames.delays, peer_data))
+                peer = f"{peer_bytes / len(data):6.2f}x {peer_seconds * 1000:5.0f}ms {row['sharp'][1]:5.1f}"  # type: ignore[index]
+            print(f"{path.name:28} {info.frames:6d} {len(data):9d} | {fmt:>5} {row[fmt][0]:4.2f}x {seconds / still_seconds:5.2f}x "  # type: ignore[index]
                   f"{score:5.1f} | {peer}   ({seconds * 1000:.0f} ms; still pipeline {still_seconds * 1000:.0f} ms)")
+        rows.append(row)
     print()
-    for name, values in totals.items():
-        if "bytes" in name:  # ratios: their geometric mean, the median too (one tiny GIF weighs as much as a large one)
-            print(f"{name}: geometric mean {np.exp(np.mean(np.log(values))):.2f}x of the source, median {np.median(values):.2f}x")
-        else:
-            print(f"mean {name}: {np.mean(values):.1f}")
+    # Bytes ratios by their geometric mean and median (one tiny GIF weighs as much as a large one);
+    # every comparison over the same files.
+    for label, chosen in (("all files", rows), ("GIF sources", [r for r in rows if r["gif"]]),
+                          ("files sharp read", [r for r in rows if "sharp" in r])):
+        parts = []
+        for kind in ("avif", "webp", "sharp"):
+            pairs = [r[kind] for r in chosen if kind in r]
+            if len(pairs) == len(chosen) and pairs:
+                ratios = np.array([b for b, _ in pairs])  # type: ignore[misc]
+                parts.append(f"{kind} {np.exp(np.log(ratios).mean()):.2f}x (median {np.median(ratios):.2f}x), "
+                             f"score {np.mean([sc for _, sc in pairs]):.1f}")  # type: ignore[misc]
+        print(f"{label} ({len(chosen)}): " + "; ".join(parts))
 
 
 _CHILD = r"""
@@ -192,11 +195,13 @@ def measure_limits() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limits", action="store_true", help="memory and time by animation size, not the test files")
+    parser.add_argument("folder", nargs="?", type=Path, default=TESTDATA / "formats", help="where the animated files are")
+    parser.add_argument("--limits", action="store_true", help="memory and time by animation size, not the files")
+    parser.add_argument("--no-sharp", action="store_true", help="without the peer")
     args = parser.parse_args()
     vips.configure()
     pyvips.concurrency_set(1)
-    measure_limits() if args.limits else compare_files()
+    measure_limits() if args.limits else compare_files(args.folder, peer=not args.no_sharp)
 
 
 if __name__ == "__main__":

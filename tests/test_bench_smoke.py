@@ -52,3 +52,14 @@ def test_crops_bench_runs(tmp_path: Path) -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| ours |", "| centre |", "| attention |"))]
     assert len(rows) == 3 and all(row.count("%") == 4 for row in rows)
     assert "user focal point honoured: 16/16" in done.stdout
+
+
+def test_animation_bench_runs(tmp_path: Path) -> None:
+    from tests.test_animation import DELAYS, gif, moving_frames
+
+    (tmp_path / "moving.gif").write_bytes(gif(moving_frames(side=96), DELAYS))
+    (tmp_path / "still.jpg").write_bytes(images.jpeg(images.natural(64, 48)))  # not an animation: left out
+    done = subprocess.run([sys.executable, "bench/animation.py", str(tmp_path), "--no-sharp"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "moving.gif" in done.stdout and "still.jpg" not in done.stdout and "all files (1)" in done.stdout
