@@ -79,6 +79,8 @@ def sharp_webp(path: Path, width: int) -> tuple[int, float, bytes] | None:
         out = Path(tmp) / "sharp.webp"
         done = subprocess.run(["node", str(PEERS / "animated.mjs"), str(path), str(out), str(width), "3"], capture_output=True, text=True)
         if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if "Error" in line] or [f"exit {done.returncode}"]
+            print(f"sharp failed on {path.name}: {errors[0].strip()}", file=sys.stderr)
             return None
         report = json.loads(done.stdout.splitlines()[-1])
         return report["bytes"], min(report["seconds"]), out.read_bytes()
@@ -95,7 +97,7 @@ def files(folder: Path) -> list[Path]:
     return found
 
 
-def compare_files(folder: Path, peer: bool) -> None:
+def compare_files(folder: Path, with_sharp: bool) -> None:
     settings = Settings.from_env({})
     preset = settings.preset()
     print(f"{'file':28} {'frames':>6} {'source B':>9} | {'ours':>5} {'bytes':>5} {'time':>6} {'score':>5} | peer:  bytes  time  score")
@@ -118,7 +120,7 @@ def compare_files(folder: Path, peer: bool) -> None:
             score = mean_score(reference, frames.delays, out.data)
             row[fmt] = (len(out.data) / len(data), score)
             peer = ""
-            if peer and fmt == "webp" and (found := sharp_webp(path, frames.width)) is not None:
+            if with_sharp and fmt == "webp" and (found := sharp_webp(path, frames.width)) is not None:
                 peer_bytes, peer_seconds, peer_data = found
                 row["sharp"] = (peer_bytes / len(data), mean_score(reference, frames.delays, peer_data))
                 peer = f"{peer_bytes / len(data):6.2f}x {peer_seconds * 1000:5.0f}ms {row['sharp'][1]:5.1f}"  # type: ignore[index]
@@ -201,7 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     vips.configure()
     pyvips.concurrency_set(1)
-    measure_limits() if args.limits else compare_files(args.folder, peer=not args.no_sharp)
+    measure_limits() if args.limits else compare_files(args.folder, with_sharp=not args.no_sharp)
 
 
 if __name__ == "__main__":
