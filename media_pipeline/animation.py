@@ -142,11 +142,16 @@ def _pillow_roll(data: bytes | memoryview, info: ImageInfo) -> pyvips.Image:
     reads neither as frames), stacked into one RGBA roll written frame by frame."""
     try:
         with Image.open(io.BytesIO(bytes(data)), formats=[_PILLOW_FORMATS[info.format]]) as picture:
-            if getattr(picture, "n_frames", 1) != info.frames or picture.size != (info.width, info.height):
+            # Pillow counts an APNG's default image as a frame even when it is not one of the
+            # animation's (its first fcTL comes after the IDAT): that picture is skipped.
+            skip = getattr(picture, "n_frames", 1) - info.frames
+            if skip not in ((0, 1) if info.format is ImageFormat.PNG else (0,)) or picture.size != (info.width, info.height):
                 raise CorruptImage(f"the {info.format.value} holds another animation than its header declares")
             roll = np.empty((info.frames * info.height, info.width, 4), dtype=np.uint8)
             for index, frame in enumerate(ImageSequence.Iterator(picture)):
-                roll[index * info.height : (index + 1) * info.height] = np.asarray(frame.convert("RGBA"))
+                if index >= skip:
+                    row = (index - skip) * info.height
+                    roll[row : row + info.height] = np.asarray(frame.convert("RGBA"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CorruptImage(f"cannot decode the {info.format.value} animation: {exc}") from exc
     return pyvips.Image.new_from_array(roll, interpretation="srgb")

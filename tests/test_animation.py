@@ -136,6 +136,17 @@ def test_an_apng_gets_animated_renditions_with_its_frames_and_delays(client: Any
             assert images.mean_abs_diff(shown, source) < 4, rendition
     jpeg = next(r for r in whole(photo) if r["format"] == "jpeg")
     assert images.mean_abs_diff(images.decode(client.get(jpeg["url"]).data), frames[0]) < 4  # the poster
+    # An APNG whose default image is not one of its frames: the animation is the frames after it.
+    out = io.BytesIO()
+    pictures = [Image.fromarray(f) for f in frames]
+    pictures[0].save(out, "PNG", save_all=True, append_images=pictures[1:], duration=DELAYS[1:], default_image=True)
+    photo = upload(client, services, out.getvalue())
+    assert photo["original"]["frames"] == FRAMES - 1
+    webp = next(r for r in whole(photo) if r["animated"] and r["format"] == "webp")
+    played = pillow_frames(client.get(webp["url"]).data)
+    assert [d for _, d in played] == DELAYS[1:]
+    for (shown, _), source in zip(played, frames[1:]):
+        assert images.mean_abs_diff(shown, source) < 4
     # A plain PNG is a still.
     assert upload(client, services, images.png(frames[0]))["original"]["animated"] is False
 
