@@ -58,6 +58,8 @@ class Settings:
     broker_url: str = _setting("filesystem://", "MP_BROKER_URL", "Celery broker: `filesystem://` (folder `<data_dir>/broker`), `redis://…` or `amqp://…`.")
     max_upload_bytes: int = _setting(40_000_000, "MP_MAX_UPLOAD_BYTES", "Largest accepted upload in bytes, enforced while streaming.")
     max_pixels: int = _setting(50_000_000, "MP_MAX_PIXELS", "Largest accepted image in pixels (width x height of one frame), read from the header.")
+    max_animation_pixels: int = _setting(25_000_000, "MP_MAX_ANIMATION_PIXELS", "Largest animation rendered moving, in frames x pixels of one frame, read from the header; a larger one gets still renditions of its first frame (docs/pipeline.md, Animation).")
+    max_frames: int = _setting(1000, "MP_MAX_FRAMES", "Most frames an animation rendered moving may have; one with more gets still renditions of its first frame.")
     public_base_url: str = _setting("", "MP_PUBLIC_BASE_URL", "Prefix for rendition URLs in API answers, e.g. `https://cdn.example.com`; empty gives relative URLs.")
     signing_keys: str = _setting("", "MP_SIGNING_KEYS", "Comma-separated secrets (16+ characters) for signed on-demand rendition URLs; the first signs, all verify. Empty disables on-demand renditions.")
     ondemand_widths: str = _setting("160,240,320,480,640,750,828,1080,1200,1440,1600,1920,2160", "MP_ONDEMAND_WIDTHS", "Widths an on-demand request may produce; other widths snap up to the next one.")
@@ -233,7 +235,7 @@ class Settings:
         broker = urlparse(self.broker_url).scheme
         if broker not in ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory"):
             problems.append(f"MP_BROKER_URL scheme {broker!r} is not filesystem, redis or amqp")
-        for name in ("max_upload_bytes", "max_pixels", "stable_max_age", "presign_seconds", "task_soft_time_limit", "task_time_limit", "port", "api_workers", "api_threads", "vips_concurrency", "stuck_after_seconds", "max_attempts"):
+        for name in ("max_upload_bytes", "max_pixels", "max_animation_pixels", "max_frames", "stable_max_age", "presign_seconds", "task_soft_time_limit", "task_time_limit", "port", "api_workers", "api_threads", "vips_concurrency", "stuck_after_seconds", "max_attempts"):
             if getattr(self, name) <= 0:
                 problems.append(f"{_env(name)} must be positive")
         if self.task_time_limit <= self.task_soft_time_limit:

@@ -4,12 +4,13 @@ commands that move the catalog or storage are in ``cli_moves``."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from config.settings import ConfigError, Settings, settings_table
 from media_pipeline import cli_moves as moves
@@ -244,8 +245,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _animated(data: bytes, info: Any, widths: tuple[int, ...], encoders: tuple[Any, ...]) -> Iterator[Any]:
+    """The animated renditions, lazily: the frames are decoded only once the stills are done."""
+    from media_pipeline import animation
+
+    yield from animation.iter_animated(animation.decode_frames(data, info), widths, encoders)
+
+
 def _render(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline import pipeline, vips
+    from media_pipeline import animated_renditions, animation, pipeline, vips
     from media_pipeline.errors import MediaPipelineError
     from media_pipeline.metadata import extract_metadata
 
@@ -263,13 +271,23 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
             meta = extract_metadata(job.info)
             print(f"{path}: {job.info.format.value} {job.info.width}x{job.info.height} orientation={meta.orientation} "
                   f"profile={meta.color_profile} decode+resize {prepare_ms:.0f} ms")
+            moving = animated_renditions.animation_of(settings, job.info)
+            if moving.animated:
+                print(f"  animation: {moving.frames} frames, {moving.duration_ms} ms, "
+                      + ("kept" if moving.kept else f"stills only ({moving.dropped})"))
             total = prepare_ms
             t = time.perf_counter()
-            for rendition in pipeline.iter_renditions(job, preset.eager, release=True):
+            renditions = pipeline.iter_renditions(job, preset.eager, release=True)
+            if moving.kept:  # after the stills, as the worker does; its frames are decoded in the first step
+                encoders = tuple(e for fmt in animation.ANIMATED_FORMATS if (e := preset.encoder(fmt)) is not None)
+                renditions = itertools.chain(renditions, _animated(data, job.info, job.widths, encoders))
+            for rendition in renditions:
                 ms = (time.perf_counter() - t) * 1000
                 total += ms
-                (out_dir / f"{rendition.width}.{rendition.extension}").write_bytes(rendition.data)
-                print(f"  {rendition.width:5d} {rendition.format:5s} {len(rendition.data):9d} bytes {ms:8.1f} ms")
+                name = f"{rendition.width}{'.animated' if rendition.animated else ''}.{rendition.extension}"
+                (out_dir / name).write_bytes(rendition.data)
+                print(f"  {rendition.width:5d} {rendition.format:5s} {'animated' if rendition.animated else 'still':8s} "
+                      f"{len(rendition.data):9d} bytes {ms:8.1f} ms")
                 t = time.perf_counter()
             print(f"  total {total:.0f} ms")
         except MediaPipelineError as exc:

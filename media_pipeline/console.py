@@ -22,7 +22,10 @@ KINDS: dict[str, str] = {
     # Either side of a duplicate pair; both lookups are on an index of photo_duplicates.
     "duplicate": "(EXISTS (SELECT 1 FROM photo_duplicates d WHERE d.photo_id = p.id) "
                  "OR EXISTS (SELECT 1 FROM photo_duplicates d WHERE d.other_id = p.id))",
-    # When photos get `animated` and `hdr` columns: "animated": "p.animated = 1", "hdr": "p.hdr = 1".
+    # An animation kept as one (renditions with every frame).
+    "animated": "(p.original_animated = 1 AND p.animation_dropped IS NULL)",
+    # Photos hidden on their own or whose owner opted out (visibility.py).
+    "hidden": "(p.hidden = 1 OR EXISTS (SELECT 1 FROM owner_visibility v WHERE v.owner = p.owner AND v.visible = 0))",
 }
 MAX_PAGE = 200
 

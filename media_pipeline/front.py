@@ -38,7 +38,8 @@ CACHE_ZONE = "media_pipeline"
 _ID = "[0-9a-z]{26}"
 _EXT = "|".join(EXTENSION_FORMATS)
 IMMUTABLE_PATH = rf"^/i/(?<photo>{_ID})/(?<spec>[0-9a-z]{{1,64}})/(?<name>[0-9]{{1,5}}\.(?:{_EXT}))$"
-NEGOTIATED_PATH = rf"^/i/{_ID}/[0-9]{{1,5}}$"
+# Negotiated: the whole picture's, a crop's (/i/<id>/4x5/640) and an animated photo's poster's.
+NEGOTIATED_PATH = rf"^/i/{_ID}/(?:poster/|[1-9][0-9]?x[1-9][0-9]?/)?[0-9]{{1,5}}$"
 # The Accept header sent upstream for each class of the cache key, so that the app's choice
 # matches the key: a client accepting AVIF is taken to accept WebP too (every browser that does).
 PROXY_HEADERS = [
@@ -194,7 +195,7 @@ def _cache_http(front: Front) -> list[str]:
         "",
         f"proxy_cache_path {front.cache_dir} levels=1:2 keys_zone={CACHE_ZONE}:16m max_size={front.cache_max_size}",
         "                 inactive=7d use_temp_path=off;",
-        "# Negotiated URLs (/i/<id>/<width>): the cache key and the Accept sent upstream are one of",
+        "# Negotiated URLs (/i/<id>/<width>, and a crop's or a poster's): the cache key and the Accept sent upstream are one of",
         "# three classes, so the cache holds three variants, not one per browser's Accept string.",
         "map $uri $mp_negotiated {",
         f'    "~{NEGOTIATED_PATH}" 1;',

@@ -25,6 +25,15 @@ class ImageFormat(str, Enum):
 OUTPUT_CONTENT_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg"}
 OUTPUT_EXTENSIONS = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}
 EXTENSION_FORMATS = {ext: fmt for fmt, ext in OUTPUT_EXTENSIONS.items()}
+# The URL segment of an animated photo's still (/i/<id>/poster/<w>.<ext>): never a spec (a hex
+# hash) nor an aspect (A x B).
+POSTER_SEGMENT = "poster"
+
+
+# Formats whose extra pages are frames of an animation (a multi-page TIFF or HEIC is not one). A PNG
+# is animated when it is an APNG, an AVIF when it is an image sequence (not a collection of items):
+# probe counts their frames from the container (animation_header.py).
+ANIMATABLE_FORMATS = frozenset({ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG, ImageFormat.AVIF})
 
 
 class PhotoStatus(str, Enum):
@@ -124,10 +133,24 @@ class ImageInfo:
     has_alpha: bool = False
     exif: bytes | None = field(default=None, repr=False)
     icc_profile: bytes | None = field(default=None, repr=False)
+    delays: tuple[int, ...] = field(default=(), repr=False)  # per frame, ms, as the header says
+    loop: int = 0  # times an animation plays; 0 forever
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def animated(self) -> bool:
+        return self.pages > 1 and self.format in ANIMATABLE_FORMATS
+
+    @property
+    def frames(self) -> int:
+        return self.pages if self.animated else 1
+
+    @property
+    def duration_ms(self) -> int:
+        return sum(self.delays) if self.animated else 0
 
     @property
     def applies_exif_orientation(self) -> bool:
@@ -183,6 +206,7 @@ class EncodedRendition(_OutputFormat):
     quality: int | None = None  # the encoder quality used
     score: float | None = None  # SSIMULACRA2 the quality search reached (auto quality only)
     aspect: str = "original"  # or "A:B" for a crop
+    animated: bool = False  # every frame, not the still poster
 
 
 @dataclass(frozen=True)
@@ -198,6 +222,7 @@ class Rendition:
     quality: int | None = None  # encoder quality; None for renditions made before it was recorded
     score: float | None = None  # SSIMULACRA2 the quality search reached; None for a fixed quality
     aspect: str = "original"  # or "A:B" for a crop around the subject
+    animated: bool = False  # every frame of an animated original; False for stills and posters
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -210,8 +235,29 @@ class RenditionLookup:
     renditions: tuple[Rendition, ...]
     owner: str | None = None  # for the cache tags on the answer
 
-    def find(self, fmt: str) -> Rendition | None:
-        return next((r for r in self.renditions if r.format == fmt), None)
+    def find(self, fmt: str, animated: bool | None = None) -> Rendition | None:
+        """The rendition in ``fmt``: with ``animated`` None, the animated one where there is one
+        (an animated photo is shown moving wherever the format can), else the still."""
+        matching = [r for r in self.renditions if r.format == fmt and (animated is None or r.animated == animated)]
+        return max(matching, key=lambda r: r.animated, default=None)
+
+
+@dataclass(frozen=True)
+class Animation:
+    """What the original's header says about its frames, and whether its renditions move.
+    ``dropped``: why they are stills only (a limit it passes), None when kept or not animated."""
+
+    frames: int = 1
+    duration_ms: int = 0
+    dropped: str | None = None
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1
+
+    @property
+    def kept(self) -> bool:
+        return self.animated and self.dropped is None
 
 
 @dataclass(frozen=True)
@@ -350,6 +396,7 @@ class Photo:
     def visible(self) -> bool:
         """Whether its image URLs answer: neither the photo nor its owner is hidden."""
         return not (self.hidden or self.owner_hidden)
+    animation: Animation = Animation()  # a still unless the original is an animation
 
     @property
     def focus(self) -> Focus | None:

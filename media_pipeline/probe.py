@@ -5,9 +5,13 @@ from __future__ import annotations
 import pyvips
 
 from media_pipeline import vips
+from media_pipeline.animation_header import apng_timing, avif_sequence_timing
 from media_pipeline.errors import CorruptImage, ImageTooLarge
 from media_pipeline.models import ImageFormat, ImageInfo
 from media_pipeline.sniff import sniff
+
+
+_TIMING_FROM_CONTAINER = {ImageFormat.PNG: apng_timing, ImageFormat.AVIF: avif_sequence_timing}
 
 
 def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
@@ -24,6 +28,13 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         exif = header.get("exif-data") if header.get_typeof("exif-data") else None
         icc = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
         has_alpha = header.hasalpha()
+        # An animation's frame count, delays and loop are in the header (the GIF and WebP loaders
+        # walk the frame headers, not their pixels): the animation limits are checked on them.
+        delays = tuple(int(d) for d in header.get("delay")) if pages > 1 and header.get_typeof("delay") else ()
+        loop = int(header.get("loop")) if header.get_typeof("loop") else 0
+        if fmt in _TIMING_FROM_CONTAINER:  # libvips reads an APNG or an AVIF sequence as one picture
+            timing = _TIMING_FROM_CONTAINER[fmt](data)
+            pages, delays, loop = (timing.frames, timing.delays, timing.loop) if timing else (1, (), 0)
     except pyvips.Error as exc:
         raise CorruptImage(f"cannot read the {fmt.value} header: {_first_line(exc)}") from exc
     if width <= 0 or height <= 0:
@@ -43,6 +54,8 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         has_alpha=bool(has_alpha),
         exif=exif,
         icc_profile=icc,
+        delays=delays,
+        loop=max(0, loop),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from media_pipeline.crops import aspect_path
-from media_pipeline.models import OUTPUT_EXTENSIONS, Rendition
+from media_pipeline.models import OUTPUT_EXTENSIONS, POSTER_SEGMENT, Rendition
 from media_pipeline.signing import signed_path
 
 
@@ -37,6 +37,8 @@ def photo_paths(photo_id: str, renditions: Iterable[Rendition], signing_keys: Se
     configured key (an on-demand request's URL). A stable URL asked for at a width that snapped
     to this one is not among them: it stays in a cache until its (stable, short) max-age ends."""
     paths: list[str] = []
+    renditions = list(renditions)
+    moving = any(r.animated for r in renditions)
     for r in renditions:
         # A crop's stable and negotiated URLs carry its aspect as a segment: /i/<id>/4x5/640.
         base = f"/i/{photo_id}" if r.aspect == "original" else f"/i/{photo_id}/{aspect_path(r.aspect)}"
@@ -44,4 +46,6 @@ def photo_paths(photo_id: str, renditions: Iterable[Rendition], signing_keys: Se
         negotiated = f"{base}/{r.width}"
         paths += [f"/i/{photo_id}/{r.spec}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}", stable, negotiated]
         paths += [signed_path(p, key) for key in signing_keys for p in (stable, negotiated)]
+        if moving and r.aspect == "original" and not r.animated:  # an animated photo's still: /i/<id>/poster/640.jpg
+            paths += [f"/i/{photo_id}/{POSTER_SEGMENT}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}", f"/i/{photo_id}/{POSTER_SEGMENT}/{r.width}"]
     return list(dict.fromkeys(paths))

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from media_pipeline import crop_renditions, pipeline, service
+from media_pipeline import animated_renditions, crop_renditions, pipeline, service
 from media_pipeline.errors import MediaError, ObjectNotFound
 from media_pipeline.models import JobReport, Photo, PhotoStatus, ReprocessJob, Selection
 from media_pipeline.probe import probe
@@ -116,7 +116,7 @@ def import_original(services: Services, key: str) -> str | None:
     services.catalog.add_photo(Photo(
         id=photo_id, status=PhotoStatus.QUEUED, owner=None, sha256=hashlib.sha256(data).hexdigest(), original_key=target,
         original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
-        original_bytes=len(data), created_at=now, updated_at=now,
+        original_bytes=len(data), created_at=now, updated_at=now, animation=animated_renditions.animation_of(services.settings, info),
     ))
     return photo_id
 
@@ -210,6 +210,7 @@ def estimate(services: Services, selection: Selection, workers: int, sample_size
         wanted = {(enc.spec, w, enc.format) for w in pipeline.rendition_widths(preset.widths, photo.original_width) for enc in preset.eager}
         if photo.focus is not None:  # crops around the stored focus; a photo without one renders anyway
             wanted |= {c.identity for c in crop_renditions.wanted_crops(preset, (photo.original_width, photo.original_height), photo.focus)}
+        wanted |= {a.identity for a in animated_renditions.wanted_animations(preset, photo)}
         full += len(wanted)
         missing += [(fmt, w) for _, w, fmt in wanted - exists]
         retire += len(have - wanted)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import crop_renditions, duplicates, metrics, moderation, pipeline, vips, visibility
+from media_pipeline import animated_renditions, crop_renditions, duplicates, metrics, moderation, pipeline, vips, visibility
 from media_pipeline.blocklists import Blocklists
 from media_pipeline.validation import HttpValidator, Validator
 from media_pipeline.catalog import Catalog, make_catalog
@@ -184,6 +184,7 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None, client:
         original_bytes=upload.size,
         created_at=now,
         updated_at=now,
+        animation=animated_renditions.animation_of(services.settings, info),
     )
     try:
         if client is not None:  # before the photo: none of its events can be written without it
@@ -275,7 +276,8 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     photo = services.catalog.get_photo(photo_id)
     if photo is None:
         return ProcessResult(Outcome.MISSING)
-    if photo.status is PhotoStatus.READY and photo.preset_version == preset.version and crop_renditions.crops_current(preset, photo):
+    if (photo.status is PhotoStatus.READY and photo.preset_version == preset.version and crop_renditions.crops_current(preset, photo)
+            and animated_renditions.animations_current(preset, photo)):
         # A worker that died between completing and cleaning up left retirees behind: finish its job.
         _, deleted = cleanup_retired(services, photo_id)
         return ProcessResult(Outcome.ALREADY_DONE, bytes_deleted=deleted)
@@ -298,8 +300,9 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     upright = (photo.original_width, photo.original_height)
     computed_focus = photo.computed_focus  # found once; a stored one keeps the crops' keys
     crops_wanted = crop_renditions.wanted_crops(preset, upright, photo.focus) if photo.focus else []
+    animations_wanted = animated_renditions.wanted_animations(preset, photo)
     rendered: dict[tuple[str, int, str], Rendition] = {}
-    if (missing or any(w.identity not in existing for w in crops_wanted) or computed_focus is None
+    if (missing or any(w.identity not in existing for w in [*crops_wanted, *animations_wanted]) or computed_focus is None
             or metadata is None or placeholder is None or hashes is None or photo.hash_quality is None):
         try:
             with metrics.step("fetch_original"):
@@ -339,11 +342,14 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                 rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec,
                                       encoded.quality, encoded.score)
                 rendered[rendition.identity] = rendition
+            # Last: the frames are decoded once the still levels are let go.
+            for rendition in animated_renditions.render_animations(services, photo_id, data, job.info, animations_wanted, set(existing)):
+                rendered[rendition.identity] = rendition
         except MediaError as exc:
             fail_photo(services, photo_id, exc.code, exc.message)
             log.info("photo failed", extra={"photo_id": photo_id, "code": exc.code})
             return ProcessResult(Outcome.FAILED, exc.code)
-    identities = [(enc.spec, w, enc.format) for w, enc in wanted] + [w.identity for w in crops_wanted]
+    identities = [(enc.spec, w, enc.format) for w, enc in wanted] + [w.identity for w in [*crops_wanted, *animations_wanted]]
     current = [rendered.get(ident) or existing[ident] for ident in identities]
     # Only a full render says how long a photo takes; a partial diff would skew the estimates.
     seconds = time.monotonic() - started if len(rendered) == len(identities) else None

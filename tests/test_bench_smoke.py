@@ -77,3 +77,14 @@ def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
     assert len(rows) == 12 and len(fronts) == 4, done.stdout
     assert all(row[9].strip() == "0" for row in fronts), done.stdout
     assert "renditions made: 2" in done.stdout
+
+
+def test_animation_bench_runs(tmp_path: Path) -> None:
+    from tests.test_animation import DELAYS, gif, moving_frames
+
+    (tmp_path / "moving.gif").write_bytes(gif(moving_frames(side=96), DELAYS))
+    (tmp_path / "still.jpg").write_bytes(images.jpeg(images.natural(64, 48)))  # not an animation: left out
+    done = subprocess.run([sys.executable, "bench/animation.py", str(tmp_path), "--no-sharp"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "moving.gif" in done.stdout and "still.jpg" not in done.stdout and "all files (1)" in done.stdout

@@ -3,6 +3,7 @@ revalidations without the app, the app answers everything else, deleted photos a
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from PIL import Image, ImageSequence
 
 from media_pipeline import cli, front, nginx, service, signing
 from tests import images
@@ -200,6 +202,28 @@ def test_the_s3_front_caches_and_a_deleted_photo_leaves_its_cache_and_the_cdn(s3
         assert gone.status_code == 404 and gone.headers["Cache-Control"] == "no-store", url
     assert hook.arrived.wait(30)
     assert json.loads(hook.received[0][1])["tags"] == [f"photo-{pid}", "owner-ann"]
+
+
+def test_an_animated_photos_negotiated_and_poster_urls_are_cached_per_accept_class(s3_front: Any) -> None:
+    """Animated AVIF, animated WebP and the still JPEG from one negotiated URL, and the poster's
+    negotiated URL (and a crop's), each cached once per Accept class, not once for every client."""
+    from tests.test_animation import DELAYS, gif, moving_frames
+
+    client, services, calls, _ = s3_front
+    pid = client.post("/v1/photos", data=gif(moving_frames(), DELAYS)).get_json()["id"]
+    assert service.process_photo(services, pid) is service.Outcome.DONE
+    classes = [("image/avif,image/webp,*/*", "image/avif"), ("image/webp,*/*", "image/webp"), ("*/*", "image/jpeg")]
+    for path in (f"/i/{pid}/320", f"/i/{pid}/poster/320", f"/i/{pid}/1x1/320"):
+        for _ in range(2):  # a miss, then a hit of the same class
+            for accept, expected in classes:
+                got = client.get(path, headers={"Accept": accept})
+                wanted = "image/jpeg" if expected == "image/webp" and path != f"/i/{pid}/320" else expected  # stills: no WebP eager
+                assert got.status_code == 200 and got.headers["Content-Type"] == wanted, (path, accept)
+    frames = [len(list(ImageSequence.Iterator(Image.open(io.BytesIO(client.get(f"/i/{pid}/320", headers={"Accept": a}).data)))))
+              for a, _ in classes]
+    assert frames == [len(DELAYS), len(DELAYS), 1]
+    assert client.delete(f"/v1/photos/{pid}").status_code == 204
+    assert client.get(f"/i/{pid}/poster/320", headers={"Accept": "*/*"}).status_code == 404  # purged from the cache
 
 
 def test_concurrent_first_requests_through_the_s3_front_reach_the_app_once(s3_front: Any) -> None:

@@ -121,7 +121,7 @@ def assert_next_upload_works(client: Any, services: Any) -> None:
 _ISOLATED = r"""
 import json, sys, time
 from config.settings import Settings
-from media_pipeline import pipeline
+from media_pipeline import animated_renditions, animation, pipeline
 from media_pipeline.errors import MediaPipelineError
 settings = Settings.from_env({})
 data = sys.stdin.buffer.read()
@@ -130,8 +130,13 @@ try:
     job = pipeline.prepare(data, settings.preset(), settings.max_pixels)
     pipeline.describe(job, settings.preset())
     pipeline.identify(job)
-    sizes = [len(r.data) for r in pipeline.iter_renditions(job, settings.preset().eager)]
+    sizes = [len(r.data) for r in pipeline.iter_renditions(job, settings.preset().eager, release=True)]
     outcome = "rendered"
+    if animated_renditions.animation_of(settings, job.info).kept:  # then every frame, as the worker does
+        frames = animation.decode_frames(data, job.info)
+        encoders = tuple(settings.preset().encoder(f) for f in animation.ANIMATED_FORMATS)
+        sizes += [len(r.data) for r in animation.iter_animated(frames, job.widths, encoders)]
+        outcome = "animated"
 except MediaPipelineError as exc:
     outcome = exc.code
 seconds = time.monotonic() - started
@@ -158,10 +163,34 @@ def test_a_ten_thousand_frame_gif_renders_its_first_frame_within_bounds(client: 
     data = gif_with_frames(10_000)
     status, photo = upload_and_process(client, services, data)
     assert status == 202 and photo["status"] == "ready", photo
-    first = images.decode(rendition_bodies(client, photo)[0])
-    assert (first.get("n-pages") if first.get_typeof("n-pages") else 1) == 1  # a still, not 10,000 frames
-    assert (first.width, first.height) == (16, 16)
+    assert photo["original"]["animation"] == {"kept": False, "reason": "too_many_frames"}  # MP_MAX_FRAMES
+    for body in rendition_bodies(client, photo):
+        first = images.decode(body)
+        assert (first.get("n-pages") if first.get_typeof("n-pages") else 1) == 1  # a still, not 10,000 frames
+        assert (first.width, first.height) == (16, 16)
     assert assert_bounded(data)["outcome"] == "rendered"
+    assert_next_upload_works(client, services)
+
+
+def test_an_animation_at_the_frame_limit_renders_moving_within_bounds(client: Any, services: Any) -> None:
+    data = gif_with_frames(services.settings.max_frames, size=48)
+    status, photo = upload_and_process(client, services, data)
+    assert status == 202 and photo["status"] == "ready", photo
+    assert photo["original"]["animation"]["kept"] and any(r["animated"] for r in photo["renditions"])
+    assert assert_bounded(data)["outcome"] == "animated"
+    assert_next_upload_works(client, services)
+
+
+def test_a_gif_whose_canvas_times_frames_passes_the_animation_limit_stays_still_and_bounded(client: Any, services: Any) -> None:
+    """A tiny file whose logical screen is large: 200 frames of a 1-pixel patch on a 2000 x 2000
+    canvas are 800 megapixels once composited, from a few kilobytes."""
+    data = bytearray(gif_with_frames(200, size=16))
+    data[6:10] = struct.pack("<HH", 2000, 2000)  # the logical screen; the frames stay 16 x 16
+    status, photo = upload_and_process(client, services, bytes(data))
+    assert status == 202 and photo["status"] == "ready", photo
+    assert photo["original"]["animation"] == {"kept": False, "reason": "too_many_animation_pixels"}
+    assert not any(r["animated"] for r in photo["renditions"])
+    assert assert_bounded(bytes(data))["outcome"] == "rendered"
     assert_next_upload_works(client, services)
 
 

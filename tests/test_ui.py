@@ -135,3 +135,23 @@ def test_upload_and_inspect_a_photo(live_server: str, browser: Any, tmp_path: Pa
     page.click("#upload")
     page.wait_for_selector("#status[data-status=error]", timeout=20_000)
     assert "415 unsupported_format" in page.inner_text("#status")
+
+
+def test_an_animated_gif_shows_its_frames_and_its_animated_renditions(live_server: str, browser: Any, tmp_path: Path) -> None:
+    from tests.test_animation import DELAYS, gif, moving_frames
+
+    animated = tmp_path / "moving.gif"
+    animated.write_bytes(gif(moving_frames(), DELAYS))
+    page = browser.new_page(viewport={"width": 1100, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server}/ui")
+    page.set_input_files("#file", str(animated))
+    page.click("#upload")
+    page.wait_for_selector("#status[data-status=ready]", timeout=60_000)
+    page.wait_for_selector("#preview-img[data-loaded=true]", timeout=20_000)
+    assert f"{len(DELAYS)} frames, {sum(DELAYS)} ms: animated renditions" in page.inner_text("#metadata")
+    rows = [cell.split("\t") for cell in page.locator("#renditions tbody tr").all_inner_texts()]
+    assert {(r[3], r[4]) for r in rows if r[0] == "original"} >= {("avif", "animated"), ("webp", "animated"), ("jpeg", "still")}
+    assert page.eval_on_selector("#preview-img", "img => img.currentSrc").endswith(".avif")  # the animation's srcset
+    assert errors == []

@@ -12,6 +12,7 @@ from media_pipeline.catalog.database import Cursor, SqlDatabase, dump_json
 from media_pipeline.catalog.duplicates import load_duplicates, load_hash_quality
 from media_pipeline.catalog.events import record_event
 from media_pipeline.models import (
+    Animation,
     Focus,
     Hashes,
     Photo,
@@ -30,10 +31,11 @@ _PHOTO_COLUMNS = (
 )
 _FOCUS_COLUMNS = "focus, user_focal_point, external_id"
 _VISIBILITY_COLUMNS = "hidden"
-_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
+_ANIMATION_COLUMNS = "original_animated, original_frames, original_duration_ms, animation_dropped"
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, animated"
 
 
-_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id) VALUES ({', '.join('?' * 18)})"
+_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, {_ANIMATION_COLUMNS}) VALUES ({', '.join('?' * 22)})"
 
 
 def _photo_row(photo: Photo) -> tuple[Any, ...]:
@@ -44,6 +46,7 @@ def _photo_row(photo: Photo) -> tuple[Any, ...]:
         dump_json(photo.metadata.to_dict() if photo.metadata else None),
         dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
         photo.external_id,
+        int(photo.animation.animated), photo.animation.frames, photo.animation.duration_ms, photo.animation.dropped,
     )
 
 
@@ -67,7 +70,7 @@ class PhotoStore(SqlDatabase):
             return self._load(cur, photo_id)
 
     def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
-        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS}, {_ANIMATION_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             return None
         row = rows[0]
@@ -99,6 +102,7 @@ class PhotoStore(SqlDatabase):
             external_id=row[19],
             hidden=bool(row[20]),
             owner_hidden=row[1] is not None and _owner_hidden(cur, row[1]),
+            animation=Animation(frames=int(row[22]), duration_ms=int(row[23]), dropped=row[24]) if row[21] else Animation(),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -145,11 +149,12 @@ class PhotoStore(SqlDatabase):
                 "UPDATE renditions SET current = 0, retired_at = ? WHERE photo_id = ? AND current = 1", (now, photo_id)
             )
             cur.executemany(
-                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, "
+                "animated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
                 "height = excluded.height, bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, "
                 "score = excluded.score, current = 1, retired_at = NULL",
-                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect) for r in renditions],
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect, int(r.animated))
+                 for r in renditions],
             )
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.executemany(
@@ -210,13 +215,13 @@ class PhotoStore(SqlDatabase):
         with self._tx() as cur:
             return bool(
                 cur.execute(
-                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
-                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, "
+                    "animated) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
                     "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
                     "bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, score = excluded.score, "
                     "current = 1, retired_at = NULL",
                     (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
-                     rendition.quality, rendition.score, rendition.aspect, photo_id, PhotoStatus.READY.value),
+                     rendition.quality, rendition.score, rendition.aspect, int(rendition.animated), photo_id, PhotoStatus.READY.value),
                 )
             )
 
@@ -287,7 +292,7 @@ def _status(cur: Cursor, photo_id: str) -> str | None:
 
 def _rendition(row: Sequence[Any]) -> Rendition:
     return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5], quality=row[6],
-                     score=None if row[7] is None else float(row[7]), aspect=row[8])
+                     score=None if row[7] is None else float(row[7]), aspect=row[8], animated=bool(row[9]))
 
 
 def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:

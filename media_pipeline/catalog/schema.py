@@ -252,6 +252,23 @@ MIGRATIONS = MIGRATIONS + (
 
 MIGRATIONS = MIGRATIONS + (
     (
+        10,
+        (
+            # What the original's header says about its animation (#20): 1 frame and 0 ms for a
+            # still, and why its renditions are stills (a limit it passes), NULL when they move.
+            "ALTER TABLE photos ADD COLUMN original_animated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE photos ADD COLUMN original_frames INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE photos ADD COLUMN original_duration_ms INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE photos ADD COLUMN animation_dropped TEXT",
+            # 1 for a rendition with every frame; its still poster, like any still, has 0.
+            "ALTER TABLE renditions ADD COLUMN animated INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+
+MIGRATIONS = MIGRATIONS + (
+    (
         11,
         (
             # The operator console's lists (catalog/console.py), newest first by id (ids sort by

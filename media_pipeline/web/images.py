@@ -4,6 +4,10 @@
     /i/<id>/<width>.<ext>             stable: the photo's current rendition of that width and format
     /i/<id>/<width>                   stable, format negotiated from Accept (AVIF, WebP, JPEG); Vary: Accept
     /i/<id>/<A>x<B>/<width>[.<ext>]   stable crop of aspect A:B around the subject, the same two ways
+    /i/<id>/poster/<width>[.<ext>]    stable still of an animated photo (its first frame), the same two ways
+
+An animated photo's stable and negotiated URLs answer with its animation where the format has one
+(negotiated: animated AVIF, then animated WebP, then the still JPEG); ``poster`` asks for the still.
 
 A stable URL for a width or format that was not made at ingest is rendered on first request, but
 only when the URL carries a valid signature (``?sig=``, HMAC-SHA256 of the path); its width snaps
@@ -26,7 +30,7 @@ from werkzeug.wsgi import wrap_file
 
 from media_pipeline import crop_renditions, crops, purge, service, signing
 from media_pipeline.errors import NotFound
-from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, Rendition
+from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, POSTER_SEGMENT, Rendition
 from media_pipeline.service import Services
 from media_pipeline.storage.base import ObjectInfo
 from media_pipeline.web.errors import error_response
@@ -44,6 +48,8 @@ def services() -> Services:
 
 @bp.route("/i/<photo_id>/<spec>/<name>", methods=["GET", "HEAD"])
 def versioned(photo_id: str, spec: str, name: str) -> Response:
+    if spec == POSTER_SEGMENT:
+        return stable(photo_id, name, animated=False)
     aspect = crops.aspect_from_path(spec)
     if aspect is not None:  # /i/<id>/4x5/1080.avif: a spec is a hex hash, never A x B
         return stable(photo_id, name, aspect)
@@ -55,11 +61,11 @@ def versioned(photo_id: str, spec: str, name: str) -> Response:
 
 
 @bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
-def stable(photo_id: str, name: str, aspect: str = "original") -> Response:
+def stable(photo_id: str, name: str, aspect: str = "original", animated: bool | None = None) -> Response:
     width, fmt = _parse_name(name)
     signed = _signature_ok()
     candidates = (fmt,) if fmt else _acceptable_formats()
-    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed, aspect=aspect)
+    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed, aspect=aspect, animated=animated)
     max_age = services().settings.stable_max_age
     cache = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
     return _serve(rendition, cache, vary=None if fmt else "Accept", tags=purge.tags(photo_id, owner))
@@ -87,8 +93,9 @@ def _signature_ok() -> bool:
 
 
 def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | None, signed: bool,
-             aspect: str = "original") -> tuple[Rendition, str | None]:
-    """The rendition to answer with, and the photo's owner (for its cache tags)."""
+             aspect: str = "original", animated: bool | None = None) -> tuple[Rendition, str | None]:
+    """The rendition to answer with, and the photo's owner (for its cache tags). ``animated``
+    None: the animation where the format has one, else the still; False: the still only."""
     svc = services()
     if not service.is_photo_id(photo_id):
         raise NotFound("no such rendition")
@@ -103,8 +110,12 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
     if signed and not cropped and width > lookup.original_width:
         width = lookup.original_width
         lookup = svc.catalog.lookup_renditions(photo_id, width, spec) or lookup
+    if animated is None:  # an animation in any format the client takes beats a still in its first choice
+        moving = next((found for fmt in formats if (found := lookup.find(fmt, True)) is not None), None)
+        if moving is not None:
+            return moving, lookup.owner
     for fmt in formats:  # the client's preference among what exists
-        found = lookup.find(fmt)
+        found = lookup.find(fmt, animated)
         if found is not None and (not signed or fmt == formats[0]):
             return found, lookup.owner
     if signed and spec is None:
@@ -112,7 +123,7 @@ def _resolve(photo_id: str, width: int, formats: tuple[str, ...], spec: str | No
         if rendered is not None:
             return rendered, lookup.owner
     for fmt in formats:
-        found = lookup.find(fmt)
+        found = lookup.find(fmt, animated)
         if found is not None:
             return found, lookup.owner
     raise NotFound("no such rendition")

@@ -342,7 +342,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                 "parameters": [photo_id, {"name": "spec", "in": "path", "required": True, "schema": {"type": "string"},
                                           "description": "The spec hash of an immutable rendition (`url` in the API), or an aspect "
                                                          "`AxB` (`4x5`): the photo's current crop of aspect A:B around its subject, "
-                                                         "stable and negotiated like `/i/{photo_id}/{name}`"},
+                                                         "stable and negotiated like `/i/{photo_id}/{name}`, or `poster`: the still "
+                                                         "(first frame) of an animated photo, stable and negotiated the same way"},
                                name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
                                       "description": "For an aspect: HMAC-SHA256 of the path; needed to render an aspect "
                                                      "(MP_ONDEMAND_ASPECTS), width or format on demand"}],
@@ -352,7 +353,8 @@ def _paths_and_schemas() -> dict[str, Any]:
             "/i/{photo_id}/{name}": {
                 "parameters": [photo_id, name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
                                                 "description": "HMAC-SHA256 of the path; needed to render a width or format on demand"}],
-                "get": {"operationId": "getStableRendition", "summary": "The current rendition; negotiated from Accept without an extension",
+                "get": {"operationId": "getStableRendition", "summary": "The current rendition; negotiated from Accept without an extension "
+                        "(an animated photo: animated AVIF, then animated WebP, then the still JPEG)",
                         "responses": _image_responses()},
                 "head": {"operationId": "headStableRendition", "summary": "Headers only", "responses": _image_responses()},
             },
@@ -385,7 +387,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "Rendition": {
-                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "url", "stable_url"],
+                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "animated", "url",
+                                               "stable_url"],
                 "additionalProperties": False,
                 "properties": {
                     "aspect": {"type": "string", "pattern": "^(original|[1-9][0-9]?:[1-9][0-9]?)$",
@@ -398,6 +401,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                               "description": "SSIMULACRA2 (100 = identical, 90 visually lossless, 70 high quality) the "
                                              "auto-quality search reached for this photo and format; null for a fixed quality, "
                                              "or when no quality the search tried reached the target and the maximum it then uses was not tried"},
+                    "animated": {"type": "boolean", "description": "Every frame of an animated original; false for a still, "
+                                                                   "including an animated photo's poster (its first frame)"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
@@ -422,9 +427,18 @@ def _paths_and_schemas() -> dict[str, Any]:
                                    "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},
                     "links": {"type": "object", "required": ["self"], "properties": {
                         "self": {"type": "string"}, "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}},
-                    "original": {"type": "object", "required": ["format", "width", "height", "bytes"], "properties": {
+                    "original": {"type": "object", "required": ["format", "width", "height", "bytes", "animated", "frames", "duration_ms"],
+                                 "properties": {
                         "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
-                        "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                        "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
+                        "animated": {"type": "boolean", "description": "An animated GIF, WebP, APNG or AVIF image sequence (more than one frame)"},
+                        "frames": {"type": "integer", "minimum": 1}, "duration_ms": {"type": "integer", "minimum": 0,
+                                                                                     "description": "One play, as browsers play it; 0 for a still"},
+                        "animation": {"type": "object", "required": ["kept", "reason"], "additionalProperties": False,
+                                      "description": "Present for an animated original: whether its renditions move",
+                                      "properties": {"kept": {"type": "boolean"},
+                                                     "reason": {"oneOf": [{"type": "null"}, {"enum": ["too_many_frames", "too_many_animation_pixels"]}],
+                                                                "description": "Why the renditions are stills: MP_MAX_FRAMES or MP_MAX_ANIMATION_PIXELS"}}}}},
                     "preset_version": {"type": "string"},
                     "metadata": {"type": "object", "required": ["taken_at", "camera", "orientation", "color_profile"], "properties": {
                         "taken_at": {"type": ["string", "null"],
@@ -435,7 +449,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                         "color_profile": _nullable_string}},
                     "renditions": {"type": "array", "items": {"$ref": "#/components/schemas/Rendition"}},
                     "srcset": {"type": "object", "additionalProperties": {"type": "string"},
-                               "description": "Per format, the whole picture's immutable URLs with their widths"},
+                               "description": "Per format, the whole picture's immutable URLs with their widths (an "
+                                              "animated photo's animations where the format has one)"},
                     "crops": {"type": "object", "description": "Per aspect (`4:5`): `srcset` per format and the negotiated URL",
                               "additionalProperties": {"type": "object", "required": ["srcset", "negotiated"], "properties": {
                                   "srcset": {"type": "object", "additionalProperties": {"type": "string"}},

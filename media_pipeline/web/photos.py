@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from media_pipeline import crop_renditions, crops, duplicates, service, visibility
 from media_pipeline.errors import BadFocalPoint, BadQuery, BadVisibility, EmptyUpload, NotFound, NotReady, UploadError
-from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
+from media_pipeline.models import OUTPUT_EXTENSIONS, POSTER_SEGMENT, Animation, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
 from media_pipeline.web.access import key_name
@@ -188,17 +188,29 @@ def rendition_url(base: str, photo_id: str, spec: str, width: int, fmt: str) -> 
     return f"{base}/i/{photo_id}/{spec}/{width}.{OUTPUT_EXTENSIONS[fmt]}"
 
 
-def stable_url(base: str, photo_id: str, aspect: str, width: int, fmt: str) -> str:
+def stable_url(base: str, photo_id: str, aspect: str, width: int, fmt: str, poster: bool = False) -> str:
     """The URL that follows the photo's current rendition: ``/i/<id>/<w>.<ext>`` for the whole
-    picture, ``/i/<id>/<A>x<B>/<w>.<ext>`` for a crop."""
-    segment = "" if aspect == "original" else f"{crops.aspect_path(aspect)}/"
+    picture, ``/i/<id>/<A>x<B>/<w>.<ext>`` for a crop, ``/i/<id>/poster/<w>.<ext>`` for the still
+    of an animated photo (whose plain stable URL answers with the animation)."""
+    segment = f"{POSTER_SEGMENT}/" if poster else "" if aspect == "original" else f"{crops.aspect_path(aspect)}/"
     return f"{base}/i/{photo_id}/{segment}{width}.{OUTPUT_EXTENSIONS[fmt]}"
 
 
 def _srcsets(renditions: list[dict[str, Any]]) -> dict[str, str]:
-    by_width = sorted(renditions, key=lambda r: r["width"])
+    """Per format, what a browser should show: the animation where the format has one."""
+    moving = {r["format"] for r in renditions if r["animated"]}
+    by_width = sorted((r for r in renditions if r["animated"] or r["format"] not in moving), key=lambda r: r["width"])
     return {fmt: ", ".join(f"{r['url']} {r['width']}w" for r in by_width if r["format"] == fmt)
             for fmt in sorted({r["format"] for r in renditions})}
+
+
+def animation_json(animation: Animation) -> dict[str, Any]:
+    """``animated``, ``frames`` and ``duration_ms`` of the original; for an animation, whether its
+    renditions move and, if not, why (the limit it passes)."""
+    body: dict[str, Any] = {"animated": animation.animated, "frames": animation.frames, "duration_ms": animation.duration_ms}
+    if animation.animated:
+        body["animation"] = {"kept": animation.kept, "reason": animation.dropped}
+    return body
 
 
 def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
@@ -218,6 +230,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
             "width": photo.original_width,
             "height": photo.original_height,
             "bytes": photo.original_bytes,
+            **animation_json(photo.animation),
         },
     }
     if photo.status is PhotoStatus.READY:
@@ -233,8 +246,10 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
                 "bytes": r.bytes,
                 "quality": r.quality,
                 "score": None if r.score is None else round(r.score, 2),
+                "animated": r.animated,
                 "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
-                "stable_url": stable_url(base_url, photo.id, r.aspect, r.width, r.format),
+                "stable_url": stable_url(base_url, photo.id, r.aspect, r.width, r.format,
+                                         poster=photo.animation.kept and r.aspect == "original" and not r.animated),
             }
             for r in photo.renditions
         ]

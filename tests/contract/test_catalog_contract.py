@@ -10,7 +10,7 @@ import pytest
 
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.events import Settled
-from media_pipeline.models import CameraInfo, Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition
+from media_pipeline.models import Animation, CameraInfo, Hashes, Photo, PhotoMetadata, PhotoStatus, Placeholder, Rendition
 from media_pipeline.service import new_photo_id
 
 
@@ -152,6 +152,23 @@ def test_lookup_and_on_demand_renditions(catalog: Any) -> None:
     assert catalog.lookup_renditions(photo.id, 480).renditions == (extra,)
     assert len(catalog.get_photo(photo.id).renditions) == 3
     assert catalog.lookup_renditions(new_photo_id(), 640) is None
+
+
+def test_an_animation_and_its_animated_renditions_round_trip(catalog: Any) -> None:
+    photo = make_photo(original_format="gif", animation=Animation(frames=42, duration_ms=2830))
+    dropped = make_photo(original_format="webp", animation=Animation(frames=5000, duration_ms=99_000, dropped="too_many_frames"))
+    catalog.add_photo(photo)
+    catalog.add_photo(dropped)
+    assert catalog.get_photo(photo.id).animation == photo.animation and photo.animation.kept
+    assert catalog.get_photo(dropped.id).animation == dropped.animation and not dropped.animation.kept
+    moving = Rendition(640, 480, "avif", 90_000, "renditions/x/m1/640.avif", "m1", animated=True)
+    catalog.complete(photo.id, "v1", META, PLACEHOLDER, [*RENDITIONS, moving], HASHES)
+    assert moving in catalog.get_photo(photo.id).renditions
+    lookup = catalog.lookup_renditions(photo.id, 640)
+    assert lookup.find("avif") == moving and lookup.find("avif", animated=False) == RENDITIONS[0]
+    webp = Rendition(480, 360, "webp", 40_000, "renditions/x/m2/480.webp", "m2", animated=True)
+    assert catalog.add_rendition(photo.id, webp) and catalog.lookup_renditions(photo.id, 480).find("webp") == webp
+    assert catalog.get_photo(make_photo().id) is None and make_photo().animation == Animation()  # a still by default
 
 
 def test_fail_records_the_reason(catalog: Any) -> None:

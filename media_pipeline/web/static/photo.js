@@ -59,6 +59,11 @@ function show(photo) {
   addFact(meta, "owner", photo.owner);
   addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes`);
   $("ready-parts").classList.toggle("hidden", photo.status !== "ready");
+  const anim = photo.original.animation;
+  if (anim) {
+    const kept = anim.kept ? "animated renditions" : `still renditions only (${anim.reason})`;
+    addFact(meta, "animation", `${photo.original.frames} frames, ${photo.original.duration_ms} ms: ${kept}`);
+  }
   if (photo.status !== "ready") return;
   const m = photo.metadata || {};
   addFact(meta, "taken at", m.taken_at);
@@ -93,7 +98,7 @@ function show(photo) {
   showCrops(photo);
 
   const body = $("renditions").tBodies[0];
-  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.bytes, link(r.url)])));
+  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.animated ? "animated" : "still", r.bytes, link(r.url)])));
 
   const dups = $("duplicates");
   if (Array.isArray(photo.duplicates) && photo.duplicates.length) {
