@@ -108,7 +108,7 @@ def _fold_lookup_into_listing(listing: dict[str, Any], lookup: dict[str, Any]) -
     names = {p["name"] for p in listing["parameters"]}
     listing["parameters"] += [{**p, "required": False} for p in lookup["parameters"] if p["name"] not in names]
     listing["description"] += (" With `external_id` (and `owner`; absent: photos with no owner), any API key: the photo an import "
-                               "made from the main app's photo of that id, as a full photo document (zero or one); the other filters are ignored.")
+                               "made from the main app's photo of that id, as a full photo document (zero or one); with any other filter: 400.")
     page = listing["responses"]["200"]["content"]["application/json"]["schema"]
     found = lookup["responses"]["200"]["content"]["application/json"]["schema"]
     listing["responses"]["200"]["content"]["application/json"]["schema"] = {"anyOf": [page, found]}

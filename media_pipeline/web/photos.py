@@ -103,6 +103,9 @@ def photos_by_external_id() -> Response:
     external_id = request.args.get("external_id")
     if not external_id:
         raise BadQuery("give `external_id` (and `owner`) to find an imported photo")
+    others = sorted(set(request.args) - {"external_id", "owner"})
+    if others:
+        raise BadQuery(f"`external_id` finds one imported photo and takes only `owner`, not {', '.join(others)}")
     owner = request.args.get("owner")
     if len(external_id) > 256 or (owner is not None and len(owner) > _MAX_OWNER):
         raise BadQuery("`external_id` is at most 256 characters, `owner` at most 128")
