@@ -230,6 +230,28 @@ def test_an_s3_prefix_on_another_endpoint_uses_the_import_settings(s3_settings: 
     assert services.storage.get(photo.original_key) == photo_bytes(7)
 
 
+def test_owners_who_opted_out_are_skipped_unless_the_manifest_says_visible(services: Any, client: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.jpg").write_bytes(photo_bytes(40 + i))
+    assert client.put("/v1/owners/carol/visibility", json={"visible": False}).status_code == 200
+    manifest = write_manifest(folder, [
+        {"source": "p0.jpg", "owner": "carol", "external_id": "c-0"},  # opted out: skipped
+        {"source": "p1.jpg", "owner": "carol", "external_id": "c-1", "visible": True},  # the manifest says import it
+        {"source": "p2.jpg", "owner": "dave", "external_id": "d-2", "visible": False},  # imported, hidden on its own
+        {"source": "p3.jpg", "owner": "dave", "external_id": "d-3"},
+    ])
+    job = run_import(services, str(manifest))
+    report = services.catalog.import_report(job.id)
+    assert report.counts == {"imported": 3, "skipped": 1}
+    found = {ext: client.get(f"/v1/photos?external_id={ext}&owner={owner}").get_json()["photos"]
+             for owner, ext in (("carol", "c-0"), ("carol", "c-1"), ("dave", "d-2"), ("dave", "d-3"))}
+    assert found["c-0"] == []
+    assert [(p["visible"], p["hidden_by"]) for ext in ("c-1", "d-2", "d-3") for p in found[ext]] == [
+        (False, "owner"), (False, "photo"), (True, None)]
+
+
 # --------------------------------------------------------------------------- the API
 def test_an_imported_photo_is_found_by_its_external_id_and_owner(services: Any, client: Any, tmp_path: Path) -> None:
     run_import(services, str(library_with_bad_items(tmp_path / "library", good=2)))

@@ -35,7 +35,7 @@ _ANIMATION_COLUMNS = "original_animated, original_frames, original_duration_ms, 
 _RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, animated"
 
 
-_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, {_ANIMATION_COLUMNS}) VALUES ({', '.join('?' * 22)})"
+_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, {_ANIMATION_COLUMNS}, hidden) VALUES ({', '.join('?' * 23)})"
 
 
 def _photo_row(photo: Photo) -> tuple[Any, ...]:
@@ -47,6 +47,7 @@ def _photo_row(photo: Photo) -> tuple[Any, ...]:
         dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
         photo.external_id,
         int(photo.animation.animated), photo.animation.frames, photo.animation.duration_ms, photo.animation.dropped,
+        int(photo.hidden),
     )
 
 

@@ -68,7 +68,8 @@ def _import_chunk(services: Services, job: ReprocessJob, source: ImportSource, c
     fresh = [i for i in items if i.item not in known]
     # One query for the batch's external ids, the copies in parallel, one transaction for the rows.
     taken = services.catalog.photos_by_external_ids([(i.owner, i.external_id) for i in fresh if i.external_id])
-    results = _catalog(services, list(map_items(lambda item: import_item(services, source, item, taken), fresh)))
+    hidden = services.catalog.hidden_owners(sorted({i.owner for i in fresh if i.owner}))
+    results = _catalog(services, list(map_items(lambda item: import_item(services, source, item, taken, hidden), fresh)))
     services.catalog.record_import_batch(job.id, results, {i.item: i.taken_at for i in fresh if i.taken_at})
     again = [photo_id for outcome, photo_id in known.values() if outcome == IMPORTED and photo_id]
     return chunk[-1][0], [r.photo_id for r in results if r.enqueue and r.photo_id] + again
@@ -76,15 +77,16 @@ def _import_chunk(services: Services, job: ReprocessJob, source: ImportSource, c
 
 # --------------------------------------------------------------------------- one item
 def import_item(services: Services, source: ImportSource, item: SourceItem,
-                taken: dict[tuple[str, str], tuple[str, str]] | None = None) -> ItemResult:
+                taken: dict[tuple[str, str], tuple[str, str]] | None = None, hidden_owners: set[str] | None = None) -> ItemResult:
     """Check and copy one item; its photo row is for the batch to write (``_catalog``). ``taken``:
-    the batch's (owner, external_id) already photos. Bad items are values; unreachable backends raise."""
+    the batch's (owner, external_id) already photos; ``hidden_owners``: its owners who opted out.
+    Bad items are values; unreachable backends raise."""
     known = dict(item=item.item, owner=item.owner, external_id=item.external_id, visible=item.visible)
     if item.problem is not None:
         return ItemResult(outcome=BAD, code=item.problem[0], message=item.problem[1], **known)
-    hidden = hidden_owner(services, item)
-    if hidden:
-        return ItemResult(outcome=SKIPPED, code="owner_hidden", message=hidden, **known)
+    if item.owner in (hidden_owners or set()) and item.visible is not True:
+        return ItemResult(outcome=SKIPPED, code="owner_hidden",
+                          message=f"owner {item.owner!r} opted out; a manifest line with \"visible\": true imports it anyway", **known)
     if item.external_id and (found := (taken or {}).get((item.owner or "", item.external_id))):
         return _already(found, known)
     try:
@@ -94,12 +96,6 @@ def import_item(services: Services, source: ImportSource, item: SourceItem,
     except (MediaError, UploadError) as exc:
         return ItemResult(outcome=BAD, code=exc.code, message=exc.message, **known)
 
-
-def hidden_owner(services: Services, item: SourceItem) -> str | None:
-    """Why the item is skipped, or ``None``. Owners who opted out (#23 section 2) are skipped here
-    unless the manifest says ``"visible": true``; until owner visibility exists nothing is
-    skipped, and the manifest's ``visible`` is kept in the import ledger."""
-    return None
 
 
 def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem, known: dict) -> ItemResult:
@@ -138,6 +134,7 @@ def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem
         id=photo_id, status=PhotoStatus.QUEUED, owner=item.owner, sha256=sha256, original_key=key,
         original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
         original_bytes=size, created_at=now, updated_at=now, external_id=item.external_id,
+        hidden=item.visible is False,  # the main app's post is not shown: neither is its photo here
     )
     return ItemResult(outcome=IMPORTED, photo_id=photo_id, bytes=size, enqueue=True, photo=photo, **known)
 
