@@ -38,7 +38,7 @@ class PhotoFilter:
     error_code: str | None = None
     created_after: float | None = None  # seconds since the epoch, inclusive
     created_before: float | None = None  # exclusive
-    search: str | None = None  # a photo id or an original's sha256
+    search: str | None = None  # a photo id, an imported photo's external_id, or an original's sha256
     cursor: str | None = None  # the last id of the previous page
     limit: int = 50
 

@@ -250,6 +250,8 @@ def test_owners_who_opted_out_are_skipped_unless_the_manifest_says_visible(servi
     assert found["c-0"] == []
     assert [(p["visible"], p["hidden_by"]) for ext in ("c-1", "d-2", "d-3") for p in found[ext]] == [
         (False, "owner"), (False, "photo"), (True, None)]
+    # The console's search finds an imported photo by the main app's id too.
+    assert [p["id"] for p in client.get("/v1/photos?q=d-3").get_json()["photos"]] == [found["d-3"][0]["id"]]
 
 
 # --------------------------------------------------------------------------- the API

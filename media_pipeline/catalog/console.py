@@ -26,9 +26,14 @@ def photo_list_sql(query: PhotoFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = ["1 = 1"]
     params: list[Any] = []
     if query.search:
-        # One photo by id, or the few of one original's bytes: a lookup each, then a small sort.
-        clauses.append("p.sha256 = ?" if len(query.search) == 64 else "p.id = ?")
-        params.append(query.search.lower())
+        # One photo by id or by the main app's id (an import's external_id), or the few of one
+        # original's bytes: an index lookup each, then a small sort.
+        if len(query.search) == 64:
+            clauses.append("p.sha256 = ?")
+            params.append(query.search.lower())
+        else:
+            clauses.append("(p.id = ? OR p.external_id = ?)")
+            params += [query.search.lower(), query.search]
     for column, value in (("p.status", query.status), ("p.owner", query.owner), ("p.error_code", query.error_code)):
         if value is not None:
             clauses.append(f"{column} = ?")

@@ -340,6 +340,8 @@ MIGRATIONS = MIGRATIONS + (
         (
             "ALTER TABLE photos ADD COLUMN external_id TEXT",
             "CREATE UNIQUE INDEX photos_owner_external_id ON photos (COALESCE(owner, ''), external_id)",
+            # The console finds a photo by the main app's id alone.
+            "CREATE INDEX photos_external_id ON photos (external_id)",
             """CREATE TABLE import_items (
                 job_id TEXT NOT NULL,
                 item TEXT NOT NULL,

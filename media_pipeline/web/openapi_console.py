@@ -45,7 +45,7 @@ def paths(error: Any) -> dict[str, Any]:
                 _query("error_code", "Only failed photos with this error code"),
                 _query("since", "Accepted at or after (RFC 3339 with an offset)", {"type": "string", "minLength": 1, "maxLength": 64}),
                 _query("until", "Accepted before (RFC 3339 with an offset)", {"type": "string", "minLength": 1, "maxLength": 64}),
-                _query("q", "A photo id, or the SHA-256 of an original"),
+                _query("q", "A photo id, an imported photo's external_id, or the SHA-256 of an original"),
                 _cursor, _limit(50),
             ],
             "responses": {**_ok("PhotoPage", "A page"), "400": bad_query},
