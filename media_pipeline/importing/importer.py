@@ -122,7 +122,8 @@ def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem
     if not copied:
         upload = _download(services, source, item)
         try:
-            info = probe(upload.buffer(), settings.max_pixels)
+            if info is None:  # the header lies past the first bytes: the whole object tells
+                info = probe(upload.buffer(), settings.max_pixels)
             if sha256 is not None and sha256 != upload.sha256:
                 return ItemResult(outcome=BAD, code="sha256_mismatch", message=f"the object's SHA-256 is {upload.sha256}", **known)
             sha256, size = upload.sha256, upload.size
