@@ -294,3 +294,34 @@ def test_real_photos_and_malformed_files_by_manifest(services: Any, queue: Recor
     for _, photo_id in queue.reprocess:
         assert reprocess.reprocess_one(services, stored_job, photo_id) == "updated"
         assert services.catalog.get_photo(photo_id).status.value == "ready"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_catalog(request: pytest.FixtureRequest, settings: Settings, queue: RecordingQueue) -> Any:
+    if request.param == "sqlite":
+        yield build_services(settings, queue=queue)
+        return
+    from tests.conftest import fresh_postgres_database
+
+    database = fresh_postgres_database("mp_import")
+    yield build_services(settings.replace(catalog_url=next(database)), queue=queue)
+    next(database, None)
+
+
+def test_an_item_imported_meanwhile_by_another_run_is_counted_once_and_its_copy_dropped(any_catalog: Any,
+                                                                                        tmp_path: Path) -> None:
+    services = any_catalog
+    manifest = library_with_bad_items(tmp_path / "library", good=2)
+    first = run_import(services, str(manifest))
+    assert services.catalog.import_report(first.id).counts == {"imported": 2, "bad": 4}
+    (tmp_path / "library" / "p1.jpg").write_bytes(photo_bytes(99))  # other bytes: only the external id repeats
+    source = open_source(str(manifest), services.settings, services.storage)
+    item = next(item for _, item in source.items("") if item.external_id == "post-1")
+    racing = importer.import_item(services, source, item, taken={})  # it did not see the first run's photo
+    assert racing.photo is not None and services.storage.exists(racing.photo.original_key)
+    (result,) = importer._catalog(services, [racing])
+    assert result.outcome == "already_imported"
+    assert result.photo_id == services.catalog.photo_by_external_id("alice", "post-1")[0]
+    assert not services.storage.exists(racing.photo.original_key) and len(originals(services)) == 2
+    again = run_import(services, str(manifest))
+    assert services.catalog.import_report(again.id).counts == {"already_imported": 2, "bad": 4}
