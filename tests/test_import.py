@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from config.settings import Settings
-from media_pipeline import reprocess, service
+from media_pipeline import reprocess
 from media_pipeline.importing import importer
 from media_pipeline.importing.sources import open_source
 from media_pipeline.queue import RecordingQueue
