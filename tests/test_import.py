@@ -325,3 +325,28 @@ def test_an_item_imported_meanwhile_by_another_run_is_counted_once_and_its_copy_
     assert not services.storage.exists(racing.photo.original_key) and len(originals(services)) == 2
     again = run_import(services, str(manifest))
     assert services.catalog.import_report(again.id).counts == {"already_imported": 2, "bad": 4}
+
+
+def test_the_command_stops_on_sigint_at_a_checkpoint_and_resumes_with_its_job(settings: Settings, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    manifest = library_with_bad_items(tmp_path / "library", good=12)
+    env = {**os.environ, **settings.as_env()}
+    run = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "import", str(manifest), "--no-wait", "--batch", "2",
+                            "--rate", "4"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    services = build_services(settings, queue=RecordingQueue())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (services.catalog.latest_import_job_id()
+                                               and services.catalog.import_report(services.catalog.latest_import_job_id()).items):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    job_id = services.catalog.latest_import_job_id()
+    assert run.returncode == 130 and f"resume with `media-pipeline import --job {job_id}`" in output, output
+    stopped = services.catalog.get_job(job_id)
+    assert stopped.status == "interrupted" and services.catalog.import_report(job_id).items < 16
+    resumed = cli(settings, "import", "--job", job_id, "--no-wait")
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # done, with bad items
+    assert services.catalog.import_report(job_id).counts == {"imported": 12, "bad": 4}
+    assert services.catalog.get_job(job_id).enqueued == 12 and len(originals(services)) == 12
