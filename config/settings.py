@@ -47,6 +47,7 @@ class Settings:
     s3_secret_access_key: str = _setting("", "MP_S3_SECRET_ACCESS_KEY", "S3 secret key.")
     s3_prefix: str = _setting("", "MP_S3_PREFIX", "Key prefix inside the bucket, e.g. `media/`.")
     s3_addressing_style: str = _setting("auto", "MP_S3_ADDRESSING_STYLE", "`auto`, `path` (MinIO) or `virtual`.")
+    storage_fallback_url: str = _setting("", "MP_STORAGE_FALLBACK_URL", "While `migrate-storage` moves objects into this store: the old store (`file:///folder` or `s3://bucket/prefix?endpoint=…`), which answers the reads this one cannot; writes go here, deletes to both (docs/operations.md). Empty: none.")
     import_s3_endpoint_url: str = _setting("", "MP_IMPORT_S3_ENDPOINT_URL", "S3 endpoint `media-pipeline import s3://…` reads from; empty: MP_S3_ENDPOINT_URL. With the storage's own endpoint and no MP_IMPORT_S3_ACCESS_KEY_ID, originals are copied server-side (CopyObject).")
     import_s3_region: str = _setting("us-east-1", "MP_IMPORT_S3_REGION", "Region of the import's S3 endpoint.")
     import_s3_access_key_id: str = _setting("", "MP_IMPORT_S3_ACCESS_KEY_ID", "Access key for the import's S3 endpoint; empty: MP_S3_ACCESS_KEY_ID on the storage's endpoint, boto3's default chain elsewhere.")
@@ -205,6 +206,13 @@ class Settings:
             problems.append("MP_IMPORT_S3_ADDRESSING_STYLE must be auto, path or virtual")
         if self.s3_addressing_style not in ("auto", "path", "virtual"):
             problems.append("MP_S3_ADDRESSING_STYLE must be auto, path or virtual")
+        if self.storage_fallback_url:
+            from media_pipeline.storage.urls import settings_for
+
+            try:
+                settings_for(self.storage_fallback_url, self)
+            except ValueError as exc:
+                problems.append(f"MP_STORAGE_FALLBACK_URL: {exc}")
         scheme = urlparse(self.effective_catalog_url).scheme
         if scheme not in ("sqlite", "postgresql", "postgres"):
             problems.append(f"MP_CATALOG_URL must start with sqlite:// or postgresql://, not {scheme!r}")

@@ -343,6 +343,13 @@ class Photo:
     computed_focus: Focus | None = None  # found at ingest
     user_focal_point: Point | None = None  # set through the API; wins over the computed one
     external_id: str | None = None  # the main app's id of an imported photo, unique per owner
+    hidden: bool = False  # hidden on its own (PATCH visible false)
+    owner_hidden: bool = False  # its owner opted out (PUT /v1/owners/<owner>/visibility)
+
+    @property
+    def visible(self) -> bool:
+        """Whether its image URLs answer: neither the photo nor its owner is hidden."""
+        return not (self.hidden or self.owner_hidden)
 
     @property
     def focus(self) -> Focus | None:

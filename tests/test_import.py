@@ -350,3 +350,30 @@ def test_the_command_stops_on_sigint_at_a_checkpoint_and_resumes_with_its_job(se
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # done, with bad items
     assert services.catalog.import_report(job_id).counts == {"imported": 12, "bad": 4}
     assert services.catalog.get_job(job_id).enqueued == 12 and len(originals(services)) == 12
+
+
+def test_owners_who_opted_out_are_skipped_unless_the_manifest_says_visible(services: Any, client: Any, tmp_path: Path) -> None:
+    from media_pipeline import visibility
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.jpg").write_bytes(photo_bytes(i))
+    visibility.set_owner_visible(services, "shy", False)
+    manifest = write_manifest(folder, [
+        {"source": "p0.jpg", "owner": "shy", "external_id": "s0"},
+        {"source": "p1.jpg", "owner": "shy", "external_id": "s1", "visible": True},
+        {"source": "p2.jpg", "owner": "alice", "external_id": "a2", "visible": False},
+        {"source": "p3.jpg", "owner": "alice", "external_id": "a3"},
+    ])
+    job = run_import(services, str(manifest))
+    assert services.catalog.import_report(job.id).counts == {"imported": 3, "skipped": 1}
+    assert services.catalog.photo_by_external_id("shy", "s0") is None and len(originals(services)) == 3
+
+    def shown(owner: str, external_id: str) -> tuple[bool, str | None]:
+        (photo,) = client.get(f"/v1/photos?external_id={external_id}&owner={owner}").get_json()["photos"]
+        return photo["visible"], photo["hidden_by"]
+
+    assert shown("shy", "s1") == (False, "owner")  # imported as the line says, still hidden by its owner's choice
+    assert shown("alice", "a2") == (False, "photo")
+    assert shown("alice", "a3") == (True, None)

@@ -27,10 +27,11 @@ _PHOTO_COLUMNS = (
     "error_message, attempts"
 )
 _FOCUS_COLUMNS = "focus, user_focal_point, external_id"
+_VISIBILITY_COLUMNS = "hidden"
 _RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
 
 
-_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id) VALUES ({', '.join('?' * 18)})"
+_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, hidden) VALUES ({', '.join('?' * 19)})"
 
 
 def _photo_row(photo: Photo) -> tuple[Any, ...]:
@@ -40,7 +41,7 @@ def _photo_row(photo: Photo) -> tuple[Any, ...]:
         photo.created_at, photo.updated_at, photo.preset_version,
         dump_json(photo.metadata.to_dict() if photo.metadata else None),
         dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
-        photo.external_id,
+        photo.external_id, int(photo.hidden),
     )
 
 
@@ -64,7 +65,7 @@ class PhotoStore(SqlDatabase):
             return self._load(cur, photo_id)
 
     def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
-        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             return None
         row = rows[0]
@@ -94,6 +95,8 @@ class PhotoStore(SqlDatabase):
             computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
             user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
             external_id=row[19],
+            hidden=bool(row[20]),
+            owner_hidden=row[1] is not None and _owner_hidden(cur, row[1]),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -182,8 +185,10 @@ class PhotoStore(SqlDatabase):
     def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None, aspect: str = "original") -> RenditionLookup | None:
         """The renditions of ``width`` behind a URL: by ``spec`` (immutable), else the current ones of ``aspect``."""
         with self._tx(write=False) as cur:
-            rows = cur.fetchall("SELECT status, original_width, owner FROM photos WHERE id = ?", (photo_id,))
-            if not rows or rows[0][0] != PhotoStatus.READY.value:
+            # A hidden photo, or one of an owner who opted out, is not served: one indexed join.
+            rows = cur.fetchall("SELECT p.status, p.original_width, p.owner, p.hidden, v.visible FROM photos p "
+                                "LEFT JOIN owner_visibility v ON v.owner = p.owner WHERE p.id = ?", (photo_id,))
+            if not rows or rows[0][0] != PhotoStatus.READY.value or rows[0][3] or rows[0][4] == 0:
                 return None
             if spec is None:
                 found = cur.fetchall(
@@ -285,3 +290,8 @@ def _hashes(rows: dict[str, str]) -> Hashes | None:
         return None
     quality = rows.get("pdq_quality")
     return Hashes(phash=rows["phash"], dhash=rows["dhash"], pdq=rows.get("pdq"), pdq_quality=int(quality) if quality is not None else None)
+
+
+def _owner_hidden(cur: Cursor, owner: str) -> bool:
+    rows = cur.fetchall("SELECT visible FROM owner_visibility WHERE owner = ?", (owner,))
+    return bool(rows) and not rows[0][0]

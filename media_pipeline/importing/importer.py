@@ -11,6 +11,8 @@ gives the SHA-256: no byte leaves S3). The photo row carries the main app's ``ex
 The job is a reprocess job (reprocess.py) whose selection names the source: the same cursor,
 rate limit, enqueue loop, ledger of processing outcomes, stall recovery and progress; its own
 import ledger (catalog ``import_items``) keeps each item's import outcome, first one wins.
+Owners who opted out are skipped (``skipped``, ``owner_hidden``) unless the manifest line says
+``"visible": true``; a line with ``"visible": false`` makes a photo hidden on its own.
 Idempotent: an item whose (owner, external_id) or (owner, SHA-256) is already a photo is
 counted ``already_imported`` and not copied again (reposts by other owners are imported, and
 found by near-duplicate detection when processed, as uploads are).
@@ -68,7 +70,8 @@ def _import_chunk(services: Services, job: ReprocessJob, source: ImportSource, c
     fresh = [i for i in items if i.item not in known]
     # One query for the batch's external ids, the copies in parallel, one transaction for the rows.
     taken = services.catalog.photos_by_external_ids([(i.owner, i.external_id) for i in fresh if i.external_id])
-    results = _catalog(services, list(map_items(lambda item: import_item(services, source, item, taken), fresh)))
+    hidden = services.catalog.hidden_owners(sorted({i.owner for i in fresh if i.owner}))
+    results = _catalog(services, list(map_items(lambda item: import_item(services, source, item, taken, hidden), fresh)))
     services.catalog.record_import_batch(job.id, results, {i.item: i.taken_at for i in fresh if i.taken_at})
     again = [photo_id for outcome, photo_id in known.values() if outcome == IMPORTED and photo_id]
     return chunk[-1][0], [r.photo_id for r in results if r.enqueue and r.photo_id] + again
@@ -76,15 +79,16 @@ def _import_chunk(services: Services, job: ReprocessJob, source: ImportSource, c
 
 # --------------------------------------------------------------------------- one item
 def import_item(services: Services, source: ImportSource, item: SourceItem,
-                taken: dict[tuple[str, str], tuple[str, str]] | None = None) -> ItemResult:
+                taken: dict[tuple[str, str], tuple[str, str]] | None = None, hidden_owners: set[str] | None = None) -> ItemResult:
     """Check and copy one item; its photo row is for the batch to write (``_catalog``). ``taken``:
-    the batch's (owner, external_id) already photos. Bad items are values; unreachable backends raise."""
+    the batch's (owner, external_id) already photos; ``hidden_owners``: its owners who opted out.
+    Bad items are values; unreachable backends raise."""
     known = dict(item=item.item, owner=item.owner, external_id=item.external_id, visible=item.visible)
     if item.problem is not None:
         return ItemResult(outcome=BAD, code=item.problem[0], message=item.problem[1], **known)
-    hidden = hidden_owner(services, item)
-    if hidden:
-        return ItemResult(outcome=SKIPPED, code="owner_hidden", message=hidden, **known)
+    if item.owner in (hidden_owners or set()) and item.visible is not True:
+        return ItemResult(outcome=SKIPPED, code="owner_hidden", message="the owner opted out (PUT /v1/owners/<owner>/visibility); "
+                          'a manifest line with "visible": true imports it anyway', **known)
     if item.external_id and (found := (taken or {}).get((item.owner or "", item.external_id))):
         return _already(found, known)
     try:
@@ -93,13 +97,6 @@ def import_item(services: Services, source: ImportSource, item: SourceItem,
         return ItemResult(outcome=BAD, code="object_not_found", message="the source object does not exist", **known)
     except (MediaError, UploadError) as exc:
         return ItemResult(outcome=BAD, code=exc.code, message=exc.message, **known)
-
-
-def hidden_owner(services: Services, item: SourceItem) -> str | None:
-    """Why the item is skipped, or ``None``. Owners who opted out (#23 section 2) are skipped here
-    unless the manifest says ``"visible": true``; until owner visibility exists nothing is
-    skipped, and the manifest's ``visible`` is kept in the import ledger."""
-    return None
 
 
 def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem, known: dict) -> ItemResult:
@@ -139,6 +136,7 @@ def _copy_and_catalog(services: Services, source: ImportSource, item: SourceItem
         id=photo_id, status=PhotoStatus.QUEUED, owner=item.owner, sha256=sha256, original_key=key,
         original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
         original_bytes=size, created_at=now, updated_at=now, external_id=item.external_id,
+        hidden=item.visible is False,  # "visible": false in the manifest: hidden on its own, as PATCH visible false
     )
     return ItemResult(outcome=IMPORTED, photo_id=photo_id, bytes=size, enqueue=True, photo=photo, **known)
 
