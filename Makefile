@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/origin.py
 	$(BIN)/python bench/reprocess.py
+	$(BIN)/python bench/importer.py
 	$(BIN)/python bench/dedupe_eval.py
 	$(BIN)/python bench/dedupe_index.py
 	$(BIN)/python bench/events.py

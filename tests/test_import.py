@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from config.settings import Settings
-from media_pipeline import reprocess, service
+from media_pipeline import reprocess
 from media_pipeline.importing import importer
 from media_pipeline.importing.sources import open_source
 from media_pipeline.queue import RecordingQueue
@@ -230,7 +230,7 @@ def test_an_s3_prefix_on_another_endpoint_uses_the_import_settings(s3_settings: 
     assert services.storage.get(photo.original_key) == photo_bytes(7)
 
 
-def test_owners_who_opted_out_are_skipped_unless_the_manifest_says_visible(services: Any, client: Any, tmp_path: Path) -> None:
+def test_opted_out_and_hidden_items_through_the_api_and_the_console_search(services: Any, client: Any, tmp_path: Path) -> None:
     folder = tmp_path / "library"
     folder.mkdir()
     for i in range(4):
@@ -320,3 +320,86 @@ def test_real_photos_and_malformed_files_by_manifest(services: Any, queue: Recor
     for _, photo_id in queue.reprocess:
         assert reprocess.reprocess_one(services, stored_job, photo_id) == "updated"
         assert services.catalog.get_photo(photo_id).status.value == "ready"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_catalog(request: pytest.FixtureRequest, settings: Settings, queue: RecordingQueue) -> Any:
+    if request.param == "sqlite":
+        yield build_services(settings, queue=queue)
+        return
+    from tests.conftest import fresh_postgres_database
+
+    database = fresh_postgres_database("mp_import")
+    yield build_services(settings.replace(catalog_url=next(database)), queue=queue)
+    next(database, None)
+
+
+def test_an_item_imported_meanwhile_by_another_run_is_counted_once_and_its_copy_dropped(any_catalog: Any,
+                                                                                        tmp_path: Path) -> None:
+    services = any_catalog
+    manifest = library_with_bad_items(tmp_path / "library", good=2)
+    first = run_import(services, str(manifest))
+    assert services.catalog.import_report(first.id).counts == {"imported": 2, "bad": 4}
+    (tmp_path / "library" / "p1.jpg").write_bytes(photo_bytes(99))  # other bytes: only the external id repeats
+    source = open_source(str(manifest), services.settings, services.storage)
+    item = next(item for _, item in source.items("") if item.external_id == "post-1")
+    racing = importer.import_item(services, source, item, taken={})  # it did not see the first run's photo
+    assert racing.photo is not None and services.storage.exists(racing.photo.original_key)
+    (result,) = importer._catalog(services, [racing])
+    assert result.outcome == "already_imported"
+    assert result.photo_id == services.catalog.photo_by_external_id("alice", "post-1")[0]
+    assert not services.storage.exists(racing.photo.original_key) and len(originals(services)) == 2
+    again = run_import(services, str(manifest))
+    assert services.catalog.import_report(again.id).counts == {"already_imported": 2, "bad": 4}
+
+
+def test_the_command_stops_on_sigint_at_a_checkpoint_and_resumes_with_its_job(settings: Settings, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    manifest = library_with_bad_items(tmp_path / "library", good=12)
+    env = {**os.environ, **settings.as_env()}
+    run = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "import", str(manifest), "--no-wait", "--batch", "2",
+                            "--rate", "4"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    services = build_services(settings, queue=RecordingQueue())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (services.catalog.latest_import_job_id()
+                                               and services.catalog.import_report(services.catalog.latest_import_job_id()).items):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    job_id = services.catalog.latest_import_job_id()
+    assert run.returncode == 130 and f"resume with `media-pipeline import --job {job_id}`" in output, output
+    stopped = services.catalog.get_job(job_id)
+    assert stopped.status == "interrupted" and services.catalog.import_report(job_id).items < 16
+    resumed = cli(settings, "import", "--job", job_id, "--no-wait")
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # done, with bad items
+    assert services.catalog.import_report(job_id).counts == {"imported": 12, "bad": 4}
+    assert services.catalog.get_job(job_id).enqueued == 12 and len(originals(services)) == 12
+
+
+def test_owners_who_opted_out_are_skipped_unless_the_manifest_says_visible(services: Any, client: Any, tmp_path: Path) -> None:
+    from media_pipeline import visibility
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.jpg").write_bytes(photo_bytes(i))
+    visibility.set_owner_visible(services, "shy", False)
+    manifest = write_manifest(folder, [
+        {"source": "p0.jpg", "owner": "shy", "external_id": "s0"},
+        {"source": "p1.jpg", "owner": "shy", "external_id": "s1", "visible": True},
+        {"source": "p2.jpg", "owner": "alice", "external_id": "a2", "visible": False},
+        {"source": "p3.jpg", "owner": "alice", "external_id": "a3"},
+    ])
+    job = run_import(services, str(manifest))
+    assert services.catalog.import_report(job.id).counts == {"imported": 3, "skipped": 1}
+    assert services.catalog.photo_by_external_id("shy", "s0") is None and len(originals(services)) == 3
+
+    def shown(owner: str, external_id: str) -> tuple[bool, str | None]:
+        (photo,) = client.get(f"/v1/photos?external_id={external_id}&owner={owner}").get_json()["photos"]
+        return photo["visible"], photo["hidden_by"]
+
+    assert shown("shy", "s1") == (False, "owner")  # imported as the line says, still hidden by its owner's choice
+    assert shown("alice", "a2") == (False, "photo")
+    assert shown("alice", "a3") == (True, None)

@@ -11,7 +11,7 @@ from media_pipeline.models import Photo
 IMPORTED = "imported"  # copied, catalogued and enqueued
 ALREADY_IMPORTED = "already_imported"  # found by (owner, external_id) or (owner, SHA-256): not copied again
 BAD = "bad"  # missing, not an image, over the limits: recorded with its reason, the job goes on
-SKIPPED = "skipped"  # reserved for owners who opted out (#23 section 2)
+SKIPPED = "skipped"  # its owner opted out, and the manifest does not say "visible": true
 
 
 @dataclass(frozen=True)
