@@ -1,5 +1,7 @@
-"""A small operator page: upload a photo, watch it process, see its renditions, placeholder,
-metadata and duplicates. Plain HTML and a little JavaScript over the public v1 API."""
+"""The operator console (docs/console.md): recent photos, failures and retries, duplicates, jobs,
+health, and one photo as it processes. Plain HTML, CSS and a little JavaScript (static/) over the
+v1 API and the console's endpoints (web/console.py); the page holds no data itself, so it is served
+to anyone, and asks for an operator key when the endpoints want one."""
 
 from __future__ import annotations
 
