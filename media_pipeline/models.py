@@ -69,6 +69,10 @@ class EncoderSettings(_OutputFormat):
     progressive: bool = False
     trellis: bool = False
     auto: AutoQuality | None = None
+    # What a wide-gamut or HDR source keeps (MP_COLOR_GAMUT, MP_HDR): ``p3`` renders wide-gamut
+    # sources in Display P3; ``keep`` keeps a gain map where the format can carry one.
+    gamut: str = "srgb"
+    dynamic_range: str = "sdr"
 
     @property
     def spec(self) -> str:
@@ -81,9 +85,11 @@ class EncoderSettings(_OutputFormat):
 def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
     # A fixed quality hashes as it did before ``auto`` existed, so adding the field re-keys nothing;
     # an auto one hashes its target, bounds and search too, so fixed -> auto is a reprocess diff.
+    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR) hash as before.
     settings = asdict(enc)
-    if enc.auto is None:
-        del settings["auto"]
+    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr")):
+        if settings[name] == legacy:
+            del settings[name]
     return settings
 
 
@@ -103,6 +109,16 @@ class Preset:
 
     def encoder(self, fmt: str) -> EncoderSettings | None:
         return next((e for e in self.formats if e.format == fmt), None)
+
+    @property
+    def gamut(self) -> str:
+        """``p3`` (wide-gamut sources rendered in Display P3) or ``srgb``; the same in every format."""
+        return self.formats[0].gamut if self.formats else "srgb"
+
+    @property
+    def dynamic_range(self) -> str:
+        """``hdr`` (gain maps kept where a format carries one) or ``sdr``."""
+        return self.formats[0].dynamic_range if self.formats else "sdr"
 
     @property
     def version(self) -> str:

@@ -8,7 +8,8 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
                        and hold it in memory: orienting and colour work then touch fewer pixels,
                        and rotating no longer fights the loader's sequential access
     orient             EXIF orientation applied exactly once (never for HEIF/AVIF: libheif did it)
-    to_srgb            embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB
+    to_colour          embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB,
+                       or Display P3 (tagged) for a wide-gamut source when the preset says p3 (colour.py)
     drop_opaque_alpha  an alpha band that is all 255 only costs bytes
     cascade            each smaller width resized from the next larger one (one decode in all)
     encode             every width in every preset format, with no metadata; an auto-quality
@@ -35,7 +36,7 @@ import numpy as np
 import pillow_heif
 import pyvips
 
-from media_pipeline import collage, dedupe, focus, keypoints, quality, vips
+from media_pipeline import collage, colour, dedupe, focus, keypoints, quality, vips
 from media_pipeline.encode import WHITE, encode
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
@@ -68,6 +69,8 @@ class Job:
     data: bytes | memoryview = field(repr=False)
     info: ImageInfo
     widths: tuple[int, ...]  # descending, never above the upright width
+    wanted_gamut: str = colour.SRGB  # the preset's: p3 renders a wide-gamut source in Display P3
+    gamut: str = colour.SRGB  # what the levels are in, once ``to_colour`` ran
     image: pyvips.Image | None = None
     levels: dict[int, pyvips.Image] = field(default_factory=dict)
     # ``level_near``'s arrays by long side: PDQ, keypoints and the focus all read the 512 px one.
@@ -114,27 +117,9 @@ def orient(job: Job) -> None:
         job.image = image
 
 
-def to_srgb(job: Job) -> None:
-    image = job.image
-    has_profile = image.get_typeof("icc-profile-data") != 0
-    try:
-        if image.interpretation == "cmyk":
-            image = image.icc_transform("srgb", input_profile="cmyk", embedded=has_profile, intent="relative", depth=8)
-        elif has_profile:
-            image = image.icc_transform("srgb", embedded=True, intent="relative", depth=8)
-    except pyvips.Error:
-        # A profile lcms rejects (truncated, wrong colour space for the pixels): treat the pixels as sRGB.
-        image = job.image
-        if image.get_typeof("icc-profile-data"):
-            image = image.copy()
-            image.remove("icc-profile-data")
-    if image.interpretation not in ("srgb",) or image.format != "uchar":
-        image = image.colourspace("srgb")
-    if image.format != "uchar":
-        image = image.cast("uchar")
-    if image.bands not in (3, 4):
-        image = image[:3] if image.bands > 4 else image.colourspace("srgb")
-    job.image = image
+def to_colour(job: Job) -> None:
+    job.gamut = colour.output_gamut(job.image, job.wanted_gamut)
+    job.image = colour.to_gamut(job.image, job.gamut)
 
 
 def fit_largest(job: Job) -> None:
@@ -164,7 +149,7 @@ def cascade(job: Job) -> None:
         job.levels[width] = previous
 
 
-STEPS: tuple[Callable[[Job], None], ...] = (decode, fit_largest, orient, to_srgb, drop_opaque_alpha, cascade)
+STEPS: tuple[Callable[[Job], None], ...] = (decode, fit_largest, orient, to_colour, drop_opaque_alpha, cascade)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -177,7 +162,7 @@ def prepare(data: bytes | memoryview, preset: Preset, max_pixels: int, info: Ima
     vips.configure()
     info = info or probe(data, max_pixels)
     wanted = widths or preset.widths
-    job = Job(data=data, info=info, widths=rendition_widths(wanted, info.upright_size[0]))
+    job = Job(data=data, info=info, widths=rendition_widths(wanted, info.upright_size[0]), wanted_gamut=preset.gamut)
     try:
         for step in STEPS:
             step(job)
@@ -247,6 +232,7 @@ def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
 
 
 def _pixels(image: pyvips.Image, long_side: int | None) -> np.ndarray:
+    image = colour.srgb_view(image)
     if long_side and max(image.width, image.height) > long_side:
         image = image.thumbnail_image(long_side, height=long_side)
     if image.hasalpha():
@@ -328,6 +314,7 @@ def _near_image(job: Job, long_side: int) -> pyvips.Image:
     level = job.levels[fitting[-1] if fitting else job.widths[0]]
     if max(level.width, level.height) > long_side:
         level = level.thumbnail_image(long_side, height=long_side)
+    level = colour.srgb_view(level)
     return level.flatten(background=WHITE) if level.hasalpha() else level
 
 

@@ -16,7 +16,7 @@ import pytest
 import pyvips
 from PIL import Image, ImageCms
 
-from media_pipeline import pipeline, service, vips
+from media_pipeline import colour, pipeline, service, vips
 from media_pipeline.errors import MediaError
 from media_pipeline.models import ImageFormat, Preset
 from media_pipeline.probe import probe
@@ -163,8 +163,12 @@ def test_colour_managed_inputs_match_a_reference_conversion(path: Path, testdata
 
         source = ImageOps.exif_transpose(source)
     mode_in = "RGB" if source.mode == "RGBA" else source.mode
+    # Into what our level says it is: Display P3 (tagged) for a wide-gamut source, else sRGB.
+    ours_icc = ours.get("icc-profile-data") if ours.get_typeof("icc-profile-data") else None
+    assert bool(ours_icc) is colour.is_wide_gamut(icc), "a wide-gamut source renders in P3, any other in sRGB"
+    target = ImageCms.ImageCmsProfile(io.BytesIO(bytes(ours_icc))) if ours_icc else ImageCms.createProfile("sRGB")
     ref = ImageCms.profileToProfile(
-        source.convert(mode_in), ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+        source.convert(mode_in), ImageCms.ImageCmsProfile(io.BytesIO(icc)), target,
         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB",
     )
     if source.mode == "RGBA":  # both sides flattened on white, as the JPEG renditions are
