@@ -94,6 +94,13 @@ def keep_flags(image: pyvips.Image, gainmap: bool = False) -> str:
     return "|".join(kept) or "none"
 
 
+def rendition_traits(image: pyvips.Image, enc: EncoderSettings) -> dict[str, object]:
+    """What a rendition of ``image`` in ``enc`` is besides its size: its gamut, and whether it
+    keeps the gain map (JPEG alone can carry one here, when the preset keeps HDR)."""
+    keeps_gainmap = enc.format == "jpeg" and enc.dynamic_range == "hdr" and image.get_typeof("gainmap") != 0
+    return {"gamut": "p3" if image.get_typeof("icc-profile-data") else "srgb", "hdr": keeps_gainmap}
+
+
 def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     return image.webpsave_buffer(Q=enc.quality, effort=enc.effort, keep=keep_flags(image))
 
@@ -101,7 +108,7 @@ def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:
 def encode_jpeg(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     if image.hasalpha():
         image = image.flatten(background=WHITE)  # an HDR source has no alpha: its gain map stays
-    return image.jpegsave_buffer(
+    data = image.jpegsave_buffer(
         Q=enc.quality,
         interlace=enc.progressive,
         optimize_coding=True,
@@ -112,6 +119,22 @@ def encode_jpeg(image: pyvips.Image, enc: EncoderSettings) -> bytes:
         # With a gain map, libvips writes an Ultra HDR JPEG (MPF secondary image, hdrgm XMP).
         keep=keep_flags(image, gainmap=enc.dynamic_range == "hdr"),
     )
+    return _without_exif(data)
+
+
+def _without_exif(jpeg: bytes) -> bytes:
+    """The JPEG without the EXIF block libultrahdr writes into an Ultra HDR file whatever ``keep``
+    says (orientation 1, resolution, colour space; none of the source's tags). It sits before the
+    MPF segment, whose offsets count from that segment, so the gain map is still found."""
+    pos, found = 2, []
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] not in (0xDA, 0xD9):
+        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if jpeg[pos + 1] == 0xE1 and jpeg[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            found.append((pos, pos + 2 + length))
+        pos += 2 + length
+    for start, end in reversed(found):
+        jpeg = jpeg[:start] + jpeg[end:]
+    return jpeg
 
 
 ENCODERS: dict[str, Callable[[pyvips.Image, EncoderSettings], bytes]] = {

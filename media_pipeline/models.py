@@ -140,6 +140,7 @@ class ImageInfo:
     has_alpha: bool = False
     exif: bytes | None = field(default=None, repr=False)
     icc_profile: bytes | None = field(default=None, repr=False)
+    hdr: str | None = None  # the kind of gain map it carries (hdr.ULTRA_HDR, hdr.APPLE), None for SDR
 
     @property
     def pixels(self) -> int:
@@ -199,6 +200,8 @@ class EncodedRendition(_OutputFormat):
     quality: int | None = None  # the encoder quality used
     score: float | None = None  # SSIMULACRA2 the quality search reached (auto quality only)
     aspect: str = "original"  # or "A:B" for a crop
+    gamut: str = "srgb"  # or "p3": tagged Display P3
+    hdr: bool = False  # carries a gain map (an Ultra HDR JPEG)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class Rendition:
     quality: int | None = None  # encoder quality; None for renditions made before it was recorded
     score: float | None = None  # SSIMULACRA2 the quality search reached; None for a fixed quality
     aspect: str = "original"  # or "A:B" for a crop around the subject
+    gamut: str = "srgb"  # or "p3": tagged Display P3 (a wide-gamut source)
+    hdr: bool = False  # carries a gain map: an HDR screen shows it in HDR
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -358,6 +363,7 @@ class Photo:
     duplicates: tuple[Duplicate, ...] = ()
     computed_focus: Focus | None = None  # found at ingest
     user_focal_point: Point | None = None  # set through the API; wins over the computed one
+    original_hdr: bool = False  # the original carries a gain map (Ultra HDR JPEG, Apple HEIC)
 
     @property
     def focus(self) -> Focus | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyvips
 
-from media_pipeline import vips
+from media_pipeline import hdr, vips
 from media_pipeline.errors import CorruptImage, ImageTooLarge
 from media_pipeline.models import ImageFormat, ImageInfo
 from media_pipeline.sniff import sniff
@@ -23,6 +23,7 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         orientation = header.get("orientation") if header.get_typeof("orientation") else 1
         exif = header.get("exif-data") if header.get_typeof("exif-data") else None
         icc = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
+        xmp = header.get("xmp-data") if header.get_typeof("xmp-data") else None
         has_alpha = header.hasalpha()
     except pyvips.Error as exc:
         raise CorruptImage(f"cannot read the {fmt.value} header: {_first_line(exc)}") from exc
@@ -43,6 +44,7 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         has_alpha=bool(has_alpha),
         exif=exif,
         icc_profile=icc,
+        hdr=hdr.detect(data, fmt, xmp),
     )
 
 

@@ -183,6 +183,7 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None) -> Phot
         original_bytes=upload.size,
         created_at=now,
         updated_at=now,
+        original_hdr=info.hdr is not None,
     )
     try:
         services.catalog.add_photo(photo)
@@ -291,6 +292,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     wanted = [(width, enc) for width in widths for enc in preset.eager]
     missing = {(width, enc.format) for width, enc in wanted if (enc.spec, width, enc.format) not in existing}
     metadata, placeholder, hashes = photo.metadata, photo.placeholder, photo.hashes
+    original_hdr: bool | None = None  # known again once the original is probed
     upright = (photo.original_width, photo.original_height)
     computed_focus = photo.computed_focus  # found once; a stored one keeps the crops' keys
     crops_wanted = crop_renditions.wanted_crops(preset, upright, photo.focus) if photo.focus else []
@@ -306,6 +308,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
         try:
             with metrics.step("decode_resize"):
                 job = pipeline.prepare(data, preset, services.settings.max_pixels)
+            original_hdr = job.info.hdr is not None
             with metrics.step("describe"):
                 metadata, placeholder, hashes = pipeline.describe(job, preset)
             stopped = moderation.stop_reason(services.blocklists, services.validator, photo, hashes, job)
@@ -333,7 +336,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
                 metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
                 rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec,
-                                      encoded.quality, encoded.score)
+                                      encoded.quality, encoded.score, gamut=encoded.gamut, hdr=encoded.hdr)
                 rendered[rendition.identity] = rendition
         except MediaError as exc:
             fail_photo(services, photo_id, exc.code, exc.message)
@@ -345,7 +348,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     seconds = time.monotonic() - started if len(rendered) == len(identities) else None
     with metrics.step("record"):
         completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds,
-                                              focus=computed_focus)
+                                              focus=computed_focus, original_hdr=original_hdr)
     if not completed:
         # Deleted while we worked: leave nothing behind.
         _delete_objects(services, photo_id, photo.original_key)
@@ -417,7 +420,7 @@ def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) ->
     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
     metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
     rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec,
-                          encoded.quality, encoded.score)
+                          encoded.quality, encoded.score, gamut=encoded.gamut, hdr=encoded.hdr)
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(key)
         return None

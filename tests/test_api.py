@@ -39,7 +39,7 @@ def test_multipart_upload_is_stored_recorded_and_queued(client: Any, services: A
     photo = services.catalog.get_photo(body["id"])
     assert (photo.status.value, photo.owner, photo.original_width, photo.original_height) == ("queued", "alice", 800, 600)
     got = client.get(body["links"]["self"]).get_json()
-    assert got["status"] == "queued" and got["original"] == {"format": "jpeg", "width": 800, "height": 600, "bytes": len(data)}
+    assert got["status"] == "queued" and got["original"] == {"format": "jpeg", "width": 800, "height": 600, "bytes": len(data), "hdr": False}
     # RFC 3339 UTC to the millisecond, the moment the catalog recorded.
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", got["created_at"]), got["created_at"]
     assert abs(datetime.fromisoformat(got["created_at"]).timestamp() - photo.created_at) < 0.001

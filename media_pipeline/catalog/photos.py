@@ -26,21 +26,22 @@ _PHOTO_COLUMNS = (
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_FOCUS_COLUMNS = "focus, user_focal_point"
-_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect"
+_FOCUS_COLUMNS = "focus, user_focal_point, original_hdr"
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, gamut, hdr"
 
 
 class PhotoStore(SqlDatabase):
     def add_photo(self, photo: Photo) -> None:
         with self._tx() as cur:
             cur.execute(
-                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO photos ({_PHOTO_COLUMNS}, original_hdr) VALUES ({', '.join('?' * 18)})",
                 (
                     photo.id, photo.owner, photo.status.value, photo.sha256, photo.original_key,
                     photo.original_format, photo.original_width, photo.original_height, photo.original_bytes,
                     photo.created_at, photo.updated_at, photo.preset_version,
                     dump_json(photo.metadata.to_dict() if photo.metadata else None),
                     dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
+                    int(photo.original_hdr),
                 ),
             )
 
@@ -78,6 +79,7 @@ class PhotoStore(SqlDatabase):
             duplicates=tuple(load_duplicates(cur, photo_id)),
             computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
             user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
+            original_hdr=bool(row[19]),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -106,15 +108,16 @@ class PhotoStore(SqlDatabase):
         hashes: Hashes,
         seconds: float | None = None,
         focus: Focus | None = None,
+        original_hdr: bool | None = None,
     ) -> bool:
         now = time.time()
         with self._tx() as cur:
             updated = cur.execute(
                 "UPDATE photos SET status = ?, preset_version = ?, metadata = ?, placeholder = ?, error_code = NULL, "
                 "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds), "
-                "focus = COALESCE(?, focus) WHERE id = ?",
+                "focus = COALESCE(?, focus), original_hdr = COALESCE(?, original_hdr) WHERE id = ?",
                 (PhotoStatus.READY.value, preset_version, dump_json(metadata.to_dict()), dump_json(_placeholder_dict(placeholder)), now,
-                 seconds, dump_json(focus.to_dict()) if focus else None, photo_id),
+                 seconds, dump_json(focus.to_dict()) if focus else None, None if original_hdr is None else int(original_hdr), photo_id),
             )
             if not updated:
                 return False
@@ -123,11 +126,12 @@ class PhotoStore(SqlDatabase):
                 "UPDATE renditions SET current = 0, retired_at = ? WHERE photo_id = ? AND current = 1", (now, photo_id)
             )
             cur.executemany(
-                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, gamut, hdr) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
                 "height = excluded.height, bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, "
-                "score = excluded.score, current = 1, retired_at = NULL",
-                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect) for r in renditions],
+                "score = excluded.score, gamut = excluded.gamut, hdr = excluded.hdr, current = 1, retired_at = NULL",
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect, r.gamut, int(r.hdr))
+                 for r in renditions],
             )
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.executemany(
@@ -184,13 +188,14 @@ class PhotoStore(SqlDatabase):
         with self._tx() as cur:
             return bool(
                 cur.execute(
-                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect) "
-                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, gamut, hdr) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
                     "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
                     "bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, score = excluded.score, "
-                    "current = 1, retired_at = NULL",
+                    "gamut = excluded.gamut, hdr = excluded.hdr, current = 1, retired_at = NULL",
                     (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
-                     rendition.quality, rendition.score, rendition.aspect, photo_id, PhotoStatus.READY.value),
+                     rendition.quality, rendition.score, rendition.aspect, rendition.gamut, int(rendition.hdr), photo_id,
+                     PhotoStatus.READY.value),
                 )
             )
 
@@ -248,7 +253,7 @@ class PhotoStore(SqlDatabase):
 
 def _rendition(row: Sequence[Any]) -> Rendition:
     return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5], quality=row[6],
-                     score=None if row[7] is None else float(row[7]), aspect=row[8])
+                     score=None if row[7] is None else float(row[7]), aspect=row[8], gamut=row[9], hdr=bool(row[10]))
 
 
 def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:

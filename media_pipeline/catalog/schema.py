@@ -250,6 +250,21 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        13,
+        (
+            # Kept as shot (#20): whether the original carries an HDR gain map, and what each
+            # rendition is: its gamut (srgb, or p3 with the profile embedded) and whether it
+            # carries the gain map (an Ultra HDR JPEG).
+            "ALTER TABLE photos ADD COLUMN original_hdr INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE renditions ADD COLUMN gamut TEXT NOT NULL DEFAULT 'srgb'",
+            "ALTER TABLE renditions ADD COLUMN hdr INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":

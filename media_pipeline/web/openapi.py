@@ -326,7 +326,8 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "Rendition": {
-                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "url", "stable_url"],
+                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "gamut", "hdr", "url",
+                                               "stable_url"],
                 "additionalProperties": False,
                 "properties": {
                     "aspect": {"type": "string", "pattern": "^(original|[1-9][0-9]?:[1-9][0-9]?)$",
@@ -339,6 +340,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                               "description": "SSIMULACRA2 (100 = identical, 90 visually lossless, 70 high quality) the "
                                              "auto-quality search reached for this photo and format; null for a fixed quality, "
                                              "or when no quality the search tried reached the target and the maximum it then uses was not tried"},
+                    "gamut": {"enum": ["srgb", "p3"],
+                              "description": "`p3`: Display P3 with the ICC profile embedded (a wide-gamut original); `srgb`: untagged sRGB"},
+                    "hdr": {"type": "boolean",
+                            "description": "The rendition carries the original's gain map (an Ultra HDR JPEG): an HDR screen shows it "
+                                           "in HDR, any other screen its SDR picture"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
@@ -354,9 +360,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                                    "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},
                     "links": {"type": "object", "required": ["self"], "properties": {
                         "self": {"type": "string"}, "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}},
-                    "original": {"type": "object", "required": ["format", "width", "height", "bytes"], "properties": {
+                    "original": {"type": "object", "required": ["format", "width", "height", "bytes", "hdr"], "properties": {
                         "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
-                        "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                        "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
+                        "hdr": {"type": "boolean", "description": "The original is an HDR photo with a gain map (Ultra HDR JPEG, "
+                                                                  "iPhone HEIC with Apple's HDR gain map)"}}},
                     "preset_version": {"type": "string"},
                     "metadata": {"type": "object", "required": ["taken_at", "camera", "orientation", "color_profile"], "properties": {
                         "taken_at": {"type": ["string", "null"],

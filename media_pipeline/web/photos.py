@@ -180,6 +180,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
             "width": photo.original_width,
             "height": photo.original_height,
             "bytes": photo.original_bytes,
+            "hdr": photo.original_hdr,
         },
     }
     if photo.status is PhotoStatus.READY:
@@ -195,6 +196,8 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
                 "bytes": r.bytes,
                 "quality": r.quality,
                 "score": None if r.score is None else round(r.score, 2),
+                "gamut": r.gamut,
+                "hdr": r.hdr,
                 "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
                 "stable_url": stable_url(base_url, photo.id, r.aspect, r.width, r.format),
             }
