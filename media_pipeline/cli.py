@@ -247,14 +247,15 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
             prepare_ms = (time.perf_counter() - started) * 1000
             meta = extract_metadata(job.info)
             print(f"{path}: {job.info.format.value} {job.info.width}x{job.info.height} orientation={meta.orientation} "
-                  f"profile={meta.color_profile} decode+resize {prepare_ms:.0f} ms")
+                  f"profile={meta.color_profile} gamut={job.gamut} hdr={job.info.hdr or 'no'} decode+resize {prepare_ms:.0f} ms")
             total = prepare_ms
             t = time.perf_counter()
             for rendition in pipeline.iter_renditions(job, preset.eager, release=True):
                 ms = (time.perf_counter() - t) * 1000
                 total += ms
                 (out_dir / f"{rendition.width}.{rendition.extension}").write_bytes(rendition.data)
-                print(f"  {rendition.width:5d} {rendition.format:5s} {len(rendition.data):9d} bytes {ms:8.1f} ms")
+                kind = f"{rendition.gamut} {'hdr' if rendition.hdr else 'sdr'}"
+                print(f"  {rendition.width:5d} {rendition.format:5s} {kind:8s} {len(rendition.data):9d} bytes {ms:8.1f} ms")
                 t = time.perf_counter()
             print(f"  total {total:.0f} ms")
         except MediaPipelineError as exc:

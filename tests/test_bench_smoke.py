@@ -52,3 +52,13 @@ def test_crops_bench_runs(tmp_path: Path) -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| ours |", "| centre |", "| attention |"))]
     assert len(rows) == 3 and all(row.count("%") == 4 for row in rows)
     assert "user focal point honoured: 16/16" in done.stdout
+
+
+def test_hdr_bench_runs(tmp_path: Path) -> None:
+    photo = tmp_path / "hdr.jpg"
+    gainmap = (images.scene(160, 120, seed=2)[..., 0] // 2 + 100).astype("uint8")
+    photo.write_bytes(images.ultra_hdr_jpeg(images.scene(640, 480), gainmap))
+    done = subprocess.run([sys.executable, "bench/hdr.py", str(photo), "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| hdr.jpg |"))
+    assert "| ultra-hdr |" in row and re.search(r"\| \d+\.\d\d / \d+\.\d\d \|$", row), row  # stops measured

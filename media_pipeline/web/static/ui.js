@@ -80,7 +80,7 @@ function show(photo) {
   meta.replaceChildren();
   addFact(meta, "id", photo.id);
   addFact(meta, "owner", photo.owner);
-  addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes`);
+  addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes${photo.original.hdr ? ", HDR (gain map)" : ""}`);
   if (photo.status !== "ready") return;
   const m = photo.metadata || {};
   addFact(meta, "taken at", m.taken_at);
@@ -112,7 +112,7 @@ function show(photo) {
   img.src = whole[whole.length - 1].url;
 
   const body = $("renditions").tBodies[0];
-  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.bytes, link(r.url)])));
+  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.gamut, r.hdr ? "HDR" : "SDR", r.bytes, link(r.url)])));
 
   const dups = $("duplicates");
   if (Array.isArray(photo.duplicates) && photo.duplicates.length) {
