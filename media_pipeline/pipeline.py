@@ -111,10 +111,17 @@ def decode(job: Job) -> None:
         upright_width = info.upright_size[0]
         options["shrink"] = _jpeg_shrink(upright_width, job.widths[0])
     if keep_hdr and info.hdr == hdr.ULTRA_HDR:
-        job.image = vips.load_ultra_hdr(job.data, **options)
-        job.gainmap = job.image.get_gainmap().copy_memory()  # it borrows the loader's blob
-        job.gainmap_ratio = job.image.width / job.gainmap.width  # both shrunk on load alike
-        return
+        try:
+            image = vips.load_ultra_hdr(job.data, **options)
+            gainmap = image.get_gainmap()
+            # Never larger than the picture (its header says so before any decode): a gain-map
+            # bomb inside an otherwise small JPEG is dropped, not decoded.
+            if gainmap is not None and gainmap.width <= image.width and gainmap.height <= image.height:
+                job.image, job.gainmap = image, gainmap.copy_memory()  # it borrows the loader's blob
+                job.gainmap_ratio = image.width / gainmap.width  # both shrunk on load alike
+                return
+        except pyvips.Error:
+            pass  # a gain map libultrahdr cannot read: the SDR picture alone, as any JPEG viewer shows it
     job.image = vips.load(job.data, info.format, **options)
 
 

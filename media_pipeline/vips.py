@@ -96,7 +96,10 @@ def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.I
         icc = heif.info.get("icc_profile")
         aux = (heif.info.get("aux") or {}).get(hdr.APPLE_GAINMAP) if gainmap else None
         headroom = hdr.apple_headroom(heif.info.get("exif")) if aux else None
-        apple_gainmap = _heif_pixels(heif.get_aux_image(aux[0])) if aux and headroom and headroom > 1 else None
+        aux_image = heif.get_aux_image(aux[0]) if aux and headroom and headroom > 1 else None
+        # Never larger than the picture, checked before its pixels are read: a bomb is dropped, not decoded.
+        fits = aux_image is not None and aux_image.size[0] <= frame.size[0] and aux_image.size[1] <= frame.size[1]
+        apple_gainmap = _heif_pixels(aux_image) if fits else None
     except (ValueError, RuntimeError, OSError) as exc:
         raise CorruptImage(f"cannot decode the HEIC: {exc}") from exc
     if icc:

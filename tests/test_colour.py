@@ -5,6 +5,7 @@ Checked as a viewer sees it: CIEDE2000 of what each rendition's own profile says
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pyvips
 from PIL import Image
 
 from config.settings import Settings
-from media_pipeline import colour, pipeline
+from media_pipeline import colour, pipeline, service
 from media_pipeline.models import Preset
 from tests import images
 from tests.colour_diff import ciede2000, convert, lab
@@ -102,3 +103,19 @@ def test_placeholder_and_hashes_stay_srgb() -> None:
     clipped = pipeline.process(p3_patches(), preset_for("srgb"), LIMIT)
     assert flat.placeholder == clipped.placeholder
     assert flat.hashes.pdq == clipped.hashes.pdq
+
+
+def test_a_p3_photo_and_its_srgb_repost_are_near_duplicates(client: Any, services: Any) -> None:
+    """Fingerprints come from the sRGB view: the same picture found whatever gamut it came in."""
+    services.preset = preset_for("p3")
+    rgb = images.natural(640, 480, seed=9)
+    ids = []
+    for data in (images.with_profile(rgb, "p3", Q=95), images.jpeg(rgb, quality=90)):
+        photo_id = client.post("/v1/photos", data={"file": (io.BytesIO(data), "photo.jpg")}).get_json()["id"]
+        assert service.process_photo(services, photo_id) is service.Outcome.DONE
+        ids.append(photo_id)
+    first = client.get(f"/v1/photos/{ids[0]}").get_json()
+    assert {r["gamut"] for r in first["renditions"]} == {"p3"}
+    repost = client.get(f"/v1/photos/{ids[1]}").get_json()
+    assert {r["gamut"] for r in repost["renditions"]} == {"srgb"}
+    assert [d["id"] for d in repost["duplicates"]] == [ids[0]]

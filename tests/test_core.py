@@ -3,13 +3,12 @@ alpha, widths, metadata stripping, placeholders and hashes."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gc
 import io
 import mmap
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -197,3 +197,17 @@ def test_apple_gain_map_follows_the_upright_picture(testdata: Path) -> None:
     assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9
     turned = np.rot90(theirs, 2)
     assert np.corrcoef(ours.ravel(), turned.ravel())[0, 1] < 0.9  # the check can fail
+
+
+def test_a_broken_gain_map_leaves_the_sdr_picture() -> None:
+    """The header says Ultra HDR but no gain map follows: rendered as the plain JPEG it also is."""
+    sdr = images.scene(320, 240, seed=4)
+    image = images.to_vips(sdr).copy()
+    image.set_type(pyvips.GValue.blob_type, "xmp-data",
+                   b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                   b'<rdf:Description xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0"/></rdf:RDF></x:xmpmeta>')
+    data = image.jpegsave_buffer(Q=92, keep="xmp")
+    assert probe(data, LIMIT).hdr == hdr.ULTRA_HDR
+    result = pipeline.process(data, preset_for("keep"), LIMIT)
+    assert result.renditions and not any(r.hdr for r in result.renditions)
+    assert images.mean_abs_diff(images.decode(result.renditions[-1].data), sdr) < 4
