@@ -119,3 +119,26 @@ def test_a_p3_photo_and_its_srgb_repost_are_near_duplicates(client: Any, service
     repost = client.get(f"/v1/photos/{ids[1]}").get_json()
     assert {r["gamut"] for r in repost["renditions"]} == {"srgb"}
     assert [d["id"] for d in repost["duplicates"]] == [ids[0]]
+
+
+def test_gamut_and_range_settings_give_new_keys_and_srgb_sdr_keeps_the_old_ones() -> None:
+    """A CDN caches a rendition's URL forever: changing what its pixels are must change its key.
+    At srgb + sdr (all renditions before these settings) the specs are what they were."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from media_pipeline import PIPELINE_VERSION
+
+    def spec_before(enc: Any) -> str:  # models.EncoderSettings.spec as it was before MP_COLOR_GAMUT and MP_HDR
+        fields = {k: v for k, v in asdict(enc).items() if k not in ("gamut", "dynamic_range") and not (k == "auto" and v is None)}
+        return hashlib.sha256(json.dumps({"pipeline": PIPELINE_VERSION, **fields}, sort_keys=True).encode()).hexdigest()[:10]
+
+    specs = {}
+    for gamut in ("p3", "srgb"):
+        for mode in ("keep", "sdr"):
+            preset = Settings.from_env({"MP_COLOR_GAMUT": gamut, "MP_HDR": mode}).preset()
+            specs[gamut, mode] = {enc.format: enc.spec for enc in preset.formats}
+            if (gamut, mode) == ("srgb", "sdr"):
+                assert specs[gamut, mode] == {enc.format: spec_before(enc) for enc in preset.formats}
+    assert len({tuple(sorted(s.items())) for s in specs.values()}) == 4
