@@ -211,3 +211,12 @@ def test_a_broken_gain_map_leaves_the_sdr_picture() -> None:
     result = pipeline.process(data, preset_for("keep"), LIMIT)
     assert result.renditions and not any(r.hdr for r in result.renditions)
     assert images.mean_abs_diff(images.decode(result.renditions[-1].data), sdr) < 4
+
+
+def test_an_on_demand_rendition_of_an_hdr_photo_keeps_its_gain_map(client: Any, services: Any) -> None:
+    services.preset = preset_for("keep")
+    photo_id = client.post("/v1/photos", data={"file": (io.BytesIO(ultra_hdr(6)), "hdr.jpg")}).get_json()["id"]
+    assert service.process_photo(services, photo_id) is service.Outcome.DONE
+    rendition = service.render_on_demand(services, photo_id, 240, "jpeg")
+    assert rendition is not None and rendition.hdr and (rendition.width, rendition.height) == (240, 180)
+    assert gainmap_of(services.storage.get(rendition.key)).shape[:2] == (45, 60)
