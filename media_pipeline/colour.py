@@ -47,6 +47,13 @@ def is_wide_gamut(icc: bytes) -> bool:
     return bool(moved > _ROUND_TRIP_TOLERANCE)
 
 
+@functools.cache
+def p3_profile() -> bytes:
+    """libvips' built-in Display P3 profile (480 bytes), the one P3 levels carry."""
+    pixel = pyvips.Image.new_from_array(np.zeros((1, 1, 3), np.uint8), interpretation="srgb")
+    return bytes(pixel.icc_transform(P3, intent="relative").get("icc-profile-data"))
+
+
 def output_gamut(image: pyvips.Image, wanted: str) -> str:
     """The gamut a decoded picture is rendered in: P3 when wanted and its profile is wide."""
     if wanted != P3 or image.interpretation == "cmyk" or not image.get_typeof("icc-profile-data"):

@@ -20,9 +20,11 @@ import pillow_heif
 import pyvips
 from PIL import Image
 
+from media_pipeline import tonemap
 from media_pipeline.models import ImageFormat
 
 ULTRA_HDR = "ultra-hdr"  # a JPEG gain map (Google Ultra HDR / Adobe hdrgm XMP / ISO 21496-1)
+# tonemap.PQ and tonemap.HLG: an HDR picture with no SDR one inside, tone-mapped (no gain map kept)
 APPLE = "apple"  # a HEIC with Apple's HDR gain map auxiliary image
 APPLE_GAINMAP = "urn:com:apple:photo:2020:aux:hdrgainmap"
 _ISO_21496 = b"urn:iso:std:iso:ts:21496:-1"
@@ -38,10 +40,13 @@ def detect(data: bytes | memoryview, fmt: ImageFormat, xmp: bytes | None) -> str
         return None
     if fmt is ImageFormat.HEIC:
         try:
-            aux = pillow_heif.open_heif(io.BytesIO(bytes(data))).info.get("aux") or {}
+            info = pillow_heif.open_heif(io.BytesIO(bytes(data))).info
         except (ValueError, RuntimeError, OSError):
             return None
-        return APPLE if APPLE_GAINMAP in aux else None
+        if APPLE_GAINMAP in (info.get("aux") or {}):
+            return APPLE
+        # PQ or HLG with no SDR picture inside: tone-mapped to SDR (tonemap.py).
+        return tonemap.transfer(info.get("nclx_profile"), info.get("bit_depth"))
     return None
 
 

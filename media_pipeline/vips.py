@@ -15,7 +15,7 @@ import pillow_heif
 import pyvips
 from PIL import Image
 
-from media_pipeline import hdr
+from media_pipeline import colour, hdr, tonemap
 from media_pipeline.errors import CorruptImage
 from media_pipeline.models import ImageFormat
 
@@ -91,6 +91,9 @@ def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.I
     too, restated as Ultra HDR's (hdr.apple_as_ultra_hdr), its metadata on the picture."""
     try:
         heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
+        kind = tonemap.transfer(heif.info.get("nclx_profile"), heif.info.get("bit_depth"))
+        if kind is not None:
+            return _tone_mapped_heic(bytes(data), kind), None
         frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
         image = _heif_pixels(frame)
         icc = heif.info.get("icc_profile")
@@ -108,6 +111,22 @@ def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.I
     if apple_gainmap is None or headroom is None:
         return image, None
     return hdr.apple_as_ultra_hdr(image, apple_gainmap, headroom)
+
+
+def _tone_mapped_heic(data: bytes, kind: str) -> pyvips.Image:
+    """A PQ or HLG HEIC (no SDR picture inside) as the SDR picture tonemap.py makes of it."""
+    heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
+    frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
+    if frame.mode not in ("RGB;16", "RGBA;16"):
+        raise CorruptImage(f"unsupported HDR HEIF pixel mode {frame.mode}")
+    bands = 4 if frame.mode.startswith("RGBA") else 3
+    width, height = frame.size
+    raw = np.frombuffer(frame.data, dtype=np.uint16).reshape(height, frame.stride // 2)[:, : width * bands]
+    signal = pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands))
+    depth = int(heif.info.get("bit_depth") or 16)
+    full_scale = float(((1 << depth) - 1) << (16 - depth))  # pillow-heif shifts the codes to 16 bits
+    nclx = heif.info.get("nclx_profile") or {}
+    return tonemap.to_sdr(signal, kind, tonemap.primaries(nclx), colour.p3_profile(), full_scale)
 
 
 def _heif_pixels(frame: Any) -> pyvips.Image:

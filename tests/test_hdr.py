@@ -220,3 +220,51 @@ def test_an_on_demand_rendition_of_an_hdr_photo_keeps_its_gain_map(client: Any, 
     rendition = service.render_on_demand(services, photo_id, 240, "jpeg")
     assert rendition is not None and rendition.hdr and (rendition.width, rendition.height) == (240, 180)
     assert gainmap_of(services.storage.get(rendition.key)).shape[:2] == (45, 60)
+
+
+# --------------------------------------------------------------------------- HDR with no SDR picture inside
+def pq_code(nits: float) -> float:
+    """SMPTE ST 2084: the PQ signal (0..1) of a light level."""
+    y = (nits / 10000.0) ** (2610 / 16384)
+    return float(((3424 / 4096 + 2413 / 4096 * 32 * y) / (1 + 2392 / 4096 * 32 * y)) ** (2523 / 4096 * 128))
+
+
+def hlg_code(scene: float) -> float:
+    """BT.2100 HLG OETF of a scene light level (0..1)."""
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    return float(np.sqrt(3 * scene) if scene <= 1 / 12 else a * np.log(12 * scene - b) + c)
+
+
+def ten_bit_heic(codes: tuple[float, float, float], transfer: int) -> bytes:
+    """A 10-bit BT.2020 HEIC of three grey columns at the given signal levels (0..1)."""
+    import pillow_heif
+
+    signal = np.zeros((120, 300, 3), np.uint16)
+    for i, code in enumerate(codes):
+        signal[:, i * 100 : (i + 1) * 100] = round(code * 1023) << 6
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(300, 120), data=signal.tobytes())
+    out = io.BytesIO()
+    heif.save(out, quality=-1, color_primaries=9, transfer_characteristics=transfer, matrix_coefficients=9, full_range_flag=1)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("transfer,codes", [
+    (16, (pq_code(203 * 0.18), pq_code(203), pq_code(1000))),  # PQ: 18% grey, reference white, 1000 nits
+    # HLG on a 1000-nit display: the scene levels whose displayed light is 18% of 203 nits, 203 nits, 1000 nits.
+    (18, (hlg_code((0.18 * 0.203) ** (1 / 1.2)), hlg_code(0.203 ** (1 / 1.2)), hlg_code(1.0))),
+])
+def test_hdr_with_no_sdr_picture_is_tone_mapped(transfer: int, codes: tuple[float, float, float]) -> None:
+    data = ten_bit_heic(codes, transfer)
+    assert probe(data, LIMIT).hdr == {16: "pq", 18: "hlg"}[transfer]
+    result = pipeline.process(data, preset_for("keep", widths=(300,)), LIMIT)
+    for r in result.renditions:
+        assert not r.hdr  # no gain map to keep: the SDR picture alone
+        shown = images.decode(r.data).icc_transform("srgb", embedded=True, intent="relative").numpy()[60, :, :3].astype(float)
+        grey, white, highlight = shown[50].mean(), shown[150].mean(), shown[250].mean()
+        # Mid grey stays where an SDR camera puts it (sRGB 18%: 118), white near white, highlights above it.
+        assert abs(grey - 118) <= 6 and white >= 240 and highlight >= white, (r.format, grey, white, highlight)
+    # Read as plain numbers (what the 8-bit decode did before), white came out grey.
+    import pillow_heif
+
+    naive = np.asarray(pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).to_pillow())[60, 150].mean()
+    assert naive < 220

@@ -363,8 +363,9 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "original": {"type": "object", "required": ["format", "width", "height", "bytes", "hdr"], "properties": {
                         "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
                         "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
-                        "hdr": {"type": "boolean", "description": "The original is an HDR photo with a gain map (Ultra HDR JPEG, "
-                                                                  "iPhone HEIC with Apple's HDR gain map)"}}},
+                        "hdr": {"type": "boolean", "description": "The original is an HDR photo: with a gain map (Ultra HDR JPEG, "
+                                                                  "iPhone HEIC with Apple's HDR gain map), kept in the JPEG renditions, "
+                                                                  "or a PQ/HLG HEIC with no SDR picture inside, tone-mapped to SDR"}}},
                     "preset_version": {"type": "string"},
                     "metadata": {"type": "object", "required": ["taken_at", "camera", "orientation", "color_profile"], "properties": {
                         "taken_at": {"type": ["string", "null"],
