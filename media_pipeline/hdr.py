@@ -159,13 +159,18 @@ def apple_as_ultra_hdr(image: pyvips.Image, gainmap: pyvips.Image, headroom: flo
     g = (g > 0.04045).ifthenelse(((g + 0.055) / 1.055) ** 2.4, g / 12.92)
     recovery = (g * (headroom - 1.0) + 1.0).log() / math.log(headroom)
     encoded = (recovery * 255.0 + 0.5).cast("uchar").copy(interpretation="b-w")
-    boost = [float(headroom)] * 3
+    return with_gainmap(image, encoded, headroom)
+
+
+def with_gainmap(image: pyvips.Image, encoded: pyvips.Image, max_boost: float, offset: float = 0.0) -> tuple[pyvips.Image, pyvips.Image]:
+    """``image`` with Ultra HDR's gain-map metadata for ``encoded`` (8-bit log recovery, 0 = no
+    boost, 255 = ``max_boost``; HDR = (SDR + offset) x boost - offset), and the gain map."""
     out = image.copy()
-    for name, value in (("gainmap-max-content-boost", boost), ("gainmap-min-content-boost", [1.0] * 3),
-                        ("gainmap-gamma", [1.0] * 3), ("gainmap-offset-sdr", [0.0] * 3), ("gainmap-offset-hdr", [0.0] * 3)):
+    for name, value in (("gainmap-max-content-boost", [float(max_boost)] * 3), ("gainmap-min-content-boost", [1.0] * 3),
+                        ("gainmap-gamma", [1.0] * 3), ("gainmap-offset-sdr", [offset] * 3), ("gainmap-offset-hdr", [offset] * 3)):
         out.set_type(pyvips.GValue.array_double_type, name, value)
     out.set_type(pyvips.GValue.gdouble_type, "gainmap-hdr-capacity-min", 1.0)
-    out.set_type(pyvips.GValue.gdouble_type, "gainmap-hdr-capacity-max", float(headroom))
+    out.set_type(pyvips.GValue.gdouble_type, "gainmap-hdr-capacity-max", float(max_boost))
     out.set_type(pyvips.GValue.gint_type, "gainmap-use-base-cg", 1)
     # libvips writes Ultra HDR when the picture has gain-map data, as a loaded Ultra HDR JPEG
     # has; the gain map each level carries (``attach``) is what it then writes.

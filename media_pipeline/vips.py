@@ -93,7 +93,7 @@ def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.I
         heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
         kind = tonemap.transfer(heif.info.get("nclx_profile"), heif.info.get("bit_depth"))
         if kind is not None:
-            return _tone_mapped_heic(bytes(data), kind), None
+            return _tone_mapped_heic(bytes(data), kind, gainmap)
         frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
         image = _heif_pixels(frame)
         icc = heif.info.get("icc_profile")
@@ -113,8 +113,9 @@ def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.I
     return hdr.apple_as_ultra_hdr(image, apple_gainmap, headroom)
 
 
-def _tone_mapped_heic(data: bytes, kind: str) -> pyvips.Image:
-    """A PQ or HLG HEIC (no SDR picture inside) as the SDR picture tonemap.py makes of it."""
+def _tone_mapped_heic(data: bytes, kind: str, gainmap: bool) -> tuple[pyvips.Image, pyvips.Image | None]:
+    """A PQ or HLG HEIC (no SDR picture inside) as the SDR picture tonemap.py makes of it, and with
+    ``gainmap`` the gain map back to its HDR picture (Ultra HDR metadata on the picture)."""
     heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
     frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
     if frame.mode not in ("RGB;16", "RGBA;16"):
@@ -125,8 +126,12 @@ def _tone_mapped_heic(data: bytes, kind: str) -> pyvips.Image:
     signal = pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands))
     depth = int(heif.info.get("bit_depth") or 16)
     full_scale = float(((1 << depth) - 1) << (16 - depth))  # pillow-heif shifts the codes to 16 bits
-    nclx = heif.info.get("nclx_profile") or {}
-    return tonemap.to_sdr(signal, kind, tonemap.primaries(nclx), colour.p3_profile(), full_scale)
+    prims = tonemap.primaries(heif.info.get("nclx_profile") or {})
+    image = tonemap.to_sdr(signal, kind, prims, colour.p3_profile(), full_scale)
+    found = tonemap.gain_map(signal, kind, prims, full_scale) if gainmap else None
+    if found is None:
+        return image, None
+    return hdr.with_gainmap(image, found[0], found[1], tonemap.GAIN_OFFSET)
 
 
 def _heif_pixels(frame: Any) -> pyvips.Image:

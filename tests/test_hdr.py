@@ -253,12 +253,18 @@ def ten_bit_heic(codes: tuple[float, float, float], transfer: int) -> bytes:
     # HLG on a 1000-nit display: the scene levels whose displayed light is 18% of 203 nits, 203 nits, 1000 nits.
     (18, (hlg_code((0.18 * 0.203) ** (1 / 1.2)), hlg_code(0.203 ** (1 / 1.2)), hlg_code(1.0))),
 ])
-def test_hdr_with_no_sdr_picture_is_tone_mapped(transfer: int, codes: tuple[float, float, float]) -> None:
+def test_hdr_with_no_sdr_picture_is_tone_mapped_and_kept(transfer: int, codes: tuple[float, float, float]) -> None:
     data = ten_bit_heic(codes, transfer)
     assert probe(data, LIMIT).hdr == {16: "pq", 18: "hlg"}[transfer]
     result = pipeline.process(data, preset_for("keep", widths=(300,)), LIMIT)
+    assert not any(r.hdr for r in pipeline.process(data, preset_for("sdr", widths=(300,)), LIMIT).renditions)
     for r in result.renditions:
-        assert not r.hdr  # no gain map to keep: the SDR picture alone
+        assert r.hdr is (r.format == "jpeg")  # a gain map made from the HDR picture, where a format carries one
+        if r.hdr:
+            # An HDR screen gets the HDR picture back: grey, white and 1000 nits at 0.18, 1 and 4.9 x white.
+            light = hdr_picture(r.data)[60, :, :3].mean(axis=1)
+            for column, expected in ((50, 0.18), (150, 1.0), (250, 1000 / 203)):
+                assert abs(light[column] / expected - 1) < 0.2, (column, light[column], expected)
         shown = images.decode(r.data).icc_transform("srgb", embedded=True, intent="relative").numpy()[60, :, :3].astype(float)
         grey, white, highlight = shown[50].mean(), shown[150].mean(), shown[250].mean()
         # Mid grey stays where an SDR camera puts it (sRGB 18%: 118), white near white, highlights above it.
