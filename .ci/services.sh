@@ -42,5 +42,7 @@ if ! command -v nginx >/dev/null 2>&1; then
   need nginx nginx-light
   if [ -f /run/nginx.pid ]; then nginx -s stop || true; fi
 fi
+# wrk for the origin bench's smoke test (tests/test_bench_smoke.py), which checks hits never reach the app.
+need wrk wrk
 
 echo "services: redis :6379, postgresql :5432, rabbitmq :5672 are up"

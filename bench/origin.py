@@ -1,20 +1,26 @@
-"""CDN-origin throughput: wrk against the API under gunicorn and through its nginx front, next to nginx serving the same files.
+"""CDN-origin throughput: wrk against the API and its nginx fronts, next to nginx serving the same files.
 
-    .venv/bin/python bench/origin.py [--seconds 10] [--connections 32] [--api-workers 4]
+    .venv/bin/python bench/origin.py [--seconds 10] [--connections 32] [--photos 6] [--shapes local,s3] [--pin auto|on|off]
 
 Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everything listens on
-127.0.0.1 only and every wrk run is bounded in time. Prints a table of requests/s and p99 for
-cached ~100 KB rendition GETs and for 304 revalidations from four servers: the API, the least a
-WSGI app under the same gunicorn can do (`bench/bare_origin.py`: Python's ceiling), the front
-`media-pipeline nginx-config` generates (local shape) in front of the API, and plain nginx on the
-same folder; the ratios to nginx; and how many requests of the front's runs reached the API (from
-its /metrics). Asserts nothing.
+127.0.0.1 only and every wrk run is bounded in time. A few photos are ingested and processed
+(../shared/testdata's camera photos when present), and each wrk thread rotates over all their
+immutable rendition URLs (a Lua script) as a CDN's misses spread over many files. Servers, one
+after the other, GETs then 304 revalidations: plain nginx on the storage folder (the baseline);
+the API under gunicorn; the least a WSGI app under the same gunicorn can do (`bench/bare_origin.py`,
+one file: Python's ceiling); the front `media-pipeline nginx-config` generates for local storage
+(files served by nginx); the same photos on an S3 server on loopback with the API on it and the
+generated cache front (proxy_cache) before it. Prints req/s, p50/p99, the ratios to nginx, how many
+requests got past each front to the API (from its /metrics), and first requests through the local
+front. With --pin (auto: 4 cores or more) wrk runs on the last core, the servers on the others.
+Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import re
 import shutil
@@ -24,19 +30,22 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config.settings import Settings  # noqa: E402
 from media_pipeline import nginx, service, signing  # noqa: E402
-from media_pipeline.models import OUTPUT_CONTENT_TYPES, Photo  # noqa: E402
+from media_pipeline.models import OUTPUT_CONTENT_TYPES, OUTPUT_EXTENSIONS, Photo  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
 from media_pipeline.service import Services, SpooledUpload, build_services  # noqa: E402
+from media_pipeline.storage.s3 import S3Storage  # noqa: E402
 
 SIGNING_KEY = "bench-signing-key-0123456789"
-PHOTO = REPO.parent / "shared" / "testdata" / "camera-exif" / "IMG_9424.JPG"
+CAMERA = REPO.parent / "shared" / "testdata" / "camera-exif"
 
 
 def free_port() -> int:
@@ -58,19 +67,43 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise TimeoutError(url)
 
 
-def wrk(url: str, seconds: int, connections: int, header: str | None = None) -> tuple[float, float]:
-    rate, latency = wrk_run(url, seconds, connections, header)
-    return rate, latency["99%"]
+def rotation_script(paths: list[str], work: Path, etags: list[str] | None = None) -> Path:
+    """A wrk Lua script that GETs ``paths`` in turn, each thread from its own random place (so the
+    requests spread over many files as a CDN's do); with ``etags``, each as a revalidation of its
+    own ETag."""
+    def lua(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    pairs = ",\n".join(f"  {{{lua(path)}, {lua(etag) if etags else 'nil'}}}" for path, etag in zip(paths, etags or paths))
+    script = work / f"rotate-{len(list(work.glob('rotate-*.lua')))}.lua"
+    script.write_text(f"""local requests = {{
+{pairs}
+}}
+local i = 0
+local offset = 0
+function init(args) offset = math.random(#requests) end
+function request()
+  i = i + 1
+  local pair = requests[(i + offset) % #requests + 1]
+  local headers = {{}}
+  if pair[2] then headers["If-None-Match"] = pair[2] end
+  return wrk.format("GET", pair[1], headers)
+end
+""")
+    return script
 
 
 def wrk_run(url: str, seconds: int, connections: int, header: str | None = None,
-            script: Path | None = None) -> tuple[float, dict[str, float]]:
-    """Requests/s and the latency percentiles wrk prints (50%, 75%, 90%, 99%), in ms."""
+            script: Path | None = None, pin: str | None = None) -> tuple[float, dict[str, float]]:
+    """Requests/s and the latency percentiles wrk prints (50%, 75%, 90%, 99%), in ms. ``pin``: the
+    cores wrk runs on (taskset), away from the servers'."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", url]
     if header:
         cmd[1:1] = ["-H", header]
     if script:
         cmd[1:1] = ["-s", str(script)]
+    if pin:
+        cmd[0:0] = ["taskset", "-c", pin]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
     if "Non-2xx or 3xx responses" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
@@ -116,45 +149,165 @@ def first_requests(base: str, services: Services, photo: Photo, count: int) -> s
             f"{len(paths) / wall:.1f}/s, p50 {took[len(took) // 2]:.0f} ms, max {took[-1]:.0f} ms; renditions made: {made}")
 
 
+@dataclass
+class Server:
+    """One server under wrk: where it listens, the paths it is asked for in turn, and each path's
+    ETag as that server sends it (for the revalidation run)."""
+
+    name: str
+    base: str
+    paths: list[str]
+    etags: list[str] = field(default_factory=list)
+    counts_api: int | None = None  # the API port whose /metrics shows requests that got past this server
+
+    def fetch_etags(self) -> None:
+        wait_http(self.base + self.paths[0])
+        self.etags = [urllib.request.urlopen(self.base + path, timeout=30).headers["ETag"] for path in self.paths]
+
+
+def library(services: Services, count: int) -> list[Photo]:
+    """``count`` photos ingested and processed: the camera photos of ../shared/testdata when they
+    are there, synthetic scenes otherwise."""
+    files = sorted(CAMERA.glob("*.[jJ][pP]*[gG]"))[:count] if CAMERA.is_dir() else []
+    datas = [f.read_bytes() for f in files]
+    if len(datas) < count:
+        from tests import images
+
+        datas += [images.jpeg(images.scene(2400, 1600, seed=seed)) for seed in range(count - len(datas))]
+    photos = []
+    for data in datas:
+        upload = SpooledUpload.receive(io.BytesIO(data), services.settings.tmp_dir, services.settings.max_upload_bytes)
+        photo = service.ingest(services, upload, None)
+        upload.close()
+        service.process_photo(services, photo.id)
+        photos.append(services.catalog.get_photo(photo.id))
+    return [p for p in photos if p.status.value == "ready"]
+
+
+def immutable_urls(photos: list[Photo]) -> list[tuple[str, str]]:
+    """(the immutable URL's path, the storage key it answers with) of every rendition."""
+    return [(f"/i/{p.id}/{r.spec}/{r.width}.{OUTPUT_EXTENSIONS[r.format]}", r.key) for p in photos for r in p.renditions]
+
+
+def start(cmd: list[str], pin: str | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen((["taskset", "-c", pin] if pin else []) + cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def settle(api_ports: list[int], timeout: float = 60) -> None:
+    """Wait until the APIs have answered what they were asked: wrk stops with requests in flight,
+    and a slow server finishing them would be counted in (and take the cores from) the next run."""
+    deadline, last = time.monotonic() + timeout, -1.0
+    while time.monotonic() < deadline:
+        now = sum(api_image_requests(port) for port in api_ports)
+        if now == last:
+            return
+        last = now
+        time.sleep(1)
+
+
+def measure(servers: list[Server], args: argparse.Namespace, work: Path, pin: str | None) -> list[list[Any]]:
+    """Each server under wrk for GETs and then revalidations of its rotating paths, one after the other."""
+    rows = []
+    api_ports = sorted({s.counts_api for s in servers if s.counts_api})
+    for server in servers:
+        for request, etags in (("GET", None), ("304", server.etags)):
+            settle(api_ports)
+            before = api_image_requests(server.counts_api) if server.counts_api else 0.0
+            rate, latency = wrk_run(server.base, args.seconds, args.connections,
+                                    script=rotation_script(server.paths, work, etags), pin=pin)
+            reached = api_image_requests(server.counts_api) - before if server.counts_api else None
+            rows.append([server.name, request, len(set(server.paths)), rate, latency["50%"], latency["99%"], reached])
+    return rows
+
+
+def print_rows(rows: list[list[Any]]) -> None:
+    plain = {row[1]: row for row in rows if row[0] == "nginx"}
+    print("| server | request | URLs | req/s | p50 ms | p99 ms | req/s / nginx | p99 / nginx p99 | reached the API |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, request, urls, rate, p50, p99, reached in rows:
+        base = plain[request]
+        print(f"| {name} | {request} | {urls} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {rate / base[3]:.2f}x | {p99 / base[5]:.2f}x | "
+              f"{'' if reached is None else f'{reached:,.0f}'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--api-workers", type=int, default=4)
+    parser.add_argument("--photos", type=int, default=6, help="photos whose renditions the URLs rotate over")
     parser.add_argument("--misses", type=int, default=12, help="first requests for on-demand renditions through the front")
+    parser.add_argument("--shapes", default="local,s3", help="the fronts to run: local (storage folder), s3 (proxy_cache)")
+    parser.add_argument("--pin", choices=("auto", "on", "off"), default="auto",
+                        help="wrk on the last core, the servers on the others (auto: with 4 cores or more)")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is not installed: apt-get install nginx-light wrk")
+    cores = os.cpu_count() or 1
+    pinned = cores >= 2 and (args.pin == "on" or (args.pin == "auto" and cores >= 4))
+    wrk_pin, server_pin = (str(cores - 1), f"0-{cores - 2}") if pinned else (None, None)
+    shapes = args.shapes.split(",")
 
     work = Path(tempfile.mkdtemp(prefix="mp-origin-"))
     work.chmod(0o755)  # nginx's workers run as another user
     settings = Settings.from_env({}, data_dir=work / "var", access_log="", api_workers=args.api_workers, log_level="WARNING",
                                  signing_keys=SIGNING_KEY)
     services = build_services(settings, queue=RecordingQueue())
-    data = PHOTO.read_bytes() if PHOTO.exists() else None
-    if data is None:
-        from tests import images
+    photos = library(services, args.photos)
+    urls = immutable_urls(photos)
+    target = min(photos[0].renditions, key=lambda r: abs(r.bytes - 100_000))
+    objects = settings.effective_storage_dir / "objects"
+    procs: list[subprocess.Popen[bytes]] = []
+    stops: list[Callable[[], None]] = []
+    servers: list[Server] = []
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    try:
+        api_port, nginx_port, bare_port, front_port = free_port(), free_port(), free_port(), free_port()
+        env = {**os.environ, **settings.replace(port=api_port).as_env()}
+        procs.append(start([sys.executable, "-m", "media_pipeline.cli", "api"], server_pin, env))
+        procs.append(start([sys.executable, "-m", "gunicorn", "-w", str(args.api_workers), "-k", "gthread", "--threads",
+                            str(settings.api_threads), "-b", f"127.0.0.1:{bare_port}",
+                            f"bench.bare_origin:make_app({str(objects / target.key)!r}, {OUTPUT_CONTENT_TYPES[target.format]!r})"],
+                           server_pin))
+        conf = plain_nginx(work, nginx_port, objects)
+        subprocess.run((["taskset", "-c", server_pin] if server_pin else []) + [nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
+        stops.append(lambda: subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False))
+        servers += [Server("nginx", f"http://127.0.0.1:{nginx_port}", [f"/{key}" for _, key in urls]),
+                    Server("API", f"http://127.0.0.1:{api_port}", [path for path, _ in urls]),
+                    Server("bare WSGI (one file)", f"http://127.0.0.1:{bare_port}", ["/"])]
+        if "local" in shapes:
+            front_conf = nginx.prepare(nginx.front_for(settings.replace(port=api_port), listen=f"127.0.0.1:{front_port}",
+                                                       runtime_dir=work / "front", run_as_me=True))
+            procs.append(start(nginx.command(nginx_bin, front_conf), server_pin))
+            servers.append(Server("front, local shape", f"http://127.0.0.1:{front_port}", [path for path, _ in urls],
+                                  counts_api=api_port))
+        if "s3" in shapes:
+            servers += s3_servers(work, args, settings, procs, stops, server_pin, nginx_bin)
+        for server in servers:
+            server.fetch_etags()  # also the first request of each URL: the cache shape stores it
+        rows = measure(servers, args, work, wrk_pin)
+        misses = first_requests(f"http://127.0.0.1:{front_port}", services, photos[0], args.misses) if "local" in shapes else ""
+    finally:
+        for stop in stops:
+            stop()
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {cores} cores, "
+          f"{'wrk on core ' + wrk_pin + ', servers on ' + server_pin if pinned else 'not pinned'}; "
+          f"{len(photos)} photos, {len(urls)} immutable rendition URLs, each thread rotating over them from its own place; "
+          f"API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, SQLite catalog; "
+          f"bare: bench/bare_origin.py under the same gunicorn, one file; nginx: 2 workers, sendfile, open_file_cache, "
+          f"the storage folder; fronts: `media-pipeline nginx-config` (worker_processes auto)")
+    print_rows(rows)
+    if misses:
+        print(misses)
+    shutil.rmtree(work, ignore_errors=True)
 
-        data = images.jpeg(images.scene(4000, 3000))
-    upload = SpooledUpload.receive(io.BytesIO(data), settings.tmp_dir, settings.max_upload_bytes)
-    photo = service.ingest(services, upload, None)
-    upload.close()
-    service.process_photo(services, photo.id)
-    photo = services.catalog.get_photo(photo.id)
-    target = min(photo.renditions, key=lambda r: abs(r.bytes - 100_000))
-    ext = {"avif": "avif", "webp": "webp", "jpeg": "jpg"}[target.format]
-    api_path = f"/i/{photo.id}/{target.spec}/{target.width}.{ext}"
 
-    api_port, nginx_port, bare_port, front_port = free_port(), free_port(), free_port(), free_port()
-    env = {**os.environ, **settings.replace(port=api_port).as_env()}
-    api = subprocess.Popen([sys.executable, "-m", "media_pipeline.cli", "api"], env=env, cwd=REPO,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    object_path = settings.effective_storage_dir / "objects" / target.key
-    bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.api_workers), "-k", "gthread", "--threads",
-                             str(settings.api_threads), "-b", f"127.0.0.1:{bare_port}",
-                             f"bench.bare_origin:make_app({str(object_path)!r}, {OUTPUT_CONTENT_TYPES[target.format]!r})"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def plain_nginx(work: Path, port: int, objects: Path) -> Path:
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 2;
@@ -167,51 +320,36 @@ http {{
   client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp; fastcgi_temp_path {work}/nginx-tmp;
   uwsgi_temp_path {work}/nginx-tmp; scgi_temp_path {work}/nginx-tmp;
   types {{ image/avif avif; image/webp webp; image/jpeg jpg; }}
-  server {{ listen 127.0.0.1:{nginx_port}; root {settings.effective_storage_dir / 'objects'}; }}
+  server {{ listen 127.0.0.1:{port}; root {objects}; }}
 }}""")
-    (work / "nginx-tmp").mkdir()
-    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
+    (work / "nginx-tmp").mkdir(exist_ok=True)
+    return conf
+
+
+def s3_servers(work: Path, args: argparse.Namespace, local: Settings, procs: list[subprocess.Popen[bytes]],
+               stops: list[Callable[[], None]], pin: str | None, nginx_bin: str) -> list[Server]:
+    """The S3 shape: the same photos on an S3 server on loopback (moto, in this process), the API
+    on it, and the generated cache front (proxy_cache) before that API."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+    s3_port, api_port, front_port = free_port(), free_port(), free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    moto.start()
+    stops.append(moto.stop)
+    settings = local.replace(data_dir=work / "var-s3", storage_backend="s3", s3_bucket="bench-origin",
+                             s3_endpoint_url=f"http://127.0.0.1:{s3_port}", s3_access_key_id="testing",
+                             s3_secret_access_key="testing", s3_addressing_style="path")
+    S3Storage.from_settings(settings).ensure_bucket()
+    services = build_services(settings, queue=RecordingQueue())
+    paths = [path for path, _ in immutable_urls(library(services, args.photos))]
+    procs.append(start([sys.executable, "-m", "media_pipeline.cli", "api"], pin,
+                       {**os.environ, **settings.replace(port=api_port).as_env()}))
     front_conf = nginx.prepare(nginx.front_for(settings.replace(port=api_port), listen=f"127.0.0.1:{front_port}",
-                                               runtime_dir=work / "front", run_as_me=True))
-    front = subprocess.Popen(nginx.command(nginx_bin, front_conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    try:
-        urls = {"ours": f"http://127.0.0.1:{api_port}{api_path}", "bare": f"http://127.0.0.1:{bare_port}/",
-                "front": f"http://127.0.0.1:{front_port}{api_path}", "nginx": f"http://127.0.0.1:{nginx_port}/{target.key}"}
-        for url in urls.values():
-            wait_http(url)
-        etags = {name: urllib.request.urlopen(url).headers["ETag"] for name, url in urls.items()}
-        rows = []
-        reached_api = 0
-        for name, conditional in ((f"cached GET, {target.bytes // 1024} KB {target.format}", False), ("304 revalidation", True)):
-            row: list[object] = [name]
-            for server, url in urls.items():
-                before = api_image_requests(api_port) if server == "front" else 0
-                row += wrk(url, args.seconds, args.connections, f"If-None-Match: {etags[server]}" if conditional else None)
-                reached_api += api_image_requests(api_port) - before if server == "front" else 0
-            rows.append(row)
-        api_total = api_image_requests(api_port)
-        misses = first_requests(f"http://127.0.0.1:{front_port}", services, photo, args.misses)
-    finally:
-        subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False)
-        for proc in (api, bare, front):
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {os.cpu_count()} cores; API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, "
-          f"local storage, SQLite catalog; bare: bench/bare_origin.py under the same gunicorn settings; "
-          f"front: `media-pipeline nginx-config` (local shape, worker_processes auto) before the API; "
-          f"nginx: 2 workers, sendfile, open_file_cache, same folder")
-    print("| request | API req/s | API p99 ms | bare WSGI req/s | bare p99 ms | front req/s | front p99 ms | nginx req/s | nginx p99 ms "
-          "| API / nginx | bare / nginx | front / nginx | front p99 / nginx p99 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, our_rate, our_p99, bare_rate, bare_p99, front_rate, front_p99, nginx_rate, nginx_p99 in rows:
-        print(f"| {name} | {our_rate:,.0f} | {our_p99:.1f} | {bare_rate:,.0f} | {bare_p99:.1f} | {front_rate:,.0f} | {front_p99:.1f} | "
-              f"{nginx_rate:,.0f} | {nginx_p99:.1f} | {our_rate / nginx_rate:.2f}x | {bare_rate / nginx_rate:.2f}x | "
-              f"{front_rate / nginx_rate:.2f}x | {front_p99 / nginx_p99:.2f}x |")
-    print(f"image requests that reached the API during the front's runs: {reached_api:.0f} (its own runs: {api_total:,.0f})")
-    print(misses)
-    shutil.rmtree(work, ignore_errors=True)
+                                               runtime_dir=work / "front-s3", run_as_me=True))
+    procs.append(start(nginx.command(nginx_bin, front_conf), pin))
+    return [Server("API on S3", f"http://127.0.0.1:{api_port}", paths),
+            Server("front, S3 shape (proxy_cache)", f"http://127.0.0.1:{front_port}", paths, counts_api=api_port)]
 
 
 if __name__ == "__main__":

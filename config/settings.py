@@ -47,6 +47,7 @@ class Settings:
     s3_secret_access_key: str = _setting("", "MP_S3_SECRET_ACCESS_KEY", "S3 secret key.")
     s3_prefix: str = _setting("", "MP_S3_PREFIX", "Key prefix inside the bucket, e.g. `media/`.")
     s3_addressing_style: str = _setting("auto", "MP_S3_ADDRESSING_STYLE", "`auto`, `path` (MinIO) or `virtual`.")
+    storage_fallback_url: str = _setting("", "MP_STORAGE_FALLBACK_URL", "While `migrate-storage` moves objects into this store: the old store (`file:///folder` or `s3://bucket/prefix?endpoint=…`), which answers the reads this one cannot; writes go here, deletes to both (docs/operations.md). Empty: none.")
     catalog_url: str = _setting("", "MP_CATALOG_URL", "`sqlite:///path.db` or `postgresql://user@host/db`; default `sqlite:///<data_dir>/catalog.db`.")
     broker_url: str = _setting("filesystem://", "MP_BROKER_URL", "Celery broker: `filesystem://` (folder `<data_dir>/broker`), `redis://…` or `amqp://…`.")
     max_upload_bytes: int = _setting(40_000_000, "MP_MAX_UPLOAD_BYTES", "Largest accepted upload in bytes, enforced while streaming.")
@@ -200,6 +201,13 @@ class Settings:
             problems.append("MP_S3_BUCKET is required when MP_STORAGE_BACKEND=s3")
         if self.s3_addressing_style not in ("auto", "path", "virtual"):
             problems.append("MP_S3_ADDRESSING_STYLE must be auto, path or virtual")
+        if self.storage_fallback_url:
+            from media_pipeline.storage.urls import settings_for
+
+            try:
+                settings_for(self.storage_fallback_url, self)
+            except ValueError as exc:
+                problems.append(f"MP_STORAGE_FALLBACK_URL: {exc}")
         scheme = urlparse(self.effective_catalog_url).scheme
         if scheme not in ("sqlite", "postgresql", "postgres"):
             problems.append(f"MP_CATALOG_URL must start with sqlite:// or postgresql://, not {scheme!r}")

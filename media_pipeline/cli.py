@@ -1,4 +1,5 @@
-"""``media-pipeline`` commands: serve, api, worker, render, migrate, settings, nginx-config."""
+"""``media-pipeline`` commands: serve, api, worker, render, reprocess, check, settings, nginx-config; the
+commands that move the catalog or storage are in ``cli_moves``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from config.settings import ConfigError, Settings, settings_table
+from media_pipeline import cli_moves as moves
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,10 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = sub.add_parser("render", help="run the pipeline on local files, with no service")
     render.add_argument("files", nargs="+", type=Path)
     render.add_argument("--out", type=Path, required=True)
-    sub.add_parser("migrate", help="create or upgrade the catalog schema")
-    copy = sub.add_parser("migrate-catalog", help="copy this SQLite catalog into PostgreSQL, verified table by table")
-    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db (created at the current schema)")
-    copy.add_argument("--resume", action="store_true", help="finish an interrupted copy: tables that verify are left alone")
+    moves.add_parsers(sub)
     rep = sub.add_parser("reprocess", help="bring stored photos up to the current preset; `reprocess status` shows a job")
     rep.add_argument("action", nargs="?", choices=["status"], help="show a running or finished job instead")
     rep.add_argument("--job", help="with status: the job (default: the newest); to run: resume this job")
@@ -89,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "api": _api,
         "worker": _worker,
         "render": _render,
-        "migrate": _migrate,
-        "migrate-catalog": _migrate_catalog,
+        **moves.COMMANDS,
         "sign": _sign,
         "nginx-config": _nginx_config,
         "reprocess": _reprocess,
@@ -262,34 +260,6 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
             failures += 1
             print(f"{path}: failed: {exc.code}: {exc.message}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline.catalog import make_catalog
-
-    make_catalog(settings).migrate()
-    print("catalog schema is up to date")
-    return 0
-
-
-def _migrate_catalog(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline.catalog.copy import copy_catalog
-    from media_pipeline.catalog.sql import SqlCatalog
-    from media_pipeline.errors import CatalogError
-
-    source, target = SqlCatalog(settings.effective_catalog_url), SqlCatalog(args.to)
-    if target.dialect != "postgresql":
-        print("--to must be a postgresql:// URL", file=sys.stderr)
-        return 2
-    try:
-        tables = copy_catalog(source, target, resume=args.resume)
-    except CatalogError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    for table in tables:
-        print(f"{table.table}: {table.rows} rows {'copied' if table.copied else 'already there'}, verified (sha256 sum {table.checksum[:16]})")
-    print(f"done: switch MP_CATALOG_URL to {args.to}")
-    return 0
 
 
 def _timestamp(text: str) -> float:

@@ -158,6 +158,11 @@ class BadFocalPoint(MediaPipelineError):
     code = "bad_focal_point"
 
 
+class BadVisibility(MediaPipelineError):
+    http_status = 400
+    code = "bad_visibility"
+
+
 class NotReady(MediaPipelineError):
     http_status = 409
     code = "not_ready"

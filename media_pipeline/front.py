@@ -172,6 +172,9 @@ def _local_locations(front: Front) -> list[str]:
         "    # Range requests go to the app, whose 416 is no-store JSON (nginx's would carry this location's headers).",
         "    error_page 418 = @app;",
         '    if ($http_range) { return 418; }',
+        "    # A hidden photo (its owner opted out, or it was hidden: media_pipeline/visibility.py) has a",
+        "    # marker in the storage folder: the app answers its 404.",
+        f"    if (-f {front.storage_objects}/hidden/$photo) {{ return 418; }}",
         f'    add_header Cache-Control "{IMMUTABLE}";',
         "    add_header X-Content-Type-Options nosniff;",
         # The owner is not in the URL: nginx tags the photo; the app's answers tag the owner too.

@@ -363,7 +363,14 @@ class Photo:
     duplicates: tuple[Duplicate, ...] = ()
     computed_focus: Focus | None = None  # found at ingest
     user_focal_point: Point | None = None  # set through the API; wins over the computed one
-    original_hdr: bool = False  # the original carries a gain map (Ultra HDR JPEG, Apple HEIC)
+    hidden: bool = False  # hidden on its own (PATCH visible false)
+    owner_hidden: bool = False  # its owner opted out (PUT /v1/owners/<owner>/visibility)
+    original_hdr: bool = False  # an HDR original: a gain map (Ultra HDR JPEG, Apple HEIC) or PQ/HLG
+
+    @property
+    def visible(self) -> bool:
+        """Whether its image URLs answer: neither the photo nor its owner is hidden."""
+        return not (self.hidden or self.owner_hidden)
 
     @property
     def focus(self) -> Focus | None:

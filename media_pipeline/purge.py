@@ -20,7 +20,11 @@ def tags(photo_id: str, owner: str | None) -> tuple[str, ...]:
     Cloudflare's Cache-Tag comma-separated ones, so the owner (any printable text) is
     percent-encoded into a token."""
     found = (f"photo-{photo_id}",)
-    return (*found, f"owner-{quote(owner, safe='')}") if owner else found
+    return (*found, owner_tag(owner)) if owner else found
+
+
+def owner_tag(owner: str) -> str:
+    return f"owner-{quote(owner, safe='')}"
 
 
 def surrogate_headers(photo_tags: Sequence[str]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A deleted photo leaves the caches in front of the origin.
+"""A deleted photo (or a hidden one, visibility.py) leaves the caches in front of the origin.
 
 - The CDN: with ``MP_PURGE_URL``, deleting a photo queues ``{"tags": [...], "urls": [...]}`` in
   the catalog's outbox before anything is deleted (a crash after it cannot lose the purge; a
@@ -38,11 +38,8 @@ TIMEOUT = 10.0
 
 def before_delete(services: "Services", photo: Photo) -> list[str]:
     """Queue the CDN's purge; the paths to drop from the nginx front's cache after the delete."""
-    settings = services.settings
-    paths = purge.photo_paths(photo.id, services.catalog.all_renditions(photo.id), settings.signing_key_list)
-    if settings.purge_url:
-        body = {"tags": list(purge.tags(photo.id, photo.owner)), "urls": [settings.public_base_url + p for p in paths]}
-        services.catalog.add_purge(json.dumps(body), time.time())
+    paths = purge.photo_paths(photo.id, services.catalog.all_renditions(photo.id), services.settings.signing_key_list)
+    _queue(services, list(purge.tags(photo.id, photo.owner)), paths)
     return paths
 
 
@@ -50,6 +47,21 @@ def after_delete(services: "Services", paths: list[str]) -> None:
     nginx.purge_cache(nginx.front_for(services.settings), paths)
     if services.settings.purge_url:
         threading.Thread(target=_deliver_quietly, args=(services,), name="purge-hook", daemon=True).start()
+
+
+def purge_now(services: "Services", tags: list[str], paths: list[str]) -> None:
+    """What a delete does to the caches, for URLs that stop answering while their objects stay
+    (a photo or an owner hidden, visibility.py): the CDN's purge queued and sent, the front's
+    cache entries dropped."""
+    _queue(services, tags, paths)
+    after_delete(services, paths)
+
+
+def _queue(services: "Services", tags: list[str], paths: list[str]) -> None:
+    settings = services.settings
+    if settings.purge_url:
+        body = {"tags": tags, "urls": [settings.public_base_url + p for p in paths]}
+        services.catalog.add_purge(json.dumps(body), time.time())
 
 
 def deliver_due(services: "Services", now: float | None = None) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from config.settings import Settings
-from media_pipeline import crop_renditions, duplicates, metrics, moderation, pipeline, vips
+from media_pipeline import crop_renditions, duplicates, metrics, moderation, pipeline, vips, visibility
 from media_pipeline.blocklists import Blocklists
 from media_pipeline.validation import HttpValidator, Validator
 from media_pipeline.catalog import Catalog, make_catalog
@@ -346,6 +346,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     current = [rendered.get(ident) or existing[ident] for ident in identities]
     # Only a full render says how long a photo takes; a partial diff would skew the estimates.
     seconds = time.monotonic() - started if len(rendered) == len(identities) else None
+    visibility.before_ready(services, photo)  # a hidden owner's new photo is never served by the front
     with metrics.step("record"):
         completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds,
                                               focus=computed_focus, original_hdr=original_hdr)
@@ -455,3 +456,4 @@ def _delete_objects(services: Services, photo_id: str, key: str) -> None:
         services.storage.delete(rendition)
     services.storage.delete(key)
     services.storage.delete(features_key(photo_id))
+    services.storage.delete(visibility.marker_key(photo_id))

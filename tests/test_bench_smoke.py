@@ -4,12 +4,13 @@ small photo and checks it printed its table (figures are not asserted: benches m
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from tests import images
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 
 def test_encoder_bench_runs(tmp_path: Path) -> None:
@@ -62,3 +63,18 @@ def test_hdr_bench_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("| hdr.jpg |"))
     assert "| ultra-hdr |" in row and re.search(r"\| \d+\.\d\d / \d+\.\d\d \|$", row), row  # stops measured
+
+
+def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
+    """The origin bench on one photo for a second per run. Its figures are not asserted; what is: every
+    server answered its rotating URLs (wrk raises on any non-2xx/3xx) and no GET or revalidation through
+    either front reached the app, counted by the app's own /metrics."""
+    require(bool(shutil.which("wrk")) and bool(shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), "nginx and wrk")
+    done = subprocess.run([sys.executable, "bench/origin.py", "--seconds", "1", "--photos", "1", "--misses", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ") and " req/s " not in line]
+    fronts = [row for row in rows if row[1].strip().startswith("front")]
+    assert len(rows) == 12 and len(fronts) == 4, done.stdout
+    assert all(row[9].strip() == "0" for row in fronts), done.stdout
+    assert "renditions made: 2" in done.stdout

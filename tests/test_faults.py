@@ -17,6 +17,7 @@ import pytest
 from config.settings import Settings
 from media_pipeline import service
 from media_pipeline.check import check
+from media_pipeline.errors import StorageUnavailable
 from media_pipeline.service import build_services
 from media_pipeline.storage.s3 import S3Storage
 from tests import images
@@ -61,8 +62,10 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
     photos = [images.jpeg(images.scene(640, 480, seed=100 + i)) for i in range(12)]
     accepted: list[str] = []
     refused = 0
-    outage = threading.Timer(1.0, lambda: (proxy.stop(), time.sleep(4), proxy.start()))
-    outage.start()  # the endpoint goes away for 4 s, with uploads and processing in flight
+    # The endpoint goes away for 10 s, with uploads and processing in flight: longer than a call's
+    # own retries last (up to 7 s), so some uploads reach the client as 503s.
+    outage = threading.Timer(1.0, lambda: (proxy.stop(), time.sleep(10), proxy.start()))
+    outage.start()
     for i, data in enumerate(photos):
         photo_id, statuses = upload_until_accepted(client, data, key=f"photo-{i}")
         accepted.append(photo_id)
@@ -88,6 +91,41 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     assert s3.list_multipart_uploads(Bucket=s3_settings.s3_bucket).get("Uploads", []) == []
     print(f"faults injected {proxy.injected}, upload attempts refused with 503: {refused}")
+
+
+def test_an_s3_client_that_lived_through_an_outage_still_retries_slowdowns(s3_settings: Settings, proxy: FaultyProxy) -> None:
+    """A worker's S3 client outlives outages. Calls made while the endpoint is gone fail (the task
+    retries them later); once it is back, a call that meets a SlowDown or a reset must still be
+    retried by the client, or every photo's attempt fails on one of its dozens of calls."""
+    storage = S3Storage.from_settings(s3_settings.replace(s3_endpoint_url=proxy.url))
+    proxy.stop()
+    during = []
+
+    def call(i: int) -> None:
+        try:
+            storage.put(f"outage/{i}", b"x", "application/octet-stream")
+        except StorageUnavailable:
+            during.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(during) == len(threads)  # the outage was real
+    proxy.start()
+    proxy.faults(rate=0.3)
+    failed = 0
+    for i in range(100):
+        try:
+            storage.put(f"after/{i}", b"x", "application/octet-stream")
+        except StorageUnavailable:
+            failed += 1
+    proxy.faults(rate=0.0)
+    assert sum(proxy.injected.values()) >= 15, proxy.injected
+    # With its retries, a call fails only when all 4 tries meet a fault (0.3^4, under 1%); a client
+    # that stopped retrying would fail about one call in five.
+    assert failed <= 5, (failed, proxy.injected)
 
 
 class PrivateRedis:

@@ -26,7 +26,9 @@ _PHOTO_COLUMNS = (
     "original_bytes, created_at, updated_at, preset_version, metadata, placeholder, error_code, "
     "error_message, attempts"
 )
-_FOCUS_COLUMNS = "focus, user_focal_point, original_hdr"
+_FOCUS_COLUMNS = "focus, user_focal_point"
+_VISIBILITY_COLUMNS = "hidden"
+_KEPT_AS_SHOT_COLUMNS = "original_hdr"
 _RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, gamut, hdr"
 
 
@@ -50,7 +52,8 @@ class PhotoStore(SqlDatabase):
             return self._load(cur, photo_id)
 
     def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
-        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS}, {_KEPT_AS_SHOT_COLUMNS} FROM photos WHERE id = ?",
+                            (photo_id,))
         if not rows:
             return None
         row = rows[0]
@@ -79,7 +82,9 @@ class PhotoStore(SqlDatabase):
             duplicates=tuple(load_duplicates(cur, photo_id)),
             computed_focus=Focus.from_dict(json.loads(row[17])) if row[17] else None,
             user_focal_point=Point(**json.loads(row[18])) if row[18] else None,
-            original_hdr=bool(row[19]),
+            hidden=bool(row[19]),
+            owner_hidden=row[1] is not None and _owner_hidden(cur, row[1]),
+            original_hdr=bool(row[20]),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -170,8 +175,10 @@ class PhotoStore(SqlDatabase):
     def lookup_renditions(self, photo_id: str, width: int, spec: str | None = None, aspect: str = "original") -> RenditionLookup | None:
         """The renditions of ``width`` behind a URL: by ``spec`` (immutable), else the current ones of ``aspect``."""
         with self._tx(write=False) as cur:
-            rows = cur.fetchall("SELECT status, original_width, owner FROM photos WHERE id = ?", (photo_id,))
-            if not rows or rows[0][0] != PhotoStatus.READY.value:
+            # A hidden photo, or one of an owner who opted out, is not served: one indexed join.
+            rows = cur.fetchall("SELECT p.status, p.original_width, p.owner, p.hidden, v.visible FROM photos p "
+                                "LEFT JOIN owner_visibility v ON v.owner = p.owner WHERE p.id = ?", (photo_id,))
+            if not rows or rows[0][0] != PhotoStatus.READY.value or rows[0][3] or rows[0][4] == 0:
                 return None
             if spec is None:
                 found = cur.fetchall(
@@ -274,3 +281,8 @@ def _hashes(rows: dict[str, str]) -> Hashes | None:
         return None
     quality = rows.get("pdq_quality")
     return Hashes(phash=rows["phash"], dhash=rows["dhash"], pdq=rows.get("pdq"), pdq_quality=int(quality) if quality is not None else None)
+
+
+def _owner_hidden(cur: Cursor, owner: str) -> bool:
+    rows = cur.fetchall("SELECT visible FROM owner_visibility WHERE owner = ?", (owner,))
+    return bool(rows) and not rows[0][0]

@@ -264,6 +264,20 @@ MIGRATIONS = MIGRATIONS + (
     ),
 )
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        15,
+        (
+            # An owner's choice not to be shown (#23): every image URL of their photos answers 404.
+            "CREATE TABLE owner_visibility (owner TEXT PRIMARY KEY, visible INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+            # One photo hidden on its own (PATCH /v1/photos/<id> {"visible": false}).
+            "ALTER TABLE photos ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+            # An owner's photos a page at a time, when their visibility changes.
+            "CREATE INDEX photos_owner_id ON photos (owner, id)",
+        ),
+    ),
+)
+
 
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""

@@ -14,6 +14,7 @@ connection opened before a fork is never used after it).
 - reprocess_jobs.py: reprocess jobs and their per-photo ledger
 - idempotency.py: upload idempotency keys
 - purge_outbox.py: CDN purges owed until acknowledged
+- visibility.py: owners who opted out and photos hidden on their own
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from media_pipeline.catalog.idempotency import IdempotencyKeyStore
 from media_pipeline.catalog.photos import PhotoStore
 from media_pipeline.catalog.purge_outbox import PurgeOutboxStore
 from media_pipeline.catalog.reprocess_jobs import ReprocessJobStore
+from media_pipeline.catalog.visibility import VisibilityStore
 from media_pipeline.catalog.schema import MIGRATIONS, apply_migrations, hash_substring_indexes
 
 __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
-class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, SqlDatabase):
+class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, IdempotencyKeyStore, PurgeOutboxStore, VisibilityStore, SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:

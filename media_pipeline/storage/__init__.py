@@ -15,7 +15,14 @@ __all__ = ["IMMUTABLE", "PRIVATE", "ObjectInfo", "Storage", "features_key", "ori
 
 
 def make_storage(settings: "object") -> Storage:
-    """Build the backend the settings pick (``MP_STORAGE_BACKEND``)."""
+    """Build the backend the settings pick (``MP_STORAGE_BACKEND``), in front of the old store
+    while objects are being moved (``MP_STORAGE_FALLBACK_URL``)."""
+    fallback_url = getattr(settings, "storage_fallback_url", "")
+    if fallback_url:
+        from media_pipeline.storage.fallback import FallbackStorage
+        from media_pipeline.storage.urls import storage_for
+
+        return FallbackStorage(make_storage(settings.replace(storage_fallback_url="")), storage_for(fallback_url, settings))  # type: ignore[attr-defined]
     backend = getattr(settings, "storage_backend")
     if backend == "local":
         from media_pipeline.storage.local import LocalStorage

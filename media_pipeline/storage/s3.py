@@ -32,8 +32,12 @@ class S3Storage:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "S3Storage":
+        # "legacy" retries, not "standard": standard's retry quota (500 tokens per client, 10 per
+        # failed connection attempt) is drained by a short outage and refills only by one token per
+        # first-try success, so a worker that lived through an outage stops retrying for good while
+        # S3 keeps answering some SlowDowns; each photo then fails whole attempts instead of one call.
         config = Config(
-            retries={"mode": "standard", "max_attempts": 4},
+            retries={"mode": "legacy", "max_attempts": 4},
             connect_timeout=5,
             read_timeout=30,
             s3={"addressing_style": settings.s3_addressing_style},

@@ -25,12 +25,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_FORM_MEMORY_SIZE"] = 1_000_000  # text fields; also bounds the parser's buffer
     app.extensions["media_pipeline"] = services
 
-    from media_pipeline.web import access, errors, fastpath, health, images, metrics, openapi, photos, tus, ui, uploads
+    from media_pipeline.web import access, errors, fastpath, health, images, metrics, openapi, owners, photos, tus, ui, uploads
 
     errors.register(app)
     access.register(app, settings)
     metrics.register(app)
     app.register_blueprint(photos.bp)
+    app.register_blueprint(owners.bp)
     app.register_blueprint(tus.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(images.bp)

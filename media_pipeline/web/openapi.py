@@ -23,7 +23,7 @@ _ERROR_CODES = [
     "bad_checksum_algorithm", "bad_checksum", "bad_upload_offset", "bad_upload",
     # direct uploads (/v1/uploads)
     "upload_missing", "upload_used", "upload_expired",
-    "bad_focal_point", "not_ready",
+    "bad_focal_point", "not_ready", "bad_visibility",
 ]
 _FAILURE_CODES = ["corrupt_image", "too_many_pixels", "unsupported_format", "timeout", "original_missing", "transient_error",
                   "abandoned", "blocked_content", "rejected", "internal"]
@@ -259,18 +259,22 @@ def _paths_and_schemas() -> dict[str, Any]:
                     },
                 },
                 "patch": {
-                    "operationId": "setFocalPoint",
-                    "summary": "Set the focal point crops are cut around (`source: user`), or `null` to go back to the computed one",
-                    "description": "The crops are re-rendered by a worker under new immutable keys; the old ones are retired "
-                                   "(servable for MP_RENDITION_KEEP_SECONDS). Whole-picture renditions are not touched.",
+                    "operationId": "patchPhoto",
+                    "summary": "Set the focal point crops are cut around (`source: user`; `null` goes back to the computed one), "
+                               "and/or hide the photo (`visible: false`: every image URL answers 404 until `true`)",
+                    "description": "A new focal point: the crops are re-rendered by a worker under new immutable keys; the old ones "
+                                   "are retired (servable for MP_RENDITION_KEEP_SECONDS). Whole-picture renditions are not touched. "
+                                   "Visibility changes nothing stored; the caches in front are purged when hidden.",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["focal_point"], "additionalProperties": False,
-                        "properties": {"focal_point": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/FocalPoint"}]}}}}}},
+                        "type": "object", "minProperties": 1, "additionalProperties": False,
+                        "properties": {"focal_point": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/FocalPoint"}]},
+                                       "visible": {"type": "boolean"}}}}}},
                     "responses": {
+                        "200": {"description": "Visibility recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Photo"}}}},
                         "202": {"description": "Recorded; the crops follow", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Photo"}}}},
-                        "400": _error("Not a JSON object with only `focal_point`, or x/y outside 0..1"),
+                        "400": _error("Not a JSON object of `focal_point` and/or `visible`, x/y outside 0..1, or `visible` not a boolean"),
                         "404": _error("No such photo"),
-                        "409": _error("The photo is not ready"),
+                        "409": _error("The photo is not ready (for a focal point)"),
                     },
                 },
                 "delete": {
@@ -278,6 +282,20 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "summary": "Delete the original, every rendition and the records",
                     "responses": {"204": {"description": "Deleted"}, "404": _error("No such photo")},
                 },
+            },
+            "/v1/owners/{owner}/visibility": {
+                "parameters": [{"name": "owner", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}}],
+                "get": {"operationId": "getOwnerVisibility", "summary": "Whether an owner's photos are shown",
+                        "responses": {"200": {"description": "The owner's choice", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OwnerVisibility"}}}},
+                                      "400": _error("Not a valid owner"), "404": _error("Not a route: a control character in the path")}},
+                "put": {"operationId": "setOwnerVisibility",
+                        "summary": "An owner opts out (`false`: every image URL of their photos answers 404 with no-store at once) or back in",
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["visible"], "additionalProperties": False,
+                            "properties": {"visible": {"type": "boolean"}}}}}},
+                        "responses": {"200": {"description": "Recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OwnerVisibility"}}}},
+                                      "400": _error("Not `{\"visible\": true|false}`, or not a valid owner"),
+                                      "404": _error("Not a route: a control character in the path")}},
             },
             "/i/{photo_id}/{spec}/{name}": {
                 "parameters": [photo_id, {"name": "spec", "in": "path", "required": True, "schema": {"type": "string"},
@@ -348,10 +366,18 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
+            "OwnerVisibility": {
+                "type": "object", "required": ["owner", "visible", "updated_at"],
+                "properties": {"owner": {"type": "string"}, "visible": {"type": "boolean"},
+                               "updated_at": {"type": ["string", "null"], "format": "date-time",
+                                              "description": "When it was last set; null for an owner never set (shown)"}},
+            },
             "Photo": {
                 "type": "object",
-                "required": ["id", "status", "owner", "sha256", "created_at", "links", "original"],
+                "required": ["id", "status", "owner", "sha256", "created_at", "visible", "hidden_by", "links", "original"],
                 "properties": {
+                    "visible": {"type": "boolean", "description": "False while the photo or its owner is hidden: its image URLs answer 404"},
+                    "hidden_by": {"enum": ["photo", "owner", None], "description": "Why it is hidden, or null"},
                     "id": {"type": "string"},
                     "status": {"enum": ["queued", "processing", "ready", "failed"]},
                     "owner": _nullable_string,

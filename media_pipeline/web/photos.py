@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from media_pipeline import crop_renditions, crops, duplicates, service
-from media_pipeline.errors import BadFocalPoint, EmptyUpload, NotFound, NotReady, UploadError
+from media_pipeline import crop_renditions, crops, duplicates, service, visibility
+from media_pipeline.errors import BadFocalPoint, BadVisibility, EmptyUpload, NotFound, NotReady, UploadError
 from media_pipeline.models import OUTPUT_EXTENSIONS, Duplicate, Photo, PhotoStatus, Point
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
@@ -76,8 +76,8 @@ def _upload_stream() -> tuple[Any, str | None]:
         owner = request.form.get("owner") or owner
         if part is None:
             raise EmptyUpload("no `file` field in the multipart form", code="missing_file")
-        return part.stream, _valid_owner(owner)
-    return request.stream, _valid_owner(owner)
+        return part.stream, valid_owner(owner)
+    return request.stream, valid_owner(owner)
 
 
 def duplicate_json(duplicate: Duplicate) -> dict[str, Any]:
@@ -94,22 +94,27 @@ def get_photo(photo_id: str) -> Response:
 
 
 @bp.patch("/photos/<photo_id>")
-def set_focal_point(photo_id: str) -> tuple[Response, int]:
-    """``{"focal_point": {"x", "y"}}`` (0..1 of the upright picture) or ``{"focal_point": null}``."""
-    point = _focal_point(request.get_json(silent=True))
+def patch_photo(photo_id: str) -> tuple[Response, int]:
+    """``{"focal_point": {"x", "y"} | null}`` (0..1 of the upright picture; its crops are made
+    again: 202) and/or ``{"visible": true | false}`` (its image URLs answer 404 while false)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body or set(body) - {"focal_point", "visible"}:
+        raise BadFocalPoint('send a JSON object with "focal_point": {"x": 0..1, "y": 0..1} or null, and/or "visible": true or false')
+    point = _focal_point(body["focal_point"]) if "focal_point" in body else None
+    if "visible" in body and not isinstance(body["visible"], bool):
+        raise BadVisibility('"visible" must be true or false')
     photo = _find(photo_id)
     svc = services()
-    if photo.status is not PhotoStatus.READY or not crop_renditions.set_focal_point(svc, photo, point):
+    if "focal_point" in body and (photo.status is not PhotoStatus.READY or not crop_renditions.set_focal_point(svc, photo, point)):
         raise NotReady(f"photo {photo_id} is {photo.status.value}; a focal point can be set once it is ready")
+    if "visible" in body:
+        visibility.set_photo_visible(svc, photo, body["visible"])
     response = jsonify(photo_json(_find(photo_id), svc.settings.public_base_url))
     response.headers["Cache-Control"] = "no-store"
-    return response, 202
+    return response, 202 if "focal_point" in body else 200
 
 
-def _focal_point(body: Any) -> Point | None:
-    if not isinstance(body, dict) or set(body) != {"focal_point"}:
-        raise BadFocalPoint('send a JSON object with only "focal_point": {"x": 0..1, "y": 0..1} or null')
-    value = body["focal_point"]
+def _focal_point(value: Any) -> Point | None:
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) != {"x", "y"}:
@@ -142,7 +147,7 @@ def _valid_idempotency_key(key: str | None) -> str | None:
     return key
 
 
-def _valid_owner(owner: str | None) -> str | None:
+def valid_owner(owner: str | None) -> str | None:
     if owner is None or owner == "":
         return None
     if len(owner) > _MAX_OWNER or not owner.isprintable():
@@ -174,6 +179,9 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
         "owner": photo.owner,
         "sha256": photo.sha256,
         "created_at": rfc3339(photo.created_at),
+        # False while the photo or its owner is hidden: its image URLs answer 404.
+        "visible": photo.visible,
+        "hidden_by": "photo" if photo.hidden else "owner" if photo.owner_hidden else None,
         "links": {"self": f"/v1/photos/{photo.id}"},
         "original": {
             "format": photo.original_format,

@@ -1,5 +1,5 @@
 """One contract, every storage backend: local folder, S3 (a real S3 API over HTTP on loopback),
-and the in-memory fake."""
+the in-memory fake, and a store being moved into (the fallback wrapper)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ import pytest
 from config.settings import Settings
 from media_pipeline.errors import ObjectNotFound, StorageUnavailable
 from media_pipeline.storage import make_storage
+from media_pipeline.storage.fallback import FallbackStorage
 from media_pipeline.storage.memory import MemoryStorage
 
 
-@pytest.fixture(params=["local", "s3", "memory"])
+@pytest.fixture(params=["local", "s3", "memory", "fallback"])
 def storage(request: Any, settings: Settings) -> Any:
     if request.param == "memory":
         return MemoryStorage()
+    if request.param == "fallback":  # a store being moved into: the new one in front of the old
+        return FallbackStorage(make_storage(settings), MemoryStorage())
     if request.param == "s3":
         return make_storage(request.getfixturevalue("s3_settings"))
     return make_storage(settings)
