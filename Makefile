@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python bench/dedupe_index.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/hdr.py ../shared/testdata/formats/jpeg/ultra-hdr.jpg ../shared/testdata/formats/heic/iphone_13_pro_max.HEIC
 
 soak: install
 	$(BIN)/python bench/soak.py

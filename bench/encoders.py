@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -70,7 +71,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         mode = f"effort {enc.effort}" if enc.format != "jpeg" else (
             "progressive + trellis" if enc.trellis else "progressive" if enc.progressive else "baseline")
-        mark = "yes" if chosen.get(enc.format) == enc else ""
+        # The preset's formats also say what they keep (gamut, dynamic range): compare the encoder settings alone.
+        mark = "yes" if chosen.get(enc.format) == replace(enc, gamut=preset.gamut, dynamic_range=preset.dynamic_range) else ""
         print(f"| {enc.format} | {enc.quality} | {mode} | {seconds:.2f} | {total / 1024:.0f} | {score:.4f} | {mark} |")
 
 

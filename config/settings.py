@@ -90,6 +90,8 @@ class Settings:
     direct_upload_seconds: int = _setting(3600, "MP_DIRECT_UPLOAD_SECONDS", "How long a direct-upload target (`POST /v1/uploads`) stays valid; `media-pipeline cleanup` removes targets not completed by then.")
     tus_expire_seconds: int = _setting(86400, "MP_TUS_EXPIRE_SECONDS", "A resumable (tus) upload not finished this long after its creation is gone (`Upload-Expires`); `media-pipeline cleanup` removes its bytes.")
     presets_file: Path = _setting(PRESETS_FILE, "MP_PRESETS_FILE", "TOML file with the rendition preset.")
+    color_gamut: str = _setting("p3", "MP_COLOR_GAMUT", "`p3`: sources with a wide-gamut profile (Display P3, Adobe RGB, Rec. 2020, ProPhoto) are rendered in Display P3 with the profile embedded; `srgb`: every rendition is sRGB (clipped), as before. Part of every rendition key.")
+    hdr: str = _setting("keep", "MP_HDR", "`keep`: an HDR photo's gain map (Ultra HDR JPEG, Apple HEIC) is kept in its JPEG renditions (Ultra HDR), over the SDR picture every screen shows; `sdr`: SDR renditions only. Part of every rendition key.")
     task_soft_time_limit: int = _setting(120, "MP_TASK_SOFT_TIME_LIMIT", "Seconds before a processing task is asked to stop; the photo ends `failed` (`timeout`).")
     task_time_limit: int = _setting(150, "MP_TASK_TIME_LIMIT", "Seconds before a processing task's worker child is killed.")
     task_max_retries: int = _setting(5, "MP_TASK_MAX_RETRIES", "Retries of a task on transient storage/catalog errors, with exponential backoff.")
@@ -173,7 +175,7 @@ class Settings:
         return tuple(dict.fromkeys(a.strip() for a in self.ondemand_aspects.split(",") if a.strip()))
 
     def preset(self) -> Preset:
-        return load_preset(self.presets_file)
+        return load_preset(self.presets_file, gamut=self.color_gamut, dynamic_range="hdr" if self.hdr == "keep" else "sdr")
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -294,6 +296,10 @@ class Settings:
         host, _, port = self.front_listen.rpartition(":")
         if not host or not port.isdecimal():
             problems.append("MP_FRONT_LISTEN must be host:port")
+        if self.color_gamut not in ("p3", "srgb"):
+            problems.append("MP_COLOR_GAMUT must be p3 or srgb")
+        if self.hdr not in ("keep", "sdr"):
+            problems.append("MP_HDR must be keep or sdr")
         if self.public_base_url.endswith("/"):
             problems.append("MP_PUBLIC_BASE_URL must not end with /")
         try:
@@ -360,8 +366,9 @@ def _parse(type_name: Any, raw: str) -> Any:
     return raw
 
 
-def load_preset(path: Path) -> Preset:
-    """Read the rendition preset from TOML into the core's frozen ``Preset``."""
+def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> Preset:
+    """Read the rendition preset from TOML into the core's frozen ``Preset``, every format
+    rendering in ``gamut`` and ``dynamic_range`` (MP_COLOR_GAMUT, MP_HDR)."""
     with open(path, "rb") as fh:
         doc = tomllib.load(fh)
     default = doc["default"]
@@ -373,6 +380,8 @@ def load_preset(path: Path) -> Preset:
             progressive=bool(opts.get("progressive", False)),
             trellis=bool(opts.get("trellis", False)),
             auto=auto,
+            gamut=gamut,
+            dynamic_range=dynamic_range,
         )
         for name, opts in default["formats"].items()
     )

@@ -270,7 +270,7 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
             prepare_ms = (time.perf_counter() - started) * 1000
             meta = extract_metadata(job.info)
             print(f"{path}: {job.info.format.value} {job.info.width}x{job.info.height} orientation={meta.orientation} "
-                  f"profile={meta.color_profile} decode+resize {prepare_ms:.0f} ms")
+                  f"profile={meta.color_profile} gamut={job.gamut} hdr={job.info.hdr or 'no'} decode+resize {prepare_ms:.0f} ms")
             moving = animated_renditions.animation_of(settings, job.info)
             if moving.animated:
                 print(f"  animation: {moving.frames} frames, {moving.duration_ms} ms, "
@@ -286,8 +286,8 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
                 total += ms
                 name = f"{rendition.width}{'.animated' if rendition.animated else ''}.{rendition.extension}"
                 (out_dir / name).write_bytes(rendition.data)
-                print(f"  {rendition.width:5d} {rendition.format:5s} {'animated' if rendition.animated else 'still':8s} "
-                      f"{len(rendition.data):9d} bytes {ms:8.1f} ms")
+                kind = f"{'animated' if rendition.animated else 'still'} {rendition.gamut} {'hdr' if rendition.hdr else 'sdr'}"
+                print(f"  {rendition.width:5d} {rendition.format:5s} {kind:17s} {len(rendition.data):9d} bytes {ms:8.1f} ms")
                 t = time.perf_counter()
             print(f"  total {total:.0f} ms")
         except MediaPipelineError as exc:

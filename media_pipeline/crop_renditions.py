@@ -61,7 +61,8 @@ def store_crop(services: Services, photo_id: str, encoded: EncodedRendition, spe
     with metrics.step("store"):
         services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
     metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
-    return Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, spec, aspect=encoded.aspect)
+    return Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, spec, aspect=encoded.aspect,
+                     gamut=encoded.gamut, hdr=encoded.hdr)
 
 
 def render_crop_on_demand(services: Services, photo_id: str, aspect: str, width: int, fmt: str) -> Rendition | None:

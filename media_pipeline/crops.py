@@ -20,7 +20,8 @@ from typing import Iterator
 
 import pyvips
 
-from media_pipeline.encode import encode
+from media_pipeline import hdr
+from media_pipeline.encode import encode, rendition_traits
 from media_pipeline.errors import CorruptImage
 from media_pipeline.models import EncodedRendition, EncoderSettings, Focus, parse_aspect
 
@@ -151,7 +152,9 @@ def cut(levels: list[pyvips.Image], variant: CropVariant, focus: Focus) -> pyvip
         window = crop_window((level.width, level.height), ratio, focus)
         if window.width >= variant.width or level is by_width[-1]:
             region = level.extract_area(window.left, window.top, window.width, window.height)
-            return _resize_exact(region, variant.width, variant.height)
+            # An HDR level's gain map is cut from the same window (hdr.py).
+            return hdr.follow_crop(_resize_exact(region, variant.width, variant.height), level,
+                                   window.left, window.top, window.width, window.height)
     raise ValueError("no level to cut from")
 
 
@@ -167,7 +170,7 @@ def iter_crops(levels: list[pyvips.Image], variants: tuple[CropVariant, ...], en
             for enc in wanted:
                 data = encode(pixels, enc)
                 yield EncodedRendition(width=variant.width, height=variant.height, format=enc.format, data=data,
-                                       aspect=variant.aspect)
+                                       aspect=variant.aspect, **rendition_traits(pixels, enc))
         except pyvips.Error as exc:
             raise CorruptImage(f"cannot make the {variant.aspect} crop at {variant.width}: {exc}") from exc
 

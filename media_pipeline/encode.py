@@ -1,5 +1,7 @@
-"""One encoder function per output format. Every one writes no metadata at all (``keep="none"``):
-no EXIF, GPS, XMP, IPTC or maker notes; pixels are already sRGB, which is what a missing profile means."""
+"""One encoder function per output format. None writes EXIF, GPS, XMP, IPTC or maker notes. The
+only things kept are what the pixels need to be shown right: a Display P3 level's ICC profile
+(an sRGB level carries none, which is what a missing profile means), and in a JPEG whose level
+carries a gain map, the gain map and its metadata (Ultra HDR, see hdr.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ def encode_avif(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     # equal quality, bytes and SSIM it is 15-25% faster, as libavif converts RGB to YUV with libyuv
     # (bench/renditions.py). ``speed = 9 - effort`` is the mapping heifsave uses.
     mode = "RGBA" if image.bands == 4 else "RGB"
-    options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get())
+    # The profile as ICC: Chrome, Firefox and Safari honour an ICC profile in AVIF (docs/pipeline.md).
+    icc = bytes(image.get("icc-profile-data")) if image.get_typeof("icc-profile-data") else b""
+    options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get(), icc=icc)
     encoder = _direct_avif_encoder() or _pillow_avif
     return encoder(image.write_to_memory(), image.width, image.height, mode, options)
 
@@ -39,6 +43,7 @@ class AvifOptions:
     quality: int
     speed: int
     threads: int
+    icc: bytes = b""
 
 
 def _pillow_avif(pixels: bytes, width: int, height: int, mode: str, options: AvifOptions) -> bytes:
@@ -46,7 +51,7 @@ def _pillow_avif(pixels: bytes, width: int, height: int, mode: str, options: Avi
     picture = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     out = io.BytesIO()
     picture.save(out, "AVIF", quality=options.quality, speed=options.speed, subsampling="4:2:0",
-                 max_threads=options.threads)
+                 max_threads=options.threads, icc_profile=options.icc or None)
     return out.getvalue()
 
 
@@ -58,7 +63,7 @@ def _pillow_avif_direct(pixels: bytes, width: int, height: int, mode: str, optio
     those of Pillow's ``_save`` with its defaults (full range, libavif's automatic tiling, no
     metadata), so the file is the one the public path makes."""
     encoder = _avif.AvifEncoder((width, height), "4:2:0", options.quality, options.speed, options.threads, "auto",
-                                "full", 0, 0, False, True, b"", b"", 1, b"", None)
+                                "full", 0, 0, False, True, options.icc, b"", 1, b"", None)
     encoder.add(pixels, 0, (width, height), mode, True)
     return bytes(encoder.finish())
 
@@ -81,14 +86,29 @@ def _direct_avif_encoder() -> Callable[[bytes, int, int, str, AvifOptions], byte
     return None
 
 
+def keep_flags(image: pyvips.Image, gainmap: bool = False) -> str:
+    """libvips' ``keep``: the level's ICC profile (Display P3 only: sRGB levels carry none), and
+    with ``gainmap`` the gain map it carries; never EXIF, XMP or IPTC."""
+    kept = [name for name, present in (("icc", image.get_typeof("icc-profile-data")),
+                                       ("gainmap", gainmap and image.get_typeof("gainmap"))) if present]
+    return "|".join(kept) or "none"
+
+
+def rendition_traits(image: pyvips.Image, enc: EncoderSettings) -> dict[str, object]:
+    """What a rendition of ``image`` in ``enc`` is besides its size: its gamut, and whether it
+    keeps the gain map (JPEG alone can carry one here, when the preset keeps HDR)."""
+    keeps_gainmap = enc.format == "jpeg" and enc.dynamic_range == "hdr" and image.get_typeof("gainmap") != 0
+    return {"gamut": "p3" if image.get_typeof("icc-profile-data") else "srgb", "hdr": keeps_gainmap}
+
+
 def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:
-    return image.webpsave_buffer(Q=enc.quality, effort=enc.effort, keep="none")
+    return image.webpsave_buffer(Q=enc.quality, effort=enc.effort, keep=keep_flags(image))
 
 
 def encode_jpeg(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     if image.hasalpha():
-        image = image.flatten(background=WHITE)
-    return image.jpegsave_buffer(
+        image = image.flatten(background=WHITE)  # an HDR source has no alpha: its gain map stays
+    data = image.jpegsave_buffer(
         Q=enc.quality,
         interlace=enc.progressive,
         optimize_coding=True,
@@ -96,8 +116,25 @@ def encode_jpeg(image: pyvips.Image, enc: EncoderSettings) -> bytes:
         overshoot_deringing=enc.trellis,
         optimize_scans=enc.trellis and enc.progressive,
         quant_table=3 if enc.trellis else 0,
-        keep="none",
+        # With a gain map, libvips writes an Ultra HDR JPEG (MPF secondary image, hdrgm XMP).
+        keep=keep_flags(image, gainmap=enc.dynamic_range == "hdr"),
     )
+    return _without_exif(data)
+
+
+def _without_exif(jpeg: bytes) -> bytes:
+    """The JPEG without the EXIF block libultrahdr writes into an Ultra HDR file whatever ``keep``
+    says (orientation 1, resolution, colour space; none of the source's tags). It sits before the
+    MPF segment, whose offsets count from that segment, so the gain map is still found."""
+    pos, found = 2, []
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] not in (0xDA, 0xD9):
+        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if jpeg[pos + 1] == 0xE1 and jpeg[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            found.append((pos, pos + 2 + length))
+        pos += 2 + length
+    for start, end in reversed(found):
+        jpeg = jpeg[:start] + jpeg[end:]
+    return jpeg
 
 
 ENCODERS: dict[str, Callable[[pyvips.Image, EncoderSettings], bytes]] = {

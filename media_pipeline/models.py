@@ -78,6 +78,10 @@ class EncoderSettings(_OutputFormat):
     progressive: bool = False
     trellis: bool = False
     auto: AutoQuality | None = None
+    # What a wide-gamut or HDR source keeps (MP_COLOR_GAMUT, MP_HDR): ``p3`` renders wide-gamut
+    # sources in Display P3; ``keep`` keeps a gain map where the format can carry one.
+    gamut: str = "srgb"
+    dynamic_range: str = "sdr"
 
     @property
     def spec(self) -> str:
@@ -90,9 +94,11 @@ class EncoderSettings(_OutputFormat):
 def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
     # A fixed quality hashes as it did before ``auto`` existed, so adding the field re-keys nothing;
     # an auto one hashes its target, bounds and search too, so fixed -> auto is a reprocess diff.
+    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR) hash as before.
     settings = asdict(enc)
-    if enc.auto is None:
-        del settings["auto"]
+    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr")):
+        if settings[name] == legacy:
+            del settings[name]
     return settings
 
 
@@ -112,6 +118,16 @@ class Preset:
 
     def encoder(self, fmt: str) -> EncoderSettings | None:
         return next((e for e in self.formats if e.format == fmt), None)
+
+    @property
+    def gamut(self) -> str:
+        """``p3`` (wide-gamut sources rendered in Display P3) or ``srgb``; the same in every format."""
+        return self.formats[0].gamut if self.formats else "srgb"
+
+    @property
+    def dynamic_range(self) -> str:
+        """``hdr`` (gain maps kept where a format carries one) or ``sdr``."""
+        return self.formats[0].dynamic_range if self.formats else "sdr"
 
     @property
     def version(self) -> str:
@@ -135,6 +151,7 @@ class ImageInfo:
     icc_profile: bytes | None = field(default=None, repr=False)
     delays: tuple[int, ...] = field(default=(), repr=False)  # per frame, ms, as the header says
     loop: int = 0  # times an animation plays; 0 forever
+    hdr: str | None = None  # the kind of gain map it carries (hdr.ULTRA_HDR, hdr.APPLE), None for SDR
 
     @property
     def pixels(self) -> int:
@@ -207,6 +224,8 @@ class EncodedRendition(_OutputFormat):
     score: float | None = None  # SSIMULACRA2 the quality search reached (auto quality only)
     aspect: str = "original"  # or "A:B" for a crop
     animated: bool = False  # every frame, not the still poster
+    gamut: str = "srgb"  # or "p3": tagged Display P3
+    hdr: bool = False  # carries a gain map (an Ultra HDR JPEG)
 
 
 @dataclass(frozen=True)
@@ -223,6 +242,8 @@ class Rendition:
     score: float | None = None  # SSIMULACRA2 the quality search reached; None for a fixed quality
     aspect: str = "original"  # or "A:B" for a crop around the subject
     animated: bool = False  # every frame of an animated original; False for stills and posters
+    gamut: str = "srgb"  # or "p3": tagged Display P3 (a wide-gamut source)
+    hdr: bool = False  # carries a gain map: an HDR screen shows it in HDR
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -391,6 +412,7 @@ class Photo:
     external_id: str | None = None  # the main app's id of an imported photo, unique per owner
     hidden: bool = False  # hidden on its own (PATCH visible false)
     owner_hidden: bool = False  # its owner opted out (PUT /v1/owners/<owner>/visibility)
+    original_hdr: bool = False  # an HDR original: a gain map (Ultra HDR JPEG, Apple HEIC) or PQ/HLG
 
     @property
     def visible(self) -> bool:

@@ -8,7 +8,8 @@ It reads as the list of steps it runs, in order (cf. imgproxy's ``mainPipeline``
                        and hold it in memory: orienting and colour work then touch fewer pixels,
                        and rotating no longer fights the loader's sequential access
     orient             EXIF orientation applied exactly once (never for HEIF/AVIF: libheif did it)
-    to_srgb            embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB
+    to_colour          embedded profile (P3, Adobe RGB, CMYK, grey) or a default one -> 8-bit sRGB,
+                       or Display P3 (tagged) for a wide-gamut source when the preset says p3 (colour.py)
     drop_opaque_alpha  an alpha band that is all 255 only costs bytes
     cascade            each smaller width resized from the next larger one (one decode in all)
     encode             every width in every preset format, with no metadata; an auto-quality
@@ -32,11 +33,10 @@ from typing import Callable, Iterator
 
 import cv2
 import numpy as np
-import pillow_heif
 import pyvips
 
-from media_pipeline import collage, dedupe, focus, keypoints, quality, vips
-from media_pipeline.encode import WHITE, encode
+from media_pipeline import collage, colour, dedupe, focus, hdr, keypoints, quality, vips
+from media_pipeline.encode import WHITE, encode, rendition_traits
 from media_pipeline.errors import CorruptImage
 from media_pipeline.hashing import PDQ_SIDE, perceptual_hashes
 from media_pipeline.pdq import pdq
@@ -68,6 +68,12 @@ class Job:
     data: bytes | memoryview = field(repr=False)
     info: ImageInfo
     widths: tuple[int, ...]  # descending, never above the upright width
+    wanted_gamut: str = colour.SRGB  # the preset's: p3 renders a wide-gamut source in Display P3
+    gamut: str = colour.SRGB  # what the levels are in, once ``to_colour`` ran
+    keep_hdr: bool = False  # the preset keeps gain maps (MP_HDR=keep)
+    # An HDR source's gain map (hdr.py), upright once ``orient`` ran; each level carries its own.
+    gainmap: pyvips.Image | None = None
+    gainmap_ratio: float = 1.0  # the decoded picture's size over its gain map's (4 in most phones' files)
     image: pyvips.Image | None = None
     levels: dict[int, pyvips.Image] = field(default_factory=dict)
     # ``level_near``'s arrays by long side: PDQ, keypoints and the focus all read the 512 px one.
@@ -94,18 +100,36 @@ def rendition_widths(preset_widths: tuple[int, ...], upright_width: int) -> tupl
 # --------------------------------------------------------------------------- steps
 def decode(job: Job) -> None:
     info = job.info
+    keep_hdr = job.keep_hdr and info.hdr is not None
     if info.format is ImageFormat.HEIC:
-        job.image = _decode_heic(job.data)
+        job.image, job.gainmap = vips.load_heic(job.data, gainmap=keep_hdr)
+        if job.gainmap is not None:
+            job.gainmap_ratio = job.image.width / job.gainmap.width
         return
     options: dict[str, object] = {"fail_on": "truncated", "access": "sequential"}
     if info.format is ImageFormat.JPEG:
         upright_width = info.upright_size[0]
         options["shrink"] = _jpeg_shrink(upright_width, job.widths[0])
+    if keep_hdr and info.hdr == hdr.ULTRA_HDR:
+        try:
+            image = vips.load_ultra_hdr(job.data, **options)
+            gainmap = image.get_gainmap()
+            # Never larger than the picture (its header says so before any decode): a gain-map
+            # bomb inside an otherwise small JPEG is dropped, not decoded.
+            if gainmap is not None and gainmap.width <= image.width and gainmap.height <= image.height:
+                job.image, job.gainmap = image, gainmap.copy_memory()  # it borrows the loader's blob
+                job.gainmap_ratio = image.width / gainmap.width  # both shrunk on load alike
+                return
+        except pyvips.Error:
+            pass  # a gain map libultrahdr cannot read: the SDR picture alone, as any JPEG viewer shows it
     job.image = vips.load(job.data, info.format, **options)
 
 
 def orient(job: Job) -> None:
     image = job.image
+    if job.gainmap is not None:
+        tag = image.get("orientation") if job.info.applies_exif_orientation and image.get_typeof("orientation") else 1
+        job.gainmap = hdr.oriented(job.gainmap, tag).copy_memory()
     if job.info.applies_exif_orientation:
         job.image = image.autorot()
     elif image.get_typeof("orientation"):
@@ -114,27 +138,9 @@ def orient(job: Job) -> None:
         job.image = image
 
 
-def to_srgb(job: Job) -> None:
-    image = job.image
-    has_profile = image.get_typeof("icc-profile-data") != 0
-    try:
-        if image.interpretation == "cmyk":
-            image = image.icc_transform("srgb", input_profile="cmyk", embedded=has_profile, intent="relative", depth=8)
-        elif has_profile:
-            image = image.icc_transform("srgb", embedded=True, intent="relative", depth=8)
-    except pyvips.Error:
-        # A profile lcms rejects (truncated, wrong colour space for the pixels): treat the pixels as sRGB.
-        image = job.image
-        if image.get_typeof("icc-profile-data"):
-            image = image.copy()
-            image.remove("icc-profile-data")
-    if image.interpretation not in ("srgb",) or image.format != "uchar":
-        image = image.colourspace("srgb")
-    if image.format != "uchar":
-        image = image.cast("uchar")
-    if image.bands not in (3, 4):
-        image = image[:3] if image.bands > 4 else image.colourspace("srgb")
-    job.image = image
+def to_colour(job: Job) -> None:
+    job.gamut = colour.output_gamut(job.image, job.wanted_gamut)
+    job.image = colour.to_gamut(job.image, job.gamut)
 
 
 def fit_largest(job: Job) -> None:
@@ -161,10 +167,12 @@ def cascade(job: Job) -> None:
     for width in job.widths:
         if previous.width != width:
             previous = _resize(previous, width / previous.width, exact_width=width).copy_memory()
+        if job.gainmap is not None:
+            previous = hdr.attach(previous, job.gainmap, job.gainmap_ratio)
         job.levels[width] = previous
 
 
-STEPS: tuple[Callable[[Job], None], ...] = (decode, fit_largest, orient, to_srgb, drop_opaque_alpha, cascade)
+STEPS: tuple[Callable[[Job], None], ...] = (decode, fit_largest, orient, to_colour, drop_opaque_alpha, cascade)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -177,7 +185,8 @@ def prepare(data: bytes | memoryview, preset: Preset, max_pixels: int, info: Ima
     vips.configure()
     info = info or probe(data, max_pixels)
     wanted = widths or preset.widths
-    job = Job(data=data, info=info, widths=rendition_widths(wanted, info.upright_size[0]))
+    job = Job(data=data, info=info, widths=rendition_widths(wanted, info.upright_size[0]), wanted_gamut=preset.gamut,
+              keep_hdr=preset.dynamic_range == "hdr")
     try:
         for step in STEPS:
             step(job)
@@ -208,7 +217,7 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
             except pyvips.Error as exc:
                 raise CorruptImage(f"cannot encode {enc.format} at {width}: {_first_line(exc)}") from exc
             yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data,
-                                   quality=enc.quality, score=score)
+                                   quality=enc.quality, score=score, **rendition_traits(level, enc))
     if release:
         job.image = None
 
@@ -247,6 +256,7 @@ def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:
 
 
 def _pixels(image: pyvips.Image, long_side: int | None) -> np.ndarray:
+    image = colour.srgb_view(image)
     if long_side and max(image.width, image.height) > long_side:
         image = image.thumbnail_image(long_side, height=long_side)
     if image.hasalpha():
@@ -328,6 +338,7 @@ def _near_image(job: Job, long_side: int) -> pyvips.Image:
     level = job.levels[fitting[-1] if fitting else job.widths[0]]
     if max(level.width, level.height) > long_side:
         level = level.thumbnail_image(long_side, height=long_side)
+    level = colour.srgb_view(level)
     return level.flatten(background=WHITE) if level.hasalpha() else level
 
 
@@ -384,24 +395,3 @@ def _resize(image: pyvips.Image, scale: float, exact_width: int | None = None) -
     if exact_width and resized.width != exact_width:  # float rounding: at most one pixel
         resized = resized.embed(0, 0, exact_width, resized.height, extend="copy")
     return resized
-
-
-def _decode_heic(data: bytes | memoryview) -> pyvips.Image:
-    """libvips' wheel cannot decode HEVC; pillow-heif can. libheif applies irot/imir itself."""
-    try:
-        heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
-        frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
-        mode = frame.mode
-        width, height = frame.size
-        bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode)
-        if bands is None:
-            raise CorruptImage(f"unsupported HEIF pixel mode {mode}")
-        raw = np.frombuffer(frame.data, dtype=np.uint8).reshape(height, frame.stride)[:, : width * bands]
-        image = pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands), interpretation="srgb" if bands >= 3 else "b-w")
-        icc = heif.info.get("icc_profile")
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise CorruptImage(f"cannot decode the HEIC: {exc}") from exc
-    if icc:
-        image = image.copy()
-        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
-    return image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyvips
 
-from media_pipeline import vips
+from media_pipeline import hdr, vips
 from media_pipeline.animation_header import apng_timing, avif_sequence_timing
 from media_pipeline.errors import CorruptImage, ImageTooLarge
 from media_pipeline.models import ImageFormat, ImageInfo
@@ -27,6 +27,7 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         orientation = header.get("orientation") if header.get_typeof("orientation") else 1
         exif = header.get("exif-data") if header.get_typeof("exif-data") else None
         icc = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
+        xmp = header.get("xmp-data") if header.get_typeof("xmp-data") else None
         has_alpha = header.hasalpha()
         # An animation's frame count, delays and loop are in the header (the GIF and WebP loaders
         # walk the frame headers, not their pixels): the animation limits are checked on them.
@@ -56,6 +57,7 @@ def probe(data: bytes | memoryview, max_pixels: int) -> ImageInfo:
         icc_profile=icc,
         delays=delays,
         loop=max(0, loop),
+        hdr=hdr.detect(data, fmt, xmp),
     )
 
 

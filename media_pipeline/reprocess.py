@@ -117,6 +117,7 @@ def import_original(services: Services, key: str) -> str | None:
         id=photo_id, status=PhotoStatus.QUEUED, owner=None, sha256=hashlib.sha256(data).hexdigest(), original_key=target,
         original_format=info.format.value, original_width=info.upright_size[0], original_height=info.upright_size[1],
         original_bytes=len(data), created_at=now, updated_at=now, animation=animated_renditions.animation_of(services.settings, info),
+        original_hdr=info.hdr is not None,
     ))
     return photo_id
 

@@ -185,6 +185,7 @@ def ingest(services: Services, upload: SpooledUpload, owner: str | None, client:
         created_at=now,
         updated_at=now,
         animation=animated_renditions.animation_of(services.settings, info),
+        original_hdr=info.hdr is not None,
     )
     try:
         if client is not None:  # before the photo: none of its events can be written without it
@@ -297,6 +298,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     wanted = [(width, enc) for width in widths for enc in preset.eager]
     missing = {(width, enc.format) for width, enc in wanted if (enc.spec, width, enc.format) not in existing}
     metadata, placeholder, hashes = photo.metadata, photo.placeholder, photo.hashes
+    original_hdr: bool | None = None  # known again once the original is probed
     upright = (photo.original_width, photo.original_height)
     computed_focus = photo.computed_focus  # found once; a stored one keeps the crops' keys
     crops_wanted = crop_renditions.wanted_crops(preset, upright, photo.focus) if photo.focus else []
@@ -313,6 +315,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
         try:
             with metrics.step("decode_resize"):
                 job = pipeline.prepare(data, preset, services.settings.max_pixels)
+            original_hdr = job.info.hdr is not None
             with metrics.step("describe"):
                 metadata, placeholder, hashes = pipeline.describe(job, preset)
             stopped = moderation.stop_reason(services.blocklists, services.validator, photo, hashes, job)
@@ -340,7 +343,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
                     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
                 metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
                 rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, enc.spec,
-                                      encoded.quality, encoded.score)
+                                      encoded.quality, encoded.score, gamut=encoded.gamut, hdr=encoded.hdr)
                 rendered[rendition.identity] = rendition
             # Last: the frames are decoded once the still levels are let go.
             for rendition in animated_renditions.render_animations(services, photo_id, data, job.info, animations_wanted, set(existing)):
@@ -356,7 +359,7 @@ def run_photo(services: Services, photo_id: str) -> ProcessResult:
     visibility.before_ready(services, photo)  # a hidden owner's new photo is never served by the front
     with metrics.step("record"):
         completed = services.catalog.complete(photo_id, preset.version, metadata, placeholder, current, hashes, seconds=seconds,
-                                              focus=computed_focus)
+                                              focus=computed_focus, original_hdr=original_hdr)
     if not completed:
         # Deleted while we worked: leave nothing behind.
         _delete_objects(services, photo_id, photo.original_key)
@@ -428,7 +431,7 @@ def render_on_demand(services: Services, photo_id: str, width: int, fmt: str) ->
     services.storage.put(key, encoded.data, encoded.content_type, IMMUTABLE)
     metrics.BYTES_WRITTEN.labels("rendition").inc(len(encoded.data))
     rendition = Rendition(encoded.width, encoded.height, encoded.format, len(encoded.data), key, encoder.spec,
-                          encoded.quality, encoded.score)
+                          encoded.quality, encoded.score, gamut=encoded.gamut, hdr=encoded.hdr)
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(key)
         return None

@@ -10,10 +10,13 @@ import logging
 import warnings
 from typing import Any
 
+import numpy as np
 import pillow_heif
 import pyvips
 from PIL import Image
 
+from media_pipeline import colour, hdr, tonemap
+from media_pipeline.errors import CorruptImage
 from media_pipeline.models import ImageFormat
 
 log = logging.getLogger(__name__)
@@ -71,3 +74,71 @@ def load(data: bytes | memoryview, fmt: ImageFormat, **options: Any) -> pyvips.I
     image = getattr(pyvips.Image, _LOADERS[fmt])(pyvips.Source.new_from_memory(view), **options)
     image._references.append(view)
     return image
+
+
+def load_ultra_hdr(data: bytes | memoryview, **options: Any) -> pyvips.Image:
+    """An Ultra HDR JPEG's SDR picture with its gain map and gain-map metadata attached
+    (``get_gainmap()``); the same options as the JPEG loader, shrink-on-load included."""
+    view = memoryview(data)
+    image = pyvips.Image.uhdrload_source(pyvips.Source.new_from_memory(view), **options)
+    image._references.append(view)
+    return image
+
+
+def load_heic(data: bytes | memoryview, gainmap: bool = False) -> tuple[pyvips.Image, pyvips.Image | None]:
+    """libvips' wheel cannot decode HEVC; pillow-heif can. libheif applies irot/imir itself, to the
+    picture and to its auxiliary images. With ``gainmap``, an iPhone photo's HDR gain map comes
+    too, restated as Ultra HDR's (hdr.apple_as_ultra_hdr), its metadata on the picture."""
+    try:
+        heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=True)
+        kind = tonemap.transfer(heif.info.get("nclx_profile"), heif.info.get("bit_depth"))
+        if kind is not None:
+            return _tone_mapped_heic(bytes(data), kind, gainmap)
+        frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
+        image = _heif_pixels(frame)
+        icc = heif.info.get("icc_profile")
+        aux = (heif.info.get("aux") or {}).get(hdr.APPLE_GAINMAP) if gainmap else None
+        headroom = hdr.apple_headroom(heif.info.get("exif")) if aux else None
+        aux_image = heif.get_aux_image(aux[0]) if aux and headroom and headroom > 1 else None
+        # Never larger than the picture, checked before its pixels are read: a bomb is dropped, not decoded.
+        fits = aux_image is not None and aux_image.size[0] <= frame.size[0] and aux_image.size[1] <= frame.size[1]
+        apple_gainmap = _heif_pixels(aux_image) if fits else None
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CorruptImage(f"cannot decode the HEIC: {exc}") from exc
+    if icc:
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    if apple_gainmap is None or headroom is None:
+        return image, None
+    return hdr.apple_as_ultra_hdr(image, apple_gainmap, headroom)
+
+
+def _tone_mapped_heic(data: bytes, kind: str, gainmap: bool) -> tuple[pyvips.Image, pyvips.Image | None]:
+    """A PQ or HLG HEIC (no SDR picture inside) as the SDR picture tonemap.py makes of it, and with
+    ``gainmap`` the gain map back to its HDR picture (Ultra HDR metadata on the picture)."""
+    heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
+    frame = heif[heif.primary_index] if hasattr(heif, "primary_index") else heif
+    if frame.mode not in ("RGB;16", "RGBA;16"):
+        raise CorruptImage(f"unsupported HDR HEIF pixel mode {frame.mode}")
+    bands = 4 if frame.mode.startswith("RGBA") else 3
+    width, height = frame.size
+    raw = np.frombuffer(frame.data, dtype=np.uint16).reshape(height, frame.stride // 2)[:, : width * bands]
+    signal = pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands))
+    depth = int(heif.info.get("bit_depth") or 16)
+    full_scale = float(((1 << depth) - 1) << (16 - depth))  # pillow-heif shifts the codes to 16 bits
+    prims = tonemap.primaries(heif.info.get("nclx_profile") or {})
+    image = tonemap.to_sdr(signal, kind, prims, colour.p3_profile(), full_scale)
+    found = tonemap.gain_map(signal, kind, prims, full_scale) if gainmap else None
+    if found is None:
+        return image, None
+    return hdr.with_gainmap(image, found[0], found[1], tonemap.GAIN_OFFSET)
+
+
+def _heif_pixels(frame: Any) -> pyvips.Image:
+    bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(frame.mode)
+    if bands is None:
+        raise CorruptImage(f"unsupported HEIF pixel mode {frame.mode}")
+    width, height = frame.size
+    raw = np.frombuffer(frame.data, dtype=np.uint8).reshape(height, frame.stride)[:, : width * bands]
+    return pyvips.Image.new_from_array(np.ascontiguousarray(raw).reshape(height, width, bands),
+                                       interpretation="srgb" if bands >= 3 else "b-w")

@@ -40,7 +40,7 @@ def test_multipart_upload_is_stored_recorded_and_queued(client: Any, services: A
     assert (photo.status.value, photo.owner, photo.original_width, photo.original_height) == ("queued", "alice", 800, 600)
     got = client.get(body["links"]["self"]).get_json()
     assert got["status"] == "queued" and got["original"] == {"format": "jpeg", "width": 800, "height": 600, "bytes": len(data),
-                                                         "animated": False, "frames": 1, "duration_ms": 0}
+                                                         "animated": False, "frames": 1, "duration_ms": 0, "hdr": False}
     # RFC 3339 UTC to the millisecond, the moment the catalog recorded.
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", got["created_at"]), got["created_at"]
     assert abs(datetime.fromisoformat(got["created_at"]).timestamp() - photo.created_at) < 0.001

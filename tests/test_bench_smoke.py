@@ -64,6 +64,16 @@ def test_events_bench_runs() -> None:
     assert len(rows) == 2 and all(row.count("|") == 5 for row in rows)
 
 
+def test_hdr_bench_runs(tmp_path: Path) -> None:
+    photo = tmp_path / "hdr.jpg"
+    gainmap = (images.scene(160, 120, seed=2)[..., 0] // 2 + 100).astype("uint8")
+    photo.write_bytes(images.ultra_hdr_jpeg(images.scene(640, 480), gainmap))
+    done = subprocess.run([sys.executable, "bench/hdr.py", str(photo), "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| hdr.jpg |"))
+    assert "| ultra-hdr |" in row and re.search(r"\| \d+\.\d\d / \d+\.\d\d \|$", row), row  # stops measured
+
+
 def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
     """The origin bench on one photo for a second per run. Its figures are not asserted; what is: every
     server answered its rotating URLs (wrk raises on any non-2xx/3xx) and no GET or revalidation through

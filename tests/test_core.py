@@ -8,6 +8,7 @@ import io
 import mmap
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -184,13 +185,18 @@ def test_every_exif_orientation_ends_upright(orientation: int, small_preset: Pre
 
 
 # --------------------------------------------------------------------------- colour
-def test_display_p3_is_converted_to_srgb(small_preset: Preset) -> None:
+@pytest.mark.parametrize("gamut", ["srgb", "p3"])
+def test_display_p3_is_converted_to_srgb_or_kept_tagged(gamut: str, small_preset: Preset) -> None:
     srgb = images.scene(320, 240, seed=5)
     p3 = images.with_profile(srgb, "p3", Q=95)
     stored_numbers = images.decode(p3).numpy()[..., :3]
     assert np.abs(images.mean_colour(stored_numbers) - images.mean_colour(srgb)).max() > 4  # other numbers
-    out = pipeline.prepare(p3, small_preset, LIMIT).levels[320]
-    assert np.abs(images.mean_colour(out) - images.mean_colour(srgb)).max() < 2.5  # same colours
+    preset = Preset(widths=small_preset.widths, formats=tuple(replace(f, gamut=gamut) for f in small_preset.formats))
+    out = pipeline.prepare(p3, preset, LIMIT).levels[320]
+    # MP_COLOR_GAMUT=srgb: sRGB numbers, untagged; p3: P3 numbers with the profile that says so.
+    assert bool(out.get_typeof("icc-profile-data")) is (gamut == "p3")
+    shown = out.icc_transform("srgb", embedded=True, intent="relative") if gamut == "p3" else out
+    assert np.abs(images.mean_colour(shown) - images.mean_colour(srgb)).max() < 2.5  # same colours
 
 
 def test_cmyk_with_and_without_profile_becomes_srgb(small_preset: Preset) -> None:

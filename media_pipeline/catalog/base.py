@@ -39,10 +39,11 @@ class Catalog(Protocol):
         hashes: Hashes,
         seconds: float | None = None,
         focus: Focus | None = None,
+        original_hdr: bool | None = None,
     ) -> bool:
         """Record a finished photo in one transaction: ``renditions`` become its current set and every
-        other rendition it had is retired; ``focus`` (when given) is its computed focus. ``False``
-        if the photo is gone."""
+        other rendition it had is retired; ``focus`` (when given) is its computed focus, and
+        ``original_hdr`` (when given) whether the original carries a gain map. ``False`` if the photo is gone."""
 
     def set_user_focal_point(self, photo_id: str, point: Point | None) -> bool:
         """Set (or clear, with ``None``) the focal point a user chose; ``False`` unless the photo is ready."""

@@ -32,10 +32,11 @@ _PHOTO_COLUMNS = (
 _FOCUS_COLUMNS = "focus, user_focal_point, external_id"
 _VISIBILITY_COLUMNS = "hidden"
 _ANIMATION_COLUMNS = "original_animated, original_frames, original_duration_ms, animation_dropped"
-_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, animated"
+_KEPT_AS_SHOT_COLUMNS = "original_hdr"
+_RENDITION_COLUMNS = "width, height, format, bytes, key, spec, quality, score, aspect, animated, gamut, hdr"
 
 
-_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, {_ANIMATION_COLUMNS}, hidden) VALUES ({', '.join('?' * 23)})"
+_INSERT_PHOTO = f"INSERT INTO photos ({_PHOTO_COLUMNS}, external_id, {_ANIMATION_COLUMNS}, hidden, {_KEPT_AS_SHOT_COLUMNS}) VALUES ({', '.join('?' * 24)})"
 
 
 def _photo_row(photo: Photo) -> tuple[Any, ...]:
@@ -47,7 +48,7 @@ def _photo_row(photo: Photo) -> tuple[Any, ...]:
         dump_json(_placeholder_dict(photo.placeholder)), photo.error_code, photo.error_message, photo.attempts,
         photo.external_id,
         int(photo.animation.animated), photo.animation.frames, photo.animation.duration_ms, photo.animation.dropped,
-        int(photo.hidden),
+        int(photo.hidden), int(photo.original_hdr),
     )
 
 
@@ -71,7 +72,8 @@ class PhotoStore(SqlDatabase):
             return self._load(cur, photo_id)
 
     def _load(self, cur: Cursor, photo_id: str) -> Photo | None:
-        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS}, {_ANIMATION_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = cur.fetchall(f"SELECT {_PHOTO_COLUMNS}, {_FOCUS_COLUMNS}, {_VISIBILITY_COLUMNS}, {_ANIMATION_COLUMNS}, {_KEPT_AS_SHOT_COLUMNS} "
+                            "FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             return None
         row = rows[0]
@@ -104,6 +106,7 @@ class PhotoStore(SqlDatabase):
             hidden=bool(row[20]),
             owner_hidden=row[1] is not None and _owner_hidden(cur, row[1]),
             animation=Animation(frames=int(row[22]), duration_ms=int(row[23]), dropped=row[24]) if row[21] else Animation(),
+            original_hdr=bool(row[25]),
         )
 
     def start_processing(self, photo_id: str) -> Photo | None:
@@ -132,6 +135,7 @@ class PhotoStore(SqlDatabase):
         hashes: Hashes,
         seconds: float | None = None,
         focus: Focus | None = None,
+        original_hdr: bool | None = None,
     ) -> bool:
         now = time.time()
         with self._tx() as cur:
@@ -139,9 +143,9 @@ class PhotoStore(SqlDatabase):
             updated = cur.execute(
                 "UPDATE photos SET status = ?, preset_version = ?, metadata = ?, placeholder = ?, error_code = NULL, "
                 "error_message = NULL, updated_at = ?, process_seconds = COALESCE(?, process_seconds), "
-                "focus = COALESCE(?, focus) WHERE id = ?",
+                "focus = COALESCE(?, focus), original_hdr = COALESCE(?, original_hdr) WHERE id = ?",
                 (PhotoStatus.READY.value, preset_version, dump_json(metadata.to_dict()), dump_json(_placeholder_dict(placeholder)), now,
-                 seconds, dump_json(focus.to_dict()) if focus else None, photo_id),
+                 seconds, dump_json(focus.to_dict()) if focus else None, None if original_hdr is None else int(original_hdr), photo_id),
             )
             if not updated:
                 return False
@@ -151,10 +155,10 @@ class PhotoStore(SqlDatabase):
             )
             cur.executemany(
                 "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, "
-                "animated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
+                "animated, gamut, hdr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?, ?) ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET "
                 "height = excluded.height, bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, "
-                "score = excluded.score, current = 1, retired_at = NULL",
-                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect, int(r.animated))
+                "score = excluded.score, gamut = excluded.gamut, hdr = excluded.hdr, current = 1, retired_at = NULL",
+                [(photo_id, r.spec, r.width, r.format, r.height, r.bytes, r.key, r.quality, r.score, r.aspect, int(r.animated), r.gamut, int(r.hdr))
                  for r in renditions],
             )
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
@@ -217,12 +221,13 @@ class PhotoStore(SqlDatabase):
             return bool(
                 cur.execute(
                     "INSERT INTO renditions (photo_id, spec, width, format, height, bytes, key, quality, score, current, retired_at, aspect, "
-                    "animated) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
+                    "animated, gamut, hdr) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM photos WHERE id = ? AND status = ?) "
                     "ON CONFLICT (photo_id, spec, width, format) DO UPDATE SET height = excluded.height, "
                     "bytes = excluded.bytes, key = excluded.key, quality = excluded.quality, score = excluded.score, "
-                    "current = 1, retired_at = NULL",
+                    "gamut = excluded.gamut, hdr = excluded.hdr, current = 1, retired_at = NULL",
                     (photo_id, rendition.spec, rendition.width, rendition.format, rendition.height, rendition.bytes, rendition.key,
-                     rendition.quality, rendition.score, rendition.aspect, int(rendition.animated), photo_id, PhotoStatus.READY.value),
+                     rendition.quality, rendition.score, rendition.aspect, int(rendition.animated), rendition.gamut, int(rendition.hdr), photo_id,
+                     PhotoStatus.READY.value),
                 )
             )
 
@@ -293,7 +298,7 @@ def _status(cur: Cursor, photo_id: str) -> str | None:
 
 def _rendition(row: Sequence[Any]) -> Rendition:
     return Rendition(width=row[0], height=row[1], format=row[2], bytes=row[3], key=row[4], spec=row[5], quality=row[6],
-                     score=None if row[7] is None else float(row[7]), aspect=row[8], animated=bool(row[9]))
+                     score=None if row[7] is None else float(row[7]), aspect=row[8], animated=bool(row[9]), gamut=row[10], hdr=bool(row[11]))
 
 
 def _placeholder_dict(placeholder: Placeholder | None) -> dict[str, str] | None:

@@ -331,6 +331,21 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        13,
+        (
+            # Kept as shot (#20): whether the original carries an HDR gain map, and what each
+            # rendition is: its gamut (srgb, or p3 with the profile embedded) and whether it
+            # carries the gain map (an Ultra HDR JPEG).
+            "ALTER TABLE photos ADD COLUMN original_hdr INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE renditions ADD COLUMN gamut TEXT NOT NULL DEFAULT 'srgb'",
+            "ALTER TABLE renditions ADD COLUMN hdr INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+
 # 14: imports of an existing library (#23, importer.py). The main app's id of a photo, unique per
 # owner (COALESCE: NULL owners would otherwise never collide), and one ledger row per source item
 # of an import job (the job itself is a reprocess_jobs row whose selection names the source).

@@ -387,7 +387,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                 },
             },
             "Rendition": {
-                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "animated", "url",
+                "type": "object", "required": ["aspect", "width", "height", "format", "bytes", "quality", "score", "animated", "gamut", "hdr", "url",
                                                "stable_url"],
                 "additionalProperties": False,
                 "properties": {
@@ -403,6 +403,11 @@ def _paths_and_schemas() -> dict[str, Any]:
                                              "or when no quality the search tried reached the target and the maximum it then uses was not tried"},
                     "animated": {"type": "boolean", "description": "Every frame of an animated original; false for a still, "
                                                                    "including an animated photo's poster (its first frame)"},
+                    "gamut": {"enum": ["srgb", "p3"],
+                              "description": "`p3`: Display P3 with the ICC profile embedded (a wide-gamut original); `srgb`: untagged sRGB"},
+                    "hdr": {"type": "boolean",
+                            "description": "The rendition carries the original's gain map (an Ultra HDR JPEG): an HDR screen shows it "
+                                           "in HDR, any other screen its SDR picture"},
                     "url": {"type": "string"}, "stable_url": {"type": "string"},
                 },
             },
@@ -427,11 +432,14 @@ def _paths_and_schemas() -> dict[str, Any]:
                                    "description": "When the upload was accepted: RFC 3339, UTC, milliseconds (`2026-12-03T09:21:35.123Z`)"},
                     "links": {"type": "object", "required": ["self"], "properties": {
                         "self": {"type": "string"}, "negotiated": {"type": "string", "description": "`{width}` is a placeholder"}}},
-                    "original": {"type": "object", "required": ["format", "width", "height", "bytes", "animated", "frames", "duration_ms"],
+                    "original": {"type": "object", "required": ["format", "width", "height", "bytes", "animated", "frames", "duration_ms", "hdr"],
                                  "properties": {
                         "format": {"enum": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"]},
                         "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
                         "animated": {"type": "boolean", "description": "An animated GIF, WebP, APNG or AVIF image sequence (more than one frame)"},
+                        "hdr": {"type": "boolean", "description": "The original is an HDR photo: with a gain map (Ultra HDR JPEG, "
+                                                                  "iPhone HEIC with Apple's HDR gain map), kept in the JPEG renditions, "
+                                                                  "or a PQ/HLG HEIC with no SDR picture inside, tone-mapped to SDR"},
                         "frames": {"type": "integer", "minimum": 1}, "duration_ms": {"type": "integer", "minimum": 0,
                                                                                      "description": "One play, as browsers play it; 0 for a still"},
                         "animation": {"type": "object", "required": ["kept", "reason"], "additionalProperties": False,

@@ -234,6 +234,7 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
             "height": photo.original_height,
             "bytes": photo.original_bytes,
             **animation_json(photo.animation),
+            "hdr": photo.original_hdr,
         },
     }
     if photo.status is PhotoStatus.READY:
@@ -250,6 +251,8 @@ def photo_json(photo: Photo, base_url: str) -> dict[str, Any]:
                 "quality": r.quality,
                 "score": None if r.score is None else round(r.score, 2),
                 "animated": r.animated,
+                "gamut": r.gamut,
+                "hdr": r.hdr,
                 "url": rendition_url(base_url, photo.id, r.spec, r.width, r.format),
                 "stable_url": stable_url(base_url, photo.id, r.aspect, r.width, r.format,
                                          poster=photo.animation.kept and r.aspect == "original" and not r.animated),

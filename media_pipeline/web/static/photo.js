@@ -57,7 +57,7 @@ function show(photo) {
   meta.replaceChildren();
   addFact(meta, "id", photo.id);
   addFact(meta, "owner", photo.owner);
-  addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes`);
+  addFact(meta, "original", `${photo.original.format} ${photo.original.width}×${photo.original.height}, ${photo.original.bytes} bytes${photo.original.hdr ? ", HDR (gain map)" : ""}`);
   $("ready-parts").classList.toggle("hidden", photo.status !== "ready");
   const anim = photo.original.animation;
   if (anim) {
@@ -98,7 +98,7 @@ function show(photo) {
   showCrops(photo);
 
   const body = $("renditions").tBodies[0];
-  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.animated ? "animated" : "still", r.bytes, link(r.url)])));
+  body.replaceChildren(...photo.renditions.map((r) => row([r.aspect, r.width, r.height, r.format, r.animated ? "animated" : "still", r.gamut, r.hdr ? "HDR" : "SDR", r.bytes, link(r.url)])));
 
   const dups = $("duplicates");
   if (Array.isArray(photo.duplicates) && photo.duplicates.length) {
