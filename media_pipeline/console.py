@@ -24,6 +24,8 @@ KINDS: dict[str, str] = {
                  "OR EXISTS (SELECT 1 FROM photo_duplicates d WHERE d.other_id = p.id))",
     # An animation kept as one (renditions with every frame).
     "animated": "(p.original_animated = 1 AND p.animation_dropped IS NULL)",
+    # An HDR original (a gain map, or PQ/HLG): its JPEG renditions are Ultra HDR.
+    "hdr": "p.original_hdr = 1",
     # Photos hidden on their own or whose owner opted out (visibility.py).
     "hidden": "(p.hidden = 1 OR EXISTS (SELECT 1 FROM owner_visibility v WHERE v.owner = p.owner AND v.visible = 0))",
 }
