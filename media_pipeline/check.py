@@ -102,3 +102,9 @@ def _check_webhooks(services: Services, report: CheckReport, now: float) -> None
         report.add("webhook_delivery_failed", f"{event_id} ({event_type}) to {url}: {attempts} attempts, last: {error}")
     if owed["failed"]:
         report.counts["webhook_delivery_failed"] = owed["failed"]  # all of them, not only the examples
+
+
+def record(services: Services, report: CheckReport, finished_at: float | None = None) -> None:
+    """Keep the run's summary in the catalog: the console's Health view shows the last one."""
+    summary = {"photos": report.photos, "counts": report.counts}
+    services.catalog.record_check(time.time() if finished_at is None else finished_at, report.ok, summary)

@@ -516,11 +516,13 @@ def _print_report(job: Any, report: Any) -> None:
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     import json as jsonlib
 
-    from media_pipeline.check import check
+    from media_pipeline.check import check, record
     from media_pipeline.queue import RecordingQueue
     from media_pipeline.service import build_services
 
-    report = check(build_services(settings, queue=RecordingQueue()))
+    services = build_services(settings, queue=RecordingQueue())
+    report = check(services)
+    record(services, report)
     if args.json:
         print(jsonlib.dumps({"ok": report.ok, "photos": report.photos, "counts": report.counts, "examples": report.problems,
                              "webhooks": report.webhooks}, indent=2))

@@ -110,6 +110,25 @@ def test_stats_duplicates_and_jobs(client: Any, services: Any) -> None:
     assert listed["per_second"] > 0 and listed["eta_seconds"] is not None
 
 
+def test_health_shows_what_the_last_check_found(client: Any, services: Any, monkeypatch: Any, capsys: Any) -> None:
+    from media_pipeline.cli import main
+
+    assert client.get("/v1/stats").get_json()["last_check"] is None  # no run yet
+    photo_id = ready_photo(services, images.jpeg(images.scene(400, 300, seed=9)))
+    for name, value in services.settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert main(["check"]) == 0
+    run = client.get("/v1/stats").get_json()["last_check"]
+    assert run["ok"] is True and run["photos"] == {"ready": 1} and run["problems"] == {}
+    services.storage.delete(services.catalog.get_photo(photo_id).original_key)  # an incident
+    assert main(["check"]) == 1
+    stats = client.get("/v1/stats").get_json()
+    validate(client, "Stats", stats)
+    assert stats["last_check"]["ok"] is False and stats["last_check"]["problems"] == {"catalog_row_without_original": 1}
+    assert stats["last_check"]["finished_at"] > run["finished_at"]
+    capsys.readouterr()
+
+
 def test_retry_queues_a_failed_photo_again_until_it_is_ready(client: Any, services: Any, queue: Any) -> None:
     photo_id = ingest_bytes(services, images.jpeg(images.scene(640, 480, seed=4)))
     service.abandon(services, photo_id, 3)  # as the reconciler does after three dead workers

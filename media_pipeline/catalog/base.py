@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 from media_pipeline.console import DuplicateCluster, PhotoFilter, PhotoSummary
 from media_pipeline.events import Event, Settled
@@ -150,3 +150,9 @@ class Catalog(Protocol):
 
     def list_jobs(self, limit: int) -> list[ReprocessJob]:
         """Reprocess jobs, newest first."""
+
+    def record_check(self, finished_at: float, ok: bool, summary: dict[str, Any]) -> None:
+        """Keep what a run of ``check`` found (its summary: photos by status, problems by kind)."""
+
+    def last_check(self) -> tuple[float, bool, dict[str, Any]] | None:
+        """(finished at, ok, summary) of the newest run of ``check``, or None before the first."""

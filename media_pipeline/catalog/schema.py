@@ -391,6 +391,18 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        16,
+        (
+            # What each `media-pipeline check` found (check.py), so the console's Health view can
+            # show the last one without walking storage on a page load.
+            "CREATE TABLE check_runs (finished_at DOUBLE PRECISION PRIMARY KEY, ok INTEGER NOT NULL, summary TEXT NOT NULL)",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":

@@ -18,10 +18,12 @@ connection opened before a fork is never used after it).
 - console.py: the operator console's pages and counts
 - events.py: the events outbox (the feed) and the webhook deliveries owed to each receiver
 - visibility.py: owners who opted out and photos hidden on their own
+- check_runs.py: what the last runs of `check` found
 """
 
 from __future__ import annotations
 
+from media_pipeline.catalog.check_runs import CheckRunStore
 from media_pipeline.catalog.console import ConsoleStore
 from media_pipeline.catalog.database import SqlDatabase
 from media_pipeline.catalog.duplicates import DuplicateStore
@@ -38,7 +40,7 @@ __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
 class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, ImportItemStore, IdempotencyKeyStore, PurgeOutboxStore, ConsoleStore,
-                 EventStore, VisibilityStore, SqlDatabase):
+                 EventStore, VisibilityStore, CheckRunStore, SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:

@@ -71,9 +71,18 @@ def stats() -> Response:
         "failures": [{"code": code, "count": n} for code, n in svc.catalog.failure_counts()],
         "stuck": svc.catalog.stuck_count(now - svc.settings.stuck_after_seconds),
         "queues": queues,
+        "last_check": _last_check(svc),
         "last_hour": [{"minute": rfc3339(m.minute), "arrived": m.arrived, "finished": m.finished, "queue_depth": m.queue_depth}
                       for m in console.queue_depth_series(now, in_flight, arrived, finished)],
     })
+
+
+def _last_check(svc: Any) -> dict[str, Any] | None:
+    found = svc.catalog.last_check()
+    if found is None:
+        return None
+    finished_at, ok, summary = found
+    return {"finished_at": rfc3339(finished_at), "ok": ok, "photos": summary.get("photos", {}), "problems": summary.get("counts", {})}
 
 
 @bp.get("/duplicates")

@@ -117,7 +117,7 @@ def schemas() -> dict[str, Any]:
             "links": {"type": "object", "required": ["self"], "properties": {"self": {"type": "string"}}}}},
         "Stats": {
             "type": "object", "additionalProperties": False,
-            "required": ["generated_at", "photos", "failures", "stuck", "queues", "last_hour"],
+            "required": ["generated_at", "photos", "failures", "stuck", "queues", "last_check", "last_hour"],
             "properties": {
                 "generated_at": _time,
                 "photos": {"type": "object", "additionalProperties": _count, "description": "Photos by status"},
@@ -126,6 +126,13 @@ def schemas() -> dict[str, Any]:
                 "stuck": {**_count, "description": "Queued or processing with no progress for MP_STUCK_AFTER_SECONDS (the reconciler's next work)"},
                 "queues": {"type": ["object", "null"], "additionalProperties": _count,
                            "description": "Messages waiting in the broker, by queue; null when the broker does not answer"},
+                "last_check": {"oneOf": [{"type": "null"}, {
+                    "type": "object", "required": ["finished_at", "ok", "photos", "problems"], "additionalProperties": False,
+                    "properties": {"finished_at": _time, "ok": {"type": "boolean"},
+                                   "photos": {"type": "object", "additionalProperties": _count, "description": "Photos by status then"},
+                                   "problems": {"type": "object", "additionalProperties": _count,
+                                                "description": "Where the catalog and storage disagreed, by kind (empty when ok)"}}}],
+                    "description": "What the last `media-pipeline check` found (run it daily); null before the first run"},
                 "last_hour": {"type": "array", "minItems": 60, "maxItems": 60, "description": "Oldest minute first", "items": {
                     "type": "object", "required": ["minute", "arrived", "finished", "queue_depth"], "properties": {
                         "minute": _time, "arrived": _count, "finished": {**_count, "description": "Ended ready or failed"},

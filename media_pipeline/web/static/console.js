@@ -173,6 +173,13 @@ function barChart(values, label, unit) {
   return h("figure", { class: "chart" }, svg, h("figcaption", {}, `${label} (peak ${Math.max(...values)})`));
 }
 
+function lastCheck(run) {
+  if (!run) return "No check has run yet: run `media-pipeline check` (daily, as a job).";
+  if (run.ok) return `The last check (${when(run.finished_at)}) found the catalog and storage in agreement.`;
+  const problems = Object.entries(run.problems).map(([kind, n]) => `${kind} ${n}`).join(", ");
+  return `The last check (${when(run.finished_at)}) found problems: ${problems}. Run \`media-pipeline check\` for examples.`;
+}
+
 async function loadHealth() {
   const panel = $("health-panel");
   try {
@@ -187,6 +194,7 @@ async function loadHealth() {
       h("section", {}, h("h3", {}, "Photos"), h("ul", {}, counts,
         h("li", {}, `stuck (the reconciler's next work): ${stats.stuck}`),
         h("li", {}, stats.queues ? `broker queues: ${Object.entries(stats.queues).map(([q, n]) => `${q} ${n}`).join(", ")}` : "broker queues: no answer"))),
+      h("section", {}, h("h3", {}, "Catalog against storage"), h("p", { id: "last-check" }, lastCheck(stats.last_check))),
       h("section", { class: "charts" }, h("h3", {}, "The last hour"),
         barChart(minutes.map((m) => m.queue_depth), "Queue depth", "photos"),
         barChart(minutes.map((m) => m.finished), "Photos processed per minute", "photos/min"),
