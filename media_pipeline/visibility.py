@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from media_pipeline import purge, purging
 from media_pipeline.models import Photo
-from media_pipeline.storage import PRIVATE, validate_key
+from media_pipeline.storage import validate_key
 
 if TYPE_CHECKING:
     from media_pipeline.service import Services
@@ -43,7 +45,8 @@ def set_owner_visible(services: "Services", owner: str, visible: bool) -> None:
         for page in _owner_pages(services, owner):
             _mark(services, [photo_id for photo_id, hidden in page if not hidden], hidden=False)
         return
-    paths = [p for page in _owner_pages(services, owner) for photo_id, _ in page for p in _paths(services, photo_id)]
+    paths = [p for page in _owner_pages(services, owner) for photo_id, _ in page for p in _paths(services, photo_id)] \
+        if _paths_wanted(services) else []
     purging.purge_now(services, [purge.owner_tag(owner)], paths)
 
 
@@ -72,13 +75,31 @@ def _owner_pages(services: "Services", owner: str) -> Iterator[list[tuple[str, b
 
 
 def _mark(services: "Services", photo_ids: list[str], hidden: bool) -> None:
+    """The local front's markers, as plain empty files in the storage folder nginx reads, and one
+    fsync of the folder for all of them: through the storage port (a temp file, two fsyncs and a
+    metadata sidecar each) an owner with a thousand photos took 1.8 s to hide, and it is the
+    markers the hiding waits for."""
     if services.settings.storage_backend != "local":
         return  # only the local front reads storage itself; the cache shape asks the app
+    folder = Path(services.settings.effective_storage_dir) / "objects" / HIDDEN.rstrip("/")
+    folder.mkdir(parents=True, exist_ok=True)
     for photo_id in photo_ids:
+        marker = folder / marker_key(photo_id).removeprefix(HIDDEN)
         if hidden:
-            services.storage.put(marker_key(photo_id), b"", "application/octet-stream", PRIVATE)
+            marker.touch()
         else:
-            services.storage.delete(marker_key(photo_id))
+            marker.unlink(missing_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)  # the names are what matters: the files are empty
+    finally:
+        os.close(descriptor)
+
+
+def _paths_wanted(services: "Services") -> bool:
+    """Whether anything in front caches URLs by path: a CDN with a purge hook, or the nginx front's
+    cache shape (S3 storage). The local shape caches nothing; a CDN purges an owner by tag."""
+    return bool(services.settings.purge_url) or services.settings.storage_backend != "local"
 
 
 def _paths(services: "Services", photo_id: str) -> list[str]:
