@@ -134,7 +134,7 @@ def test_kombus_virtual_channel_drives_our_filesystem_channel(tmp_path: Path) ->
         # be bound in this control folder, and its messages would go nowhere.
         name = f"internals{uuid.uuid4().hex}"
         queue = conn.SimpleQueue(name)
-        for n in range(3):
+        for n in range(3):  # within a millisecond: they must still come out in order
             queue.put({"n": n})
         names = sorted(os.listdir(queue_dir))
         assert len(names) == 3 and all(n.endswith(f".{name}.msg") and not n.startswith(".") for n in names), names

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import uuid
 from queue import Empty
-from time import monotonic
+from itertools import count
+from time import monotonic_ns
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -20,10 +21,15 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
+_SEQUENCE = count()
+
 
 class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"
+        # Consumers take the names in sorted order: nanoseconds and this process's own count keep its
+        # messages first in, first out (kombu's millisecond stamp left puts within one millisecond
+        # in the order of their random suffix).
+        name = f"{monotonic_ns():020d}_{next(_SEQUENCE):010d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         tmp = os.path.join(self.data_folder_out, f".{name}.tmp")
         try:
