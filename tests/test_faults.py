@@ -62,11 +62,14 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
     photos = [images.jpeg(images.scene(640, 480, seed=100 + i)) for i in range(12)]
     accepted: list[str] = []
     refused = 0
-    # The endpoint goes away for 10 s, with uploads and processing in flight: longer than a call's
-    # own retries last (up to 7 s), so some uploads reach the client as 503s.
-    outage = threading.Timer(1.0, lambda: (proxy.stop(), time.sleep(10), proxy.start()))
-    outage.start()
+    # The endpoint goes away for 10 s from the fifth upload on, with processing in flight: longer than
+    # a call's own retries last (up to 7 s), so that upload reaches the client as 503s. (Started by
+    # the clock instead, the outage could miss every upload: how long they take depends on the faults.)
+    outage = threading.Timer(10.0, proxy.start)
     for i, data in enumerate(photos):
+        if i == 4:
+            proxy.stop()
+            outage.start()
         photo_id, statuses = upload_until_accepted(client, data, key=f"photo-{i}")
         accepted.append(photo_id)
         refused += len(statuses) - 1
