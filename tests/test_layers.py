@@ -13,10 +13,10 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "media_pipeline"
 # The `media-pipeline` command is a process entry point: its `worker` command runs the Celery
-# worker, and `api`, `reprocess` and `reconcile` hand Celery's queue to build_services. It is the
-# one module under media_pipeline/ that may name the adapter (api.py, the WSGI entry point, is
-# outside the package).
-ENTRY_POINTS = {PACKAGE / "cli.py"}
+# worker, and `api`, `reprocess`, `import` and `reconcile` hand Celery's queue to build_services. Its
+# modules are the only ones under media_pipeline/ that may name the adapter (api.py, the WSGI
+# entry point, is outside the package): cli.py and the command groups it splits out.
+ENTRY_POINTS = {PACKAGE / "cli.py", PACKAGE / "cli_jobs.py"}
 _DYNAMIC_IMPORTS = {"import_module", "__import__"}
 
 
@@ -72,7 +72,7 @@ IMPORT_ALL = """
 import importlib, pkgutil, sys
 import media_pipeline
 for module in pkgutil.walk_packages(media_pipeline.__path__, "media_pipeline."):
-    if module.name != "media_pipeline.cli":
+    if module.name not in ("media_pipeline.cli", "media_pipeline.cli_jobs"):
         importlib.import_module(module.name)
 print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in ("workers", "celery"))))
 """
