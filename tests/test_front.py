@@ -62,7 +62,7 @@ def test_nginx_config_prints_the_local_shape_and_nginx_accepts_it(settings: Any,
     text = capsys.readouterr().out
     objects = (settings.effective_storage_dir / "objects").resolve()
     assert "listen 127.0.0.1:9001;" in text and "server 127.0.0.1:9000;" in text
-    assert f"root {objects};" in text and "try_files /renditions/$photo/$spec/$name @app;" in text
+    assert f"alias {objects}/renditions/$photo/$spec/$name;" in text and "error_page 404 = @app;" in text
     assert "proxy_cache " not in text
     _nginx_accepts(text, settings, tmp_path)
 
@@ -74,7 +74,7 @@ def test_nginx_config_for_s3_storage_is_the_cache_shape(settings: Any, tmp_path:
                       "proxy_cache_revalidate on;", "proxy_cache_use_stale updating error timeout",
                       "add_header X-Cache-Status $upstream_cache_status always;"):
         assert directive in text
-    assert "try_files" not in text
+    assert "renditions/$photo" not in text
     _nginx_accepts(text, s3, tmp_path)
 
 
