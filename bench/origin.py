@@ -6,7 +6,8 @@ Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everythin
 127.0.0.1 only and every wrk run is bounded in time. A few photos are ingested and processed
 (../shared/testdata's camera photos when present), and each wrk thread rotates over all their
 immutable rendition URLs (a Lua script) as a CDN's misses spread over many files. Servers, one
-after the other, GETs then 304 revalidations: plain nginx on the storage folder (the baseline);
+after the other, GETs then 304 revalidations: plain nginx on the storage folder (the baseline), and
+the same without open_file_cache (which the local front cannot have: a deleted photo is gone at once);
 the API under gunicorn; the least a WSGI app under the same gunicorn can do (`bench/bare_origin.py`,
 one file: Python's ceiling); the front `media-pipeline nginx-config` generates for local storage
 (files served by nginx); the same photos on an S3 server on loopback with the API on it and the
@@ -264,17 +265,19 @@ def main() -> None:
     servers: list[Server] = []
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     try:
-        api_port, nginx_port, bare_port, front_port = free_port(), free_port(), free_port(), free_port()
+        api_port, nginx_port, nofc_port, bare_port, front_port = free_port(), free_port(), free_port(), free_port(), free_port()
         env = {**os.environ, **settings.replace(port=api_port).as_env()}
         procs.append(start([sys.executable, "-m", "media_pipeline.cli", "api"], server_pin, env))
         procs.append(start([sys.executable, "-m", "gunicorn", "-w", str(args.api_workers), "-k", "gthread", "--threads",
                             str(settings.api_threads), "-b", f"127.0.0.1:{bare_port}",
                             f"bench.bare_origin:make_app({str(objects / target.key)!r}, {OUTPUT_CONTENT_TYPES[target.format]!r})"],
                            server_pin))
-        conf = plain_nginx(work, nginx_port, objects)
-        subprocess.run((["taskset", "-c", server_pin] if server_pin else []) + [nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
-        stops.append(lambda: subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False))
+        for port, cached in ((nginx_port, True), (nofc_port, False)):
+            conf = plain_nginx(work, port, objects, open_file_cache=cached)
+            subprocess.run((["taskset", "-c", server_pin] if server_pin else []) + [nginx_bin, "-c", str(conf), "-p", str(work)], check=True)
+            stops.append(lambda conf=conf: subprocess.run([nginx_bin, "-c", str(conf), "-p", str(work), "-s", "stop"], check=False))
         servers += [Server("nginx", f"http://127.0.0.1:{nginx_port}", [f"/{key}" for _, key in urls]),
+                    Server("nginx, no open_file_cache", f"http://127.0.0.1:{nofc_port}", [f"/{key}" for _, key in urls]),
                     Server("API", f"http://127.0.0.1:{api_port}", [path for path, _ in urls]),
                     Server("bare WSGI (one file)", f"http://127.0.0.1:{bare_port}", ["/"])]
         if "local" in shapes:
@@ -299,7 +302,7 @@ def main() -> None:
           f"{'wrk on core ' + wrk_pin + ', servers on ' + server_pin if pinned else 'not pinned'}; "
           f"{len(photos)} photos, {len(urls)} immutable rendition URLs, each thread rotating over them from its own place; "
           f"API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, SQLite catalog; "
-          f"bare: bench/bare_origin.py under the same gunicorn, one file; nginx: 2 workers, sendfile, open_file_cache, "
+          f"bare: bench/bare_origin.py under the same gunicorn, one file; nginx: 2 workers, sendfile, open_file_cache (and without), "
           f"the storage folder; fronts: `media-pipeline nginx-config` (worker_processes auto)")
     print_rows(rows)
     if misses:
@@ -307,16 +310,20 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def plain_nginx(work: Path, port: int, objects: Path) -> Path:
-    conf = work / "nginx.conf"
+def plain_nginx(work: Path, port: int, objects: Path, open_file_cache: bool = True) -> Path:
+    """nginx serving the storage folder as it is. Without ``open_file_cache`` it looks every file up
+    on every request, as the local front must (a deleted photo is gone at once): the part of the
+    fronts' gap that is that cache."""
+    name = "nginx" if open_file_cache else "nginx-nofc"
+    conf = work / f"{name}.conf"
     conf.write_text(f"""
 worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
-  sendfile on; tcp_nopush on; etag on; open_file_cache max=1000;
+  sendfile on; tcp_nopush on; etag on;{" open_file_cache max=1000;" if open_file_cache else ""}
   client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp; fastcgi_temp_path {work}/nginx-tmp;
   uwsgi_temp_path {work}/nginx-tmp; scgi_temp_path {work}/nginx-tmp;
   types {{ image/avif avif; image/webp webp; image/jpeg jpg; }}

@@ -84,7 +84,7 @@ def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ") and " req/s " not in line]
     fronts = [row for row in rows if row[1].strip().startswith("front")]
-    assert len(rows) == 12 and len(fronts) == 4, done.stdout
+    assert len(rows) == 14 and len(fronts) == 4, done.stdout
     assert all(row[9].strip() == "0" for row in fronts), done.stdout
     assert "renditions made: 2" in done.stdout
 
