@@ -5,7 +5,7 @@ so cache hits and revalidations are nginx's and the app sees only misses. Two sh
 
 - ``local``: immutable rendition URLs ``/i/<id>/<spec>/<width>.<ext>`` are mapped onto the storage
   folder's keys ``renditions/<id>/<spec>/<width>.<ext>`` and sent by nginx itself, with the
-  headers the app sends. Anything the mapping cannot answer goes to the app (``try_files … @app``),
+  headers the app sends. Anything the mapping cannot answer goes to the app (its 404 goes to ``@app``),
   and a deleted photo's files are gone from disk, so nginx cannot serve them. No descriptor cache
   (``open_file_cache``): it would keep serving a deleted file through its open descriptor for up to
   ``open_file_cache_valid``.
