@@ -1,6 +1,6 @@
 """CDN-origin throughput: wrk against the API and its nginx fronts, next to nginx serving the same files.
 
-    .venv/bin/python bench/origin.py [--seconds 10] [--connections 32] [--photos 6] [--shapes local,s3] [--pin auto|on|off]
+    .venv/bin/python bench/origin.py [--seconds 10] [--rounds 3] [--connections 32] [--photos 6] [--shapes local,s3] [--pin auto|on|off]
 
 Needs `nginx` and `wrk` (Debian packages; `make bench` installs them). Everything listens on
 127.0.0.1 only and every wrk run is bounded in time. A few photos are ingested and processed
@@ -11,7 +11,7 @@ the same without open_file_cache (which the local front cannot have: a deleted p
 the API under gunicorn; the least a WSGI app under the same gunicorn can do (`bench/bare_origin.py`,
 one file: Python's ceiling); the front `media-pipeline nginx-config` generates for local storage
 (files served by nginx); the same photos on an S3 server on loopback with the API on it and the
-generated cache front (proxy_cache) before it. Prints req/s, p50/p99, the ratios to nginx, how many
+generated cache front (proxy_cache) before it. Prints req/s, p50/p99, the ratios to nginx (medians of the rounds), how many
 requests got past each front to the API (from its /metrics), and first requests through the local
 front. With --pin (auto: 4 cores or more) wrk runs on the last core, the servers on the others.
 Asserts nothing.
@@ -208,27 +208,42 @@ def settle(api_ports: list[int], timeout: float = 60) -> None:
 
 
 def measure(servers: list[Server], args: argparse.Namespace, work: Path, pin: str | None) -> list[list[Any]]:
-    """Each server under wrk for GETs and then revalidations of its rotating paths, one after the other."""
-    rows = []
+    """Each server under wrk for GETs and then revalidations of its rotating paths, one after the
+    other, ``args.rounds`` times over. On a shared machine the load moves from minute to minute, so
+    each ratio to nginx is taken within its round and the median of the rounds is reported."""
+    runs: dict[tuple[str, str], list[tuple[float, float, float, float | None]]] = {}
     api_ports = sorted({s.counts_api for s in servers if s.counts_api})
+    for _ in range(args.rounds):
+        for server in servers:
+            for request, etags in (("GET", None), ("304", server.etags)):
+                settle(api_ports)
+                before = api_image_requests(server.counts_api) if server.counts_api else 0.0
+                rate, latency = wrk_run(server.base, args.seconds, args.connections,
+                                        script=rotation_script(server.paths, work, etags), pin=pin)
+                reached = api_image_requests(server.counts_api) - before if server.counts_api else None
+                runs.setdefault((server.name, request), []).append((rate, latency["50%"], latency["99%"], reached))
+    rows = []
     for server in servers:
-        for request, etags in (("GET", None), ("304", server.etags)):
-            settle(api_ports)
-            before = api_image_requests(server.counts_api) if server.counts_api else 0.0
-            rate, latency = wrk_run(server.base, args.seconds, args.connections,
-                                    script=rotation_script(server.paths, work, etags), pin=pin)
-            reached = api_image_requests(server.counts_api) - before if server.counts_api else None
-            rows.append([server.name, request, len(set(server.paths)), rate, latency["50%"], latency["99%"], reached])
+        for request in ("GET", "304"):
+            mine, plain = runs[(server.name, request)], runs[("nginx", request)]
+            reached = [r[3] for r in mine]
+            rows.append([server.name, request, len(set(server.paths)), median([r[0] for r in mine]), median([r[1] for r in mine]),
+                         median([r[2] for r in mine]), median([m[0] / p[0] for m, p in zip(mine, plain)]),
+                         median([m[2] / p[2] for m, p in zip(mine, plain)]), None if reached[0] is None else sum(reached)])
     return rows
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def print_rows(rows: list[list[Any]]) -> None:
-    plain = {row[1]: row for row in rows if row[0] == "nginx"}
     print("| server | request | URLs | req/s | p50 ms | p99 ms | req/s / nginx | p99 / nginx p99 | reached the API |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, request, urls, rate, p50, p99, reached in rows:
-        base = plain[request]
-        print(f"| {name} | {request} | {urls} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {rate / base[3]:.2f}x | {p99 / base[5]:.2f}x | "
+    for name, request, urls, rate, p50, p99, ratio, p99_ratio, reached in rows:
+        print(f"| {name} | {request} | {urls} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {ratio:.2f}x | {p99_ratio:.2f}x | "
               f"{'' if reached is None else f'{reached:,.0f}'} |")
 
 
@@ -236,6 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="every server this many times over; medians of the rounds")
     parser.add_argument("--api-workers", type=int, default=4)
     parser.add_argument("--photos", type=int, default=6, help="photos whose renditions the URLs rotate over")
     parser.add_argument("--misses", type=int, default=12, help="first requests for on-demand renditions through the front")
@@ -298,7 +314,7 @@ def main() -> None:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s on {cores} cores, "
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds (medians; ratios within each round), on {cores} cores, "
           f"{'wrk on core ' + wrk_pin + ', servers on ' + server_pin if pinned else 'not pinned'}; "
           f"{len(photos)} photos, {len(urls)} immutable rendition URLs, each thread rotating over them from its own place; "
           f"API: gunicorn, {args.api_workers} gthread workers x {settings.api_threads} threads, SQLite catalog; "

@@ -79,7 +79,7 @@ def test_origin_bench_runs_and_no_hit_reaches_the_app() -> None:
     server answered its rotating URLs (wrk raises on any non-2xx/3xx) and no GET or revalidation through
     either front reached the app, counted by the app's own /metrics."""
     require(bool(shutil.which("wrk")) and bool(shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), "nginx and wrk")
-    done = subprocess.run([sys.executable, "bench/origin.py", "--seconds", "1", "--photos", "1", "--misses", "2"], cwd=REPO,
+    done = subprocess.run([sys.executable, "bench/origin.py", "--seconds", "1", "--rounds", "2", "--photos", "1", "--misses", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ") and " req/s " not in line]
