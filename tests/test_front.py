@@ -72,7 +72,8 @@ def test_nginx_config_for_s3_storage_is_the_cache_shape(settings: Any, tmp_path:
     text = front.render(nginx.front_for(s3, listen="127.0.0.1:9001", upstream="127.0.0.1:9000"))
     for directive in ("proxy_cache media_pipeline;", "proxy_cache_lock on;", "proxy_cache_background_update on;",
                       "proxy_cache_revalidate on;", "proxy_cache_use_stale updating error timeout",
-                      "add_header X-Cache-Status $upstream_cache_status always;"):
+                      "add_header X-Cache-Status $upstream_cache_status always;",
+                      "tcp_nopush off;"):  # with it on, hits stalled on Nagle and delayed ACKs (docs/performance.md)
         assert directive in text
     assert "renditions/$photo" not in text
     _nginx_accepts(text, s3, tmp_path)
