@@ -13,10 +13,12 @@ One contract suite (``tests/contract/test_tus_contract.py``) runs against both.
 from __future__ import annotations
 
 import base64
-from contextlib import AbstractContextManager
+import fcntl
+import time
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Protocol
 
 from media_pipeline.errors import NotFound
 
@@ -49,8 +51,10 @@ class TusStore(Protocol):
 
     def create(self, length: int, owner: str | None, metadata: dict[str, str], now: float) -> UploadState: ...
 
-    def get(self, upload_id: str, now: float) -> UploadState:
-        """The upload, or ``NotFound`` when it never existed, was terminated or has expired."""
+    def get(self, upload_id: str, now: float, settle: float = 0.0) -> UploadState:
+        """The upload, or ``NotFound`` when it never existed, was terminated or has expired.
+        ``settle``: first wait up to so many seconds for a request writing to it (on this host) to
+        finish, so a client asking right after its connection broke learns what that request kept."""
         ...
 
     def append(self, upload_id: str, offset: int, stream: BinaryIO, now: float, sha256: bytes | None = None) -> UploadState:
@@ -83,6 +87,28 @@ def valid_id(upload_id: str) -> str:
     if len(upload_id) != ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
         raise NotFound("no such upload")
     return upload_id
+
+
+@contextmanager
+def upload_lock(path: Path, timeout: float | None = None) -> Iterator[bool]:
+    """An exclusive lock of one upload on this host (a file lock); whether it was taken: always
+    without ``timeout``, else unless another request held it all that time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as lock:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX if deadline is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def make_tus_store(tus_dir: Path, expire_seconds: int, storage: Storage) -> TusStore:

@@ -14,7 +14,6 @@ routed to one host); ``MP_TUS_EXPIRE_SECONDS`` after creation an unfinished uplo
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from media_pipeline.errors import ChecksumMismatch, NotFound, OffsetMismatch, UploadTooLarge
-from media_pipeline.resumable import ID_LENGTH, UploadState, valid_id
+from media_pipeline.resumable import ID_LENGTH, UploadState, upload_lock, valid_id
 
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10  # the read size: a body cut off mid-read loses at most this much of what arrived
 
 
 class LocalTusStore:
@@ -42,8 +41,11 @@ class LocalTusStore:
         self._save(state)
         return state
 
-    def get(self, upload_id: str, now: float) -> UploadState:
+    def get(self, upload_id: str, now: float, settle: float = 0.0) -> UploadState:
         """The upload, or NotFound when it never existed, was terminated or has expired."""
+        if settle and self._meta(valid_id(upload_id)).exists():
+            with upload_lock(self._lock_file(valid_id(upload_id)), settle):
+                return self.get(upload_id, now)
         try:
             state = UploadState(**json.loads(self._meta(valid_id(upload_id)).read_text()))
         except (OSError, ValueError, TypeError):
@@ -139,13 +141,8 @@ class LocalTusStore:
 
     @contextmanager
     def _locked(self, upload_id: str) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file(upload_id), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with upload_lock(self._lock_file(upload_id)):
+            yield
 
     def _part(self, upload_id: str) -> Path:
         return self.folder / f"{upload_id}.part"

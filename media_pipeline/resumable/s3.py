@@ -31,7 +31,6 @@ once older than the expiry, and listed by ``leftovers`` until then.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -44,14 +43,14 @@ from typing import BinaryIO, Iterator, Protocol, runtime_checkable
 
 from media_pipeline.errors import (ChecksumMismatch, NotFound, ObjectChanged, ObjectNotFound, OffsetMismatch, StorageError,
                                    UploadTooLarge)
-from media_pipeline.resumable import ID_LENGTH, UploadState, valid_id
+from media_pipeline.resumable import ID_LENGTH, UploadState, upload_lock, valid_id
 from media_pipeline.storage.base import INCOMING, PRIVATE, ObjectInfo
 
 PREFIX = f"{INCOMING}tus/"
 MIN_PART = 5 << 20  # S3's smallest part but the last
 _MAX_PARTS = 10  # an upload is cut into at most this many parts ...
 _SLOTS = 1000  # ... each drawing its number from its own block: 10 x 1000 = S3's 10,000
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10  # the read size: a body cut off mid-read loses at most this much of what arrived
 _RECORD = "application/json"
 
 
@@ -131,8 +130,12 @@ class S3TusStore:
         self.storage.put_if(record_key(upload_id), Record(state, multipart_id, part_size(length)).to_json(), _RECORD, None)
         return state
 
-    def get(self, upload_id: str, now: float) -> UploadState:
-        return self._load(upload_id, now)[0].state
+    def get(self, upload_id: str, now: float, settle: float = 0.0) -> UploadState:
+        state = self._load(upload_id, now)[0].state
+        if settle and self.lock_dir is not None and not state.complete:
+            with upload_lock(self.lock_dir / f"{upload_id}.lock", settle):
+                return self._load(upload_id, now)[0].state
+        return state
 
     def append(self, upload_id: str, offset: int, stream: BinaryIO, now: float, sha256: bytes | None = None) -> UploadState:
         with self._locked(upload_id):
@@ -286,10 +289,5 @@ class S3TusStore:
         if self.lock_dir is None:
             yield
             return
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_dir / f"{valid_id(upload_id)}.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with upload_lock(self.lock_dir / f"{valid_id(upload_id)}.lock"):
+            yield

@@ -32,6 +32,7 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 _OCTETS = "application/offset+octet-stream"
 _MAX_OWNER = 128
+_SETTLE_SECONDS = 2.0
 
 
 class TusError(UploadError):
@@ -94,7 +95,9 @@ def create() -> tuple[str, int, dict[str, str]]:
 
 @bp.route("/<upload_id>", methods=["HEAD"])
 def upload(upload_id: str) -> tuple[str, int, dict[str, str]]:
-    state = store(services()).get(upload_id, time.time())
+    # A client whose connection just broke asks at once: give the PATCH the server is still
+    # finishing a moment to keep what arrived, or the client resends it and meets a 409.
+    state = store(services()).get(upload_id, time.time(), settle=_SETTLE_SECONDS)
     headers = {"Upload-Offset": str(state.offset), "Upload-Length": str(state.length),
                "Upload-Expires": _http_date(state.expires_at)}
     return "", 200, headers | _photo_headers(state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -121,6 +122,27 @@ def test_a_wrong_offset_a_bad_checksum_and_too_many_bytes_change_nothing(store: 
     good = hashlib.sha256(data[1000:]).digest()
     assert store.append(state.id, 1000, io.BytesIO(data[1000:]), NOW, sha256=good).complete
     assert read_all(store, state.id) == data
+
+
+def test_asking_right_after_a_cut_waits_for_what_the_cut_request_kept(store: TusStore) -> None:
+    data = payload(2000)
+    state = store.create(len(data), None, {}, NOW)
+    reading = threading.Event()
+
+    class Slow(io.RawIOBase):
+        def __init__(self) -> None:
+            self.stream = io.BytesIO(data[:1000])
+
+        def read(self, size: int = -1) -> bytes:
+            reading.set()
+            time.sleep(0.3)
+            return self.stream.read(size)
+
+    writer = threading.Thread(target=store.append, args=(state.id, 0, Slow(), NOW))
+    writer.start()
+    reading.wait(10)
+    assert store.get(state.id, NOW, settle=10).offset == 1000
+    writer.join()
 
 
 def test_two_hosts_racing_one_wins_and_nothing_interleaves(new_store: Callable[..., TusStore]) -> None:
