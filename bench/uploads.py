@@ -12,7 +12,7 @@ API's memory while 16 clients send direct uploads.
    is the baseline. Time, bytes the client sent in all, and bytes sent again.
 2. ``--clients`` concurrent direct uploads (``POST /v1/uploads``, send, complete) of a
    ``--small-mb`` and of a ``--megabytes`` photo; the API's RSS (gunicorn master and workers),
-   sampled every 20 ms, before and at its peak. With local storage the body goes through the API
+   sampled every 20 ms, before and at its peak, the heap (RssAnon) apart from mapped files (RssFile). With local storage the body goes through the API
    (its one-time URL); with S3 (moto on loopback, its own process) the client posts to S3 itself.
 
 The API runs under gunicorn with the service's defaults; no worker runs (the photos stay queued:
@@ -41,7 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.cut_link import CutLink  # noqa: E402
-from bench.ingest import tree_rss_mib  # noqa: E402
 from bench.origin import free_port, wait_http  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
@@ -151,6 +150,26 @@ def cut_link_table(api: Api, photo: Path, cut_every: int, attempts: int, backend
 
 
 # --------------------------------------------------------------------------- 2. RSS, direct uploads
+def tree_rss(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) resident MiB of a process and its children: the heap apart from the
+    pages of files the process maps (an upload's temp file is mapped to read its header; those
+    pages are the page cache's, shared, and go when the file is closed)."""
+    totals = {"RssAnon:": 0, "RssFile:": 0}
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                name, *value = line.split()
+                if name in totals:
+                    totals[name] += int(value[0])
+        except FileNotFoundError:
+            continue
+    return totals["RssAnon:"] / 1024, totals["RssFile:"] / 1024
+
+
 def direct_upload(base: str, photo: Path) -> bool:
     target = requests.post(f"{base}/v1/uploads", json={"owner": "bench"}, timeout=30).json()
     with open(photo, "rb") as body:
@@ -163,14 +182,14 @@ def direct_upload(base: str, photo: Path) -> bool:
 
 
 def rss_during(api: Api, photo: Path, clients: int) -> dict[str, Any]:
-    baseline = tree_rss_mib(api.api.pid)
-    peak = baseline
+    baseline = tree_rss(api.api.pid)
+    peak = list(baseline)
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not stop.is_set():
-            peak = max(peak, tree_rss_mib(api.api.pid))
+            now = tree_rss(api.api.pid)
+            peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -208,8 +227,10 @@ def main() -> None:
                 cut_rows += cut_link_table(api, big, int(args.cut_every_mb * 1e6), args.post_attempts, backend)
                 for photo in (small, big):
                     r = rss_during(api, photo, args.clients)
+                    (anon, mapped), (anon_peak, mapped_peak) = r["baseline"], r["peak"]
                     rss_rows.append(f"| {backend} | {photo.stat().st_size / 1e6:.1f} | {args.clients} | {r['done']}/{args.clients} | "
-                                    f"{r['seconds']:.1f} | {r['baseline']:.0f} | {r['peak']:.0f} | {r['peak'] - r['baseline']:.0f} |")
+                                    f"{r['seconds']:.1f} | {anon:.0f} -> {anon_peak:.0f} (+{anon_peak - anon:.0f}) | "
+                                    f"{mapped:.0f} -> {mapped_peak:.0f} (+{mapped_peak - mapped:.0f}) |")
             finally:
                 api.stop()
     finally:
@@ -220,8 +241,8 @@ def main() -> None:
     print("| storage | link | client | seconds | MB sent | MB sent again | cuts | done |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(cut_rows))
-    print(f"\n| storage | file MB | concurrent direct uploads | completed | seconds | API RSS MiB before | peak | growth |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| storage | file MB | concurrent direct uploads | completed | seconds | API heap (RssAnon) MiB, before -> peak | mapped files (RssFile) MiB |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rss_rows))
 
 
