@@ -238,3 +238,20 @@ def test_expired_uploads_are_gone(client: Any, services: Any) -> None:
     assert [p for p in Path(services.settings.tus_dir).glob("*") if p.suffix != ".lock"] == []
     assert list(services.storage.list("incoming/")) == []
     assert client.head(location, headers=TUS).status_code == 404
+
+
+def test_s3_out_of_reach_is_the_projects_503(client: Any, services: Any, queue: Any) -> None:
+    """boto3's connection errors never leak: a tus request while S3 cannot be reached answers the
+    API's own 503 ``storage_unavailable``, and the upload is intact once S3 is back."""
+    if services.settings.storage_backend != "s3":
+        pytest.skip("S3 only")
+    from tests.conftest import free_port
+
+    location = create(client, len(PHOTO))
+    assert patch(client, location, 0, PHOTO[:1000]).status_code == 204
+    down = services.settings.replace(s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    cut_off = create_app(down, services=build_services(down, queue=queue)).test_client()
+    assert cut_off.head(location, headers=TUS).status_code == 503  # (a HEAD answer has no body)
+    answer = patch(cut_off, location, 1000, PHOTO[1000:])
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "storage_unavailable"
+    assert "Photo-Id" in patch(client, location, 1000, PHOTO[1000:]).headers
