@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python bench/dedupe_eval.py
 	$(BIN)/python bench/dedupe_index.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/uploads.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/hdr.py ../shared/testdata/formats/jpeg/ultra-hdr.jpg ../shared/testdata/formats/heic/iphone_13_pro_max.HEIC
 

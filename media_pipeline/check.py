@@ -14,6 +14,7 @@ from typing import Iterator
 from media_pipeline.models import PhotoStatus, Selection
 from media_pipeline.service import Services
 from media_pipeline import direct_uploads, webhooks
+from media_pipeline.resumable import make_tus_store
 from media_pipeline.storage.base import ORIGINALS, RENDITIONS
 
 EXAMPLES = 20
@@ -88,6 +89,9 @@ def check(services: Services, now: float | None = None) -> CheckReport:
         group_id, group = next(rendition_groups, (None, iter(())))
     for key in direct_uploads.leftovers(services, time.time() if now is None else now):
         report.add("expired_upload_target", key)
+    tus = make_tus_store(services.settings.tus_dir, services.settings.tus_expire_seconds, services.storage)
+    for key in tus.leftovers(time.time() if now is None else now):
+        report.add("expired_resumable_upload", key)
     _check_webhooks(services, report, time.time() if now is None else now)
     return report
 

@@ -347,12 +347,12 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.service import build_services, cleanup_retired
 
     from media_pipeline import direct_uploads
-    from media_pipeline.resumable import ResumableStore
+    from media_pipeline.resumable import make_tus_store
 
     services = build_services(settings, queue=RecordingQueue())
     count, size = cleanup_retired(services)
     print(f"deleted {count} retired renditions, {size(size)}")
-    expired = ResumableStore(settings.tus_dir, settings.tus_expire_seconds).expire(time.time())
+    expired = make_tus_store(settings.tus_dir, settings.tus_expire_seconds, services.storage).expire(time.time())
     print(f"removed {expired} expired resumable uploads")
     targets = direct_uploads.expire(services, time.time())
     print(f"removed {targets} expired direct-upload targets")

@@ -26,6 +26,7 @@
     ├── NotFailed                       409 not_failed          (a retry of a photo that is not failed)
     ├── StorageError                    500 storage_error
     │   ├── ObjectNotFound              404 object_not_found   (vendor "NoSuchKey" becomes this)
+    │   ├── ObjectChanged               409 object_changed     (a conditional write lost to another writer)
     │   └── StorageUnavailable          503 storage_unavailable, transient
     ├── CatalogError                    500 catalog_error
     │   └── CatalogUnavailable          503 catalog_unavailable, transient
@@ -189,6 +190,13 @@ class StorageError(MediaPipelineError):
 class ObjectNotFound(StorageError, FileNotFoundError):
     http_status = 404
     code = "object_not_found"
+
+
+class ObjectChanged(StorageError):
+    """A write conditional on the object's ETag (S3 ``If-Match``/``If-None-Match``) found it changed."""
+
+    http_status = 409
+    code = "object_changed"
 
 
 class StorageUnavailable(StorageError):

@@ -98,3 +98,17 @@ def test_animation_bench_runs(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "moving.gif" in done.stdout and "still.jpg" not in done.stdout and "all files (1)" in done.stdout
+
+
+def test_uploads_bench_runs() -> None:
+    """Small files on both stores. Figures are not asserted; what is: every row is there, tus got
+    through the cut link, the plain POST (which can only start again from zero) never did, and
+    every direct upload completed."""
+    done = subprocess.run([sys.executable, "bench/uploads.py", "--megabytes", "2", "--cut-every-mb", "0.5", "--small-mb", "0.2",
+                           "--clients", "2", "--post-attempts", "2"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.startswith(("| local |", "| s3 |"))]
+    cut = {(row[0], row[2]): row for row in rows if row[1] == "cut every 0.5 MB"}
+    assert {store for store, client in cut} == {"local", "s3"} and len(rows) == 12, done.stdout
+    assert all(cut[store, "tus (tuspy)"][-1] == "yes" and cut[store, "POST /v1/photos"][-1].startswith("no") for store in ("local", "s3"))
+    assert [row[3] for row in rows if len(row) == 7] == ["2/2"] * 4, done.stdout

@@ -1,5 +1,6 @@
 """Resumable uploads (tus 1.0 under /v1/tus/): by hand, with tuspy (the tus project's client)
-against a real server, cut off and resumed, raced, and across a server restart."""
+against a real server, cut off and resumed, raced, and across a server restart; every test on
+both tus stores, the local folder and S3 multipart (on the S3 server the tests start)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,27 @@ import pytest
 
 from bench import edits
 from media_pipeline import service
-from media_pipeline.service import Outcome, build_services
+from media_pipeline.service import Outcome, Services, build_services
 from media_pipeline.web import create_app
 from tests import images
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PHOTO = edits.jpeg_bytes(images.natural(1600, 1200, seed=41), 95)
+
+
+@pytest.fixture(params=["local", "s3"])
+def services(request: Any, settings: Any, queue: Any) -> Services:
+    """The API's services on local storage (the tus folder) or S3 (tus parts in S3 multipart)."""
+    chosen = request.getfixturevalue("s3_settings") if request.param == "s3" else settings
+    return build_services(chosen, queue=queue)
+
+
+@pytest.fixture(scope="module")
+def big_photo() -> bytes:
+    """A photo above S3's 5 MiB part size, so its upload is joined from two parts."""
+    data = edits.jpeg_bytes(images.natural(4000, 3000, seed=43), 98)
+    assert len(data) > 5 << 20
+    return data
 
 
 def meta(**values: str) -> str:
@@ -101,7 +117,8 @@ def test_not_an_image_is_refused_at_the_end_and_termination(client: Any) -> None
     assert patch(client, other, 0, b"x" * 10).status_code == 404
 
 
-def test_a_server_restart_loses_nothing_acknowledged(settings: Any, queue: Any) -> None:
+def test_a_server_restart_loses_nothing_acknowledged(services: Any, queue: Any) -> None:
+    settings = services.settings
     first = create_app(settings, services=build_services(settings, queue=queue)).test_client()
     location = create(first, len(PHOTO))
     assert patch(first, location, 0, PHOTO[:5000]).headers["Upload-Offset"] == "5000"
@@ -113,56 +130,93 @@ def test_a_server_restart_loses_nothing_acknowledged(settings: Any, queue: Any) 
 def test_two_clients_racing_cannot_corrupt_an_upload(client: Any, services: Any) -> None:
     location = create(client, len(PHOTO))
     half = len(PHOTO) // 2
-    results: list[int] = []
+    bodies = {"photo": PHOTO[:half], "junk": b"\xff" * half}
+    results: dict[str, int] = {}
 
-    def send(body: bytes) -> None:
-        results.append(patch(client.application.test_client(), location, 0, body).status_code)
+    def send(name: str) -> None:
+        results[name] = patch(client.application.test_client(), location, 0, bodies[name]).status_code
 
-    threads = [threading.Thread(target=send, args=(PHOTO[:half],)), threading.Thread(target=send, args=(b"\xff" * half,))]
+    threads = [threading.Thread(target=send, args=(name,)) for name in bodies]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [204, 409]  # one wins, the other finds the offset moved
-    offset = int(client.head(location, headers=TUS).headers["Upload-Offset"])
-    assert offset == half
-    kept = Path(services.settings.tus_dir, location.rsplit("/", 1)[1] + ".part").read_bytes()
-    assert kept in (PHOTO[:half], b"\xff" * half)  # one body whole, never the two interleaved
+    assert sorted(results.values()) == [204, 409]  # one wins, the other finds the offset moved
+    assert client.head(location, headers=TUS).headers["Upload-Offset"] == str(half)
+    last = patch(client, location, half, PHOTO[half:])
+    if results["photo"] == 204:  # one body whole, never the two interleaved: the photo is the file
+        assert services.storage.get(services.catalog.get_photo(last.headers["Photo-Id"]).original_key) == PHOTO
+    else:  # the junk won, whole: not an image
+        assert last.status_code == 415
 
 
 @pytest.mark.slow
-def test_tuspy_resumes_an_interrupted_upload_byte_for_byte(tmp_path: Path, live_api: Any) -> None:
-    """tuspy against a real server: the upload is cut at a random offset (the client dies), a
-    new client resumes from the server's offset, and the stored original is the file."""
+def test_tuspy_resumes_an_interrupted_upload_byte_for_byte(tmp_path: Path, live_api: Any, big_photo: bytes) -> None:
+    """tuspy against a real server: a few chunks, then a PATCH cut off mid-body at a random
+    offset (the connection dies), then a new client resumes from the server's offset, and the
+    stored original is the file. The offsets seen are printed (``pytest -s``: the transcript)."""
+    import requests
     from tusclient import client as tus_client
 
     services, base = live_api
+    seed = random.randrange(1 << 30)
+    draw = random.Random(seed)
     source = tmp_path / "photo.jpg"
-    source.write_bytes(PHOTO)
+    source.write_bytes(big_photo)
     tus = tus_client.TusClient(f"{base}/v1/tus/")
-    chunk = random.Random(len(PHOTO)).randint(16, 96) * 1024
+    chunk = draw.randint(256, 2048) * 1024
     uploader = tus.uploader(str(source), chunk_size=chunk, metadata={"owner": "bob"})
-    sent = random.Random(chunk).randint(1, len(PHOTO) // chunk - 1)
-    for _ in range(sent):  # a random number of chunks, then the client is gone
+    print(f"\n[{services.settings.storage_backend}, seed {seed}] {len(big_photo)} bytes, tuspy chunks of {chunk}")
+    for _ in range(draw.randint(1, len(big_photo) // chunk - 1)):
         uploader.upload_chunk()
-    resumed = tus.uploader(str(source), chunk_size=256 * 1024, url=uploader.url)
-    assert resumed.get_offset() == sent * chunk
-    url = uploader.url
+        print(f"  tuspy PATCH acknowledged, offset {uploader.offset} ({uploader.url})")
+    offset = uploader.offset
+    cut = draw.randint(100_000, len(big_photo) - offset - 1)
+    _patch_cut_off(uploader.url, offset, big_photo[offset:], cut)
+    seen = _offset_after(uploader.url, offset)
+    print(f"  PATCH of {len(big_photo) - offset} bytes from {offset}, connection cut after {cut}: HEAD says {seen}")
+    assert offset < seen <= offset + cut
+    resumed = tus.uploader(str(source), chunk_size=draw.randint(256, 2048) * 1024, url=uploader.url)
+    assert resumed.get_offset() == seen
     resumed.upload()
+    head = requests.head(uploader.url, headers=TUS, timeout=10)
+    print(f"  resumed by a new tuspy client: offset {head.headers['Upload-Offset']}, photo {head.headers['Photo-Id']}")
+    photo = services.catalog.get_photo(head.headers["Photo-Id"])
+    assert photo.owner == "bob" and services.storage.get(photo.original_key) == big_photo
+
+
+def _patch_cut_off(url: str, offset: int, rest: bytes, cut: int) -> None:
+    """A PATCH announcing all of ``rest`` whose connection dies after ``cut`` bytes of it."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    head = (f"PATCH {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Upload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {len(rest)}\r\n\r\n")
+    with socket.create_connection((parsed.hostname, parsed.port)) as conn:
+        conn.sendall(head.encode() + rest[:cut])
+        time.sleep(0.5)  # let the server read what was sent before the connection goes
+
+
+def _offset_after(url: str, before: int, timeout: float = 20) -> int:
+    """The offset once the cut-off request's bytes are kept (the server finishes it on its own)."""
     import requests
 
-    head = requests.head(url, headers=TUS, timeout=10)
-    photo = services.catalog.get_photo(head.headers["Photo-Id"])
-    assert photo.owner == "bob" and services.storage.get(photo.original_key) == PHOTO
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
+        if offset > before:
+            return offset
+        time.sleep(0.1)
+    raise TimeoutError(f"the offset stayed at {before}")
 
 
 @pytest.fixture
-def live_api(settings: Any, queue: Any) -> Any:
+def live_api(services: Any) -> Any:
     """The app on a real HTTP server on loopback (werkzeug's, threaded)."""
     from werkzeug.serving import make_server
 
-    services = build_services(settings, queue=queue)
-    server = make_server("127.0.0.1", 0, create_app(settings, services=services), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(services.settings, services=services), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield services, f"http://127.0.0.1:{server.server_port}"
@@ -170,12 +224,34 @@ def live_api(settings: Any, queue: Any) -> Any:
 
 
 def test_expired_uploads_are_gone(client: Any, services: Any) -> None:
-    from media_pipeline.resumable import ResumableStore
+    from media_pipeline import check
+    from media_pipeline.resumable import make_tus_store
 
     location = create(client, 100)
-    upload_id = location.rsplit("/", 1)[1]
-    uploads = ResumableStore(services.settings.tus_dir, services.settings.tus_expire_seconds)
+    assert patch(client, location, 0, PHOTO[:50]).status_code == 204
+    uploads = make_tus_store(services.settings.tus_dir, services.settings.tus_expire_seconds, services.storage)
+    later = time.time() + services.settings.tus_expire_seconds + 1
+    assert "expired_resumable_upload" not in check.check(services).problems
+    assert len(check.check(services, now=later).problems["expired_resumable_upload"]) == 1
     assert uploads.expire(now=time.time()) == 0
-    assert uploads.expire(now=time.time() + services.settings.tus_expire_seconds + 1) == 1
-    assert not Path(services.settings.tus_dir, f"{upload_id}.part").exists()
+    assert uploads.expire(now=later) == 1
+    assert [p for p in Path(services.settings.tus_dir).glob("*") if p.suffix != ".lock"] == []
+    assert list(services.storage.list("incoming/")) == []
     assert client.head(location, headers=TUS).status_code == 404
+
+
+def test_s3_out_of_reach_is_the_projects_503(client: Any, services: Any, queue: Any) -> None:
+    """boto3's connection errors never leak: a tus request while S3 cannot be reached answers the
+    API's own 503 ``storage_unavailable``, and the upload is intact once S3 is back."""
+    if services.settings.storage_backend != "s3":
+        pytest.skip("S3 only")
+    from tests.conftest import free_port
+
+    location = create(client, len(PHOTO))
+    assert patch(client, location, 0, PHOTO[:1000]).status_code == 204
+    down = services.settings.replace(s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    cut_off = create_app(down, services=build_services(down, queue=queue)).test_client()
+    assert cut_off.head(location, headers=TUS).status_code == 503  # (a HEAD answer has no body)
+    answer = patch(cut_off, location, 1000, PHOTO[1000:])
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "storage_unavailable"
+    assert "Photo-Id" in patch(client, location, 1000, PHOTO[1000:]).headers

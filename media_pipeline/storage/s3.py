@@ -3,7 +3,11 @@
 Vendor errors become ours here and nowhere else: ``NoSuchKey``/404 is ``ObjectNotFound``;
 connection failures, throttling and 5xx are ``StorageUnavailable`` (retryable). A PUT of one
 object is atomic in S3; originals are at most ``MP_MAX_UPLOAD_BYTES`` (40 MB by default), far
-below the 5 GB single-PUT limit, so no multipart upload is ever left half-done.
+below the 5 GB single-PUT limit, so ``put`` never leaves a multipart upload half-done. Multipart
+uploads are used only by resumable (tus) uploads, which keep their parts as they arrive
+(``media_pipeline/resumable/s3.py``); ``multipart_uploads`` lists them so abandoned ones can be
+aborted. ``put_if`` is a write conditional on the object's ETag (S3's ``If-Match``, or
+``If-None-Match: *`` for "only if absent"): the loser of a race gets ``ObjectChanged``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
-from media_pipeline.errors import ObjectNotFound, StorageError, StorageUnavailable
+from media_pipeline.errors import ObjectChanged, ObjectNotFound, StorageError, StorageUnavailable
 from media_pipeline.storage.base import ObjectInfo, validate_key
 
-_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
+_CHANGED = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException", "503", "500"}
 
 
@@ -95,6 +100,51 @@ class S3Storage:
         with translated(key):
             return self.client.generate_presigned_post(
                 self.bucket, self._key(key), Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires)
+
+    def put_if(self, key: str, data: bytes, content_type: str, etag: str | None) -> str:
+        """Store ``data`` only if the object's ETag is still ``etag`` (``None``: only if there is no
+        object yet); its new ETag. ``ObjectChanged`` when another writer got there first."""
+        condition = {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
+        with translated(key):
+            answer = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
+                                            CacheControl="private, no-store", **condition)
+        return str(answer.get("ETag", "")).strip('"')
+
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """A new multipart upload to ``key``; its id."""
+        with translated(key):
+            return str(self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key), ContentType=content_type,
+                                                           CacheControl="private, no-store")["UploadId"])
+
+    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+        """Store one part (1..10000; every part but the last at least 5 MiB); its ETag."""
+        with translated(key):
+            answer = self.client.upload_part(Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id, PartNumber=number, Body=data)
+        return str(answer["ETag"]).strip('"')
+
+    def complete_multipart(self, key: str, multipart_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join ``parts`` (number, ETag; ascending) into the object ``key``; parts not named are dropped.
+        S3 refuses a part whose ETag is not the one given, so a part overwritten since is never joined."""
+        listed = [{"PartNumber": number, "ETag": f'"{etag}"'} for number, etag in parts]
+        with translated(key):
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id,
+                                                  MultipartUpload={"Parts": listed})
+
+    def abort_multipart(self, key: str, multipart_id: str) -> None:
+        """Drop a multipart upload and its parts; one already gone is fine."""
+        try:
+            with translated(key):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id)
+        except ObjectNotFound:
+            pass
+
+    def multipart_uploads(self, prefix: str) -> Iterator[tuple[str, str, float]]:
+        """The multipart uploads in progress under ``prefix``: (key, id, started at)."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with translated(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Uploads", []):
+                    yield item["Key"][len(self.prefix):], item["UploadId"], item["Initiated"].timestamp()
 
     def exists(self, key: str) -> bool:
         try:
@@ -179,6 +229,8 @@ class translated:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _MISSING or status == 404:
                 raise ObjectNotFound(self.key) from exc
+            if code in _CHANGED or status == 412:
+                raise ObjectChanged(f"S3 {code or status}: {self.key!r} changed meanwhile") from exc
             if code in _TRANSIENT or status >= 500 or status == 429:
                 raise StorageUnavailable(f"S3 {code or status} for {self.key!r}") from exc
             raise StorageError(f"S3 {code or status} for {self.key!r}: {error.get('Message', '')}") from exc

@@ -5,7 +5,9 @@ A phone on a flaky network sends a 30 MB photo in chunks and, cut off, asks wher
 (``HEAD``) and goes on from there (``PATCH``). The last byte turns the upload into a photo
 exactly as ``POST /v1/photos`` does (the same checks and errors, idempotent by upload id); tus
 answers that ``PATCH`` with 204, so the photo is in headers, ``Photo-Id`` and ``Photo-Location``,
-and on any later ``HEAD``, so a client whose last answer was lost still learns its photo. The owner comes from ``Upload-Metadata`` (``owner``) or ``X-Owner``.
+and on any later ``HEAD``, so a client whose last answer was lost still learns its photo. The owner
+comes from ``Upload-Metadata`` (``owner``) or ``X-Owner``. What is received is kept by a
+``TusStore`` (``media_pipeline/resumable/``): a local folder, or S3 multipart with S3 storage.
 Authentication and rate limits are the API's (``/v1``).
 """
 
@@ -19,7 +21,7 @@ from flask import Blueprint, Response, request, url_for
 
 from media_pipeline import service
 from media_pipeline.errors import MediaError, NotOctetStream, OffsetMismatch, TusVersionMismatch, UploadError, UploadTooLarge
-from media_pipeline.resumable import ResumableStore, UploadState, parse_metadata
+from media_pipeline.resumable import TusStore, UploadState, make_tus_store, parse_metadata
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.web.access import key_name
 from media_pipeline.web.photos import services
@@ -30,14 +32,15 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 _OCTETS = "application/offset+octet-stream"
 _MAX_OWNER = 128
+_SETTLE_SECONDS = 2.0
 
 
 class TusError(UploadError):
     """A request that breaks the protocol (a missing or malformed header)."""
 
 
-def store(svc: Services) -> ResumableStore:
-    return ResumableStore(svc.settings.tus_dir, svc.settings.tus_expire_seconds)
+def store(svc: Services) -> TusStore:
+    return make_tus_store(svc.settings.tus_dir, svc.settings.tus_expire_seconds, svc.storage)
 
 
 @bp.after_request
@@ -92,7 +95,9 @@ def create() -> tuple[str, int, dict[str, str]]:
 
 @bp.route("/<upload_id>", methods=["HEAD"])
 def upload(upload_id: str) -> tuple[str, int, dict[str, str]]:
-    state = store(services()).get(upload_id, time.time())
+    # A client whose connection just broke asks at once: give the PATCH the server is still
+    # finishing a moment to keep what arrived, or the client resends it and meets a 409.
+    state = store(services()).get(upload_id, time.time(), settle=_SETTLE_SECONDS)
     headers = {"Upload-Offset": str(state.offset), "Upload-Length": str(state.length),
                "Upload-Expires": _http_date(state.expires_at)}
     return "", 200, headers | _photo_headers(state)
@@ -130,8 +135,8 @@ def _receive(svc: Services, state: UploadState, now: float, offset: int | None =
     state = uploads.append(state.id, state.offset if offset is None else offset, request.stream, now, _checksum())
     if not state.complete or state.photo_id is not None:
         return state, _photo_headers(state)
-    with open(uploads.part(state.id), "rb") as part:
-        upload = SpooledUpload.receive(part, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
+    with uploads.open(state.id) as body:
+        upload = SpooledUpload.receive(body, svc.settings.tmp_dir, svc.settings.max_upload_bytes)
     try:
         # The upload id is the idempotency key: a retried last PATCH cannot make a second photo.
         photo, _ = service.ingest_idempotent(svc, upload, state.owner, f"tus-{state.id}", client=key_name())
@@ -140,8 +145,7 @@ def _receive(svc: Services, state: UploadState, now: float, offset: int | None =
         raise
     finally:
         upload.close()
-    state = uploads.finish(state.id, photo.id, now)
-    uploads.part(state.id).unlink(missing_ok=True)  # the original is stored; the bytes are not needed twice
+    state = uploads.finish(state.id, photo.id, now)  # and the bytes go: the original holds them
     return state, _photo_headers(state)
 
 

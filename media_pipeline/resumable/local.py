@@ -1,4 +1,4 @@
-"""Resumable uploads (the tus 1.0 protocol's server state), kept in a local folder.
+"""The tus store in a local folder (the local storage backend's).
 
 Each upload is two files: ``<id>.part`` (the bytes received so far) and ``<id>.json`` (its
 length, offset, owner, metadata and expiry, replaced atomically). A chunk is written at the
@@ -14,58 +14,40 @@ routed to one host); ``MP_TUS_EXPIRE_SECONDS`` after creation an unfinished uplo
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import hashlib
 import json
 import os
 import secrets
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from media_pipeline.errors import ChecksumMismatch, NotFound, OffsetMismatch, UploadTooLarge
+from media_pipeline.resumable import ID_LENGTH, UploadState, upload_lock, valid_id
 
-_CHUNK = 1 << 20
-_ID_LENGTH = 32
-
-
-
-@dataclass(frozen=True)
-class UploadState:
-    id: str
-    length: int
-    offset: int
-    owner: str | None
-    metadata: dict[str, str]
-    created_at: float
-    expires_at: float
-    photo_id: str | None = None  # set once the last byte made it a photo
-
-    @property
-    def complete(self) -> bool:
-        return self.offset == self.length
+_CHUNK = 64 << 10  # the read size: a body cut off mid-read loses at most this much of what arrived
 
 
-class ResumableStore:
+class LocalTusStore:
     def __init__(self, folder: Path, expire_seconds: int) -> None:
         self.folder = folder
         self.expire_seconds = expire_seconds
 
     def create(self, length: int, owner: str | None, metadata: dict[str, str], now: float) -> UploadState:
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = UploadState(secrets.token_hex(_ID_LENGTH // 2), length, 0, owner, metadata, now, now + self.expire_seconds)
+        state = UploadState(secrets.token_hex(ID_LENGTH // 2), length, 0, owner, metadata, now, now + self.expire_seconds)
         self._part(state.id).touch()
         self._save(state)
         return state
 
-    def get(self, upload_id: str, now: float) -> UploadState:
+    def get(self, upload_id: str, now: float, settle: float = 0.0) -> UploadState:
         """The upload, or NotFound when it never existed, was terminated or has expired."""
-        if len(upload_id) != _ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
-            raise NotFound("no such upload")
+        if settle and self._meta(valid_id(upload_id)).exists():
+            with upload_lock(self._lock_file(valid_id(upload_id)), settle):
+                return self.get(upload_id, now)
         try:
-            state = UploadState(**json.loads(self._meta(upload_id).read_text()))
+            state = UploadState(**json.loads(self._meta(valid_id(upload_id)).read_text()))
         except (OSError, ValueError, TypeError):
             raise NotFound("no such upload") from None
         if state.expires_at <= now and state.photo_id is None:
@@ -104,14 +86,17 @@ class ResumableStore:
                 self._keep(part, state, offset + written)
             return self.get(upload_id, now)
 
+    @contextmanager
+    def open(self, upload_id: str) -> Iterator[BinaryIO]:
+        with open(self._part(valid_id(upload_id)), "rb") as part:
+            yield part
+
     def finish(self, upload_id: str, photo_id: str, now: float) -> UploadState:
         with self._locked(upload_id):
             state = replace(self.get(upload_id, now), photo_id=photo_id)
             self._save(state)
+            self._part(upload_id).unlink(missing_ok=True)  # the original is stored; the bytes are not needed twice
             return state
-
-    def part(self, upload_id: str) -> Path:
-        return self._part(upload_id)
 
     def terminate(self, upload_id: str) -> None:
         with self._locked(upload_id):
@@ -120,18 +105,25 @@ class ResumableStore:
         self._lock_file(upload_id).unlink(missing_ok=True)
 
     def expire(self, now: float) -> int:
-        """Remove the unfinished uploads past their expiry (and finished ones' bytes); how many."""
-        removed = 0
-        for meta in self.folder.glob("*.json") if self.folder.is_dir() else ():
-            upload_id = meta.stem
+        """Remove the uploads past their expiry, finished or not; how many."""
+        expired = self._expired(now)
+        for upload_id in expired:
+            self.terminate(upload_id)
+        return len(expired)
+
+    def leftovers(self, now: float) -> list[str]:
+        return [str(self._meta(upload_id)) for upload_id in self._expired(now)]
+
+    def _expired(self, now: float) -> list[str]:
+        found = []
+        for meta in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else ():
             try:
                 state = UploadState(**json.loads(meta.read_text()))
             except (OSError, ValueError, TypeError):
                 continue
             if state.expires_at <= now:
-                self.terminate(upload_id)
-                removed += 1
-        return removed
+                found.append(meta.stem)
+        return found
 
     def _keep(self, part: BinaryIO, state: UploadState, offset: int) -> None:
         part.truncate(offset)
@@ -149,13 +141,8 @@ class ResumableStore:
 
     @contextmanager
     def _locked(self, upload_id: str) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file(upload_id), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with upload_lock(self._lock_file(upload_id)):
+            yield
 
     def _part(self, upload_id: str) -> Path:
         return self.folder / f"{upload_id}.part"
@@ -166,14 +153,3 @@ class ResumableStore:
     def _lock_file(self, upload_id: str) -> Path:
         return self.folder / f"{upload_id}.lock"
 
-
-def parse_metadata(header: str | None) -> dict[str, str]:
-    """tus' ``Upload-Metadata``: comma-separated ``key base64value`` pairs (the value optional)."""
-    found: dict[str, str] = {}
-    for pair in filter(None, (p.strip() for p in (header or "").split(","))):
-        key, _, value = pair.partition(" ")
-        try:
-            found[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value.strip() else ""
-        except (ValueError, UnicodeDecodeError):
-            raise ValueError(f"Upload-Metadata: the value of {key!r} is not base64 UTF-8") from None
-    return found
