@@ -35,6 +35,10 @@ def apng_timing(data: bytes | memoryview) -> FrameTiming | None:
         body = data[pos + 8 : pos + 8 + length]
         if len(body) < length:
             break
+        if kind == b"IDAT" and frames == 0:
+            # acTL comes before the first IDAT (APNG spec): without it the PNG is a still, and the
+            # walk stops here rather than touching the header of every IDAT chunk of a large file.
+            return None
         if kind == b"acTL" and length >= 8:
             frames, plays = struct.unpack(">II", body[:8])
         elif kind == b"fcTL" and length >= 26:

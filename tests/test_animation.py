@@ -6,6 +6,7 @@ negotiation, near duplicates through the poster, and deletion."""
 from __future__ import annotations
 
 import io
+import zlib
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,18 @@ def test_an_apng_gets_animated_renditions_with_its_frames_and_delays(client: Any
         assert images.mean_abs_diff(shown, source) < 4
     # A plain PNG is a still.
     assert upload(client, services, images.png(frames[0]))["original"]["animated"] is False
+
+
+def test_an_actl_after_the_image_data_is_a_still_as_browsers_show_it(client: Any, services: Any) -> None:
+    """The APNG spec puts acTL before the first IDAT; one after it is ignored by browsers, and by the
+    header walk, which stops at the first IDAT of a still instead of reading every chunk of a large PNG."""
+    still = images.png(moving_frames()[0])
+    body = (2).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    chunk = len(body).to_bytes(4, "big") + b"acTL" + body + zlib.crc32(b"acTL" + body).to_bytes(4, "big")
+    at = still.rindex(b"IEND") - 4
+    photo = upload(client, services, still[:at] + chunk + still[at:])
+    assert photo["status"] == "ready" and photo["original"]["animated"] is False
+    assert not any(r["animated"] for r in whole(photo))
 
 
 def test_forged_frame_counts_are_caught_from_the_header(client: Any, services: Any) -> None:
