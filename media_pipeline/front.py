@@ -168,6 +168,10 @@ def _nopush(shape: str) -> list[str]:
             "tcp_nopush off;"]
 
 
+# How long the local shape may go on sending a deleted photo's file (open_file_cache_valid).
+DELETED_SERVED_AT_MOST_SECONDS = 1
+
+
 def _local_locations(front: Front) -> list[str]:
     types = " ".join(f"{OUTPUT_CONTENT_TYPES[fmt]} {ext};" for ext, fmt in EXTENSION_FORMATS.items())
     return [
@@ -178,6 +182,12 @@ def _local_locations(front: Front) -> list[str]:
         f"    alias {front.storage_objects}/renditions/$photo/$spec/$name;",
         "    error_page 404 = @app;",
         "    log_not_found off;",
+        # Open descriptors kept for a second: a revalidation is then a recvfrom and a writev, and
+        # a deleted photo's file is served through its old descriptor for at most that second
+        # (errors are not cached, so a hidden-photo marker counts at once).
+        "    # A deleted photo's file can be sent for at most a second (its descriptor is kept that long).",
+        "    open_file_cache max=10000 inactive=60s;",
+        f"    open_file_cache_valid {DELETED_SERVED_AT_MOST_SECONDS}s;",
         f"    types {{ {types} }}",
         "    default_type application/octet-stream;",
         "    etag on;",
