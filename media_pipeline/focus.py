@@ -1,12 +1,15 @@
 """Where a photo's subject is: a focal point and a subject box, both in 0..1 of the upright picture.
 
-Found once per photo from a small level the pipeline already holds (no extra decode):
+Found once per photo from a small level the pipeline already holds (no extra decode), shrunk to
+``LONG_SIDE``:
 
-    faces      OpenCV's frontal-face Haar cascade, whose model file ships inside the
-               opencv-python-headless wheel (``cv2.data.haarcascades``): nothing is downloaded
+    faces      libfacedetection's YuNet (the ``yuface`` wheel, its model compiled into the
+               library: nothing is downloaded), faces it is sure of that have a face's detail;
+               the subject is the faces together with the salient region, the focal point the
+               faces' centre, so a window that can hold both does and one that cannot keeps faces
     saliency   the connected region of strongest detail as the subject box (a subject's edges
-               against a plainer background); libvips' ``smartcrop`` attention centre as the focal
-               point when it falls inside it, else the region's detail-weighted centre
+               against a plainer background); the peak of an attention map (detail, skin,
+               saturation: what libvips' ``smartcrop`` attention weighs) inside it as the focal point
     centre     when the picture is flat
 
 Pure: arrays in, values out; no files, settings or clock.
@@ -14,114 +17,149 @@ Pure: arrays in, values out; no files, settings or clock.
 
 from __future__ import annotations
 
+import ctypes
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
-import pyvips
 
 from media_pipeline.models import Box, Focus, Point
 
-# The long side faces and saliency are looked for at: a face of 5% of it is 25 px, above the
-# cascade's 24 px window; larger only costs time (the cascade scans every scale).
-LONG_SIDE = 512
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
-# Faces smaller than this share of the short side are mostly false positives (textures, leaves).
-MIN_FACE_SHARE = 0.05
-# A face needs this many overlapping detections: the cascade's default of 3 accepts bark and fabric.
-MIN_NEIGHBOURS = 6
+# The long side faces and saliency are looked for at: YuNet finds faces from about 10 px (5% of
+# it), and its time grows with the pixels (bench/crops.py: about 6 ms of CPU at 192 px against
+# 11 ms at 256 on a loaded core); a smaller face would not change a crop.
+LONG_SIDE = 192
+SALIENCY_SIDE = 256
+# YuNet's score (0..1) below which a face is dropped. The score does not tell the false faces a
+# detector sees in a blurred background (up to 0.90 in bench/crops.py's cases): the fine-detail
+# test below does. Real faces at this size score 0.6-0.93 (a second face in a group, 0.69).
+MIN_FACE_SCORE = 0.6
+# A face in focus has fine detail (eyes, brows, lips, hair): one whose mean fine detail is under
+# this share of the picture's strongest (its 99th percentile) is a shape in a blurred background.
+# In bench/crops.py's cases the false faces there are at 0.01-0.10, the pasted real ones at
+# 0.19-1.07; the test photos' faces at 0.10 (a close-up, smooth skin) to 0.45.
+MIN_FACE_FINE = 0.09
 # Detail above this share of its 99th percentile is strong; gaps up to this share of the long side
 # between strong edges are closed into one region.
 STRONG_SHARE = 0.45
 CLOSE_SHARE = 0.03
+PART_SHARE = 0.3
 # Below this mean gradient the picture is flat (a sky, a wall): no saliency worth following.
 FLAT_DETAIL = 2.0
+# The attention map is averaged over squares of this share of the long side, so its peak is an
+# area's, not a pixel's.
+ATTENTION_AREA = 0.1
 
 CENTRE = Focus(focal_point=Point(0.5, 0.5), subject=Box(0.0, 0.0, 1.0, 1.0), source="centre")
 
 
 @lru_cache(maxsize=1)
-def face_cascade() -> "cv2.CascadeClassifier | None":
-    """The wheel's frontal-face cascade, or ``None`` where the installed OpenCV has none: OpenCV 4
-    wheels ship the class and its model files; OpenCV 5's main wheel dropped both (the class went
-    to the contrib modules), and then the focus comes from saliency."""
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    path = Path(folder) / CASCADE_FILE
-    if not hasattr(cv2, "CascadeClassifier") or not path.is_file():
+def face_detector() -> ModuleType | None:
+    """The ``yuface`` module, or ``None`` where it is not installed (its wheels are CPython 3.11):
+    then the focus comes from saliency. Its OpenMP pool is set to one thread: a worker runs one
+    photo per process, and more threads only spin (five times the CPU for the same answer)."""
+    try:
+        import yuface
+    except ImportError:
         return None
-    cascade = cv2.CascadeClassifier(str(path))
-    return None if cascade.empty() else cascade
+    for gomp in (Path(yuface.__file__).parent.parent / "yuface.libs").glob("libgomp*.so*"):
+        ctypes.CDLL(str(gomp)).omp_set_num_threads(1)
+    return yuface
 
 
 def find_focus(rgb: np.ndarray) -> Focus:
     """Faces first, then saliency, then the centre, from an HxWx3 uint8 upright picture."""
-    rgb = _shrunk(rgb)
+    rgb = _shrunk(rgb, SALIENCY_SIDE)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    faces = find_faces(grey)
+    fine = _fine_detail(grey)
+    small = _shrunk(rgb, LONG_SIDE)
+    salient = find_salient(small, _detail(grey), fine)
+    faces = find_faces(small, fine)
     if faces:
         union = _union(faces)
-        return Focus(focal_point=union.centre, subject=union, source="faces", faces=tuple(faces))
-    return find_salient(rgb, grey) or CENTRE
+        subject = _union([union, salient.subject]) if salient else union
+        return Focus(focal_point=union.centre, subject=subject, source="faces", faces=tuple(faces))
+    return salient or CENTRE
 
 
-def find_faces(grey: np.ndarray) -> list[Box]:
-    """Frontal faces as boxes in 0..1; empty when there are none (or no detector is installed)."""
-    cascade = face_cascade()
-    if cascade is None:
+def find_faces(rgb: np.ndarray, fine: np.ndarray) -> list[Box]:
+    """Frontal faces in ``rgb`` as boxes in 0..1: the detector's sure ones whose ``fine`` detail
+    (a map of the same picture at any size) is a face's; empty when there are none (or no
+    detector is installed)."""
+    detector = face_detector()
+    if detector is None:
         return []
-    height, width = grey.shape[:2]
-    smallest = max(24, round(min(height, width) * MIN_FACE_SHARE))
-    found = cascade.detectMultiScale(
-        cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=MIN_NEIGHBOURS, minSize=(smallest, smallest)
-    )
-    return [Box(x / width, y / height, w / width, h / height) for x, y, w, h in (tuple(map(int, f)) for f in found)]
+    height, width = rgb.shape[:2]
+    fine_h, fine_w = fine.shape
+    strongest = max(_top_percentile(fine), 1e-6)
+    _, boxes, _ = detector.detect(np.ascontiguousarray(rgb[:, :, ::-1]), conf=MIN_FACE_SCORE)
+    faces = []
+    for x, y, w, h in (tuple(map(int, box)) for box in boxes):
+        face = Box(max(x, 0) / width, max(y, 0) / height, (min(x + w, width) - max(x, 0)) / width,
+                   (min(y + h, height) - max(y, 0)) / height)
+        x0, y0 = round(face.x * fine_w), round(face.y * fine_h)
+        x1, y1 = max(x0 + 1, round((face.x + face.w) * fine_w)), max(y0 + 1, round((face.y + face.h) * fine_h))
+        if face.w > 0 and face.h > 0 and float(fine[y0:y1, x0:x1].mean()) >= MIN_FACE_FINE * strongest:
+            faces.append(face)
+    return faces
 
 
-def find_salient(rgb: np.ndarray, grey: np.ndarray) -> Focus | None:
-    """The region of strongest detail as the subject, its detail-weighted centre as the focal point
-    (moved to libvips' attention centre when that falls inside the region); ``None`` if flat."""
-    height, width = grey.shape[:2]
-    detail = _detail(grey)
+def find_salient(small: np.ndarray, detail: np.ndarray, fine: np.ndarray) -> Focus | None:
+    """The region of strong detail with the most fine detail as the subject, the attention peak inside it as the
+    focal point; ``None`` if the picture is flat. ``detail`` and ``fine`` are maps of one picture,
+    ``small`` the same picture at any size (the attention map is made from it)."""
     if float(detail.mean()) < FLAT_DETAIL:
         return None
-    region = _strongest_region(detail)
-    box = _region_box(region)
-    weight = detail * region
-    total = float(weight.sum())
-    centroid = Point(float((weight.sum(axis=0) * np.arange(width)).sum() / total / width),
-                     float((weight.sum(axis=1) * np.arange(height)).sum() / total / height))
-    image = pyvips.Image.new_from_array(np.ascontiguousarray(rgb), interpretation="srgb")
-    # The window size only decides how far libvips looks; the attention centre is what we keep.
-    side = max(1, min(width, height) // 2)
-    _, found = image.smartcrop(side, side, interesting="attention", attention_x=True, attention_y=True)
-    attention = Point(_clamp(found["attention_x"] / width), _clamp(found["attention_y"] / height))
-    inside = box.x <= attention.x <= box.x + box.w and box.y <= attention.y <= box.y + box.h
-    return Focus(focal_point=attention if inside else _inside(centroid, box), subject=box, source="saliency")
+    region = _strongest_region(detail, fine)
+    return Focus(focal_point=_attention_peak(small, region), subject=_region_box(region), source="saliency")
 
 
-def _strongest_region(detail: np.ndarray) -> np.ndarray:
-    """A 0/1 mask of the connected region of strong detail that holds the most of it: a subject
-    stands out from a softer background by its edges; texture scattered over a whole picture
-    makes one large region, and then the subject box is most of the picture."""
-    strong = (detail > STRONG_SHARE * float(np.percentile(detail, 99))).astype(np.uint8)
+def _attention_peak(rgb: np.ndarray, region: np.ndarray) -> Point:
+    """Where the eye goes inside ``region`` (a 0/1 mask of any size): the peak of detail, skin and
+    saturation averaged over an area, the cues libvips' ``smartcrop`` attention weighs, at a
+    fraction of its cost (it is made at ``rgb``'s small size)."""
+    height, width = rgb.shape[:2]
+    detail = _detail(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    # The classic skin range in Cr/Cb, away from the darkest and brightest pixels.
+    skin = cv2.inRange(ycrcb, (40, 135, 85), (240, 175, 130)).astype(np.float32) / 255
+    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[:, :, 1].astype(np.float32) / 255
+    attention = detail / max(_top_percentile(detail), 1e-6) + 0.6 * skin + 0.4 * saturation
+    side = max(3, round(ATTENTION_AREA * max(height, width))) | 1
+    attention = cv2.blur(attention, (side, side))
+    attention *= cv2.resize(region, (width, height), interpolation=cv2.INTER_NEAREST)
+    y, x = np.unravel_index(int(attention.argmax()), attention.shape)
+    return Point((x + 0.5) / width, (y + 0.5) / height)
+
+
+def _strongest_region(detail: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """A 0/1 mask of the connected regions of strong detail that hold the most fine detail: a
+    subject stands out from a softer background by its edges, and from a background out of focus
+    by what a slight blur takes away (whose soft shapes still have edges); texture scattered over
+    a whole picture makes one large region, and then the subject box is most of the picture."""
+    strong = (detail > STRONG_SHARE * _top_percentile(detail)).astype(np.uint8)
     # Close the gaps between a subject's edges so it is one region, not a scatter of outlines.
     size = max(3, round(max(detail.shape) * CLOSE_SHARE)) | 1
     closed = cv2.morphologyEx(strong, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     count, labels = cv2.connectedComponents(closed)
     if count <= 1:
         return np.ones_like(detail)
-    mass = np.bincount(labels.ravel(), weights=detail.ravel(), minlength=count)
+    mass = np.bincount(labels.ravel(), weights=fine.ravel(), minlength=count)
     mass[0] = 0  # the background label
-    return (labels == int(mass.argmax())).astype(detail.dtype)
+    # A subject whose inner edges are weaker than its parts' is several regions: keep each that
+    # holds a good share of the strongest one's fine detail.
+    kept = np.flatnonzero(mass >= PART_SHARE * mass.max())
+    return np.isin(labels, kept).astype(detail.dtype)
 
 
 # --------------------------------------------------------------------------- helpers
-def _shrunk(rgb: np.ndarray) -> np.ndarray:
+def _shrunk(rgb: np.ndarray, long_side: int) -> np.ndarray:
     height, width = rgb.shape[:2]
-    if max(height, width) <= LONG_SIDE:
+    if max(height, width) <= long_side:
         return np.ascontiguousarray(rgb[:, :, :3])
-    scale = LONG_SIDE / max(height, width)
+    scale = long_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(np.ascontiguousarray(rgb[:, :, :3]), size, interpolation=cv2.INTER_AREA)
 
@@ -131,6 +169,19 @@ def _detail(grey: np.ndarray) -> np.ndarray:
     smooth = cv2.GaussianBlur(grey, (0, 0), 1.0).astype(np.float32)
     magnitude = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
     return cv2.GaussianBlur(magnitude, (0, 0), 2.0)
+
+
+def _top_percentile(values: np.ndarray) -> float:
+    """The 99th percentile, by partition rather than a sort."""
+    flat = values.ravel()
+    return float(np.partition(flat, int(0.99 * (flat.size - 1)))[int(0.99 * (flat.size - 1))])
+
+
+def _fine_detail(grey: np.ndarray) -> np.ndarray:
+    """What a slight blur takes away: large on in-focus edges and texture, near zero where the
+    picture is out of focus (the smooth gradients ``_detail`` still sees)."""
+    smooth = grey.astype(np.float32)
+    return np.abs(smooth - cv2.GaussianBlur(smooth, (0, 0), 1.0))
 
 
 def _region_box(region: np.ndarray) -> Box:
@@ -146,12 +197,3 @@ def _union(boxes: list[Box]) -> Box:
     x1 = max(b.x + b.w for b in boxes)
     y1 = max(b.y + b.h for b in boxes)
     return Box(x0, y0, x1 - x0, y1 - y0)
-
-
-def _inside(point: Point, box: Box) -> Point:
-    """The point moved into the box: the crop keeps the focal point and the subject together."""
-    return Point(min(max(point.x, box.x), box.x + box.w), min(max(point.y, box.y), box.y + box.h))
-
-
-def _clamp(value: float) -> float:
-    return min(max(value, 0.0), 1.0)

@@ -10,7 +10,8 @@ so cache hits and revalidations are nginx's and the app sees only misses. Two sh
   (``open_file_cache``): it would keep serving a deleted file through its open descriptor for up to
   ``open_file_cache_valid``.
 - ``cache``: for S3 storage (URLs need the catalog), a ``proxy_cache`` in front of the app for every
-  image URL, with the negotiated URLs' ``Accept`` normalised to avif|webp|jpeg in the cache key.
+  image URL, with the negotiated URLs' ``Accept`` normalised to avif|webp|jpeg in the cache key;
+  a negotiated request with client hints bypasses the cache (the app picks its width).
 
 Validators in the local shape: nginx's own strong ETag (``"<mtime>-<size>"`` in hex) and
 Last-Modified, not the app's content hash, which lives in a sidecar nginx cannot read. The file
@@ -236,6 +237,12 @@ def _cache_http(front: Front) -> list[str]:
         *[f'    {name} "{value}";' for name, value in ACCEPT_CLASSES.items()],
         "    default $http_accept;",
         "}",
+        "# A negotiated request with client hints (web/client_hints.py) goes to the app, uncached: the",
+        "# width it gets depends on them, and a key per hinted width could not be listed to purge.",
+        'map "$mp_negotiated:$http_sec_ch_width$http_sec_ch_dpr$http_save_data" $mp_hinted {',
+        '    "~^1:." 1;',
+        '    default "";',
+        "}",
     ]
 
 
@@ -267,8 +274,8 @@ def _cache_locations() -> list[str]:
         # Range requests go to the app, uncached, as in the local shape: nginx's 416 would carry the
         # cached answer's year of Cache-Control. With a cache, nginx drops Range upstream: put it back.
         "    # Range requests go to the app, uncached, whose 416 is no-store JSON.",
-        "    proxy_cache_bypass $http_range;",
-        "    proxy_no_cache $http_range;",
+        "    proxy_cache_bypass $http_range $mp_hinted;",
+        "    proxy_no_cache $http_range $mp_hinted;",
         "    proxy_set_header Range $http_range;",
         "    proxy_set_header If-Range $http_if_range;",
         "    add_header X-Cache-Status $upstream_cache_status always;",

@@ -343,8 +343,9 @@ def _near_image(job: Job, long_side: int) -> pyvips.Image:
 
 
 def focus_image(job: Job) -> np.ndarray:
-    """The upright picture the focus is found in: a level of about ``focus.LONG_SIDE`` px."""
-    return level_near(job, focus.LONG_SIDE)
+    """The upright picture the focus is found in: the 512 px array PDQ and the keypoints already
+    read (focus.py shrinks it to its own sizes), so the focus makes no level of its own."""
+    return level_near(job, PDQ_SIDE)
 
 
 def find_focus(job: Job) -> Focus:

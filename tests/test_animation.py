@@ -206,7 +206,7 @@ def test_negotiation_serves_animated_avif_then_animated_webp_then_the_still_jpeg
                                          ("image/png,*/*", "image/jpeg", 1)):
         response = client.get(negotiated, headers={"Accept": accept})
         assert response.status_code == 200 and response.content_type == content_type, accept
-        assert response.headers["Vary"] == "Accept"
+        assert "Accept" in response.headers["Vary"].split(", ")
         assert len(pillow_frames(response.data)) == frames, accept
     # The stable URL of a format is its animation; /poster/ is the still.
     assert len(pillow_frames(client.get(f"/i/{photo['id']}/{SIDE}.avif").data)) == FRAMES

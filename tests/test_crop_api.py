@@ -12,6 +12,7 @@ import pytest
 from media_pipeline import service, signing
 from media_pipeline.crops import crop_window
 from media_pipeline.models import Focus
+from media_pipeline.web import client_hints
 from tests import images
 
 KEY = "crop-signing-key-0123456789"
@@ -85,7 +86,7 @@ def test_stable_and_negotiated_crop_urls(client: Any, services: Any) -> None:
     assert "max-age=86400" in stable.headers["Cache-Control"] and "immutable" not in stable.headers["Cache-Control"]
     negotiated = client.get(f"/i/{photo_id}/4x5/640", headers={"Accept": "image/avif,image/webp,*/*"})
     assert negotiated.status_code == 200 and negotiated.headers["Content-Type"] == "image/avif"
-    assert negotiated.headers["Vary"] == "Accept"
+    assert negotiated.headers["Vary"] == client_hints.VARY
     assert client.get(f"/i/{photo_id}/4x5/640", headers={"Accept": "image/jpeg"}).headers["Content-Type"] == "image/jpeg"
     etag = stable.headers["ETag"]
     assert client.get(immutable["stable_url"], headers={"If-None-Match": etag}).status_code == 304

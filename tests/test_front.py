@@ -240,3 +240,20 @@ def test_concurrent_first_requests_through_the_s3_front_reach_the_app_once(s3_fr
     assert {(r.status_code, r.headers["Content-Type"]) for r in answers} == {(200, "image/webp")}
     assert len({r.data for r in answers}) == 1
     assert calls == [f"GET /i/{pid}/480.webp"]  # proxy_cache_lock: one request rendered it, the others waited
+
+
+def test_hinted_negotiated_requests_pass_the_s3_front_uncached(s3_front: Any) -> None:
+    """Client hints change the width a negotiated URL answers with: nginx sends such requests to
+    the app and keeps none of their answers, while unhinted ones stay cached per Accept class."""
+    client, services, calls, _ = s3_front
+    pid = ready_photo(client, services)["id"]
+    plain = [client.get(f"/i/{pid}/320", headers={"Accept": "*/*"}) for _ in range(2)]
+    assert [r.headers["X-Cache-Status"] for r in plain] == ["MISS", "HIT"]
+    calls.clear()
+    for _ in range(2):
+        hinted = client.get(f"/i/{pid}/320", headers={"Accept": "*/*", "Sec-CH-DPR": "2"})
+        assert hinted.headers["X-Cache-Status"] == "BYPASS" and Image.open(io.BytesIO(hinted.data)).width == 640
+        assert "Sec-CH-DPR" in hinted.headers["Vary"] and hinted.headers["Accept-CH"]
+    assert calls == [f"GET /i/{pid}/320"] * 2
+    after = client.get(f"/i/{pid}/320", headers={"Accept": "*/*"})  # the cached 320 was not replaced by a hinted answer
+    assert after.headers["X-Cache-Status"] == "HIT" and after.data == plain[0].data

@@ -148,7 +148,7 @@ def test_stable_and_negotiated_urls(origin: Any, services: Any) -> None:
                              ("image/png,*/*", "image/jpeg"), ("", "image/jpeg"), ("image/avif;q=0,image/webp", "image/webp")):
         response = origin.get(f"/i/{pid}/640", headers={"Accept": accept})
         assert response.status_code == 200 and response.headers["Content-Type"] == expected, accept
-        assert response.headers["Vary"] == "Accept"
+        assert "Accept" in response.headers["Vary"].split(", ")
         assert images.decode(response.data).width == 640
 
 
@@ -207,7 +207,7 @@ def test_formats_not_made_eagerly_are_rendered_on_demand(services: Any) -> None:
     pid = photo["id"]
     assert client.get(f"/i/{pid}/640", headers={"Accept": "image/webp"}).headers["Content-Type"] == "image/jpeg"
     response = client.get(signed(f"/i/{pid}/640"), headers={"Accept": "image/webp"})
-    assert response.headers["Content-Type"] == "image/webp" and response.headers["Vary"] == "Accept"
+    assert response.headers["Content-Type"] == "image/webp" and "Accept" in response.headers["Vary"].split(", ")
     assert client.get(f"/i/{pid}/640", headers={"Accept": "image/webp"}).headers["Content-Type"] == "image/webp"
 
 

@@ -2,7 +2,8 @@
 
     /i/<id>/<spec>/<width>.<ext>      immutable: the bytes behind it never change
     /i/<id>/<width>.<ext>             stable: the photo's current rendition of that width and format
-    /i/<id>/<width>                   stable, format negotiated from Accept (AVIF, WebP, JPEG); Vary: Accept
+    /i/<id>/<width>                   stable, format negotiated from Accept (AVIF, WebP, JPEG), width
+                                      from client hints when sent (web/client_hints.py); Vary names both
     /i/<id>/<A>x<B>/<width>[.<ext>]   stable crop of aspect A:B around the subject, the same two ways
     /i/<id>/poster/<width>[.<ext>]    stable still of an animated photo (its first frame), the same two ways
 
@@ -33,6 +34,7 @@ from media_pipeline.errors import NotFound
 from media_pipeline.models import EXTENSION_FORMATS, OUTPUT_CONTENT_TYPES, POSTER_SEGMENT, Rendition
 from media_pipeline.service import Services
 from media_pipeline.storage.base import ObjectInfo
+from media_pipeline.web import client_hints
 from media_pipeline.web.errors import error_response
 
 bp = Blueprint("images", __name__)
@@ -63,12 +65,45 @@ def versioned(photo_id: str, spec: str, name: str) -> Response:
 @bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
 def stable(photo_id: str, name: str, aspect: str = "original", animated: bool | None = None) -> Response:
     width, fmt = _parse_name(name)
-    signed = _signature_ok()
     candidates = (fmt,) if fmt else _acceptable_formats()
-    rendition, owner = _resolve(photo_id, width, candidates, spec=None, signed=signed, aspect=aspect, animated=animated)
+    found = None if fmt else _by_hints(photo_id, width, candidates, aspect, animated)
+    if found is None:
+        found = _resolve(photo_id, width, candidates, spec=None, signed=_signature_ok(), aspect=aspect, animated=animated)
+    rendition, owner = found
     max_age = services().settings.stable_max_age
     cache = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
-    return _serve(rendition, cache, vary=None if fmt else "Accept", tags=purge.tags(photo_id, owner))
+    response = _serve(rendition, cache, vary=None if fmt else client_hints.VARY, tags=purge.tags(photo_id, owner))
+    if not fmt:
+        response.headers["Accept-CH"] = client_hints.ACCEPT_CH
+    return response
+
+
+def _by_hints(photo_id: str, width: int, formats: tuple[str, ...], aspect: str,
+              animated: bool | None) -> tuple[Rendition, str | None] | None:
+    """The rendition at the preset width the request's client hints pick (web/client_hints.py),
+    or the widest smaller one that exists (a photo narrower than it has none there; the whole
+    picture's own width stands in for the wider ones); ``None`` without hints. Only widths made
+    already: hints never render on demand."""
+    svc = services()
+    widths = svc.preset.widths if aspect == "original" else svc.preset.crop_widths
+    chosen = client_hints.hinted_width(request.headers, width, widths)
+    if chosen is None:
+        return None
+    tried: set[int] = set()
+    for candidate in client_hints.fallbacks(chosen, widths):
+        lookup = svc.catalog.lookup_renditions(photo_id, candidate, None, aspect) if service.is_photo_id(photo_id) else None
+        if lookup is None:
+            return None  # no such photo: the usual path answers the error
+        if aspect == "original" and candidate > lookup.original_width:
+            candidate = lookup.original_width  # rendered at ingest when under the widest preset (pipeline.rendition_widths)
+        if candidate in tried:
+            continue
+        tried.add(candidate)
+        try:
+            return _resolve(photo_id, candidate, formats, spec=None, signed=False, aspect=aspect, animated=animated)
+        except NotFound:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------- resolution

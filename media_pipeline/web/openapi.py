@@ -62,7 +62,10 @@ def _image_body() -> dict[str, Any]:
 
 def _image_responses() -> dict[str, Any]:
     image = {"image/avif": {}, "image/webp": {}, "image/jpeg": {}}
-    headers = {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified", "Cache-Control", "Content-Length")}
+    headers: dict[str, Any] = {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified", "Cache-Control", "Content-Length")}
+    headers["Vary"] = {"schema": {"type": "string"}, "description": "Negotiated URLs (no extension): "
+                       "`Accept, Sec-CH-Width, Sec-CH-DPR, Save-Data`"}
+    headers["Accept-CH"] = {"schema": {"type": "string"}, "description": "Negotiated URLs: `Sec-CH-Width, Sec-CH-DPR`"}
     return {
         "200": {"description": "The rendition", "headers": headers, "content": image},
         "206": {"description": "One byte range of it (`Range: bytes=…`)", "content": image},
@@ -118,6 +121,13 @@ def _paths_and_schemas() -> dict[str, Any]:
     photo_id = {"name": "photo_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-z]{26}$"}}
     name = {"name": "name", "in": "path", "required": True, "description": "`<width>.<avif|webp|jpg>`, or `<width>` to negotiate",
             "schema": {"type": "string", "pattern": r"^[0-9]{1,5}(\.(avif|webp|jpg))?$"}}
+    # Read on negotiated URLs only (web/client_hints.py); a URL with an extension ignores them.
+    hints = [{"name": "Sec-CH-Width", "in": "header", "required": False, "schema": {"type": "string"},
+              "description": "Negotiated URLs: the layout width in device pixels; the smallest preset width covering it is served"},
+             {"name": "Sec-CH-DPR", "in": "header", "required": False, "schema": {"type": "string"},
+              "description": "Negotiated URLs, without Sec-CH-Width: the device pixel ratio; the URL's width times it is covered"},
+             {"name": "Save-Data", "in": "header", "required": False, "schema": {"type": "string"},
+              "description": "`on`: negotiated URLs serve the next smaller preset width"}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -346,15 +356,16 @@ def _paths_and_schemas() -> dict[str, Any]:
                                                          "(first frame) of an animated photo, stable and negotiated the same way"},
                                name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
                                       "description": "For an aspect: HMAC-SHA256 of the path; needed to render an aspect "
-                                                     "(MP_ONDEMAND_ASPECTS), width or format on demand"}],
+                                                     "(MP_ONDEMAND_ASPECTS), width or format on demand"}, *hints],
                 "get": {"operationId": "getRendition", "summary": "An immutable rendition URL, or a stable crop URL", "responses": _image_responses()},
                 "head": {"operationId": "headRendition", "summary": "Headers only", "responses": _image_responses()},
             },
             "/i/{photo_id}/{name}": {
                 "parameters": [photo_id, name, {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
-                                                "description": "HMAC-SHA256 of the path; needed to render a width or format on demand"}],
+                                                "description": "HMAC-SHA256 of the path; needed to render a width or format on demand"},
+                               *hints],
                 "get": {"operationId": "getStableRendition", "summary": "The current rendition; negotiated from Accept without an extension "
-                        "(an animated photo: animated AVIF, then animated WebP, then the still JPEG)",
+                        "(an animated photo: animated AVIF, then animated WebP, then the still JPEG), its width then from client hints when sent",
                         "responses": _image_responses()},
                 "head": {"operationId": "headStableRendition", "summary": "Headers only", "responses": _image_responses()},
             },
@@ -494,7 +505,7 @@ def _paths_and_schemas() -> dict[str, Any]:
                     "subject": {"type": "object", "required": ["x", "y", "w", "h"], "additionalProperties": False, "properties": {
                         "x": _unit, "y": _unit, "w": _unit, "h": _unit}},
                     "source": {"enum": ["faces", "saliency", "centre", "user"]},
-                    "faces": {"type": "array", "description": "Each face found (the subject is their union); a crop never cuts one in half",
+                    "faces": {"type": "array", "description": "Each face found (the subject holds them and the salient region); a crop never cuts one in half",
                               "items": {"type": "object", "required": ["x", "y", "w", "h"], "additionalProperties": False, "properties": {
                                   "x": _unit, "y": _unit, "w": _unit, "h": _unit}}},
                 },
