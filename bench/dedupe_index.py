@@ -1,6 +1,6 @@
 """Near-duplicate index: query latency and memory at scale, against a brute-force scan.
 
-    python bench/dedupe_index.py [--memory 1000000,10000000] [--sql 1000000] [--postgres URL]
+    python bench/dedupe_index.py [--memory 1000000,10000000] [--sql 1000000] [--postgres URL] [--prewarm]
 
 Uniformly random 256-bit hashes (the worst case for multi-index hashing: real hashes cluster,
 which only helps the scan) with planted matches: for every query, hashes at distances drawn
@@ -127,7 +127,7 @@ def bench_memory(n: int, radius: int, rng: np.random.Generator) -> None:
     gc.collect()
 
 
-def bulk_load(catalog: SqlCatalog, words: np.ndarray) -> None:
+def bulk_load(catalog: SqlCatalog, words: np.ndarray, prewarm: bool = False) -> None:
     values = [words_to_int(row) for row in words]
     rows = [(f"p{i}", "full", "", *to_signed_words(v), *SQL_LAYOUT.chunks(v)) for i, v in enumerate(values)]
     columns = "photo_id, view, owner, h0, h1, h2, h3, " + ", ".join(f"c{i}" for i in range(SQL_LAYOUT.count))
@@ -150,9 +150,12 @@ def bulk_load(catalog: SqlCatalog, words: np.ndarray) -> None:
     if catalog.dialect == "postgresql":
         # Index-only scans need the visibility map; autovacuum sets it after inserts in service.
         catalog._connection().execute("VACUUM ANALYZE hash_index")
+        if prewarm:  # a busy index stays in shared buffers when they can hold it; a fresh one starts in the OS cache
+            catalog._connection().execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            catalog._connection().execute("SELECT pg_prewarm(indexrelid::regclass) FROM pg_index WHERE indrelid = 'hash_index'::regclass")
 
 
-def bench_sql(url: str, label: str, n: int, radius: int, rng: np.random.Generator) -> None:
+def bench_sql(url: str, label: str, n: int, radius: int, rng: np.random.Generator, prewarm: bool = False) -> None:
     words, queries, planted = make_data(n, radius, rng)
     singles, fulls = query_sets(queries, rng)
     catalog = SqlCatalog(url)
@@ -160,7 +163,7 @@ def bench_sql(url: str, label: str, n: int, radius: int, rng: np.random.Generato
     with catalog._tx() as cur:
         cur.execute("DELETE FROM hash_index")
     started = time.perf_counter()
-    bulk_load(catalog, words)
+    bulk_load(catalog, words, prewarm)
     build = time.perf_counter() - started
     if catalog.dialect == "postgresql":
         with catalog._tx(write=False) as cur:
@@ -201,6 +204,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/mp_bench",
                         help="a database it may fill (created if missing); '' to skip PostgreSQL")
     parser.add_argument("--sqlite", default="var/bench/hash_index.db", help="'' to skip SQLite")
+    parser.add_argument("--prewarm", action="store_true", help="load PostgreSQL's substring indexes into its shared buffers first")
     parser.add_argument("--radius", type=int, default=31, help="match distance searched (MP_NEAR_DISTANCE)")
     args = parser.parse_args()
     rng = np.random.default_rng(20261122)
@@ -220,7 +224,7 @@ def main() -> None:
             path.unlink(missing_ok=True)
         if args.postgres:
             ensure_database(args.postgres)
-            bench_sql(args.postgres, "postgresql", n, args.radius, rng)
+            bench_sql(args.postgres, "postgresql", n, args.radius, rng, args.prewarm)
     print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
 
 

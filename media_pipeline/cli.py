@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     moves.add_parsers(sub)
     jobs.add_parsers(sub)
     sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
+    sub.add_parser("refile-keypoints", help="file photos indexed under the 16-bit keypoint keys under the current ones (once, after upgrading)")
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sign": _sign,
         "nginx-config": _nginx_config,
         "cleanup": _cleanup,
+        "refile-keypoints": _refile_keypoints,
         "reconcile": _reconcile,
         "webhooks": _webhooks,
         "check": _check,
@@ -339,6 +341,15 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     webhooks.run(build_services(settings, queue=RecordingQueue()), stop)
+    return 0
+
+
+def _refile_keypoints(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.duplicates import refile_keypoints
+    from media_pipeline.queue import RecordingQueue
+    from media_pipeline.service import build_services
+
+    print(f"re-filed {refile_keypoints(build_services(settings, queue=RecordingQueue()))} photos under the current keypoint keys")
     return 0
 
 

@@ -129,6 +129,23 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
     return matches
 
 
+def refile_keypoints(services: Services, batch: int = 200) -> int:
+    """File every photo still under the 16-bit vote keys under the current ones, computed from its
+    keypoint file (what a photo's keys are is a pure function of it); the photos re-filed. Until
+    then such a photo gets no vote: the two formats' keys never meet."""
+    done = 0
+    while photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch):
+        for photo_id, owner in photos:
+            try:
+                features = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo_id)))
+            except (ObjectNotFound, ValueError):
+                services.feature_index.remove(photo_id)  # nothing a vote could verify
+                continue
+            services.feature_index.add(photo_id, owner or None, keypoints.keys(features, keypoints.INDEXED))
+            done += 1
+    return done
+
+
 def search_duplicates(services: Services, upload: SpooledUpload, owner: str | None) -> tuple[list[Duplicate], list[Hit]]:
     """The duplicates an image would have, and the blocklists it would be stopped by, without
     storing anything."""

@@ -1,8 +1,8 @@
 """Local features for the reposts no global hash survives: asymmetric crops and small rotations.
 
 ORB keypoints (OpenCV) of a 512 px luma. Candidates are found by votes: every descriptor of
-the strongest ``INDEXED`` of a stored picture is filed under ``TABLES`` keys (16 fixed bits of
-the 256-bit descriptor each, locality-sensitive: a descriptor that moved a few bits keeps most of
+the strongest ``INDEXED`` of a stored picture is filed under ``TABLES`` keys (24 fixed bits of
+the 256-bit descriptor each, locality-sensitive: a descriptor that moved a few bits keeps some of
 its keys), and a query counts, per photo, the keys it shares. The best-voted few are verified:
 descriptor matches (ratio test) and a RANSAC similarity fit; the inliers are the evidence.
 Unrelated photos give fewer than 10 inliers; a crop or rotation of the same one gives 50-200.
@@ -22,7 +22,12 @@ LONG_SIDE = 512
 FEATURES = 300
 INDEXED = 100
 TABLES = 4
-KEY_BITS = 16
+# 24 bits, not the 16 of the first format: a 16-bit key is shared by chance with ~1,500 photos in
+# a million (a vote read 1.8 million postings there), a 24-bit key with ~6, and the rarer chance
+# votes let the true original into the verified few more often (docs/near-duplicates.md).
+KEY_BITS = 24
+KEY_BASE = 1 << 30  # above every key of the 16-bit format (table << 16 | bits), so the two never meet
+LEGACY_KEYS_BELOW = TABLES << 16
 MIN_FEATURES = 8  # fewer keypoints than this cannot be verified: nothing is indexed or searched
 MIN_VOTES = 2  # a candidate sharing a single key is noise
 THUMB_FACTOR = 4
@@ -126,16 +131,18 @@ def extract(image: np.ndarray, mask: np.ndarray | None = None) -> LocalFeatures:
 
 def keys(features: LocalFeatures, limit: int | None = None) -> list[int]:
     """The distinct vote keys of the first ``limit`` descriptors (all when None); a key carries
-    its table number above its 16 bits."""
+    its table number above its KEY_BITS bits, and KEY_BASE."""
     descriptors = features.descriptors[:limit]
     if len(descriptors) == 0:
         return []
     bits = np.unpackbits(descriptors, axis=1)
     found: set[int] = set()
     for table, positions in enumerate(_POSITIONS):
-        packed = np.packbits(bits[:, positions], axis=1)
-        values = (packed[:, 0].astype(np.int64) << 8) | packed[:, 1]
-        found.update((values + (table << KEY_BITS)).tolist())
+        packed = np.packbits(bits[:, positions], axis=1).astype(np.int64)  # KEY_BITS / 8 bytes, first bit highest
+        values = np.zeros(len(packed), np.int64)
+        for byte in packed.T:
+            values = (values << 8) | byte
+        found.update((values + (KEY_BASE | table << KEY_BITS)).tolist())
     return sorted(found)
 
 

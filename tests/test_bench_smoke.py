@@ -33,6 +33,11 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |"))]
     assert len(rows) == 2 and all(re.search(r"\| (\d+)/\1 \| (\d+)/\2 \|", row) for row in rows), rows  # every planted match
+    done = subprocess.run([sys.executable, "bench/dedupe_scale.py", "--photos", "300", "--keys", "40", "--postgres", "",
+                           "--sqlite", str(tmp_path / "scale.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 300 |")]
+    assert len(rows) == 2 and "view hashes" in rows[0] and "keypoint postings" in rows[1], rows
 
 
 def test_steps_bench_runs(tmp_path: Path) -> None:

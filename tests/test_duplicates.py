@@ -221,6 +221,30 @@ def test_crops_and_rotations_are_found_by_keypoints(client: Any, services: Any, 
     assert dups[0]["inliers"] >= services.settings.min_inliers
 
 
+def test_photos_filed_under_16_bit_keys_are_found_again_once_refiled(client: Any, services: Any) -> None:
+    """An upgrade from the 16-bit vote keys: a photo filed under them gets no vote (the formats'
+    keys never meet) until refile_keypoints files it again from its keypoint file."""
+    from media_pipeline import duplicates, keypoints
+    from media_pipeline.storage import features_key
+
+    original = textured(94)
+    first = ready(services, edits.jpeg_bytes(original))
+    stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(first)))
+    bits = np.unpackbits(stored.descriptors[: keypoints.INDEXED], axis=1).astype(np.int64)
+    legacy = {int(v) + (t << 16) for t, positions in enumerate(keypoints._POSITIONS)
+              for v in bits[:, positions[:16]] @ (1 << np.arange(15, -1, -1))}  # the first format's keys
+    services.feature_index.add(first, None, sorted(legacy))
+    query = edits.jpeg_bytes(edits.asymmetric_crop(original, random.Random(2)))
+
+    def found() -> list[str]:
+        return [d["id"] for d in client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json()["duplicates"]]
+
+    assert found() == []
+    assert duplicates.refile_keypoints(services) == 1
+    assert found() == [first]
+    assert duplicates.refile_keypoints(services) == 0
+
+
 def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services: Any) -> None:
     from media_pipeline.storage import features_key
 

@@ -26,6 +26,10 @@ class FeatureIndex(Protocol):
         """Up to ``limit`` (photo id, shared keys) with at least ``min_votes``, most first (ties by
         id); ``owner`` scopes as in ``HashIndex.search``."""
 
+    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` (photo id, owner or "") with a key below ``key``: photos filed under an
+        older key format, to be filed again."""
+
 
 class MemoryFeatureIndex:
     def __init__(self) -> None:
@@ -57,6 +61,11 @@ class MemoryFeatureIndex:
                      if n >= min_votes and p != exclude and (owner is None or self._keys_of[p][0] == owner)]
         return sorted(found, key=lambda x: (-x[1], x[0]))[:limit]
 
+    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
+        with self._lock:
+            found = [(p, owner) for p, (owner, keys) in self._keys_of.items() if any(k < key for k in keys)]
+        return sorted(found)[:limit]
+
 
 class SqlFeatureIndex:
     def __init__(self, catalog: SqlCatalog) -> None:
@@ -83,3 +92,8 @@ class SqlFeatureIndex:
         params += [min_votes, limit]
         with self.catalog._tx(write=False) as cur:
             return [(photo_id, int(n)) for photo_id, n in cur.fetchall(sql, tuple(params))]
+
+    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
+        with self.catalog._tx(write=False) as cur:
+            rows = cur.fetchall("SELECT DISTINCT photo_id, owner FROM feature_postings WHERE key < ? ORDER BY photo_id LIMIT ?", (key, limit))
+        return [(photo_id, owner or "") for photo_id, owner in rows]

@@ -143,6 +143,18 @@ def test_feature_votes(features: Any) -> None:
     assert features.votes([], limit=5, min_votes=1) == []
 
 
+def test_photos_filed_below_a_key(features: Any) -> None:
+    features.add("old", "alice", [5, 70_000])
+    features.add("mixed", None, [10, 1 << 30])
+    features.add("new", None, [1 << 30, (1 << 30) + 7])
+    assert features.filed_below(1 << 18, limit=10) == [("mixed", ""), ("old", "alice")]
+    assert features.filed_below(1 << 18, limit=1) == [("mixed", "")]
+    assert features.filed_below(6, limit=10) == [("old", "alice")]
+    features.add("old", "alice", [(1 << 30) + 5])  # filed again under new keys
+    features.remove("mixed")
+    assert features.filed_below(1 << 18, limit=10) == []
+
+
 # --------------------------------------------------------------------------- migration 6
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def fresh_url(request: Any, tmp_path: Any) -> Iterator[str]:
