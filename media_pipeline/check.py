@@ -13,7 +13,7 @@ from typing import Iterator
 
 from media_pipeline.models import PhotoStatus, Selection
 from media_pipeline.service import Services
-from media_pipeline import direct_uploads, webhooks
+from media_pipeline import direct_uploads, keypoints, webhooks
 from media_pipeline.resumable import make_tus_store
 from media_pipeline.storage.base import ORIGINALS, RENDITIONS
 
@@ -93,6 +93,10 @@ def check(services: Services, now: float | None = None) -> CheckReport:
     for key in tus.leftovers(time.time() if now is None else now):
         report.add("expired_resumable_upload", key)
     _check_webhooks(services, report, time.time() if now is None else now)
+    # An upgrade from the 16-bit vote keys leaves photos that no keypoint vote reaches until
+    # `media-pipeline refile-keypoints` files them again (docs/near-duplicates.md).
+    for photo_id, _ in services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, EXAMPLES):
+        report.add("keypoints_under_old_keys", f"{photo_id} (run media-pipeline refile-keypoints)")
     return report
 
 

@@ -224,7 +224,7 @@ def test_crops_and_rotations_are_found_by_keypoints(client: Any, services: Any, 
 def test_photos_filed_under_16_bit_keys_are_found_again_once_refiled(client: Any, services: Any) -> None:
     """An upgrade from the 16-bit vote keys: a photo filed under them gets no vote (the formats'
     keys never meet) until refile_keypoints files it again from its keypoint file."""
-    from media_pipeline import duplicates, keypoints
+    from media_pipeline import check, duplicates, keypoints
     from media_pipeline.storage import features_key
 
     original = textured(94)
@@ -240,8 +240,10 @@ def test_photos_filed_under_16_bit_keys_are_found_again_once_refiled(client: Any
         return [d["id"] for d in client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json()["duplicates"]]
 
     assert found() == []
+    assert check.check(services).problems["keypoints_under_old_keys"] == [f"{first} (run media-pipeline refile-keypoints)"]
     assert duplicates.refile_keypoints(services) == 1
     assert found() == [first]
+    assert "keypoints_under_old_keys" not in check.check(services).problems
     assert duplicates.refile_keypoints(services) == 0
 
 
