@@ -20,7 +20,7 @@ Each output is decoded and scored at its own size against the upright sRGB origi
 straight to that width (lanczos3), so no variant is its own reference: SSIMULACRA2
 (media_pipeline/ssimulacra2.py) and SSIM in luma (bench/encoders.py). sharp's prebuilt libvips has
 no HEVC decoder, so for a HEIC it gets a PNG of the decoded pixels. Seconds are one pinned core
-(CPU 0), one run per photo after a warm-up; sharp's from its own timer (render.mjs, decode to
+(``--cpu``, default 0), one run per photo after a warm-up; sharp's from its own timer (render.mjs, decode to
 last encode). Prints tables; asserts nothing.
 """
 
@@ -81,7 +81,7 @@ def _megapixels(path: Path) -> float:
 
 def upright_srgb(path: Path) -> pyvips.Image:
     if path.suffix.lower() in (".heic", ".heif"):
-        image = pipeline._decode_heic(path.read_bytes())
+        image, _ = vips.load_heic(path.read_bytes())
     else:
         image = pyvips.Image.new_from_file(str(path)).autorot()
     if image.get_typeof("icc-profile-data"):
@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FORMAT.NAME=VALUE",
                         help="override an auto setting of ours-auto (avif.target=78, jpeg.trellis=1, avif.effort=1, ...)")
     parser.add_argument("--cost-only", action="store_true", help="only the metric's cost per megapixel")
+    parser.add_argument("--cpu", type=int, default=0, help="the core to pin to")
     parser.add_argument("--no-cost", action="store_true", help="skip the metric's cost per megapixel")
     parser.add_argument("--no-matched", action="store_true",
                         help="skip sharp at a matched quality (its grid costs most of the scoring time)")
@@ -219,7 +220,7 @@ def main() -> None:
         sys.exit(f"needs {TESTDATA}")
     if not (PEERS / "node_modules" / "sharp").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, {args.cpu})
     vips.configure(1)
     cv2.setNumThreads(1)
     if not args.no_cost:
