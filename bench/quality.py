@@ -7,7 +7,7 @@ the camera JPEGs of ``camera-exif`` at least 1 MP (``--camera N``) and the HEICs
 ``formats/heic`` (``--heic N``). Every variant makes the default preset's widths in AVIF and JPEG:
 
 - ``ours-auto``: ``pipeline.process`` with both formats at ``quality = "auto"`` (the preset's own
-  auto settings, or target 75 over its fixed ones; ``--set FORMAT.NAME=VALUE`` overrides any auto or
+  auto settings, or AUTO_DEFAULTS over its fixed ones; ``--set FORMAT.NAME=VALUE`` overrides any auto or
   encoder setting, e.g. ``avif.target=78``, ``jpeg.trellis=1``, ``avif.effort=1``);
 - ``ours-fixed``: the default preset's fixed qualities (when a format is auto, the fixed settings it
   had before: AVIF q68 effort 0, JPEG q80 progressive);
@@ -57,7 +57,9 @@ IMGPROXY = {"avif": EncoderSettings("avif", 63, effort=1), "jpeg": EncoderSettin
 GRID = {"avif": (50, 63, 76), "jpeg": (65, 80, 92)}  # sharp qualities tried to match ours-auto's mean
 # The fixed preset before auto quality, for ``ours-fixed`` when the preset's formats are auto.
 FIXED = {"avif": EncoderSettings("avif", 68, effort=0), "jpeg": EncoderSettings("jpeg", 80, progressive=True)}
-AUTO_DEFAULTS = {"avif": (30, 90, 64, 0.9), "jpeg": (30, 95, 76, 0.55)}  # min, max, start, slope
+# For a fixed preset: target, min, max, start, slope (the targets that reach sharp-imgproxy's mean
+# score on both judges, docs/performance.md "Auto quality").
+AUTO_DEFAULTS = {"avif": (78.0, 30, 90, 69, 0.8), "jpeg": (79.5, 30, 95, 84, 0.66)}
 
 
 # --------------------------------------------------------------------------- inputs and references
@@ -105,12 +107,12 @@ def presets() -> tuple[Preset, Preset]:
 
 
 def _auto(enc: EncoderSettings) -> EncoderSettings:
-    """The preset's auto settings for this format (or, for a fixed one, target 75 over AUTO_DEFAULTS),
+    """The preset's auto settings for this format (or, for a fixed one, AUTO_DEFAULTS),
     with the ``--set`` overrides applied."""
     auto = enc.auto
     if auto is None:
-        low, high, start, slope = AUTO_DEFAULTS[enc.format]
-        auto = AutoQuality(target=75.0, min=low, max=high, start=start, slope=slope)
+        target, low, high, start, slope = AUTO_DEFAULTS[enc.format]
+        auto = AutoQuality(target=target, min=low, max=high, start=start, slope=slope)
     overrides = OVERRIDES.get(enc.format, {})
     auto_fields = {f.name: f.type for f in dataclasses.fields(AutoQuality)}
     auto = dataclasses.replace(auto, **{k: _typed(v, auto_fields[k]) for k, v in overrides.items() if k in auto_fields})
