@@ -55,6 +55,8 @@ bench: install
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/renditions.py
 	$(BIN)/python bench/quality.py --corpus 20 --camera 6 --heic 3
+	$(BIN)/python bench/quality_encoders.py --photos 12 --score 76 80
+	$(BIN)/python bench/quality_search.py --target avif=78 jpeg=78.5
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/ingest.py

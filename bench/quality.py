@@ -1,15 +1,16 @@
 """Bytes against perceived quality: auto quality, today's fixed preset and sharp, on real photos.
 
-    .venv/bin/python bench/quality.py [--corpus 0] [--camera 0] [--heic 0] [--avif-target 75] [--jpeg-target 75]
+    .venv/bin/python bench/quality.py [--corpus 0] [--camera 0] [--heic 0] [--set avif.target=78 ...]
 
 Photos: ``../shared/testdata/corpus-dev`` (``--corpus N``: every k-th photo so N are taken, 0 = all),
 the camera JPEGs of ``camera-exif`` at least 1 MP (``--camera N``) and the HEICs of
 ``formats/heic`` (``--heic N``). Every variant makes the default preset's widths in AVIF and JPEG:
 
 - ``ours-auto``: ``pipeline.process`` with both formats at ``quality = "auto"`` (the preset's own
-  auto settings, or ``--avif-target``/``--jpeg-target`` over its fixed ones);
-- ``ours-fixed``: the default preset as it is in ``config/presets.toml`` when fixed (AVIF q68 effort 0,
-  JPEG q80 progressive);
+  auto settings, or AUTO_DEFAULTS over its fixed ones; ``--set FORMAT.NAME=VALUE`` overrides any auto or
+  encoder setting, e.g. ``avif.target=78``, ``jpeg.trellis=1``, ``avif.effort=1``);
+- ``ours-fixed``: the default preset's fixed qualities (when a format is auto, the fixed settings it
+  had before: AVIF q68 effort 0, JPEG q80 progressive);
 - ``sharp-imgproxy``: sharp 0.34.5 (``bench/peers``) with imgproxy's documented defaults (AVIF q63
   at speed 8, JPEG q80 baseline);
 - ``sharp-matched``: the same with, per format, the quality whose mean SSIMULACRA2 over the photos
@@ -19,7 +20,7 @@ Each output is decoded and scored at its own size against the upright sRGB origi
 straight to that width (lanczos3), so no variant is its own reference: SSIMULACRA2
 (media_pipeline/ssimulacra2.py) and SSIM in luma (bench/encoders.py). sharp's prebuilt libvips has
 no HEVC decoder, so for a HEIC it gets a PNG of the decoded pixels. Seconds are one pinned core
-(CPU 0), one run per photo after a warm-up; sharp's from its own timer (render.mjs, decode to
+(``--cpu``, default 0), one run per photo after a warm-up; sharp's from its own timer (render.mjs, decode to
 last encode). Prints tables; asserts nothing.
 """
 
@@ -46,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.encoders import ssim  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from media_pipeline import pipeline, ssimulacra2, vips  # noqa: E402
+from media_pipeline import autoquality, pipeline, quality, ssimulacra2, vips  # noqa: E402
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset  # noqa: E402
 
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -54,7 +55,11 @@ PEERS = REPO / "bench" / "peers"
 MAX_PIXELS = 60_000_000
 IMGPROXY = {"avif": EncoderSettings("avif", 63, effort=1), "jpeg": EncoderSettings("jpeg", 80)}
 GRID = {"avif": (50, 63, 76), "jpeg": (65, 80, 92)}  # sharp qualities tried to match ours-auto's mean
-AUTO_DEFAULTS = {"avif": (30, 90, 64, 0.9), "jpeg": (30, 95, 76, 0.55)}  # min, max, start, slope
+# The fixed preset before auto quality, for ``ours-fixed`` when the preset's formats are auto.
+FIXED = {"avif": EncoderSettings("avif", 68, effort=0), "jpeg": EncoderSettings("jpeg", 80, progressive=True)}
+# For a fixed preset: target, min, max, start, slope (the targets that reach sharp-imgproxy's mean
+# score on both judges, docs/performance.md "Auto quality").
+AUTO_DEFAULTS = {"avif": (78.0, 30, 90, 69, 0.8), "jpeg": (79.5, 30, 95, 84, 0.66)}
 
 
 # --------------------------------------------------------------------------- inputs and references
@@ -78,7 +83,7 @@ def _megapixels(path: Path) -> float:
 
 def upright_srgb(path: Path) -> pyvips.Image:
     if path.suffix.lower() in (".heic", ".heif"):
-        image = pipeline._decode_heic(path.read_bytes())
+        image, _ = vips.load_heic(path.read_bytes())
     else:
         image = pyvips.Image.new_from_file(str(path)).autorot()
     if image.get_typeof("icc-profile-data"):
@@ -96,36 +101,54 @@ def presets() -> tuple[Preset, Preset]:
     """(auto, fixed) versions of the default preset, AVIF and JPEG only."""
     preset = Settings.from_env({}).preset()
     formats = tuple(e for e in preset.formats if e.format in ("avif", "jpeg"))
-    fixed = dataclasses.replace(preset, formats=tuple(dataclasses.replace(e, auto=None) for e in formats), eager_formats=())
+    fixed = dataclasses.replace(preset, formats=tuple(FIXED[e.format] if e.auto else e for e in formats), eager_formats=())
     auto = dataclasses.replace(preset, formats=tuple(_auto(e) for e in formats), eager_formats=())
     return auto, fixed
 
 
 def _auto(enc: EncoderSettings) -> EncoderSettings:
-    target = TARGETS.get(enc.format)
-    if enc.auto is not None and target is None:
-        return enc
-    low, high, start, slope = AUTO_DEFAULTS[enc.format]
-    auto = AutoQuality(target=target or 75.0, min=low, max=high, start=start, slope=slope)
-    return dataclasses.replace(enc, quality=start, auto=auto)
+    """The preset's auto settings for this format (or, for a fixed one, AUTO_DEFAULTS),
+    with the ``--set`` overrides applied."""
+    auto = enc.auto
+    if auto is None:
+        target, low, high, start, slope = AUTO_DEFAULTS[enc.format]
+        auto = AutoQuality(target=target, min=low, max=high, start=start, slope=slope)
+    overrides = OVERRIDES.get(enc.format, {})
+    auto_fields = {f.name: f.type for f in dataclasses.fields(AutoQuality)}
+    auto = dataclasses.replace(auto, **{k: _typed(v, auto_fields[k]) for k, v in overrides.items() if k in auto_fields})
+    enc_fields = {f.name: f.type for f in dataclasses.fields(EncoderSettings)}
+    unknown = set(overrides) - set(auto_fields) - set(enc_fields)
+    if unknown:
+        sys.exit(f"--set: no setting {', '.join(sorted(unknown))} for {enc.format}")
+    enc = dataclasses.replace(enc, **{k: _typed(v, enc_fields[k]) for k, v in overrides.items() if k not in auto_fields})
+    return dataclasses.replace(enc, quality=auto.start, auto=auto)
 
 
-TARGETS: dict[str, float] = {}
+def _typed(raw: str, type_name: object) -> object:
+    name = str(type_name)
+    if "bool" in name:
+        return raw.lower() in ("1", "true", "yes")
+    return float(raw) if "float" in name else int(raw)
 
 
-def run_ours(data: bytes, preset: Preset) -> tuple[float, dict[tuple[int, str], bytes], dict[str, int]]:
+OVERRIDES: dict[str, dict[str, str]] = {}
+
+
+def run_ours(data: bytes, preset: Preset) -> tuple[float, dict[tuple[int, str], bytes]]:
     started = time.perf_counter()
     processed = pipeline.process(data, preset, MAX_PIXELS)
     seconds = time.perf_counter() - started
-    qualities = {r.format: r.quality for r in processed.renditions}
-    return seconds, {(r.width, r.format): r.data for r in processed.renditions}, qualities
+    return seconds, {(r.width, r.format): r.data for r in processed.renditions}
 
 
-def search_seconds(data: bytes, preset: Preset) -> float:
+def search(data: bytes, preset: Preset) -> tuple[float, dict[str, autoquality.Choice]]:
+    """The search alone, as ``pipeline.choose_qualities`` runs it: (seconds, per format its choice)."""
     job = pipeline.prepare(data, preset, MAX_PIXELS)
+    largest = job.levels[pipeline._probe_width(job)]
     started = time.perf_counter()
-    pipeline.choose_qualities(job, preset.formats)
-    return time.perf_counter() - started
+    choices = {enc.format: quality.choose(largest, enc) for enc in preset.formats if enc.auto}
+    seconds = time.perf_counter() - started
+    return seconds, choices
 
 
 def run_sharp(photo: Path, widths: tuple[int, ...], formats: dict[str, EncoderSettings], outdir: Path) -> tuple[float, dict]:
@@ -160,6 +183,7 @@ class Tally:
         self.scores: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.ssims: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.by_width: dict[tuple[str, int], int] = defaultdict(int)
+        self.width_scores: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         self.seconds: dict[str, float] = defaultdict(float)
 
     def add(self, variant: str, refs: dict[int, np.ndarray], outputs: dict[tuple[int, str], bytes],
@@ -171,6 +195,7 @@ class Tally:
             self.scores[variant, fmt].append(s2)
             self.ssims[variant, fmt].append(s1)
             self.by_width[variant, width] += len(blob)
+            self.width_scores[variant, fmt, width].append(s2)
 
     def mean(self, variant: str, fmt: str) -> float:
         return float(np.mean(self.scores[variant, fmt]))
@@ -181,22 +206,27 @@ def main() -> None:
     parser.add_argument("--corpus", type=int, default=0, help="corpus-dev photos, spread over the folder (0: all)")
     parser.add_argument("--camera", type=int, default=0, help="camera JPEGs of at least 1 MP (0: all)")
     parser.add_argument("--heic", type=int, default=0, help="HEIC/HEIF files (0: all)")
-    parser.add_argument("--avif-target", type=float, help="auto target for AVIF (default: the preset's)")
-    parser.add_argument("--jpeg-target", type=float, help="auto target for JPEG (default: the preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FORMAT.NAME=VALUE",
+                        help="override an auto setting of ours-auto (avif.target=78, jpeg.trellis=1, avif.effort=1, ...)")
     parser.add_argument("--cost-only", action="store_true", help="only the metric's cost per megapixel")
+    parser.add_argument("--cpu", type=int, default=0, help="the core to pin to")
+    parser.add_argument("--no-cost", action="store_true", help="skip the metric's cost per megapixel")
+    parser.add_argument("--no-matched", action="store_true",
+                        help="skip sharp at a matched quality (its grid costs most of the scoring time)")
     args = parser.parse_args()
-    if args.avif_target:
-        TARGETS["avif"] = args.avif_target
-    if args.jpeg_target:
-        TARGETS["jpeg"] = args.jpeg_target
+    for item in args.set:
+        key, _, value = item.partition("=")
+        fmt, _, name = key.partition(".")
+        OVERRIDES.setdefault(fmt, {})[name] = value
     if not TESTDATA.is_dir():
         sys.exit(f"needs {TESTDATA}")
     if not (PEERS / "node_modules" / "sharp").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, {args.cpu})
     vips.configure(1)
     cv2.setNumThreads(1)
-    metric_cost()
+    if not args.no_cost:
+        metric_cost()
     if args.cost_only:
         return
     auto, fixed = presets()
@@ -204,8 +234,9 @@ def main() -> None:
     print(f"{len(inputs)} photos; auto: " + ", ".join(f"{e.format} target {e.auto.target:g} (q{e.auto.min}-{e.auto.max}, "
                                                         f"start {e.auto.start}, budget {e.auto.budget})" for e in auto.formats if e.auto))
     run_ours(inputs[0].read_bytes(), auto)  # warm-up: libraries load, encoders initialise
-    tally, chosen, search = Tally(), defaultdict(list), []
-    grid = {f"{fmt}-q{q}": dataclasses.replace(IMGPROXY[fmt], quality=q) for fmt in GRID for q in GRID[fmt]}
+    tally, chosen, searches, encodes = Tally(), defaultdict(list), [], []
+    grid = {} if args.no_matched else {f"{fmt}-q{q}": dataclasses.replace(IMGPROXY[fmt], quality=q)
+                                       for fmt in GRID for q in GRID[fmt]}
     grid_fmt = {name: e.format for name, e in grid.items()}
     with tempfile.TemporaryDirectory() as tmp:
         for i, photo in enumerate(inputs):
@@ -218,30 +249,34 @@ def main() -> None:
                 sharp_input = Path(tmp) / f"{i}.png"
                 image.pngsave(str(sharp_input), compression=1)
             for variant, preset in (("ours-auto", auto), ("ours-fixed", fixed)):
-                seconds, outputs, qualities = run_ours(data, preset)
+                seconds, outputs = run_ours(data, preset)
                 tally.seconds[variant] += seconds
                 tally.add(variant, refs, outputs)
-                if variant == "ours-auto":
-                    for fmt, q in qualities.items():
-                        chosen[fmt].append(q)
-            search.append(search_seconds(data, auto))
+            seconds, choices = search(data, auto)
+            searches.append(seconds)
+            encodes.append(sum(len(c.tried) for c in choices.values()))
+            for fmt, choice in choices.items():
+                chosen[fmt].append(choice.quality)
             seconds, outputs = run_sharp(sharp_input, widths, IMGPROXY, Path(tmp) / f"{i}-imgproxy")
             tally.seconds["sharp-imgproxy"] += seconds
             tally.add("sharp-imgproxy", refs, outputs)
-            _, outputs = run_sharp(sharp_input, widths, grid, Path(tmp) / f"{i}-grid")
-            for (width, name), blob in outputs.items():
-                tally.add(name, refs, {(width, name): blob}, grid_fmt)
-            print(f"  {photo.name}: {image.width}x{image.height}, auto q " +
-                  ", ".join(f"{f} {chosen[f][-1]}" for f in chosen), flush=True)
-        matched = {fmt: dataclasses.replace(IMGPROXY[fmt], quality=match_quality(tally, fmt, tally.mean("ours-auto", fmt)))
-                   for fmt in GRID}
-        for i, photo in enumerate(inputs):
+            if grid:
+                _, outputs = run_sharp(sharp_input, widths, grid, Path(tmp) / f"{i}-grid")
+                for (width, name), blob in outputs.items():
+                    tally.add(name, refs, {(width, name): blob}, grid_fmt)
+            print(f"  {photo.name}: {image.width}x{image.height}; search " + "; ".join(
+                f"{f} " + " ".join(f"q{q}={s:.1f}" for q, s in c.tried) + f" -> q{c.quality}" for f, c in choices.items()),
+                flush=True)
+        matched = {} if not grid else {
+            fmt: dataclasses.replace(IMGPROXY[fmt], quality=match_quality(tally, fmt, tally.mean("ours-auto", fmt)))
+            for fmt in GRID}
+        for i, photo in enumerate(inputs if matched else ()):
             image = upright_srgb(photo)
             widths = pipeline.rendition_widths(fixed.widths, image.width)
             sharp_input = Path(tmp) / f"{i}.png" if photo.suffix.lower() in (".heic", ".heif") else photo
             _, outputs = run_sharp(sharp_input, widths, matched, Path(tmp) / f"{i}-matched")
             tally.add("sharp-matched", references(image, widths), outputs)
-    report(tally, chosen, search, matched, len(inputs))
+    report(tally, chosen, searches, encodes, matched, len(inputs))
 
 
 def metric_cost() -> None:
@@ -277,8 +312,8 @@ def match_quality(tally: Tally, fmt: str, goal: float) -> int:
     return int(np.ceil(np.interp(goal, means, qualities)))
 
 
-def report(tally: Tally, chosen: dict[str, list[int]], search: list[float], matched: dict[str, EncoderSettings], count: int) -> None:
-    variants = ("ours-auto", "ours-fixed", "sharp-imgproxy", "sharp-matched")
+def report(tally: Tally, chosen: dict[str, list[int]], search: list[float], encodes: list[int], matched: dict[str, EncoderSettings], count: int) -> None:
+    variants = ("ours-auto", "ours-fixed", "sharp-imgproxy") + (("sharp-matched",) if matched else ())
     print(f"\n| variant | format | KiB | vs sharp-imgproxy | mean SSIMULACRA2 | p5 SSIMULACRA2 | mean SSIM | p5 SSIM |")
     print("|---|---|---|---|---|---|---|---|")
     for fmt in ("avif", "jpeg"):
@@ -298,9 +333,13 @@ def report(tally: Tally, chosen: dict[str, list[int]], search: list[float], matc
     widths = sorted({w for _, w in tally.by_width}, reverse=True)
     print("\nBytes per width (KiB, both formats): " + "; ".join(
         f"{v}: " + ", ".join(f"{w} {tally.by_width[v, w] / 1024:.0f}" for w in widths if tally.by_width[v, w]) for v in variants))
+    print("Mean SSIMULACRA2 per width: " + "; ".join(
+        f"{v} {f}: " + ", ".join(f"{w} {np.mean(tally.width_scores[v, f, w]):.1f}" for w in widths if tally.width_scores[v, f, w])
+        for v in ("ours-auto", "sharp-imgproxy") for f in ("avif", "jpeg")))
     for fmt, qs in chosen.items():
         print(f"auto {fmt} quality: mean {np.mean(qs):.1f}, min {min(qs)}, max {max(qs)}")
-    print(f"quality search: {np.mean(search) * 1000:.0f} ms/photo mean, {np.max(search) * 1000:.0f} max "
+    print(f"quality search: {np.mean(search) * 1000:.0f} ms/photo mean, {np.max(search) * 1000:.0f} max, "
+          f"{np.mean(encodes):.1f} probe encodes/photo mean, {max(encodes)} max "
           f"(both formats; in ours-auto's time)")
     avif, jpeg = tally.bytes["ours-auto", "avif"], tally.bytes["ours-auto", "jpeg"]
     print(f"ours-auto AVIF / JPEG bytes: {avif / jpeg:.2f}x at mean scores {tally.mean('ours-auto', 'avif'):.2f} / "

@@ -128,7 +128,7 @@ def test_fixed_to_auto_and_a_new_target_are_reprocess_diffs(tmp_path: Path) -> N
     fixed = write_preset(tmp_path, "quality = 68")
     auto = write_preset(tmp_path, 'quality = "auto"\ntarget = 75\nmin = 30\nmax = 90')
     other_target = write_preset(tmp_path, 'quality = "auto"\ntarget = 80\nmin = 30\nmax = 90')
-    assert auto.formats[0].auto == AutoQuality(75.0, 30, 90, 60, 0.9, 3)
+    assert auto.formats[0].auto == AutoQuality(75.0, 30, 90, 60, 0.8, 3)
     assert len({fixed.version, auto.version, other_target.version}) == 3
     assert len({p.formats[0].spec for p in (fixed, auto, other_target)}) == 3
 

@@ -195,7 +195,9 @@ def run_with_a_killed_worker(settings: Settings, start_worker: Callable[..., Any
     seeding = build_services(settings, queue=RecordingQueue())
     ids = [add_photo(seeding, 360, 240, seed=i) for i in range(count)]
     presets = tmp_path / "presets.toml"
-    presets.write_text(Path(settings.presets_file).read_text().replace("quality = 80", "quality = 70"))
+    shipped = Path(settings.presets_file).read_text()
+    presets.write_text(shipped.replace("progressive = true", "progressive = false"))  # JPEG's, fixed or auto
+    assert presets.read_text() != shipped
     settings = settings.replace(presets_file=presets)
     target = settings.preset().version
     victim = start_worker(settings, name="victim")
