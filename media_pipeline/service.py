@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import mmap
-import os
-import secrets
-import tempfile
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import BinaryIO
 
 from config.settings import Settings
 from media_pipeline import animated_renditions, crop_renditions, duplicates, metrics, moderation, pipeline, vips, visibility
@@ -20,7 +13,6 @@ from media_pipeline.blocklists import Blocklists
 from media_pipeline.validation import HttpValidator, Validator
 from media_pipeline.catalog import Catalog, make_catalog
 from media_pipeline.errors import (
-    EmptyUpload,
     IdempotencyConflict,
     IdempotencyMismatch,
     MediaError,
@@ -29,20 +21,16 @@ from media_pipeline.errors import (
     QueueUnavailable,
     StorageError,
     StorageUnavailable,
-    UploadTooLarge,
 )
 from media_pipeline.hashindex import FeatureIndex, HashIndex, SqlFeatureIndex, SqlHashIndex
 from media_pipeline.models import Photo, PhotoStatus, Preset, Rendition
+from media_pipeline.photo_ids import is_photo_id, new_photo_id  # noqa: F401 - callers use service.is_photo_id
 from media_pipeline.probe import probe
 from media_pipeline.queue import TaskQueue
+from media_pipeline.spooled_upload import SpooledUpload
 from media_pipeline.storage import IMMUTABLE, PRIVATE, Storage, features_key, make_storage, original_key, rendition_key, rendition_prefix
 
 log = logging.getLogger(__name__)
-
-# Each read goes through the WSGI server's Python body reader: fewer, larger reads cost less (1 MB of
-# memory per upload in flight).
-_CHUNK = 1 << 20
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 @dataclass
@@ -78,81 +66,7 @@ def build_services(settings: Settings, queue: TaskQueue) -> Services:
                     if settings.validation_url else None)
 
 
-def new_photo_id(now: float | None = None) -> str:
-    """26 characters, Crockford base32: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
-    millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | secrets.randbits(80)
-    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
-
-
-def is_photo_id(value: str) -> bool:
-    return len(value) == 26 and all(c in _CROCKFORD for c in value)
-
-
 # --------------------------------------------------------------------------- uploads
-class SpooledUpload:
-    """An upload streamed to a temp file while counting bytes and hashing; nothing is held in memory."""
-
-    def __init__(self, tmp_dir: Path) -> None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.file: BinaryIO = _unnamed_file(tmp_dir)
-        self.size = 0
-        self._sha = hashlib.sha256()
-        self._map: mmap.mmap | None = None
-
-    @classmethod
-    def receive(cls, stream: BinaryIO, tmp_dir: Path, limit: int) -> "SpooledUpload":
-        upload = cls(tmp_dir)
-        try:
-            while chunk := stream.read(_CHUNK):
-                upload.size += len(chunk)
-                if upload.size > limit:
-                    raise UploadTooLarge(f"the upload is larger than {limit} bytes")
-                upload._sha.update(chunk)
-                upload.file.write(chunk)
-            if upload.size == 0:
-                raise EmptyUpload("the upload is empty")
-            upload.file.flush()
-        except BaseException:
-            upload.close()
-            raise
-        return upload
-
-    @property
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
-
-    def buffer(self) -> mmap.mmap:
-        """The bytes, mapped from the temp file (the page cache holds them, not the heap)."""
-        if self._map is None:
-            self._map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._map
-
-    def rewind(self) -> BinaryIO:
-        self.file.seek(0)
-        return self.file
-
-    def close(self) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass  # an image made from it still reads it: the map goes when the last one does
-            self._map = None
-        self.file.close()
-
-
-def _unnamed_file(folder: Path) -> BinaryIO:
-    """A temp file with no name that vanishes when closed, like ``tempfile.TemporaryFile``, but
-    opened without ``O_EXCL`` so the local storage backend can link it into place rather than
-    copy the upload a second time. Where ``O_TMPFILE`` is missing, an ordinary temp file."""
-    try:
-        fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
-    except (AttributeError, OSError):
-        return tempfile.TemporaryFile(dir=folder)  # type: ignore[return-value]
-    return os.fdopen(fd, "w+b")
-
-
 def ingest(services: Services, upload: SpooledUpload, owner: str | None, client: str | None = None) -> Photo:
     """Check the header, store the original durably, record the photo ``queued`` and queue it.
 
