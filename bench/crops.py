@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import Settings  # noqa: E402
 from media_pipeline import crop_renditions, crops, focus, pipeline, vips  # noqa: E402
-from media_pipeline.models import Box, Focus, Point, parse_aspect  # noqa: E402
+from media_pipeline.framing import Box, Focus, Point, parse_aspect  # noqa: E402
 
 ASPECTS = ("1:1", "4:5", "9:16", "16:9")
 LONG_SIDE = 1024

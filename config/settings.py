@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 from media_pipeline.apikeys import parse_keys
 from media_pipeline.blocklists import parse_sources
-from media_pipeline.models import AutoQuality, EncoderSettings, Preset, parse_aspect
+from media_pipeline.framing import parse_aspect
+from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 from media_pipeline.webhook_signature import secret_key
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")

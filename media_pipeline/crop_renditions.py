@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from media_pipeline import crops, metrics, pipeline
-from media_pipeline.models import EncodedRendition, EncoderSettings, Focus, Photo, PhotoStatus, Point, Preset, Rendition
+from media_pipeline.framing import Focus, Point
+from media_pipeline.models import EncodedRendition, EncoderSettings, Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.storage import IMMUTABLE, rendition_key
 
 if TYPE_CHECKING:

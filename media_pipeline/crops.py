@@ -23,7 +23,8 @@ import pyvips
 from media_pipeline import hdr
 from media_pipeline.encode import encode, rendition_traits
 from media_pipeline.errors import CorruptImage
-from media_pipeline.models import EncodedRendition, EncoderSettings, Focus, parse_aspect
+from media_pipeline.framing import Focus, parse_aspect
+from media_pipeline.models import EncodedRendition, EncoderSettings
 
 _ASPECT_PATH = re.compile(r"^([1-9][0-9]?)x([1-9][0-9]?)$")
 

@@ -25,7 +25,7 @@ from types import ModuleType
 import cv2
 import numpy as np
 
-from media_pipeline.models import Box, Focus, Point
+from media_pipeline.framing import Box, Focus, Point
 
 # The long side faces and saliency are looked for at: YuNet finds faces from about 10 px (5% of
 # it), and its time grows with the pixels (bench/crops.py: about 6 ms of CPU at 192 px against

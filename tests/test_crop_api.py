@@ -11,7 +11,7 @@ import pytest
 
 from media_pipeline import service, signing
 from media_pipeline.crops import crop_window
-from media_pipeline.models import Focus
+from media_pipeline.framing import Focus
 from media_pipeline.web import client_hints
 from tests import images
 

@@ -10,7 +10,7 @@ import pytest
 
 from media_pipeline import crops, focus
 from media_pipeline.crops import CropVariant, crop_height, crop_window
-from media_pipeline.models import Box, Focus, Point, parse_aspect
+from media_pipeline.framing import Box, Focus, Point, parse_aspect
 from tests import images
 
 

@@ -16,7 +16,8 @@ from PIL import Image
 
 from config.settings import Settings
 from media_pipeline import colour, crops, hdr, pipeline, service
-from media_pipeline.models import Focus, Point, Box, Preset
+from media_pipeline.framing import Box, Focus, Point
+from media_pipeline.models import Preset
 from media_pipeline.probe import probe
 from tests import images
 from tests.conftest import TESTDATA

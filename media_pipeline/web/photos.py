@@ -8,7 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from media_pipeline import crop_renditions, crops, duplicates, service, visibility
 from media_pipeline.errors import BadFocalPoint, BadQuery, BadVisibility, EmptyUpload, NotFound, NotReady, UploadError
-from media_pipeline.models import OUTPUT_EXTENSIONS, POSTER_SEGMENT, Animation, Duplicate, Photo, PhotoStatus, Point
+from media_pipeline.framing import Point
+from media_pipeline.models import OUTPUT_EXTENSIONS, POSTER_SEGMENT, Animation, Duplicate, Photo, PhotoStatus
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.timestamps import rfc3339
 from media_pipeline.web.access import key_name
