@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.origin import free_port, wait_http, wrk_run  # noqa: E402
+from bench.proc_memory import tree_memory_mib  # noqa: E402
 from bench.renditions import photo_jpeg  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
@@ -34,19 +35,7 @@ DEFAULTS = Settings.from_env({})
 
 def tree_rss_mib(pid: int) -> float:
     """RSS of a process and its children (the gunicorn master and workers)."""
-    total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
+    return tree_memory_mib(pid, ("VmRSS",))["VmRSS"]
 
 
 def measure(name: str, cmd: list[str], env: dict[str, str], base_url: str, path: str, script: Path,

@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.cut_link import CutLink  # noqa: E402
+from bench.proc_memory import tree_memory_mib  # noqa: E402
 from bench.origin import free_port, wait_http  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
@@ -154,20 +155,8 @@ def tree_rss(pid: int) -> tuple[float, float]:
     """(anonymous, file-backed) resident MiB of a process and its children: the heap apart from the
     pages of files the process maps (an upload's temp file is mapped to read its header; those
     pages are the page cache's, shared, and go when the file is closed)."""
-    totals = {"RssAnon:": 0, "RssFile:": 0}
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                name, *value = line.split()
-                if name in totals:
-                    totals[name] += int(value[0])
-        except FileNotFoundError:
-            continue
-    return totals["RssAnon:"] / 1024, totals["RssFile:"] / 1024
+    memory = tree_memory_mib(pid, ("RssAnon", "RssFile"))
+    return memory["RssAnon"], memory["RssFile"]
 
 
 def direct_upload(base: str, photo: Path) -> bool:
