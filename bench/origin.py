@@ -11,7 +11,7 @@ the same without open_file_cache (which the local front cannot have: a deleted p
 the API under gunicorn; the least a WSGI app under the same gunicorn can do (`bench/bare_origin.py`,
 one file: Python's ceiling); the front `media-pipeline nginx-config` generates for local storage
 (files served by nginx); the same photos on an S3 server on loopback with the API on it and the
-generated cache front (proxy_cache) before it. Prints req/s, p50/p99, the ratios to nginx (medians of the rounds), how many
+generated cache front (a mirror of the immutable URLs, proxy_cache for the rest) before it. Prints req/s, p50/p99, the ratios to nginx (medians of the rounds), how many
 requests got past each front to the API (from its /metrics), and first requests through the local
 front. With --pin (auto: 4 cores or more) wrk runs on the last core, the servers on the others.
 Asserts nothing.
@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=4)
     parser.add_argument("--photos", type=int, default=6, help="photos whose renditions the URLs rotate over")
     parser.add_argument("--misses", type=int, default=12, help="first requests for on-demand renditions through the front")
-    parser.add_argument("--shapes", default="local,s3", help="the fronts to run: local (storage folder), s3 (proxy_cache)")
+    parser.add_argument("--shapes", default="local,s3", help="the fronts to run: local (storage folder), s3 (mirror and proxy_cache)")
     parser.add_argument("--pin", choices=("auto", "on", "off"), default="auto",
                         help="wrk on the last core, the servers on the others (auto: with 4 cores or more)")
     args = parser.parse_args()
@@ -352,7 +352,7 @@ http {{
 def s3_servers(work: Path, args: argparse.Namespace, local: Settings, procs: list[subprocess.Popen[bytes]],
                stops: list[Callable[[], None]], pin: str | None, nginx_bin: str) -> list[Server]:
     """The S3 shape: the same photos on an S3 server on loopback (moto, in this process), the API
-    on it, and the generated cache front (proxy_cache) before that API."""
+    on it, and the generated cache front (mirror and proxy_cache) before that API."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
@@ -372,7 +372,7 @@ def s3_servers(work: Path, args: argparse.Namespace, local: Settings, procs: lis
                                                runtime_dir=work / "front-s3", run_as_me=True))
     procs.append(start(nginx.command(nginx_bin, front_conf), pin))
     return [Server("API on S3", f"http://127.0.0.1:{api_port}", paths),
-            Server("front, S3 shape (proxy_cache)", f"http://127.0.0.1:{front_port}", paths, counts_api=api_port)]
+            Server("front, S3 shape (mirror)", f"http://127.0.0.1:{front_port}", paths, counts_api=api_port)]
 
 
 if __name__ == "__main__":

@@ -369,6 +369,10 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     print(f"removed {targets} expired direct-upload targets")
     events = services.catalog.prune_events(time.time() - settings.events_keep_seconds)
     print(f"removed {events} events older than MP_EVENTS_KEEP_SECONDS")
+    from media_pipeline import front, nginx
+
+    copies = nginx.prune_mirror(nginx.front_for(settings), time.time())
+    print(f"removed {copies} copies in the nginx front's mirror not read for {front.MIRROR_UNREAD_DAYS} days")
     return 0
 
 

@@ -6,18 +6,23 @@ so cache hits and revalidations are nginx's and the app sees only misses. Two sh
 - ``local``: immutable rendition URLs ``/i/<id>/<spec>/<width>.<ext>`` are mapped onto the storage
   folder's keys ``renditions/<id>/<spec>/<width>.<ext>`` and sent by nginx itself, with the
   headers the app sends. Anything the mapping cannot answer goes to the app (its 404 goes to ``@app``),
-  and a deleted photo's files are gone from disk, so nginx cannot serve them. No descriptor cache
-  (``open_file_cache``): it would keep serving a deleted file through its open descriptor for up to
-  ``open_file_cache_valid``.
-- ``cache``: for S3 storage (URLs need the catalog), a ``proxy_cache`` in front of the app for every
-  image URL, with the negotiated URLs' ``Accept`` normalised to avif|webp|jpeg in the cache key;
-  a negotiated request with client hints bypasses the cache (the app picks its width).
+  and a deleted photo's files are gone from disk, so nginx serves them at most for the second its
+  descriptor cache (``open_file_cache_valid``) keeps them open.
+- ``cache``: for S3 storage (URLs need the catalog). Immutable rendition URLs are mirrored on disk:
+  the first request goes to the app and nginx keeps its 200 as a file under the URL's path
+  (``proxy_store``), later ones are sent from that file as in the local shape. Their bytes never
+  change, so the copy never goes stale; a purge deletes it. A ``proxy_cache`` holds every other image
+  URL, with the negotiated URLs' ``Accept`` normalised to avif|webp|jpeg in the cache key; a
+  negotiated request with client hints bypasses the cache (the app picks its width). Why a mirror and
+  not the cache for immutable URLs: a cache hit opens the entry, reads and parses its stored
+  header, where a file from the mirror is one descriptor kept open (0.65-0.69x of plain nginx's
+  rate against 0.86-0.93x, docs/performance.md#through-the-nginx-front).
 
-Validators in the local shape: nginx's own strong ETag (``"<mtime>-<size>"`` in hex) and
-Last-Modified, not the app's content hash, which lives in a sidecar nginx cannot read. The file
-behind an immutable key is only ever replaced whole (a rename), which gives it a new mtime, so the
-ETag changes whenever the bytes can have. A cache holding the app's ETag for the same URL gets one
-full 200 instead of a 304 from nginx, never a wrong 304.
+Validators: nginx's own strong ETag (``"<mtime>-<size>"`` in hex) and Last-Modified. The app
+sends the same for immutable URLs (``web/images.immutable_validator``): in the local shape nginx
+sends the storage object itself, and the mirror's copies take the app's Last-Modified as their
+mtime (``proxy_store`` does that), so a client revalidates with whichever it got. The file behind
+an immutable key is only ever replaced whole (a rename), which gives it a new mtime.
 
 Pure: no I/O; ``cli.py`` reads the settings and prints or writes the text.
 """
@@ -60,6 +65,7 @@ class Front:
     runtime_dir: Path  # nginx's pid file, temp folders and error log
     storage_objects: Path | None = None  # local shape: the folder of storage keys
     cache_dir: Path | None = None  # cache shape: proxy_cache_path
+    mirror_dir: Path | None = None  # cache shape: the immutable URLs' copies (none: they go through the cache)
     cache_max_size: str = "10g"
     server_name: str = "_"
     user: str | None = None  # only matters when nginx starts as root
@@ -95,6 +101,12 @@ def cache_file(cache_dir: Path, key: str) -> Path:
     then the two before it."""
     digest = hashlib.md5(key.encode()).hexdigest()
     return cache_dir / digest[-1] / digest[-3:-1] / digest
+
+
+def mirror_files(mirror_dir: Path, paths: Iterable[str]) -> list[Path]:
+    """Where the cache shape's mirror keeps these paths' copies (only immutable URLs have one)."""
+    pattern = re.compile(IMMUTABLE_PATH.replace("(?<", "(?P<"))
+    return [mirror_dir / path.lstrip("/") for path in paths if pattern.match(path)]
 
 
 def render(front: Front) -> str:
@@ -147,7 +159,7 @@ def render(front: Front) -> str:
         "    proxy_http_version 1.1;",
         *PROXY_HEADERS,
         "",
-        *_indent(_local_locations(front) if front.shape == "local" else _cache_locations()),
+        *_indent(_local_locations(front) if front.shape == "local" else _mirror_locations(front) + _cache_locations()),
         "",
         "    location / {",
         "        proxy_pass http://media_pipeline_app;",
@@ -170,12 +182,13 @@ def _nopush(shape: str) -> list[str]:
             "tcp_nopush off;"]
 
 
-# How long the local shape may go on sending a deleted photo's file (open_file_cache_valid).
+# How long the local shape and the mirror may go on sending a deleted photo's file (open_file_cache_valid).
 DELETED_SERVED_AT_MOST_SECONDS = 1
+# The mirror's copies not read for this long are deleted by `cleanup` (the proxy_cache's `inactive`).
+MIRROR_UNREAD_DAYS = 7
 
 
 def _local_locations(front: Front) -> list[str]:
-    types = " ".join(f"{OUTPUT_CONTENT_TYPES[fmt]} {ext};" for ext, fmt in EXTENSION_FORMATS.items())
     return [
         "# Immutable renditions, straight from the storage folder. A key not on disk (unknown id,",
         "# not rendered yet, deleted photo) is nginx's 404, which goes to the app: it answers it or its own 404.",
@@ -183,6 +196,48 @@ def _local_locations(front: Front) -> list[str]:
         # alias and a 404 to the app rather than root and try_files: one file lookup a request, not two.
         f"    alias {front.storage_objects}/renditions/$photo/$spec/$name;",
         "    error_page 404 = @app;",
+        *_from_disk(),
+        "    # A hidden photo (its owner opted out, or it was hidden: media_pipeline/visibility.py) has a",
+        "    # marker in the storage folder: the app answers its 404.",
+        f"    if (-f {front.storage_objects}/hidden/$photo) {{ return 418; }}",
+        "}",
+        "",
+        *_app_location(),
+    ]
+
+
+def _mirror_locations(front: Front) -> list[str]:
+    if front.mirror_dir is None:
+        return []
+    return [
+        "# Immutable renditions from the mirror: a copy of the app's first 200 for each URL, kept under",
+        "# its path. Not there yet (or purged: a deleted or hidden photo's copies are deleted) is a 404,",
+        "# which goes to the app; its 200 is stored, its errors are not. `media-pipeline cleanup`",
+        f"# deletes copies not read for {MIRROR_UNREAD_DAYS} days.",
+        f'location ~ "{IMMUTABLE_PATH}" {{',
+        f"    root {front.mirror_dir};",
+        "    error_page 404 = @mirror_fill;",
+        *_from_disk(),
+        "    add_header X-Cache-Status HIT;",
+        "}",
+        "",
+        "location @mirror_fill {",
+        "    proxy_pass http://media_pipeline_app;",
+        f"    proxy_store {front.mirror_dir}$uri;",
+        "    proxy_store_access user:rw group:r all:r;",
+        "    add_header X-Cache-Status MISS always;",
+        "}",
+        "",
+        *_app_location(),
+        "",
+    ]
+
+
+def _from_disk() -> list[str]:
+    """What a location that sends rendition files from disk adds to its file: the app's headers,
+    validators, HEAD and 304 by nginx, Range requests and 404s by the app."""
+    types = " ".join(f"{OUTPUT_CONTENT_TYPES[fmt]} {ext};" for ext, fmt in EXTENSION_FORMATS.items())
+    return [
         "    log_not_found off;",
         # Open descriptors kept for a second: a revalidation is then a recvfrom and a writev, and
         # a deleted photo's file is served through its old descriptor for at most that second
@@ -200,20 +255,16 @@ def _local_locations(front: Front) -> list[str]:
         "    # Range requests go to the app, whose 416 is no-store JSON (nginx's would carry this location's headers).",
         "    error_page 418 = @app;",
         '    if ($http_range) { return 418; }',
-        "    # A hidden photo (its owner opted out, or it was hidden: media_pipeline/visibility.py) has a",
-        "    # marker in the storage folder: the app answers its 404.",
-        f"    if (-f {front.storage_objects}/hidden/$photo) {{ return 418; }}",
         f'    add_header Cache-Control "{IMMUTABLE}";',
         "    add_header X-Content-Type-Options nosniff;",
         # The owner is not in the URL: nginx tags the photo; the app's answers tag the owner too.
         '    add_header Surrogate-Key "photo-$photo";',
         '    add_header Cache-Tag "photo-$photo";',
-        "}",
-        "",
-        "location @app {",
-        "    proxy_pass http://media_pipeline_app;",
-        "}",
     ]
+
+
+def _app_location() -> list[str]:
+    return ["location @app {", "    proxy_pass http://media_pipeline_app;", "}"]
 
 
 def _cache_http(front: Front) -> list[str]:
@@ -221,7 +272,7 @@ def _cache_http(front: Front) -> list[str]:
     return [
         "",
         f"proxy_cache_path {front.cache_dir} levels=1:2 keys_zone={CACHE_ZONE}:16m max_size={front.cache_max_size}",
-        "                 inactive=7d use_temp_path=off;",
+        f"                 inactive={MIRROR_UNREAD_DAYS}d use_temp_path=off;",
         "# Negotiated URLs (/i/<id>/<width>, and a crop's or a poster's): the cache key and the Accept sent upstream are one of",
         "# three classes, so the cache holds three variants, not one per browser's Accept string.",
         "map $uri $mp_negotiated {",
@@ -254,8 +305,8 @@ def _accepts(fmt: str) -> str:
 
 def _cache_locations() -> list[str]:
     return [
-        "# Every image URL through the cache: validity from the app's Cache-Control (a year for",
-        "# immutable URLs, MP_STABLE_MAX_AGE for stable ones; its 404s are no-store).",
+        "# Every other image URL through the cache: validity from the app's Cache-Control (a year for",
+        "# immutable URLs without the mirror, MP_STABLE_MAX_AGE for stable ones; its 404s are no-store).",
         "location /i/ {",
         "    proxy_pass http://media_pipeline_app;",
         f"    proxy_cache {CACHE_ZONE};",

@@ -32,6 +32,7 @@ def front_for(settings: Settings, listen: str | None = None, upstream: str | Non
         runtime_dir=run,
         storage_objects=(settings.effective_storage_dir / "objects").resolve(),
         cache_dir=run / "cache",
+        mirror_dir=run / "mirror",
         server_name=front.server_name_for(settings.public_base_url),
         user=getpass.getuser() if run_as_me and os.geteuid() == 0 else None,
     )
@@ -48,8 +49,10 @@ def prepare(config: front.Front) -> Path:
     """Write the configuration and make the folders it names; the path of the file."""
     for sub in ("", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (config.runtime_dir / sub).mkdir(parents=True, exist_ok=True)
-    if config.cache_dir is not None and config.shape == "cache":
-        config.cache_dir.mkdir(parents=True, exist_ok=True)
+    if config.shape == "cache":
+        for folder in (config.cache_dir, config.mirror_dir):
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
     path = config.runtime_dir / "nginx.conf"
     path.write_text(front.render(config))
     return path
@@ -61,15 +64,45 @@ def command(binary: str, conf: Path) -> list[str]:
 
 
 def purge_cache(config: front.Front, paths: list[str]) -> int:
-    """Delete the cache shape's entries for these paths (nginx open source has no purge): nginx
-    finds an entry's file gone, takes it as a miss and asks the app. How many were there."""
-    if config.shape != "cache" or config.cache_dir is None or not config.cache_dir.is_dir():
+    """Delete the cache shape's entries and mirror copies for these paths (nginx open source has no
+    purge): nginx finds them gone, takes it as a miss and asks the app. How many were there."""
+    if config.shape != "cache":
         return 0
+    files = []
+    if config.cache_dir is not None and config.cache_dir.is_dir():
+        files += [front.cache_file(config.cache_dir, key) for key in front.cache_keys(paths)]
+    if config.mirror_dir is not None and config.mirror_dir.is_dir():
+        files += front.mirror_files(config.mirror_dir, paths)
     removed = 0
-    for key in front.cache_keys(paths):
+    for file in files:
         try:
-            front.cache_file(config.cache_dir, key).unlink()
+            file.unlink()
             removed += 1
         except FileNotFoundError:
             pass
+    return removed
+
+
+def prune_mirror(config: front.Front, now: float) -> int:
+    """Delete the mirror's copies not read for MIRROR_UNREAD_DAYS (by access time: Linux's default
+    ``relatime`` updates it at least daily; on a ``noatime`` mount a copy is refetched once a
+    week) and the folders that leaves empty. How many copies went."""
+    if config.shape != "cache" or config.mirror_dir is None or not config.mirror_dir.is_dir():
+        return 0
+    cutoff = now - front.MIRROR_UNREAD_DAYS * 86400
+    removed = 0
+    for folder, _, names in os.walk(config.mirror_dir, topdown=False):
+        for name in names:
+            path = Path(folder) / name
+            try:
+                if path.stat().st_atime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        if Path(folder) != config.mirror_dir:
+            try:
+                Path(folder).rmdir()
+            except OSError:  # not empty
+                pass
     return removed

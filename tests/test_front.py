@@ -113,6 +113,12 @@ def test_hits_revalidations_and_heads_never_reach_the_app(through_front: Any, se
     assert client.head(url).headers["Content-Length"] == str(len(stored))
     assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
     assert calls == []
+    # The app's answer for the same URL (a Range request is the app's) has nginx's validators, so a
+    # client that got the file from either revalidates with either.
+    from_app = client.get(url, headers={"Range": "bytes=0-9"})
+    assert calls == [f"GET {url}"] and from_app.status_code == 206
+    assert (from_app.headers["ETag"], from_app.headers["Last-Modified"]) == (first.headers["ETag"], first.headers["Last-Modified"])
+    calls.clear()
     assert client.get(f"/i/{photo['id']}/640.avif").data == stored  # a stable URL is the app's
     assert calls == [f"GET /i/{photo['id']}/640.avif"]
 
@@ -194,13 +200,21 @@ def test_the_s3_front_caches_and_a_deleted_photo_leaves_its_cache_and_the_cdn(s3
     calls.clear()
     again = [client.get(url, headers=h) for url, h in asks]
     again.append(client.get(f"/i/{pid}/640", headers={"Accept": "image/avif,*/*;q=0.8"}))  # another browser, same class
+    # The immutable URL's hits come from the mirror, with nginx's validator, which the app's first
+    # answer already carried: a client holding it gets 304s from nginx.
     again.append(client.get(immutable, headers={"If-None-Match": first[0].headers["ETag"]}))
-    assert [r.headers["X-Cache-Status"] for r in again] == ["HIT"] * 7 and calls == []
+    again.append(client.get(immutable, headers={"If-Modified-Since": first[0].headers["Last-Modified"]}))
+    assert [r.headers["X-Cache-Status"] for r in again] == ["HIT"] * 8 and calls == []
     assert [r.data for r in again[:5]] == [r.data for r in first] and again[5].data == first[2].data
-    assert again[6].status_code == 304
-    assert again[0].headers["Surrogate-Key"] == f"photo-{pid} owner-ann"
+    assert again[0].headers["ETag"] == first[0].headers["ETag"] and again[0].headers["Last-Modified"] == first[0].headers["Last-Modified"]
+    assert again[6].status_code == 304 and again[7].status_code == 304
+    assert again[0].headers["Cache-Control"] == first[0].headers["Cache-Control"] == front.IMMUTABLE
+    assert again[0].headers["Content-Type"] == "image/avif" and again[0].headers["X-Content-Type-Options"] == "nosniff"
+    assert again[0].headers["Surrogate-Key"] == f"photo-{pid}"  # the mirror knows the photo from the URL, not its owner
+    assert first[0].headers["Surrogate-Key"] == f"photo-{pid} owner-ann"
 
     assert client.delete(f"/v1/photos/{pid}").status_code == 204
+    time.sleep(front.DELETED_SERVED_AT_MOST_SECONDS + 0.1)  # the mirror's descriptor cache
     for url, h in asks:
         gone = client.get(url, headers=h)
         assert gone.status_code == 404 and gone.headers["Cache-Control"] == "no-store", url
@@ -257,3 +271,49 @@ def test_hinted_negotiated_requests_pass_the_s3_front_uncached(s3_front: Any) ->
     assert calls == [f"GET /i/{pid}/320"] * 2
     after = client.get(f"/i/{pid}/320", headers={"Accept": "*/*"})  # the cached 320 was not replaced by a hinted answer
     assert after.headers["X-Cache-Status"] == "HIT" and after.data == plain[0].data
+
+
+def test_the_s3_fronts_mirror_keeps_the_apps_whole_200s_and_nothing_else(s3_front: Any) -> None:
+    """An immutable URL's first GET is the app's, and its bytes are then a file of the mirror that
+    nginx sends; a HEAD, a Range request, a conditional request and a 404 leave nothing behind."""
+    client, services, calls, _ = s3_front
+    photo = ready_photo(client, services)
+    pid = photo["id"]
+    mirror = nginx.front_for(services.settings).mirror_dir
+    assert mirror is not None
+    rendition = next(r for r in photo["renditions"] if r["width"] == 320 and r["format"] == "jpeg")
+    url = rendition["url"]
+    copy = mirror / url.lstrip("/")
+    unknown = url.replace(pid, "0" * 26)
+    calls.clear()
+    head = client.open(url, "HEAD")
+    part = client.get(url, headers={"Range": "bytes=0-99"})
+    conditional = client.get(url, headers={"If-None-Match": '"not-it"', "Range": ""})
+    missing = client.get(unknown)
+    assert head.status_code == 200 and part.status_code == 206 and len(part.data) == 100
+    assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store"
+    assert not (mirror / unknown.lstrip("/")).exists()
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole.headers["X-Cache-Status"] in ("MISS", "HIT")
+    assert copy.read_bytes() == whole.data == conditional.data
+    assert Image.open(io.BytesIO(whole.data)).size == (320, rendition["height"])
+    calls.clear()
+    hit = client.get(url)
+    assert hit.headers["X-Cache-Status"] == "HIT" and hit.data == whole.data and calls == []
+    assert client.open(url, "HEAD").headers["Content-Length"] == str(len(whole.data)) and calls == []
+
+
+def test_cleanup_prunes_mirror_copies_nobody_read_for_a_week(tmp_path: Path) -> None:
+    config = front.Front("127.0.0.1:1", "http://127.0.0.1:2", "cache", tmp_path, cache_dir=tmp_path / "cache",
+                         mirror_dir=tmp_path / "mirror")
+    photo = "0" * 26
+    old, fresh = (config.mirror_dir / "i" / photo / spec / "320.jpg" for spec in ("aaaa", "bbbb"))  # type: ignore[operator]
+    for path in (old, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"jpeg")
+    now = time.time()
+    week_ago = now - front.MIRROR_UNREAD_DAYS * 86400 - 60
+    os.utime(old, (week_ago, week_ago))
+    assert nginx.prune_mirror(config, now) == 1
+    assert not old.exists() and not old.parent.exists() and fresh.read_bytes() == b"jpeg"
+    assert nginx.purge_cache(config, [f"/i/{photo}/bbbb/320.jpg", f"/i/{photo}/320.jpg"]) == 1 and not fresh.exists()

@@ -22,7 +22,7 @@ from media_pipeline import metrics, purge
 from media_pipeline.errors import MediaPipelineError
 from media_pipeline.models import EXTENSION_FORMATS
 from media_pipeline.service import IMMUTABLE, Services
-from media_pipeline.web.images import CHUNK, not_modified, object_headers, stream_chunks
+from media_pipeline.web.images import CHUNK, immutable_validator, not_modified, object_headers, stream_chunks
 
 ROUTE = "/i/<photo_id>/<spec>/<name>"  # the Flask rule it stands in for, as metrics label it
 _VERSIONED = re.compile(r"^/i/([0-9a-z]{26})/([0-9a-z]{1,64})/([0-9]{1,5})\.(" + "|".join(EXTENSION_FORMATS) + r")$")
@@ -60,7 +60,7 @@ class ImmutableRenditions:
         rendition = lookup.find(fmt) if lookup is not None else None
         if rendition is None:
             return None
-        info = self.services.storage.stat(rendition.key)
+        info = immutable_validator(self.services.storage.stat(rendition.key))
         headers = list(object_headers(info, IMMUTABLE, tags=purge.tags(photo_id, lookup.owner if lookup else None)).items())
         if not_modified(info, parse_etags(environ.get("HTTP_IF_NONE_MATCH")), parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))):
             remove_entity_headers(headers)  # as werkzeug does for Flask's 304s (RFC 9110 15.4.5)

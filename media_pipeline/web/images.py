@@ -20,6 +20,7 @@ URL resolves through the catalog to a key under ``renditions/``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 from datetime import datetime
 from typing import Iterator, Sequence
@@ -59,7 +60,7 @@ def versioned(photo_id: str, spec: str, name: str) -> Response:
     if fmt is None:
         raise NotFound("no such rendition")
     rendition, owner = _resolve(photo_id, width, (fmt,), spec=spec, signed=False)
-    return _serve(rendition, service.IMMUTABLE, vary=None, tags=purge.tags(photo_id, owner))
+    return _serve(rendition, service.IMMUTABLE, vary=None, tags=purge.tags(photo_id, owner), immutable=True)
 
 
 @bp.route("/i/<photo_id>/<name>", methods=["GET", "HEAD"])
@@ -205,6 +206,16 @@ def object_headers(info: ObjectInfo, cache_control: str, vary: str | None = None
     return headers
 
 
+def immutable_validator(info: ObjectInfo) -> ObjectInfo:
+    """An immutable URL's object with nginx's validator, ``"<mtime>-<size>"`` in hex (whole seconds
+    of its Last-Modified): the nginx front sends these files itself (the local shape from the
+    storage folder, the cache shape from its mirror, whose copies take the app's Last-Modified as
+    their mtime), so a client or CDN that got the file from either revalidates with a validator
+    both know. Strong: the bytes behind an immutable key never change, and a file rewritten whole
+    gets a new mtime."""
+    return dataclasses.replace(info, etag=f"{int(info.last_modified):x}-{info.size:x}")
+
+
 def not_modified(info: ObjectInfo, if_none_match: ETags, if_modified_since: datetime | None) -> bool:
     """RFC 9110: If-None-Match decides when present (weak comparison); else If-Modified-Since."""
     if if_none_match:
@@ -212,9 +223,11 @@ def not_modified(info: ObjectInfo, if_none_match: ETags, if_modified_since: date
     return if_modified_since is not None and int(info.last_modified) <= if_modified_since.timestamp()
 
 
-def _serve(rendition: Rendition, cache_control: str, vary: str | None, tags: Sequence[str]) -> Response:
+def _serve(rendition: Rendition, cache_control: str, vary: str | None, tags: Sequence[str], immutable: bool = False) -> Response:
     svc = services()
     info = svc.storage.stat(rendition.key)
+    if immutable:
+        info = immutable_validator(info)
     headers = object_headers(info, cache_control, vary, tags)
     if not_modified(info, request.if_none_match, request.if_modified_since):
         return Response(status=304, headers=headers)
