@@ -8,8 +8,10 @@
   ``X-MP-Signature: sha256=<hex HMAC-SHA256 of the body with MP_PURGE_SECRET>``, and the
   Standard Webhooks headers (webhook_signature.py; ``webhook-id`` is the purge's id).
 - The nginx front on this host (cache shape): its entries for the photo's URLs are deleted by key
-  hash after the photo's objects and rows are gone, before the DELETE answers; nginx then finds
-  them missing and asks the app, which answers 404. The local shape caches nothing.
+  hash, and the immutable URLs' mirror copies, after the photo's objects and rows are gone, before
+  the DELETE answers, and once more 30 s later (a fill that began before the delete stores its copy
+  when it ends); nginx then finds them missing and asks the app, which answers 404. The local shape
+  caches nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import urllib.error
 from typing import TYPE_CHECKING
 
-from media_pipeline import nginx, purge, webhook_signature, webhooks
+from media_pipeline import front, nginx, purge, webhook_signature, webhooks
 from media_pipeline.backoff import retry_delay
 from media_pipeline.models import Photo
 
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = 1.0
 LAST_RETRY = 3600.0
 LEASE = 60.0  # a claimed purge is not sent by anyone else for this long
+# The front's second purge: longer than a fill of the largest rendition from storage takes.
+FRONT_PURGED_AGAIN_AFTER = 30.0
 TIMEOUT = 10.0
 
 
@@ -45,9 +49,21 @@ def before_delete(services: "Services", photo: Photo) -> list[str]:
 
 
 def after_delete(services: "Services", paths: list[str]) -> None:
-    nginx.purge_cache(nginx.front_for(services.settings), paths)
+    purge_front(nginx.front_for(services.settings), paths, FRONT_PURGED_AGAIN_AFTER)
     if services.settings.purge_url:
         threading.Thread(target=_deliver_quietly, args=(services,), name="purge-hook", daemon=True).start()
+
+
+def purge_front(config: front.Front, paths: list[str], again_after: float) -> None:
+    """Drop the paths from the nginx front's cache and mirror, now and once more ``again_after``
+    seconds later: a request that read the catalog before the photo went may still be streaming
+    the object from storage to nginx, which stores it when it ends, after the first purge."""
+    if config.shape != "cache":
+        return
+    nginx.purge_cache(config, paths)
+    again = threading.Timer(again_after, nginx.purge_cache, args=(config, paths))
+    again.daemon = True
+    again.start()
 
 
 def purge_now(services: "Services", tags: list[str], paths: list[str]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from media_pipeline import purging, service
+from media_pipeline import front, purging, service
 from media_pipeline.service import build_services
 from tests import images
 from tests.conftest import ingest_bytes
@@ -91,3 +91,21 @@ def test_a_crops_urls_are_purged_with_its_aspect() -> None:
     paths = purge.photo_paths("p1", [crop, whole])
     assert {"/i/p1/abc/640.jpg", "/i/p1/4x5/640.jpg", "/i/p1/4x5/640", "/i/p1/def/640.avif", "/i/p1/640.avif", "/i/p1/640"} <= set(paths)
     assert "/i/p1/640.jpg" not in paths  # the crop is not the whole picture's stable URL
+
+
+def test_the_fronts_copies_are_purged_again_after_a_fill_that_ended_late(tmp_path: Any) -> None:
+    """A request that read the catalog before the delete may store its copy in the mirror after the
+    first purge: the second one, a while later, removes it."""
+    config = front.Front("127.0.0.1:1", "http://127.0.0.1:2", "cache", tmp_path, cache_dir=tmp_path / "cache",
+                         mirror_dir=tmp_path / "mirror")
+    path = f"/i/{'0' * 26}/abcd/320.jpg"
+    copy = tmp_path / "mirror" / path.lstrip("/")
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"jpeg")
+    purging.purge_front(config, [path], again_after=0.3)
+    assert not copy.exists()
+    copy.write_bytes(b"jpeg")  # the late fill
+    deadline = time.monotonic() + 5
+    while copy.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not copy.exists()
