@@ -10,7 +10,8 @@
     │   ├── ChecksumMismatch            460 checksum_mismatch     (a tus chunk and its Upload-Checksum)
     │   ├── UploadNotSent               409 upload_missing        (a direct upload completed before it was sent)
     │   ├── UploadUsed                  409 upload_used           (a direct upload's one-time target, again)
-    │   └── UploadExpired               410 upload_expired
+    │   ├── UploadExpired               410 upload_expired
+    │   └── BodyTimeout                 408 body_timeout          (a tus PATCH whose body stopped coming)
     ├── MediaError                      (the image itself is bad: never retried)
     │   ├── UnsupportedFormat           415 unsupported_format
     │   ├── ImageTooLarge               422 too_many_pixels
@@ -98,6 +99,11 @@ class UploadUsed(UploadError):
 class UploadExpired(UploadError):
     http_status = 410
     code = "upload_expired"
+
+
+class BodyTimeout(UploadError):
+    http_status = 408
+    code = "body_timeout"
 
 
 class MediaError(MediaPipelineError):

@@ -255,3 +255,52 @@ def test_s3_out_of_reach_is_the_projects_503(client: Any, services: Any, queue: 
     answer = patch(cut_off, location, 1000, PHOTO[1000:])
     assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "storage_unavailable"
     assert "Photo-Id" in patch(client, location, 1000, PHOTO[1000:]).headers
+
+
+@pytest.fixture
+def impatient_api(services: Any) -> Any:
+    """The app on a real HTTP server whose tus PATCHes wait one second for body bytes."""
+    from werkzeug.serving import make_server
+
+    settings = services.settings.replace(tus_body_timeout_seconds=1)
+    impatient = build_services(settings, queue=services.queue)
+    server = make_server("127.0.0.1", 0, create_app(settings, services=impatient), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield impatient, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_client_that_vanished_mid_body_lets_go_of_its_upload(impatient_api: Any, big_photo: bytes) -> None:
+    """A PATCH whose client stops sending without closing its connection (a phone that changed
+    networks) ends after MP_TUS_BODY_TIMEOUT_SECONDS with what arrived kept, so the client that
+    resumes from the new offset finishes the upload instead of waiting on the lock forever."""
+    import socket
+    from urllib.parse import urlparse
+
+    import requests
+
+    services, base = impatient_api
+    created = requests.post(f"{base}/v1/tus/", headers={**TUS, "Upload-Length": str(len(big_photo))}, timeout=10)
+    url = f"{base}{urlparse(created.headers['Location']).path}"
+    parsed = urlparse(url)
+    sent = 300_000
+    head = (f"PATCH {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {len(big_photo)}\r\n\r\n")
+    with socket.create_connection((parsed.hostname, parsed.port)) as stalled:
+        stalled.sendall(head.encode() + big_photo[:sent])  # and then nothing, with the connection open
+        started = time.monotonic()
+        stalled.settimeout(10)
+        answer = stalled.recv(65536).decode(errors="replace")
+        waited = time.monotonic() - started
+        while "body_timeout" not in answer and (more := stalled.recv(65536)):
+            answer += more.decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer, answer[:300]
+        assert 0.5 < waited < 5
+        offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
+        assert sent - 65536 < offset <= sent  # kept to the last whole read of the body (64 KiB)
+        done = requests.patch(url, data=big_photo[offset:], timeout=30,
+                              headers={**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+    assert done.status_code == 204, done.text
+    photo = services.catalog.get_photo(done.headers["Photo-Id"])
+    assert services.storage.get(photo.original_key) == big_photo

@@ -102,6 +102,7 @@ PATHS: dict[str, Any] = {
                 "204": {"description": "Appended: the new Upload-Offset; Photo-Id and Photo-Location after the last byte"},
                 "400": _error("No or a malformed Tus-Resumable header, a bad Upload-Offset or Upload-Checksum"),
                 "404": _error("No such upload, or it expired"),
+                "408": _error("No byte of the body for MP_TUS_BODY_TIMEOUT_SECONDS: what arrived is kept (HEAD for the offset)"),
                 "409": _error("Upload-Offset is not where the upload is"),
                 "412": _error("Another Tus-Resumable version"),
                 "413": _error("More bytes than Upload-Length"),

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from flask import Blueprint, Response, request, url_for
 
 from media_pipeline import service
-from media_pipeline.errors import MediaError, NotOctetStream, OffsetMismatch, TusVersionMismatch, UploadError, UploadTooLarge
+from media_pipeline.errors import BodyTimeout, MediaError, NotOctetStream, OffsetMismatch, TusVersionMismatch, UploadError, UploadTooLarge
 from media_pipeline.resumable import TusStore, UploadState, make_tus_store, parse_metadata
 from media_pipeline.service import Services, SpooledUpload
 from media_pipeline.web.access import key_name
@@ -132,7 +135,14 @@ def terminate(upload_id: str) -> tuple[str, int]:
 def _receive(svc: Services, state: UploadState, now: float, offset: int | None = None) -> tuple[UploadState, dict[str, str]]:
     """Append the request body; on the last byte, make the photo."""
     uploads = store(svc)
-    state = uploads.append(state.id, state.offset if offset is None else offset, request.stream, now, _checksum())
+    limit = svc.settings.tus_body_timeout_seconds
+    try:
+        with _body_read_timeout(limit):
+            state = uploads.append(state.id, state.offset if offset is None else offset, request.stream, now, _checksum())
+    except Exception as exc:
+        if not _timed_out(exc):
+            raise
+        raise BodyTimeout(f"no byte of the body for {limit} s: what arrived is kept; HEAD for the offset and resume") from None
     if not state.complete or state.photo_id is not None:
         return state, _photo_headers(state)
     with uploads.open(state.id) as body:
@@ -147,6 +157,37 @@ def _receive(svc: Services, state: UploadState, now: float, offset: int | None =
         upload.close()
     state = uploads.finish(state.id, photo.id, now)  # and the bytes go: the original holds them
     return state, _photo_headers(state)
+
+
+@contextmanager
+def _body_read_timeout(seconds: int) -> Iterator[None]:
+    """Reads of the request's body fail with TimeoutError after ``seconds`` without a byte. The
+    PATCH holds its upload's lock while it reads, and a client gone without a FIN or reset (a
+    phone that changed networks) would otherwise hold it until the connection dies, which under
+    gunicorn's threads and werkzeug's server without a proxy is never."""
+    connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if not seconds or not isinstance(connection, socket.socket):
+        yield
+        return
+    before = connection.gettimeout()
+    connection.settimeout(seconds)
+    try:
+        yield
+    finally:
+        try:
+            connection.settimeout(before)
+        except OSError:  # closed meanwhile
+            pass
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether a body read timed out: werkzeug's request stream turns the TimeoutError into a
+    ClientDisconnected (400) raised from it."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _photo_headers(state: UploadState) -> dict[str, str]:
