@@ -60,6 +60,17 @@ def test_crops_bench_runs(tmp_path: Path) -> None:
     assert "user focal point honoured: 16/16" in done.stdout
 
 
+def test_crops_cost_bench_runs(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(images.natural(1400, 1000, seed=4)))
+    done = subprocess.run([sys.executable, "bench/crops.py", str(tmp_path), "--cases", "0", "--repeat", "1", "--cost", str(photo)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| photo.jpg |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert len(cells) == 8 and float(cells[3]) > 1 and float(cells[7]) > 1  # crops cost something, in both measures
+
+
 def test_events_bench_runs() -> None:
     done = subprocess.run([sys.executable, "bench/events.py", "--photos", "3", "--megapixels", "0.3", "--backlog", "20"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
