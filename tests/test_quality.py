@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from config.settings import load_preset
+from config.presets import load_preset
 from media_pipeline import PIPELINE_VERSION, autoquality, pipeline, ssimulacra2
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 from tests import images
