@@ -33,7 +33,7 @@ from config.settings import Settings  # noqa: E402
 from media_pipeline import duplicates, pipeline, service  # noqa: E402
 from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
-from media_pipeline.keypoints import INDEXED, keys  # noqa: E402
+from media_pipeline.keypoints import index_keys  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
 from media_pipeline.storage import features_key  # noqa: E402
 from media_pipeline.storage.memory import MemoryStorage  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     def add(photo_id: str, identity: pipeline.Identity, own: int) -> None:
         index.add(photo_id, None, [(h.view, h.value) for h in identity.fingerprint.stored])
         services.storage.put(features_key(photo_id), identity.features.to_bytes(), "application/octet-stream")
-        services.feature_index.add(photo_id, None, keys(identity.features, INDEXED))
+        services.feature_index.add(photo_id, None, index_keys(identity.features))
         source[photo_id] = own
 
     overlaid: dict[str, list[pipeline.Identity]] = {name: [] for name in edits.OVERLAYS}
