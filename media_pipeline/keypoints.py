@@ -41,6 +41,10 @@ GRID = 4
 # a zoom or a collage cell the picture is enlarged 1.3-3x, and ORB's pyramid gives its coarse
 # levels, where the original's keypoints would be met, a small share of the budget.
 SEARCH_SCALES = (0.75, 0.55, 0.4)
+# ORB finds nothing within its patch border (31 px) of an edge: in a thin collage cell shrunk to
+# 0.4 that is most of it. The shrunk copies are padded by their edge pixels so keypoints are found
+# up to the edge (the pad itself is masked out).
+_EDGE = 31
 SEARCH_FEATURES = 100  # 200 found no more (dev corpus) and cost 1-2 ms more a lookup in descriptor matching
 MIN_FEATURES = 8  # fewer keypoints than this cannot be verified: nothing is indexed or searched
 MIN_VOTES = 2  # a candidate sharing a single key is noise
@@ -147,25 +151,31 @@ def search_features(image: np.ndarray, features: LocalFeatures, mask: np.ndarray
     points, descriptors = [features.points], [features.descriptors]
     for scale in SEARCH_SCALES:
         size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
-        if min(size) < _MIN_SIDE:
+        if min(size) < _MIN_SIDE // 2:
             break
         small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         small_mask = None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        found, described = _detect(small, SEARCH_FEATURES, small_mask)
+        found, described = _detect(small, SEARCH_FEATURES, small_mask, pad=True)
         points.append(found / np.float32(scale))
         descriptors.append(described)
     return LocalFeatures(np.concatenate(points), np.concatenate(descriptors), features.thumbnail)
 
 
-def _detect(grey: np.ndarray, count: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``count`` ORB keypoints of ``grey`` (points, descriptors), strongest first."""
-    if min(grey.shape) < _MIN_SIDE:
+def _detect(grey: np.ndarray, count: int, mask: np.ndarray | None, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` ORB keypoints of ``grey`` (points, descriptors), strongest first; with
+    ``pad``, up to its edges (see _EDGE)."""
+    if min(grey.shape) < (_MIN_SIDE // 2 if pad else _MIN_SIDE):
         return _NONE.points, _NONE.descriptors  # ORB's pyramid cannot shrink it, and a keypoint needs a 31 px patch anyway
+    if pad:
+        inner = np.full(grey.shape, 255, np.uint8) if mask is None else mask
+        grey = cv2.copyMakeBorder(grey, _EDGE, _EDGE, _EDGE, _EDGE, cv2.BORDER_REPLICATE)
+        mask = cv2.copyMakeBorder(inner, _EDGE, _EDGE, _EDGE, _EDGE, cv2.BORDER_CONSTANT, value=0)
     found, descriptors = cv2.ORB_create(nfeatures=count, fastThreshold=10).detectAndCompute(grey, mask)
     if descriptors is None or not found:
         return _NONE.points, _NONE.descriptors
     strongest = np.argsort([-k.response for k in found], kind="stable")
-    return np.array([found[i].pt for i in strongest], dtype=np.float32).reshape(-1, 2), descriptors[strongest]
+    points = np.array([found[i].pt for i in strongest], dtype=np.float32).reshape(-1, 2)
+    return points - np.float32(_EDGE if pad else 0), descriptors[strongest]
 
 
 def indexed(features: LocalFeatures) -> LocalFeatures:

@@ -319,3 +319,20 @@ def test_degenerate_shapes_identify_without_error(shape: tuple[int, int]) -> Non
     assert len(found) == 0 if min(shape) < 32 else len(found) <= keypoints.FEATURES
     fp = dedupe.fingerprint(np.dstack([strip] * 3))
     assert fp.quality >= 0 and len(fp.stored) >= 3
+
+
+def test_a_lookup_finds_keypoints_up_to_the_edges_of_a_thin_cell() -> None:
+    """ORB keeps its 31 px patch border clear, most of a thin collage cell once shrunk; the
+    lookup's shrunk copies are padded so their keypoints reach the edges, in the cell's pixels."""
+    import cv2
+
+    from media_pipeline import keypoints
+
+    strip = np.ascontiguousarray(cv2.cvtColor(textured(97), cv2.COLOR_RGB2GRAY)[:, 300:420])
+    strip = keypoints.keypoint_image(cv2.resize(strip, (120 * 512 // strip.shape[0], 512)))
+    base = keypoints.extract(strip)
+    found = keypoints.search_features(strip, base)
+    extra = found.points[len(base):]
+    assert len(found) > len(base) and found.thumbnail is base.thumbnail
+    assert base.points[:, 0].min() >= 30 and extra[:, 0].min() < 30  # the unpadded detector stops short of the edge
+    assert (extra >= -1).all() and (extra[:, 0] <= strip.shape[1] + 1).all() and (extra[:, 1] <= strip.shape[0] + 1).all()
