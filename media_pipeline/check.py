@@ -93,7 +93,7 @@ def check(services: Services, now: float | None = None) -> CheckReport:
     for key in tus.leftovers(time.time() if now is None else now):
         report.add("expired_resumable_upload", key)
     _check_webhooks(services, report, time.time() if now is None else now)
-    # An upgrade from the 16-bit vote keys leaves photos that no keypoint vote reaches until
+    # An upgrade from an older filing format's vote keys leaves photos that no keypoint vote reaches until
     # `media-pipeline refile-keypoints` files them again (docs/near-duplicates.md).
     for photo_id, _ in services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, EXAMPLES):
         report.add("keypoints_under_old_keys", f"{photo_id} (run media-pipeline refile-keypoints)")

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     moves.add_parsers(sub)
     jobs.add_parsers(sub)
     sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
-    sub.add_parser("refile-keypoints", help="file photos indexed under the 16-bit keypoint keys under the current ones (once, after upgrading)")
+    sub.add_parser("refile-keypoints", help="file photos indexed under an older format's keypoint keys under the current ones (once, after upgrading)")
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -45,7 +45,7 @@ def record_duplicates(services: Services, photo: Photo, identity: pipeline.Ident
     if settings.keypoint_matching == "on" and len(features) >= keypoints.MIN_FEATURES:
         # The keypoints first, so no voter can find the photo before its keypoints can be read.
         services.storage.put(features_key(photo.id), features.to_bytes(), "application/octet-stream", PRIVATE)
-        services.feature_index.add(photo.id, photo.owner, keypoints.keys(features, keypoints.INDEXED))
+        services.feature_index.add(photo.id, photo.owner, keypoints.index_keys(features))
     else:
         services.feature_index.remove(photo.id)
     found = find_duplicates(services, photo.sha256, identity, photo.owner, exclude=photo.id)
@@ -97,9 +97,9 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
     take the detector's budget from the picture, so the query's keypoints are found again away
     from it and the vote is taken once more, for the photo the query really repeats.
     """
-    features = identity.features
-    if len(features) < keypoints.MIN_FEATURES:
+    if len(identity.features) < keypoints.MIN_FEATURES:
         return []
+    features = keypoints.search_features(identity.keypoint_image, identity.features)
     settings = services.settings
     checked, matches, overlay = set(known), [], np.zeros((0, 2), np.float32)
     for _ in range(_VOTE_ROUNDS):
@@ -126,13 +126,15 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
         features = keypoints.extract(identity.keypoint_image, mask)
         if len(features) < keypoints.MIN_FEATURES:
             break
+        features = keypoints.search_features(identity.keypoint_image, features, mask)
     return matches
 
 
 def refile_keypoints(services: Services, batch: int = 200) -> int:
-    """File every photo still under the 16-bit vote keys under the current ones, computed from its
-    keypoint file (what a photo's keys are is a pure function of it); the photos re-filed. Until
-    then such a photo gets no vote: the two formats' keys never meet."""
+    """File every photo still under an older format's vote keys (the 16-bit keys, or the 24-bit
+    keys of its strongest descriptors) under the current ones, computed from its keypoint file
+    (what a photo's keys are is a pure function of it); the photos re-filed. Until then such a
+    photo gets no vote: the formats' keys never meet."""
     done = 0
     while photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch):
         for photo_id, owner in photos:
@@ -141,7 +143,7 @@ def refile_keypoints(services: Services, batch: int = 200) -> int:
             except (ObjectNotFound, ValueError):
                 services.feature_index.remove(photo_id)  # nothing a vote could verify
                 continue
-            services.feature_index.add(photo_id, owner or None, keypoints.keys(features, keypoints.INDEXED))
+            services.feature_index.add(photo_id, owner or None, keypoints.index_keys(features))
             done += 1
     return done
 

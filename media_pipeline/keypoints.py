@@ -1,12 +1,13 @@
-"""Local features for the reposts no global hash survives: asymmetric crops and small rotations.
+"""Local features for the reposts no global hash survives: asymmetric crops, small rotations, deep
+zooms and collage cells.
 
-ORB keypoints (OpenCV) of a 512 px luma. Candidates are found by votes: every descriptor of
-the strongest ``INDEXED`` of a stored picture is filed under ``TABLES`` keys (24 fixed bits of
+ORB keypoints (OpenCV) of a 512 px luma. Candidates are found by votes: ``INDEXED`` descriptors of
+a stored picture, spread over it by a grid, are each filed under ``TABLES`` keys (24 fixed bits of
 the 256-bit descriptor each, locality-sensitive: a descriptor that moved a few bits keeps some of
-its keys), and a query counts, per photo, the keys it shares. The best-voted few are verified:
-descriptor matches (ratio test) and a RANSAC similarity fit; the inliers are the evidence.
-Unrelated photos give fewer than 10 inliers; a crop or rotation of the same one gives 50-200.
-Pure: arrays in, values out.
+its keys), and a query counts, per photo, the keys it shares. A query also looks for keypoints in
+smaller copies of itself, so an enlarged part of a picture meets the original at its own scale.
+The best-voted few are verified: one-to-one descriptor matches (ratio test) and a RANSAC
+similarity fit; the inliers are the evidence. Pure: arrays in, values out.
 """
 
 from __future__ import annotations
@@ -26,8 +27,26 @@ TABLES = 4
 # a million (a vote read 1.8 million postings there), a 24-bit key with ~6, and the rarer chance
 # votes let the true original into the verified few more often (docs/near-duplicates.md).
 KEY_BITS = 24
-KEY_BASE = 1 << 30  # above every key of the 16-bit format (table << 16 | bits), so the two never meet
-LEGACY_KEYS_BELOW = TABLES << 16
+# Each filing format has its own key range, so photos filed under an older one can be found (and
+# filed again: duplicates.refile_keypoints) and no old key ever meets a new one: the 16-bit keys
+# (table << 16 | bits), then 24-bit keys of the strongest INDEXED at 1 << 30, now 24-bit keys of
+# the grid-spread INDEXED at 3 << 29 (a 32-bit signed INTEGER column holds them all).
+KEY_BASE = 3 << 29
+LEGACY_KEYS_BELOW = KEY_BASE
+# The indexed descriptors are taken in turn from each cell of a GRID x GRID grid over the
+# keypoints (strongest first within a cell), not the strongest overall: those crowd onto the most
+# textured part, and a zoom or a collage cell showing another part kept too few of them to be voted.
+GRID = 4
+# A lookup also detects keypoints in its picture shrunk by these factors (SEARCH_FEATURES each): in
+# a zoom or a collage cell the picture is enlarged 1.3-3x, and ORB's pyramid gives its coarse
+# levels, where the original's keypoints would be met, a small share of the budget. (0.75, 0.55,
+# 0.4) found fewer collage cells on the dev corpus (0.943 against 0.954) and cost 3 ms more.
+SEARCH_SCALES = (0.6, 0.4, 0.3)
+# ORB finds nothing within its patch border (31 px) of an edge: in a thin collage cell shrunk to
+# 0.4 that is most of it. The shrunk copies are padded by their edge pixels so keypoints are found
+# up to the edge (the pad itself is masked out).
+_EDGE = 31
+SEARCH_FEATURES = 100  # 200 found no more (dev corpus) and cost 1-2 ms more a lookup in descriptor matching
 MIN_FEATURES = 8  # fewer keypoints than this cannot be verified: nothing is indexed or searched
 MIN_VOTES = 2  # a candidate sharing a single key is noise
 THUMB_FACTOR = 4
@@ -117,22 +136,76 @@ def extract(image: np.ndarray, mask: np.ndarray | None = None) -> LocalFeatures:
     """``image``: uint8 luma, scaled here to a ``keypoint_image`` if larger; ``mask``: where, in
     that image, keypoints may be found (everywhere when None)."""
     grey = keypoint_image(image)
-    if min(grey.shape) < _MIN_SIDE:
-        return _NONE  # ORB's pyramid cannot shrink it, and a keypoint needs a 31 px patch anyway
-    orb = cv2.ORB_create(nfeatures=FEATURES, fastThreshold=10)
-    found, descriptors = orb.detectAndCompute(grey, mask)
-    if descriptors is None or not found:
+    points, descriptors = _detect(grey, FEATURES, mask)
+    if len(points) == 0:
         return _NONE
+    thumb_size = (max(1, round(grey.shape[1] / THUMB_FACTOR)), max(1, round(grey.shape[0] / THUMB_FACTOR)))
+    return LocalFeatures(points, descriptors, cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA))
+
+
+def search_features(image: np.ndarray, features: LocalFeatures, mask: np.ndarray | None = None) -> LocalFeatures:
+    """What a lookup votes and fits with: ``features`` (``extract`` of ``image`` and ``mask``) and
+    the keypoints of ``image`` shrunk by each of SEARCH_SCALES, in ``image``'s pixels. Never stored."""
+    if len(features) == 0:
+        return features
+    grey = keypoint_image(image)
+    points, descriptors = [features.points], [features.descriptors]
+    for scale in SEARCH_SCALES:
+        size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
+        if min(size) < _MIN_SIDE // 2:
+            break
+        small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        small_mask = None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        found, described = _detect(small, SEARCH_FEATURES, small_mask, pad=True)
+        points.append(found / np.float32(scale))
+        descriptors.append(described)
+    return LocalFeatures(np.concatenate(points), np.concatenate(descriptors), features.thumbnail)
+
+
+def _detect(grey: np.ndarray, count: int, mask: np.ndarray | None, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` ORB keypoints of ``grey`` (points, descriptors), strongest first; with
+    ``pad``, up to its edges (see _EDGE)."""
+    if min(grey.shape) < (_MIN_SIDE // 2 if pad else _MIN_SIDE):
+        return _NONE.points, _NONE.descriptors  # ORB's pyramid cannot shrink it, and a keypoint needs a 31 px patch anyway
+    if pad:
+        inner = np.full(grey.shape, 255, np.uint8) if mask is None else mask
+        grey = cv2.copyMakeBorder(grey, _EDGE, _EDGE, _EDGE, _EDGE, cv2.BORDER_REPLICATE)
+        mask = cv2.copyMakeBorder(inner, _EDGE, _EDGE, _EDGE, _EDGE, cv2.BORDER_CONSTANT, value=0)
+    found, descriptors = cv2.ORB_create(nfeatures=count, fastThreshold=10).detectAndCompute(grey, mask)
+    if descriptors is None or not found:
+        return _NONE.points, _NONE.descriptors
     strongest = np.argsort([-k.response for k in found], kind="stable")
     points = np.array([found[i].pt for i in strongest], dtype=np.float32).reshape(-1, 2)
-    thumb_size = (max(1, round(grey.shape[1] / THUMB_FACTOR)), max(1, round(grey.shape[0] / THUMB_FACTOR)))
-    return LocalFeatures(points, descriptors[strongest], cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA))
+    return points - np.float32(_EDGE if pad else 0), descriptors[strongest]
 
 
-def keys(features: LocalFeatures, limit: int | None = None) -> list[int]:
-    """The distinct vote keys of the first ``limit`` descriptors (all when None); a key carries
-    its table number above its KEY_BITS bits, and KEY_BASE."""
-    descriptors = features.descriptors[:limit]
+def indexed(features: LocalFeatures) -> LocalFeatures:
+    """The INDEXED descriptors a stored picture is filed under: taken in turn from each cell of a
+    GRID x GRID grid over its keypoints' extent, strongest first within a cell, so every part of
+    the picture keeps its share (a pure function of the keypoint file: refiling recomputes it)."""
+    if len(features) <= INDEXED:
+        return features
+    points = features.points
+    low, high = points.min(axis=0), points.max(axis=0)
+    cell = np.minimum(((points - low) / np.maximum(high - low, 1e-6) * GRID).astype(np.int64), GRID - 1)
+    cells = cell[:, 1] * GRID + cell[:, 0]
+    turn = np.zeros(len(cells), np.int64)  # this keypoint's place among its cell's, strongest first
+    seen = np.zeros(GRID * GRID, np.int64)
+    for i, c in enumerate(cells):
+        turn[i], seen[c] = seen[c], seen[c] + 1
+    chosen = np.sort(np.lexsort((np.arange(len(cells)), turn))[:INDEXED])
+    return LocalFeatures(points[chosen], features.descriptors[chosen], features.thumbnail)
+
+
+def index_keys(features: LocalFeatures) -> list[int]:
+    """The vote keys a stored picture is filed under."""
+    return keys(indexed(features))
+
+
+def keys(features: LocalFeatures) -> list[int]:
+    """The distinct vote keys of the descriptors; a key carries its table number above its
+    KEY_BITS bits, and KEY_BASE."""
+    descriptors = features.descriptors
     if len(descriptors) == 0:
         return []
     bits = np.unpackbits(descriptors, axis=1)
@@ -148,12 +221,19 @@ def keys(features: LocalFeatures, limit: int | None = None) -> list[int]:
 
 def fit(query: LocalFeatures, stored: LocalFeatures) -> Fit | None:
     """The similarity transform (shift, scale 1/4-4x, rotation) most descriptor matches agree
-    with, or None when fewer than 8 matches exist or none fits."""
+    with, or None when fewer than 8 matches exist or none fits. Each stored keypoint is matched
+    once at most (by its closest query descriptor): a query's point found at several scales
+    (``search_features``) is one piece of evidence, not several."""
     if len(query) < 8 or len(stored) < 8:
         return None
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     pairs = matcher.knnMatch(query.descriptors, stored.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance and p[0].distance < 64]
+    closest: dict[int, cv2.DMatch] = {}
+    for p in pairs:
+        if len(p) == 2 and p[0].distance < 0.8 * p[1].distance and p[0].distance < 64:
+            if p[0].trainIdx not in closest or p[0].distance < closest[p[0].trainIdx].distance:
+                closest[p[0].trainIdx] = p[0]
+    good = sorted(closest.values(), key=lambda m: m.queryIdx)
     if len(good) < 8:
         return None
     source = np.float32([query.points[m.queryIdx] for m in good])

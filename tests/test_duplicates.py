@@ -221,19 +221,31 @@ def test_crops_and_rotations_are_found_by_keypoints(client: Any, services: Any, 
     assert dups[0]["inliers"] >= services.settings.min_inliers
 
 
-def test_photos_filed_under_16_bit_keys_are_found_again_once_refiled(client: Any, services: Any) -> None:
-    """An upgrade from the 16-bit vote keys: a photo filed under them gets no vote (the formats'
-    keys never meet) until refile_keypoints files it again from its keypoint file."""
+def _keys_of_an_older_format(stored: Any, version: int) -> list[int]:
+    """The keys the first formats filed a photo under: 16 descriptor bits of its strongest
+    INDEXED (version 1), then 24 bits of them above 1 << 30 (version 2)."""
+    from media_pipeline import keypoints
+
+    strongest = keypoints.LocalFeatures(stored.points[: keypoints.INDEXED], stored.descriptors[: keypoints.INDEXED])
+    if version == 2:
+        return [key - keypoints.KEY_BASE + (1 << 30) for key in keypoints.keys(strongest)]
+    bits = np.unpackbits(strongest.descriptors, axis=1).astype(np.int64)
+    return sorted({int(v) + (t << 16) for t, positions in enumerate(keypoints._POSITIONS)
+                   for v in bits[:, positions[:16]] @ (1 << np.arange(15, -1, -1))})
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_photos_filed_under_older_keys_are_found_again_once_refiled(client: Any, services: Any, version: int) -> None:
+    """An upgrade from an older filing format (the 16-bit keys; the 24-bit keys of the strongest
+    descriptors): a photo filed under it gets no vote (the formats' keys never meet) until
+    refile_keypoints files it again from its keypoint file."""
     from media_pipeline import check, duplicates, keypoints
     from media_pipeline.storage import features_key
 
     original = textured(94)
     first = ready(services, edits.jpeg_bytes(original))
     stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(first)))
-    bits = np.unpackbits(stored.descriptors[: keypoints.INDEXED], axis=1).astype(np.int64)
-    legacy = {int(v) + (t << 16) for t, positions in enumerate(keypoints._POSITIONS)
-              for v in bits[:, positions[:16]] @ (1 << np.arange(15, -1, -1))}  # the first format's keys
-    services.feature_index.add(first, None, sorted(legacy))
+    services.feature_index.add(first, None, _keys_of_an_older_format(stored, version))
     query = edits.jpeg_bytes(edits.asymmetric_crop(original, random.Random(2)))
 
     def found() -> list[str]:
@@ -245,6 +257,37 @@ def test_photos_filed_under_16_bit_keys_are_found_again_once_refiled(client: Any
     assert found() == [first]
     assert "keypoints_under_old_keys" not in check.check(services).problems
     assert duplicates.refile_keypoints(services) == 0
+
+
+def test_indexed_keypoints_are_spread_over_the_picture() -> None:
+    """The filed descriptors take turns by grid cell: a picture whose strongest keypoints crowd
+    into one corner still files some from every part that has any."""
+    from media_pipeline import keypoints
+
+    rng = np.random.default_rng(5)
+    crowded = rng.uniform(0, 100, (250, 2))  # the strongest, all in the top-left corner
+    elsewhere = rng.uniform(100, 400, (50, 2))
+    points = np.concatenate([crowded, elsewhere]).astype(np.float32)
+    features = keypoints.LocalFeatures(points, rng.integers(0, 256, (300, 32), dtype=np.uint8))
+    chosen = keypoints.indexed(features)
+    assert len(chosen) == keypoints.INDEXED
+    assert (chosen.points.min(axis=1) >= 100).sum() >= 40  # by strength alone: none
+    assert keypoints.index_keys(features) == keypoints.keys(chosen)
+    assert keypoints.indexed(keypoints.LocalFeatures(points[:50], features.descriptors[:50])).points.shape == (50, 2)
+
+
+def test_a_deep_zoom_is_found_by_keypoints(client: Any, services: Any) -> None:
+    """A quarter of the picture enlarged to its size: the lookup's keypoints of shrunk copies of
+    the query meet the original's at their own scale."""
+    import cv2
+
+    original = textured(95)
+    first = ready(services, edits.jpeg_bytes(original))
+    ready(services, edits.jpeg_bytes(textured(96)))
+    h, w = original.shape[:2]
+    zoomed = cv2.resize(original[h // 4 : h // 4 + h // 2, w // 2 : w], (w, h), interpolation=cv2.INTER_CUBIC)
+    dups = client.post("/v1/duplicates/search", data=edits.jpeg_bytes(zoomed), content_type="image/jpeg").get_json()["duplicates"]
+    assert [(d["id"], d["transform"]) for d in dups] == [(first, "crop or rotation")]
 
 
 def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services: Any) -> None:
@@ -276,3 +319,20 @@ def test_degenerate_shapes_identify_without_error(shape: tuple[int, int]) -> Non
     assert len(found) == 0 if min(shape) < 32 else len(found) <= keypoints.FEATURES
     fp = dedupe.fingerprint(np.dstack([strip] * 3))
     assert fp.quality >= 0 and len(fp.stored) >= 3
+
+
+def test_a_lookup_finds_keypoints_up_to_the_edges_of_a_thin_cell() -> None:
+    """ORB keeps its 31 px patch border clear, most of a thin collage cell once shrunk; the
+    lookup's shrunk copies are padded so their keypoints reach the edges, in the cell's pixels."""
+    import cv2
+
+    from media_pipeline import keypoints
+
+    strip = np.ascontiguousarray(cv2.cvtColor(textured(97), cv2.COLOR_RGB2GRAY)[:, 300:420])
+    strip = keypoints.keypoint_image(cv2.resize(strip, (120 * 512 // strip.shape[0], 512)))
+    base = keypoints.extract(strip)
+    found = keypoints.search_features(strip, base)
+    extra = found.points[len(base):]
+    assert len(found) > len(base) and found.thumbnail is base.thumbnail
+    assert base.points[:, 0].min() >= 30 and extra[:, 0].min() < 30  # the unpadded detector stops short of the edge
+    assert (extra >= -1).all() and (extra[:, 0] <= strip.shape[1] + 1).all() and (extra[:, 1] <= strip.shape[0] + 1).all()
