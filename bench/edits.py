@@ -182,16 +182,23 @@ def caption_bar(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
     return out
 
 
+_MEME_TOP, _MEME_BOTTOM = "ME EXPLAINING MY PLANS", "NOBODY ASKED THOUGH"
+
+
+def _outlined_text(out: np.ndarray, text: str, y: int, width_share: float) -> None:
+    """White text with a black outline, centred, ``width_share`` of the picture wide, drawn in place."""
+    w = out.shape[1]
+    scale, thick, (tw, _) = _fit_text(text, width_share * w)
+    x, edge = (w - tw) // 2, max(1, thick)
+    for dx, dy in ((-edge, -edge), (edge, -edge), (-edge, edge), (edge, edge), (0, edge), (0, -edge), (edge, 0), (-edge, 0)):
+        cv2.putText(out, text, (x + dx, y + dy), cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
 def caption_text(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
     """The same outlined caption laid over the lower part of every picture."""
     out = rgb.copy()
-    h, w = out.shape[:2]
-    scale, thick, (tw, _) = _fit_text(_CAPTION, 0.9 * w)
-    x, y = (w - tw) // 2, int(h * 0.88)
-    edge = max(1, thick)
-    for dx, dy in ((-edge, -edge), (edge, -edge), (-edge, edge), (edge, edge), (0, edge), (0, -edge), (edge, 0), (-edge, 0)):
-        cv2.putText(out, _CAPTION, (x + dx, y + dy), cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
-    cv2.putText(out, _CAPTION, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    _outlined_text(out, _CAPTION, int(out.shape[0] * 0.88), 0.9)
     return out
 
 
@@ -240,12 +247,63 @@ def frame(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
     return out
 
 
+def two_line_meme(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """The classic meme: one line of outlined text at the top of the picture and one at the bottom."""
+    out = rgb.copy()
+    h = out.shape[0]
+    _outlined_text(out, _MEME_TOP, int(h * 0.14), 0.92)
+    _outlined_text(out, _MEME_BOTTOM, int(h * 0.94), 0.92)
+    return out
+
+
+def top_caption(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """One outlined line near the top, as a trend's caption."""
+    out = rgb.copy()
+    _outlined_text(out, "POV: you found the best spot", int(out.shape[0] * 0.12), 0.8)
+    return out
+
+
+def centre_watermark(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A stock-photo mark: large text across the middle, white at 45% over the picture."""
+    h, w = rgb.shape[:2]
+    layer = rgb.copy()
+    scale, thick, (tw, th) = _fit_text("SAMPLE PHOTO", 0.8 * w)
+    cv2.putText(layer, "SAMPLE PHOTO", ((w - tw) // 2, (h + th) // 2), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thick * 2, cv2.LINE_AA)
+    return (rgb * 0.55 + layer * 0.45).astype(np.uint8)
+
+
+def story_frame(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A story screenshot: dark bars above and below with the app's progress bars, avatar and
+    handle, and a message field."""
+    h = rgb.shape[0]
+    top, bottom = int(h * 0.12), int(h * 0.14)
+    out = cv2.copyMakeBorder(rgb, top, bottom, 0, 0, cv2.BORDER_CONSTANT, value=(18, 18, 18))
+    width = out.shape[1]
+    for i in range(4):
+        x0, y0 = int(width * (0.03 + i * 0.24)), int(top * 0.15)
+        cv2.rectangle(out, (x0, y0), (x0 + int(width * 0.22), y0 + 3), (230, 230, 230) if i < 2 else (110, 110, 110), -1)
+    r = int(top * 0.25)
+    cv2.circle(out, (int(width * 0.08), int(top * 0.6)), r, (200, 80, 160), -1, cv2.LINE_AA)
+    cv2.putText(out, "travel.with.kim  2h", (int(width * 0.08) + 2 * r, int(top * 0.6) + r // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                r / 16, (255, 255, 255), 1, cv2.LINE_AA)
+    y = top + h + bottom // 2
+    cv2.rectangle(out, (int(width * 0.05), y - bottom // 4), (int(width * 0.75), y + bottom // 4), (120, 120, 120), 2, cv2.LINE_AA)
+    cv2.putText(out, "Send message", (int(width * 0.08), y + bottom // 10), cv2.FONT_HERSHEY_SIMPLEX, bottom / 60, (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.circle(out, (int(width * 0.87), y), bottom // 5, (230, 230, 230), 2, cv2.LINE_AA)
+    return out
+
+
 OVERLAYS: dict[str, Edit] = {
     "caption_bar": caption_bar,
     "caption_text": caption_text,
     "watermark": watermark,
     "sticker": sticker,
     "frame": frame,
+    # Added after the matcher's thresholds were set, as a check they were not fitted to the five above.
+    "two_line_meme": two_line_meme,
+    "top_caption": top_caption,
+    "centre_watermark": centre_watermark,
+    "story_frame": story_frame,
 }
 
 
