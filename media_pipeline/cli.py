@@ -300,6 +300,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from media_pipeline.duplicates import refile_keypoints
     from media_pipeline.errors import MediaPipelineError
     from media_pipeline.purging import deliver_due
     from media_pipeline.service import build_services, reconcile
@@ -314,6 +315,9 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             sent, failed = deliver_due(services)  # CDN purges the deleting process could not send
             if sent or failed:
                 print(f"purges sent {sent}, not acknowledged {failed}", flush=True)
+            # Photos filed under an older keypoint format, a batch a round, after an upgrade.
+            if refiled := refile_keypoints(services, batches=1):
+                print(f"re-filed {refiled} photos under the current keypoint keys", flush=True)
         except MediaPipelineError as exc:  # a backend is down: try again next round
             print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             if not args.every:

@@ -130,13 +130,15 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
     return matches
 
 
-def refile_keypoints(services: Services, batch: int = 200) -> int:
+def refile_keypoints(services: Services, batch: int = 200, batches: int | None = None) -> int:
     """File every photo still under an older format's vote keys (the 16-bit keys, or the 24-bit
     keys of its strongest descriptors) under the current ones, computed from its keypoint file
     (what a photo's keys are is a pure function of it); the photos re-filed. Until then such a
-    photo gets no vote: the formats' keys never meet."""
-    done = 0
-    while photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch):
+    photo gets no vote: the formats' keys never meet. ``batches``: stop after that many (the
+    reconciler's rounds take one each, so an upgraded library catches up on its own)."""
+    done = rounds = 0
+    while (batches is None or rounds < batches) and (photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch)):
+        rounds += 1
         for photo_id, owner in photos:
             try:
                 features = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo_id)))

@@ -253,10 +253,25 @@ def test_photos_filed_under_older_keys_are_found_again_once_refiled(client: Any,
 
     assert found() == []
     assert check.check(services).problems["keypoints_under_old_keys"] == [f"{first} (run media-pipeline refile-keypoints)"]
-    assert duplicates.refile_keypoints(services) == 1
+    assert duplicates.refile_keypoints(services, batch=1, batches=0) == 0  # the reconciler's rounds take a batch each
+    assert duplicates.refile_keypoints(services, batch=1, batches=1) == 1
     assert found() == [first]
     assert "keypoints_under_old_keys" not in check.check(services).problems
     assert duplicates.refile_keypoints(services) == 0
+
+
+def test_the_reconciler_refiles_older_keys_a_batch_a_round(services: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """After an upgrade nobody has to remember refile-keypoints: each reconcile round files a batch."""
+    from media_pipeline import check, cli, keypoints
+    from media_pipeline.storage import features_key
+
+    photo = ready(services, edits.jpeg_bytes(textured(95)))
+    stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo)))
+    services.feature_index.add(photo, None, _keys_of_an_older_format(stored, 2))
+    assert "keypoints_under_old_keys" in check.check(services).problems
+    assert cli.main(["reconcile", "--data-dir", str(services.settings.data_dir)]) == 0
+    assert "re-filed 1 photos under the current keypoint keys" in capsys.readouterr().out
+    assert "keypoints_under_old_keys" not in check.check(services).problems
 
 
 def test_indexed_keypoints_are_spread_over_the_picture() -> None:
