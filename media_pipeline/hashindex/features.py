@@ -27,8 +27,9 @@ class FeatureIndex(Protocol):
         id); ``owner`` scopes as in ``HashIndex.search``."""
 
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` (photo id, owner or "") with a key below ``key``: photos filed under an
-        older key format, to be filed again."""
+        """Up to ``limit`` (photo id, owner or "") with a key below ``key``, in no promised order
+        and not necessarily the first by id: photos filed under an older key format, to be filed
+        again a batch at a time."""
 
 
 class MemoryFeatureIndex:
@@ -95,5 +96,9 @@ class SqlFeatureIndex:
 
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         with self.catalog._tx(write=False) as cur:
-            rows = cur.fetchall("SELECT DISTINCT photo_id, owner FROM feature_postings WHERE key < ? ORDER BY photo_id LIMIT ?", (key, limit))
+            # The first ``limit`` rows in key order (the primary key's), not every old row sorted by
+            # photo: after an upgrade that is every posting of the library, read again each batch.
+            # A photo's keys are spread over the key space, so these rows are nearly all distinct photos.
+            rows = cur.fetchall("SELECT DISTINCT photo_id, owner FROM (SELECT photo_id, owner FROM feature_postings "
+                                "WHERE key < ? ORDER BY key LIMIT ?) AS first_rows ORDER BY photo_id", (key, limit))
         return [(photo_id, owner or "") for photo_id, owner in rows]

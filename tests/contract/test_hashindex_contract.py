@@ -147,8 +147,9 @@ def test_photos_filed_below_a_key(features: Any) -> None:
     features.add("old", "alice", [5, 70_000])
     features.add("mixed", None, [10, 1 << 30])
     features.add("new", None, [1 << 30, (1 << 30) + 7])
-    assert features.filed_below(1 << 18, limit=10) == [("mixed", ""), ("old", "alice")]
-    assert features.filed_below(1 << 18, limit=1) == [("mixed", "")]
+    assert sorted(features.filed_below(1 << 18, limit=10)) == [("mixed", ""), ("old", "alice")]
+    one = features.filed_below(1 << 18, limit=1)  # a batch: which photo comes first is the backend's
+    assert len(one) == 1 and one[0] in [("mixed", ""), ("old", "alice")]
     assert features.filed_below(6, limit=10) == [("old", "alice")]
     features.add("old", "alice", [(1 << 30) + 5])  # filed again under new keys
     features.remove("mixed")
