@@ -44,6 +44,7 @@ CACHE_ZONE = "media_pipeline"
 _ID = "[0-9a-z]{26}"
 _EXT = "|".join(EXTENSION_FORMATS)
 IMMUTABLE_PATH = rf"^/i/(?<photo>{_ID})/(?<spec>[0-9a-z]{{1,64}})/(?<name>[0-9]{{1,5}}\.(?:{_EXT}))$"
+_IMMUTABLE = re.compile(IMMUTABLE_PATH.replace("(?<", "(?P<"))  # the same pattern in Python's syntax
 # Negotiated: the whole picture's, a crop's (/i/<id>/4x5/640) and an animated photo's poster's.
 NEGOTIATED_PATH = rf"^/i/{_ID}/(?:poster/|[1-9][0-9]?x[1-9][0-9]?/)?[0-9]{{1,5}}$"
 # The Accept header sent upstream for each class of the cache key, so that the app's choice
@@ -105,8 +106,7 @@ def cache_file(cache_dir: Path, key: str) -> Path:
 
 def mirror_files(mirror_dir: Path, paths: Iterable[str]) -> list[Path]:
     """Where the cache shape's mirror keeps these paths' copies (only immutable URLs have one)."""
-    pattern = re.compile(IMMUTABLE_PATH.replace("(?<", "(?P<"))
-    return [mirror_dir / path.lstrip("/") for path in paths if pattern.match(path)]
+    return [mirror_dir / path.lstrip("/") for path in paths if _IMMUTABLE.match(path)]
 
 
 def render(front: Front) -> str:

@@ -19,6 +19,7 @@ from media_pipeline import service
 from media_pipeline.service import Outcome, Services, build_services
 from media_pipeline.web import create_app
 from tests import images
+from tests.front import AppServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PHOTO = edits.jpeg_bytes(images.natural(1600, 1200, seed=41), 95)
@@ -214,13 +215,9 @@ def _offset_after(url: str, before: int, timeout: float = 20) -> int:
 @pytest.fixture
 def live_api(services: Any) -> Any:
     """The app on a real HTTP server on loopback (werkzeug's, threaded)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, create_app(services.settings, services=services), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield services, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = AppServer(create_app(services.settings, services=services))
+    yield services, f"http://127.0.0.1:{server.port}"
+    server.stop()
 
 
 def test_expired_uploads_are_gone(client: Any, services: Any) -> None:
@@ -260,15 +257,11 @@ def test_s3_out_of_reach_is_the_projects_503(client: Any, services: Any, queue: 
 @pytest.fixture
 def impatient_api(services: Any) -> Any:
     """The app on a real HTTP server whose tus PATCHes wait one second for body bytes."""
-    from werkzeug.serving import make_server
-
     settings = services.settings.replace(tus_body_timeout_seconds=1)
     impatient = build_services(settings, queue=services.queue)
-    server = make_server("127.0.0.1", 0, create_app(settings, services=impatient), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield impatient, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = AppServer(create_app(settings, services=impatient))
+    yield impatient, f"http://127.0.0.1:{server.port}"
+    server.stop()
 
 
 def test_a_client_that_vanished_mid_body_lets_go_of_its_upload(impatient_api: Any, big_photo: bytes) -> None:

@@ -163,8 +163,8 @@ def _receive(svc: Services, state: UploadState, now: float, offset: int | None =
 def _body_read_timeout(seconds: int) -> Iterator[None]:
     """Reads of the request's body fail with TimeoutError after ``seconds`` without a byte. The
     PATCH holds its upload's lock while it reads, and a client gone without a FIN or reset (a
-    phone that changed networks) would otherwise hold it until the connection dies, which under
-    gunicorn's threads and werkzeug's server without a proxy is never."""
+    phone that changed networks) would otherwise hold it until the connection dies: without a proxy
+    in front, neither gunicorn nor werkzeug sets a read timeout on the request's socket."""
     connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     if not seconds or not isinstance(connection, socket.socket):
         yield
