@@ -135,23 +135,25 @@ def crop_steps(data: bytes, repeat: int) -> dict[str, float]:
     pipeline.describe(job, preset)
     steps: dict[str, float] = {}
 
-    def timed(name: str, run: Callable[[], T]) -> T:
+    def timed(name: str, run: Callable[..., T], *args: object) -> T:
         started = time.process_time()
-        result = run()
+        result = run(*args)
         steps[name] = min(steps.get(name, float("inf")), time.process_time() - started)
         return result
 
     for _ in range(repeat + 1):
-        job.near.clear()  # the focus reads the 512 px array PDQ made: only its own work is timed
-        pipeline.level_near(job, 512)
-        found = timed("focus", lambda: pipeline.find_focus(job))
+        found = timed("focus", pipeline.find_focus, job)  # from the 512 px array describe made
         wanted = crop_renditions.wanted_crops(preset, (job.info.upright_size[0], job.info.upright_size[1]), found)
         for variant in dict.fromkeys(w.variant for w in wanted):
             size = f"{variant.width}x{variant.height}"
-            pixels = timed(f"cut {size}", lambda: crops.cut(list(job.levels.values()), variant, found).copy_memory())
+            pixels = timed(f"cut {size}", cut_into_memory, list(job.levels.values()), variant, found)
             for enc in preset.eager:
-                timed(f"{enc.format} {size}", lambda: encode.encode(pixels, enc))
+                timed(f"{enc.format} {size}", encode.encode, pixels, enc)
     return steps
+
+
+def cut_into_memory(levels: list[pyvips.Image], variant: crops.CropVariant, found: Focus) -> pyvips.Image:
+    return crops.cut(levels, variant, found).copy_memory()
 
 
 def task_seconds(data: bytes, with_crops: bool, workdir: Path) -> float:
