@@ -14,9 +14,11 @@ as the edges allow), times the focus (CPU time of this process, from the 512 px 
 pipeline hands it, so a busy machine inflates it less than wall time), and reports what the focus finds on every photo as itself.
 With ``--cost PHOTO...`` it times (CPU time), on one pinned core, what ingest does per photo with the default
 preset (decode, cascade, placeholder, hashes, every eager rendition) without and with the focus and
-the preset's crops, best of ``--repeat`` after a warm-up; then the worker's whole task for the photo
-(``service.process_photo`` on embedded defaults: the pipeline, identify and the duplicate search,
-storage writes and catalog rows) with the default preset and with the same preset without crops.
+the preset's crops, and the worker's whole task for the photo (``service.process_photo`` on
+embedded defaults: the pipeline, identify and the duplicate search, storage writes and catalog
+rows) with the default preset and with the same preset without crops: the four taken in turn,
+best of ``--repeat`` rounds after a warm-up round. Then where the crops' time goes: the focus,
+each cut and each crop's encode per format, timed apart.
 
     .venv/bin/python bench/crops.py ../shared/testdata/corpus-dev --cases 200
     .venv/bin/python bench/crops.py ../shared/testdata/corpus-dev --cases 0 --cost ../shared/testdata/camera-exif/IMG_9424.JPG
@@ -35,6 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import cv2
 import numpy as np
@@ -43,10 +46,11 @@ import pyvips
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import Settings  # noqa: E402
-from media_pipeline import crop_renditions, crops, focus, pipeline, service, vips  # noqa: E402
+from media_pipeline import crop_renditions, crops, encode, focus, pipeline, service, vips  # noqa: E402
 from media_pipeline.queue import RecordingQueue  # noqa: E402
 from media_pipeline.framing import Box, Focus, Point, parse_aspect  # noqa: E402
 
+T = TypeVar("T")
 ASPECTS = ("1:1", "4:5", "9:16", "16:9")
 LONG_SIDE = 1024
 KEEP = 0.9
@@ -104,48 +108,72 @@ def centred_within_edges(window: crops.Window, point: Point, size: tuple[int, in
     return inside and abs(window.left - left) <= 1 and abs(window.top - top) <= 1
 
 
-def ingest_seconds(data: bytes, with_crops: bool, repeat: int) -> tuple[float, float]:
-    """Best CPU seconds (this process, every thread) of what ingest does with the default preset,
-    and of the focus alone: on a shared machine, wall time measures the neighbours too."""
+def ingest_seconds(data: bytes, with_crops: bool) -> tuple[float, float]:
+    """CPU seconds (this process, every thread) of what ingest does with the default preset, and
+    of the focus alone, in one run: on a shared machine, wall time measures the neighbours too."""
     preset = Settings.from_env({}).preset()
-    best, best_focus = float("inf"), float("inf")
-    for _ in range(repeat + 1):
+    started = time.process_time()
+    job = pipeline.prepare(data, preset, 50_000_000)
+    pipeline.describe(job, preset)
+    focus_seconds = 0.0
+    if with_crops:
+        focus_started = time.process_time()
+        found = pipeline.find_focus(job)
+        focus_seconds = time.process_time() - focus_started
+        wanted = crop_renditions.wanted_crops(preset, (job.info.upright_size[0], job.info.upright_size[1]), found)
+        variants = tuple(dict.fromkeys(w.variant for w in wanted))
+        list(crops.iter_crops(list(job.levels.values()), variants, preset.eager, found))
+    list(pipeline.iter_renditions(job, preset.eager, release=True))
+    return time.process_time() - started, focus_seconds
+
+
+def crop_steps(data: bytes, repeat: int) -> dict[str, float]:
+    """Best CPU seconds of each step of the crops (what ``crops.iter_crops`` does, one step at a
+    time): the focus, each cut (window, resize, into memory) and each crop's encode per format."""
+    preset = Settings.from_env({}).preset()
+    job = pipeline.prepare(data, preset, 50_000_000)
+    pipeline.describe(job, preset)
+    steps: dict[str, float] = {}
+
+    def timed(name: str, run: Callable[..., T], *args: object) -> T:
         started = time.process_time()
-        job = pipeline.prepare(data, preset, 50_000_000)
-        pipeline.describe(job, preset)
-        focus_seconds = 0.0
-        if with_crops:
-            focus_started = time.process_time()
-            found = pipeline.find_focus(job)
-            focus_seconds = time.process_time() - focus_started
-            wanted = crop_renditions.wanted_crops(preset, (job.info.upright_size[0], job.info.upright_size[1]), found)
-            variants = tuple(dict.fromkeys(w.variant for w in wanted))
-            list(crops.iter_crops(list(job.levels.values()), variants, preset.eager, found))
-        list(pipeline.iter_renditions(job, preset.eager, release=True))
-        best, best_focus = min(best, time.process_time() - started), min(best_focus, focus_seconds)
-    return best, best_focus
+        result = run(*args)
+        steps[name] = min(steps.get(name, float("inf")), time.process_time() - started)
+        return result
+
+    for _ in range(repeat + 1):
+        found = timed("focus", pipeline.find_focus, job)  # from the 512 px array describe made
+        wanted = crop_renditions.wanted_crops(preset, (job.info.upright_size[0], job.info.upright_size[1]), found)
+        for variant in dict.fromkeys(w.variant for w in wanted):
+            size = f"{variant.width}x{variant.height}"
+            pixels = timed(f"cut {size}", cut_into_memory, list(job.levels.values()), variant, found)
+            for enc in preset.eager:
+                timed(f"{enc.format} {size}", encode.encode, pixels, enc)
+    return steps
 
 
-def task_seconds(data: bytes, with_crops: bool, repeat: int, workdir: Path) -> float:
-    """Best CPU seconds (this process, every thread) of the worker's task for one uploaded photo,
-    each run on a fresh data folder so no earlier copy is its duplicate."""
+def cut_into_memory(levels: list[pyvips.Image], variant: crops.CropVariant, found: Focus) -> pyvips.Image:
+    return crops.cut(levels, variant, found).copy_memory()
+
+
+def task_seconds(data: bytes, with_crops: bool, workdir: Path) -> float:
+    """CPU seconds (this process, every thread) of the worker's task for one uploaded photo, on a
+    fresh data folder so no earlier copy is its duplicate."""
     settings = Settings.from_env({})
+    workdir.mkdir(parents=True, exist_ok=True)
     if not with_crops:
         uncropped = workdir / "presets-without-crops.toml"
         uncropped.write_text(re.sub(r"(?m)^aspects = .*$", "aspects = []", settings.presets_file.read_text()))
         settings = settings.replace(presets_file=uncropped)
-    best = float("inf")
-    for run in range(repeat + 1):
-        services = service.build_services(settings.replace(data_dir=workdir / f"{with_crops}-{run}"), queue=RecordingQueue())
-        upload = service.SpooledUpload.receive(io.BytesIO(data), services.settings.tmp_dir, services.settings.max_upload_bytes)
-        try:
-            photo_id = service.ingest(services, upload, None).id
-        finally:
-            upload.close()
-        started = time.process_time()
-        assert service.process_photo(services, photo_id) is service.Outcome.DONE
-        best = min(best, time.process_time() - started)
-    return best
+    services = service.build_services(settings.replace(data_dir=workdir / f"data-{with_crops}"), queue=RecordingQueue())
+    upload = service.SpooledUpload.receive(io.BytesIO(data), services.settings.tmp_dir, services.settings.max_upload_bytes)
+    try:
+        photo_id = service.ingest(services, upload, None).id
+    finally:
+        upload.close()
+    started = time.process_time()
+    assert service.process_photo(services, photo_id) is service.Outcome.DONE
+    return time.process_time() - started
 
 
 def print_cost(paths: list[Path], repeat: int) -> None:
@@ -153,15 +181,33 @@ def print_cost(paths: list[Path], repeat: int) -> None:
     print()
     print("| photo | ingest CPU s | with crops CPU s | ratio | focus CPU ms | worker task CPU s | with crops CPU s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    breakdowns = {}
     for path in paths:
         data = path.read_bytes()
-        without, _ = ingest_seconds(data, False, repeat)
-        with_crops, focus_seconds = ingest_seconds(data, True, repeat)
+        best: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as workdir:
-            task_without = task_seconds(data, False, repeat, Path(workdir))
-            task_with = task_seconds(data, True, repeat, Path(workdir))
-        print(f"| {path.name} | {without:.2f} | {with_crops:.2f} | {with_crops / without:.2f} | {focus_seconds * 1000:.0f} "
-              f"| {task_without:.2f} | {task_with:.2f} | {task_with / task_without:.2f} |")
+            # Without and with crops taken in turn, so a neighbour's burst weighs on both alike.
+            for run in range(repeat + 1):
+                for with_crops in (False, True):
+                    seconds, focus_seconds = ingest_seconds(data, with_crops)
+                    task = task_seconds(data, with_crops, Path(workdir) / str(run))
+                    if run:  # the first round warms up
+                        for name, value in ((f"ingest {with_crops}", seconds), (f"task {with_crops}", task), ("focus", focus_seconds)):
+                            if name != "focus" or with_crops:
+                                best[name] = min(best.get(name, float("inf")), value)
+        without, with_crops, task_without, task_with = (best[k] for k in ("ingest False", "ingest True", "task False", "task True"))
+        print(f"| {path.name} | {without:.2f} | {with_crops:.2f} | {with_crops / without:.2f} | {best['focus'] * 1000:.0f} "
+              f"| {task_without:.2f} | {task_with:.2f} | {task_with / task_without:.2f} |", flush=True)
+        breakdowns[path.name] = crop_steps(data, repeat)
+    print()
+    print("Where the crops' time goes (CPU ms, best of the runs; crop sizes as the photo's windows allow):")
+    print()
+    for name, steps in breakdowns.items():
+        by_kind: dict[str, float] = {}
+        for step, seconds in steps.items():
+            by_kind[step.split()[0]] = by_kind.get(step.split()[0], 0.0) + seconds
+        print(f"- {name}: total {sum(steps.values()) * 1000:.0f}; " + ", ".join(f"{k} {v * 1000:.1f}" for k, v in by_kind.items())
+              + "; " + ", ".join(f"{step} {seconds * 1000:.1f}" for step, seconds in steps.items() if step != "focus"))
 
 
 def main() -> None:

@@ -51,7 +51,8 @@ def main() -> None:
     ref = luma(job.levels[1080]) if 1080 in job.levels else luma(job.levels[job.widths[-1]])
     chosen = {e.format: e for e in preset.formats}
     candidates = [
-        EncoderSettings("avif", 68, effort=0), EncoderSettings("avif", 63, effort=1), EncoderSettings("avif", 63, effort=0),
+        EncoderSettings("avif", 71, effort=0, avif_trellis=False), EncoderSettings("avif", 68, effort=0),
+        EncoderSettings("avif", 63, effort=1), EncoderSettings("avif", 63, effort=0),
         EncoderSettings("webp", 79, effort=2), EncoderSettings("webp", 79, effort=4), EncoderSettings("webp", 76, effort=2),
         EncoderSettings("jpeg", 80), EncoderSettings("jpeg", 80, progressive=True),
         EncoderSettings("jpeg", 80, progressive=True, trellis=True),
@@ -69,7 +70,7 @@ def main() -> None:
             if width == 1080 or (1080 not in job.levels and width == job.widths[-1]):
                 score = ssim(ref, luma(pyvips.Image.new_from_buffer(data, "")))
         seconds = time.perf_counter() - started
-        mode = f"effort {enc.effort}" if enc.format != "jpeg" else (
+        mode = f"effort {enc.effort}{'' if enc.avif_trellis else ', no trellis'}" if enc.format != "jpeg" else (
             "progressive + trellis" if enc.trellis else "progressive" if enc.progressive else "baseline")
         # The preset's formats also say what they keep (gamut, dynamic range): compare the encoder settings alone.
         mark = "yes" if chosen.get(enc.format) == replace(enc, gamut=preset.gamut, dynamic_range=preset.dynamic_range) else ""

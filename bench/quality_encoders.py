@@ -17,8 +17,9 @@ width rather than per photo would buy bytes.
 Modes: JPEG progressive with optimised Huffman tables (today's preset) against mozjpeg's trellis
 quantisation, deringing, scan optimisation and quant table 3 (libvips' ``jpegsave`` options,
 which libvips ignores unless built on mozjpeg); AVIF (aom through libavif) at speed 9 (effort 0,
-today's), speed 8 (effort 1, imgproxy's), speed 9 with 4:4:4 chroma, and speed 9 with aom's
-``tune=ssim`` (libavif's codec option; aom tunes for PSNR by default).
+today's), speed 8 (effort 1, imgproxy's), speed 9 with 4:4:4 chroma, speed 9 with aom's
+``tune=ssim`` (libavif's codec option), and speed 9 without aom's trellis quantisation
+(``disable-trellis-quant=1``: each coefficient rounded, no rate-distortion search over them).
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ def jpeg(trellis: bool) -> Callable[[pyvips.Image, int], bytes]:
     return run
 
 
-def avif(speed: int, subsampling: str, tune: str | None = None) -> Callable[[pyvips.Image, int], bytes]:
+def avif(speed: int, subsampling: str, **aom: str) -> Callable[[pyvips.Image, int], bytes]:
+    """``aom``: libavif codec options (``tune="ssim"``, ``disable_trellis_quant="1"``)."""
     def run(image: pyvips.Image, quality: int) -> bytes:
         picture = Image.frombuffer("RGB", (image.width, image.height), image.write_to_memory(), "raw", "RGB", 0, 1)
         out = io.BytesIO()
         picture.save(out, "AVIF", quality=quality, speed=speed, subsampling=subsampling, max_threads=1,
-                     advanced=[("tune", tune)] if tune else None)
+                     advanced=[(key.replace("_", "-"), value) for key, value in aom.items()] or None)
         return out.getvalue()
     return run
 
@@ -68,7 +70,8 @@ MODES: dict[str, list[tuple[str, Callable[[pyvips.Image, int], bytes], range]]] 
     "avif": [("speed 9, 4:2:0 (today)", avif(9, "4:2:0"), range(30, 94, 6)),
              ("speed 8, 4:2:0", avif(8, "4:2:0"), range(30, 94, 6)),
              ("speed 9, 4:4:4", avif(9, "4:4:4"), range(30, 94, 6)),
-             ("speed 9, 4:2:0, aom tune=ssim", avif(9, "4:2:0", "ssim"), range(30, 94, 6))],
+             ("speed 9, 4:2:0, aom tune=ssim", avif(9, "4:2:0", tune="ssim"), range(30, 94, 6)),
+             ("speed 9, 4:2:0, aom trellis off", avif(9, "4:2:0", disable_trellis_quant="1"), range(30, 94, 6))],
 }
 
 
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--score", type=float, nargs="+", default=[78.0])
     parser.add_argument("--cpu", type=int, default=0, help="the core to pin to")
     parser.add_argument("--formats", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--skip", nargs="*", default=[], help="leave out the modes whose name contains one of these")
     parser.add_argument("--per-width", action="store_true", help="the quality offset each width needs")
     args = parser.parse_args()
     vips.configure(1)
@@ -156,7 +160,8 @@ def main() -> None:
         pixels = level.numpy()
         ref, grey = ssimulacra2.reference(pixels), cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
         for fmt, modes in ((f, MODES[f]) for f in args.formats):
-            curves = [(name, curve(level, ref, grey, encoder, qualities)) for name, encoder, qualities in modes]
+            curves = [(name, curve(level, ref, grey, encoder, qualities)) for name, encoder, qualities in modes
+                      if not any(word in name for word in args.skip)]
             for goal in args.score:
                 points = [(name, at_score(rows, goal)) for name, rows in curves]
                 if all(p is not None for _, p in points):  # a photo counts only where every mode reaches the score
@@ -170,6 +175,8 @@ def main() -> None:
         for goal in args.score:
             base = np.array(found.get((fmt, modes[0][0], goal), []))
             for name, _, _ in modes:
+                if any(word in name for word in args.skip):
+                    continue
                 rows = np.array(found.get((fmt, name, goal), []))
                 if not len(rows):
                     continue

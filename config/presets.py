@@ -26,7 +26,9 @@ def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> 
             quality=auto.start if (auto := _auto_quality(name, opts)) else int(opts["quality"]),
             effort=int(opts.get("effort", 0)),
             progressive=bool(opts.get("progressive", False)),
-            trellis=bool(opts.get("trellis", False)),
+            # ``trellis``: mozjpeg's for JPEG (off unless asked), aom's for AVIF (on unless turned off).
+            trellis=name != "avif" and bool(opts.get("trellis", False)),
+            avif_trellis=name != "avif" or bool(opts.get("trellis", True)),
             auto=auto,
             gamut=gamut,
             dynamic_range=dynamic_range,

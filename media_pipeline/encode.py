@@ -33,7 +33,8 @@ def encode_avif(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     mode = "RGBA" if image.bands == 4 else "RGB"
     # The profile as ICC: Chrome, Firefox and Safari honour an ICC profile in AVIF (docs/pipeline.md).
     icc = bytes(image.get("icc-profile-data")) if image.get_typeof("icc-profile-data") else b""
-    options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get(), icc=icc)
+    options = AvifOptions(quality=enc.quality, speed=9 - enc.effort, threads=pyvips.concurrency_get(), icc=icc,
+                          trellis=enc.avif_trellis)
     encoder = _direct_avif_encoder() or _pillow_avif
     return encoder(image.write_to_memory(), image.width, image.height, mode, options)
 
@@ -44,6 +45,12 @@ class AvifOptions:
     speed: int
     threads: int
     icc: bytes = b""
+    trellis: bool = True  # aom's trellis quantisation (EncoderSettings.avif_trellis)
+
+    @property
+    def codec_options(self) -> tuple[tuple[str, str], ...] | None:
+        """libavif's codec-specific options (Pillow's ``advanced``); None leaves aom's defaults."""
+        return None if self.trellis else (("disable-trellis-quant", "1"),)
 
 
 def _pillow_avif(pixels: bytes, width: int, height: int, mode: str, options: AvifOptions) -> bytes:
@@ -51,7 +58,7 @@ def _pillow_avif(pixels: bytes, width: int, height: int, mode: str, options: Avi
     picture = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     out = io.BytesIO()
     picture.save(out, "AVIF", quality=options.quality, speed=options.speed, subsampling="4:2:0",
-                 max_threads=options.threads, icc_profile=options.icc or None)
+                 max_threads=options.threads, icc_profile=options.icc or None, advanced=options.codec_options)
     return out.getvalue()
 
 
@@ -63,7 +70,7 @@ def _pillow_avif_direct(pixels: bytes, width: int, height: int, mode: str, optio
     those of Pillow's ``_save`` with its defaults (full range, libavif's automatic tiling, no
     metadata), so the file is the one the public path makes."""
     encoder = _avif.AvifEncoder((width, height), "4:2:0", options.quality, options.speed, options.threads, "auto",
-                                "full", 0, 0, False, True, options.icc, b"", 1, b"", None)
+                                "full", 0, 0, False, True, options.icc, b"", 1, b"", options.codec_options)
     encoder.add(pixels, 0, (width, height), mode, True)
     return bytes(encoder.finish())
 
@@ -72,10 +79,11 @@ def _pillow_avif_direct(pixels: bytes, width: int, height: int, mode: str, optio
 def _direct_avif_encoder() -> Callable[[bytes, int, int, str, AvifOptions], bytes] | None:
     """``_pillow_avif_direct`` when it makes, byte for byte, the file Pillow's public save makes
     of a probe picture; else None. It calls Pillow's private C encoder, whose arguments may
-    change in any release: this check makes such a change cost speed, never a wrong file."""
+    change in any release: this check makes such a change cost speed, never a wrong file. The
+    probe turns a codec option on, so the last argument is checked to be those options too."""
     width, height = 24, 16
     probe = bytes((x * 10 + y * 3 + c * 50) % 256 for y in range(height) for x in range(width) for c in range(3))
-    options = AvifOptions(quality=60, speed=8, threads=1)
+    options = AvifOptions(quality=60, speed=8, threads=1, trellis=False)
     try:
         if _pillow_avif_direct(probe, width, height, "RGB", options) == _pillow_avif(probe, width, height, "RGB", options):
             return _pillow_avif_direct
@@ -180,17 +188,18 @@ def encode_animated_avif(frames: list[pyvips.Image], delays: tuple[int, ...], lo
     width, height = frames[0].width, frames[0].height
     mode = "RGBA" if frames[0].bands == 4 else "RGB"
     speed, threads = 9 - enc.effort, pyvips.concurrency_get()
+    codec_options = AvifOptions(enc.quality, speed, threads, trellis=enc.avif_trellis).codec_options
     if len(frames) * width * height <= SMALL_ANIMATION_PIXELS:
         speed = min(speed, SMALL_ANIMATION_SPEED)
     if _avif is None or _direct_avif_encoder() is None:
         pictures = [Image.frombuffer(mode, (width, height), f.write_to_memory(), "raw", mode, 0, 1) for f in frames]
         out = io.BytesIO()
         pictures[0].save(out, "AVIF", save_all=True, append_images=pictures[1:], duration=list(delays), quality=enc.quality,
-                         speed=speed, subsampling="4:2:0", max_threads=threads)
+                         speed=speed, subsampling="4:2:0", max_threads=threads, advanced=codec_options)
         return out.getvalue()
     # The arguments of Pillow's own ``_save`` with its defaults, as ``_pillow_avif_direct``.
     encoder = _avif.AvifEncoder((width, height), "4:2:0", enc.quality, speed, threads, "auto", "full", 0, 0, False, True,
-                                b"", b"", 1, b"", None)
+                                b"", b"", 1, b"", codec_options)
     for frame, delay in zip(frames, delays):
         encoder.add(frame.write_to_memory(), delay, (width, height), mode, False)
     return bytes(encoder.finish())

@@ -76,7 +76,10 @@ class EncoderSettings(_OutputFormat):
     quality: int  # with ``auto``: the quality chosen for this photo, or ``auto.start`` in a preset
     effort: int = 0
     progressive: bool = False
-    trellis: bool = False
+    trellis: bool = False  # JPEG: mozjpeg's trellis quantisation
+    # AVIF: aom's trellis quantisation (a rate-distortion search over each block's coefficients,
+    # aom's default); False rounds them instead (docs/performance.md "Crops").
+    avif_trellis: bool = True
     auto: AutoQuality | None = None
     # What a wide-gamut or HDR source keeps (MP_COLOR_GAMUT, MP_HDR): ``p3`` renders wide-gamut
     # sources in Display P3; ``keep`` keeps a gain map where the format can carry one.
@@ -94,9 +97,10 @@ class EncoderSettings(_OutputFormat):
 def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
     # A fixed quality hashes as it did before ``auto`` existed, so adding the field re-keys nothing;
     # an auto one hashes its target, bounds and search too, so fixed -> auto is a reprocess diff.
-    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR) hash as before.
+    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR) and aom's own
+    # trellis quantisation hash as before.
     settings = asdict(enc)
-    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr")):
+    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr"), ("avif_trellis", True)):
         if settings[name] == legacy:
             del settings[name]
     return settings

@@ -4,7 +4,9 @@ alpha, widths, metadata stripping, placeholders and hashes."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
+import json
 import mmap
 import subprocess
 import sys
@@ -18,10 +20,11 @@ import pyvips
 from PIL import Image
 
 from config.settings import Settings
-from media_pipeline import encode, pipeline, vips
+from config.presets import load_preset
+from media_pipeline import encode, pipeline, ssimulacra2, vips
 from media_pipeline.errors import CorruptImage, EmptyUpload, ImageTooLarge, UnsupportedFormat
 from media_pipeline.hashing import hamming, perceptual_hashes
-from media_pipeline.models import ImageFormat, Preset
+from media_pipeline.models import PIPELINE_VERSION, EncoderSettings, ImageFormat, Preset
 from media_pipeline.placeholders import blurhash_decode, dominant_color
 from media_pipeline.probe import probe
 from media_pipeline.service import SpooledUpload
@@ -249,11 +252,40 @@ def test_avif_through_pillows_c_encoder_is_the_picture_its_public_save_makes(ban
     picture = images.to_vips(array)
     settings = Settings.from_env({}).preset().encoder("avif")
     public = encode._pillow_avif(picture.write_to_memory(), 480, 320, "RGBA" if bands == 4 else "RGB",
-                                 encode.AvifOptions(settings.quality, 9 - settings.effort, 1))
+                                 encode.AvifOptions(settings.quality, 9 - settings.effort, 1, trellis=settings.avif_trellis))
     ours, theirs = images.decode(encode.encode_avif(picture, settings)), images.decode(public)
     assert ours.bands == theirs.bands == bands
     assert np.abs(ours.numpy().astype(int) - theirs.numpy().astype(int)).max() == 0
     assert images.mean_abs_diff(ours, picture) < 4
+
+
+def test_avif_without_aoms_trellis_keeps_the_picture_of_the_trellis_encode_a_quality_step_below() -> None:
+    """The preset's ``trellis = false`` reaches aom (another picture than its default), and q71
+    without the trellis search scores as q68 with it, in about the same bytes (the preset's trade)."""
+    picture = images.to_vips(images.natural(640, 480, seed=5))
+    source = picture.numpy()
+    with_trellis = encode.encode_avif(picture, EncoderSettings("avif", 68))
+    rounded = encode.encode_avif(picture, EncoderSettings("avif", 68, avif_trellis=False))
+    without = encode.encode_avif(picture, EncoderSettings("avif", 71, avif_trellis=False))
+    decoded = {name: images.decode(data).numpy() for name, data in
+               (("with", with_trellis), ("rounded", rounded), ("without", without))}
+    assert np.abs(decoded["with"].astype(int) - decoded["rounded"].astype(int)).max() > 0
+    scores = {name: ssimulacra2.score(source, pixels) for name, pixels in decoded.items()}
+    assert scores["rounded"] < scores["with"]  # the same quantiser, no search: worse
+    assert abs(scores["without"] - scores["with"]) < 1.5, scores
+    assert 0.9 < len(without) / len(with_trellis) < 1.1
+
+
+def test_the_presets_avif_trellis_is_read_per_format_and_keys_only_when_off(tmp_path: Path) -> None:
+    path = tmp_path / "presets.toml"
+    path.write_text("[default]\nwidths = [320]\n[default.formats.avif]\nquality = 71\ntrellis = false\n"
+                    "[default.formats.jpeg]\nquality = 80\ntrellis = true\n")
+    avif, jpeg = load_preset(path).formats
+    assert (avif.avif_trellis, avif.trellis, jpeg.avif_trellis, jpeg.trellis) == (False, False, True, True)
+    # aom's default hashes as before the setting existed: stored keys stay valid.
+    legacy = {"pipeline": PIPELINE_VERSION, "format": "avif", "quality": 71, "effort": 0, "progressive": False, "trellis": False}
+    assert EncoderSettings("avif", 71).spec == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:10]
+    assert EncoderSettings("avif", 71).spec != avif.spec
 
 
 def test_an_alpha_band_that_is_all_opaque_is_dropped(small_preset: Preset) -> None:
