@@ -126,6 +126,8 @@ def _auto(enc: EncoderSettings) -> EncoderSettings:
 
 def _typed(raw: str, type_name: object) -> object:
     name = str(type_name)
+    if name == "str":
+        return raw
     if "bool" in name:
         return raw.lower() in ("1", "true", "yes")
     return float(raw) if "float" in name else int(raw)
@@ -146,7 +148,8 @@ def search(data: bytes, preset: Preset) -> tuple[float, dict[str, autoquality.Ch
     job = pipeline.prepare(data, preset, MAX_PIXELS)
     largest = job.levels[pipeline._probe_width(job)]
     started = time.perf_counter()
-    choices = {enc.format: quality.choose(largest, enc) for enc in preset.formats if enc.auto}
+    probe = quality.probe(largest)
+    choices = {enc.format: quality.choose(probe, enc) for enc in preset.formats if enc.auto}
     seconds = time.perf_counter() - started
     return seconds, choices
 
