@@ -55,7 +55,7 @@ def main() -> None:
         EncoderSettings("avif", 63, effort=1), EncoderSettings("avif", 63, effort=0),
         EncoderSettings("webp", 79, effort=2), EncoderSettings("webp", 79, effort=4), EncoderSettings("webp", 76, effort=2),
         EncoderSettings("jpeg", 80), EncoderSettings("jpeg", 80, progressive=True),
-        EncoderSettings("jpeg", 80, progressive=True, trellis=True),
+        EncoderSettings("jpeg", 80, progressive=True, trellis=True), EncoderSettings("jpeg", 83, encoder="jpegli"),
     ]
     print(f"{photo.name}: {job.info.width}x{job.info.height}, widths {job.widths}")
     print("| format | quality | effort / mode | seconds (all widths) | KiB (all widths) | SSIM @1080 | preset |")
@@ -70,7 +70,7 @@ def main() -> None:
             if width == 1080 or (1080 not in job.levels and width == job.widths[-1]):
                 score = ssim(ref, luma(pyvips.Image.new_from_buffer(data, "")))
         seconds = time.perf_counter() - started
-        mode = f"effort {enc.effort}{'' if enc.avif_trellis else ', no trellis'}" if enc.format != "jpeg" else (
+        mode = f"effort {enc.effort}{'' if enc.avif_trellis else ', no trellis'}" if enc.format != "jpeg" else "jpegli" if enc.encoder == "jpegli" else (
             "progressive + trellis" if enc.trellis else "progressive" if enc.progressive else "baseline")
         # The preset's formats also say what they keep (gamut, dynamic range): compare the encoder settings alone.
         mark = "yes" if chosen.get(enc.format) == replace(enc, gamut=preset.gamut, dynamic_range=preset.dynamic_range) else ""

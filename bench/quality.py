@@ -58,8 +58,8 @@ GRID = {"avif": (50, 63, 76), "jpeg": (65, 80, 92)}  # sharp qualities tried to 
 # The fixed preset before auto quality, for ``ours-fixed`` when the preset's formats are auto.
 FIXED = {"avif": EncoderSettings("avif", 68, effort=0), "jpeg": EncoderSettings("jpeg", 80, progressive=True)}
 # For a fixed preset: target, min, max, start, slope (the targets that reach sharp-imgproxy's mean
-# score on both judges, docs/performance.md "Auto quality").
-AUTO_DEFAULTS = {"avif": (78.0, 30, 90, 69, 0.8), "jpeg": (79.5, 30, 95, 84, 0.66)}
+# score on both judges, docs/performance.md "Auto quality"; JPEG's for jpegli, the preset's encoder).
+AUTO_DEFAULTS = {"avif": (78.0, 30, 90, 69, 0.8), "jpeg": (78.2, 30, 95, 85, 0.8)}
 
 
 # --------------------------------------------------------------------------- inputs and references
@@ -126,6 +126,8 @@ def _auto(enc: EncoderSettings) -> EncoderSettings:
 
 def _typed(raw: str, type_name: object) -> object:
     name = str(type_name)
+    if name == "str":
+        return raw
     if "bool" in name:
         return raw.lower() in ("1", "true", "yes")
     return float(raw) if "float" in name else int(raw)
@@ -146,7 +148,8 @@ def search(data: bytes, preset: Preset) -> tuple[float, dict[str, autoquality.Ch
     job = pipeline.prepare(data, preset, MAX_PIXELS)
     largest = job.levels[pipeline._probe_width(job)]
     started = time.perf_counter()
-    choices = {enc.format: quality.choose(largest, enc) for enc in preset.formats if enc.auto}
+    probe = quality.probe(largest)
+    choices = {enc.format: quality.choose(probe, enc) for enc in preset.formats if enc.auto}
     seconds = time.perf_counter() - started
     return seconds, choices
 

@@ -12,6 +12,8 @@ from media_pipeline.framing import parse_aspect
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
+# The encoders a format may name (``encoder = ...``); the first is the default.
+ENCODERS = {"avif": ("default",), "webp": ("default",), "jpeg": ("default", "jpegli")}
 
 
 def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> Preset:
@@ -30,6 +32,7 @@ def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> 
             trellis=name != "avif" and bool(opts.get("trellis", False)),
             avif_trellis=name != "avif" or bool(opts.get("trellis", True)),
             auto=auto,
+            encoder=str(opts.get("encoder", "default")),
             gamut=gamut,
             dynamic_range=dynamic_range,
         )
@@ -40,6 +43,10 @@ def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> 
             raise ValueError(f"unknown rendition format {enc.format!r}")
         if not 1 <= enc.quality <= 100:
             raise ValueError(f"{enc.format} quality must be 1..100")
+        if enc.encoder not in ENCODERS[enc.format]:
+            raise ValueError(f"{enc.format} encoder must be one of {', '.join(ENCODERS[enc.format])}, not {enc.encoder!r}")
+        if enc.encoder == "jpegli" and (enc.progressive or enc.trellis):
+            raise ValueError("the jpegli encoder writes baseline JPEG without trellis: set progressive and trellis false")
     eager = tuple(default.get("eager_formats", [enc.format for enc in formats]))
     if not eager or not set(eager) <= {enc.format for enc in formats}:
         raise ValueError("eager_formats must name formats defined under [default.formats]")

@@ -19,6 +19,7 @@ try:  # Pillow's AVIF plugin (Pillow >= 11.3 built with libavif), used through e
 except ImportError:  # pragma: no cover - encode_avif then takes the public path, which says why it cannot
     _avif = None
 
+from media_pipeline import encode_jpegli
 from media_pipeline.models import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ def encode_webp(image: pyvips.Image, enc: EncoderSettings) -> bytes:
 def encode_jpeg(image: pyvips.Image, enc: EncoderSettings) -> bytes:
     if image.hasalpha():
         image = image.flatten(background=WHITE)  # an HDR source has no alpha: its gain map stays
+    keeps_gainmap = enc.dynamic_range == "hdr" and image.get_typeof("gainmap") != 0
+    # jpegli cannot write an Ultra HDR file: a JPEG that keeps a gain map is libvips' whatever the preset says.
+    if enc.encoder == "jpegli" and not keeps_gainmap and (jpegli := encode_jpegli.binding()) is not None:
+        return encode_jpegli.encode(image, enc.quality, jpegli)
     data = image.jpegsave_buffer(
         Q=enc.quality,
         interlace=enc.progressive,

@@ -81,6 +81,8 @@ class EncoderSettings(_OutputFormat):
     # aom's default); False rounds them instead (docs/performance.md "Crops").
     avif_trellis: bool = True
     auto: AutoQuality | None = None
+    # ``default``: the format's usual encoder (encode.py); ``jpegli``: Google's jpegli for JPEG.
+    encoder: str = "default"
     # What a wide-gamut or HDR source keeps (MP_COLOR_GAMUT, MP_HDR): ``p3`` renders wide-gamut
     # sources in Display P3; ``keep`` keeps a gain map where the format can carry one.
     gamut: str = "srgb"
@@ -97,10 +99,10 @@ class EncoderSettings(_OutputFormat):
 def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
     # A fixed quality hashes as it did before ``auto`` existed, so adding the field re-keys nothing;
     # an auto one hashes its target, bounds and search too, so fixed -> auto is a reprocess diff.
-    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR) and aom's own
-    # trellis quantisation hash as before.
+    # Likewise sRGB and SDR (what every rendition was before wide colour and HDR), aom's own
+    # trellis quantisation and the default encoder (the only one before jpegli) hash as before.
     settings = asdict(enc)
-    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr"), ("avif_trellis", True)):
+    for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr"), ("avif_trellis", True), ("encoder", "default")):
         if settings[name] == legacy:
             del settings[name]
     return settings

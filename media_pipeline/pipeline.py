@@ -231,12 +231,14 @@ def choose_qualities(job: Job, encoders: tuple[EncoderSettings, ...]) -> list[tu
     """Each encoder with the quality to use for this photo, and the score the search reached
     (None for a fixed quality). Searched on the largest level the job holds, at full resolution."""
     out: list[tuple[EncoderSettings, float | None]] = []
+    probe: quality.Probe | None = None  # made once, for the first auto format
     for enc in encoders:
         if enc.auto is None:
             out.append((enc, None))
             continue
         try:
-            choice = quality.choose(job.levels[_probe_width(job)], enc)
+            probe = probe or quality.probe(job.levels[_probe_width(job)])
+            choice = quality.choose(probe, enc)
         except pyvips.Error as exc:
             raise CorruptImage(f"cannot encode {enc.format} while choosing its quality: {_first_line(exc)}") from exc
         out.append((replace(enc, quality=choice.quality), choice.score))

@@ -4,6 +4,7 @@ encode, decode and SSIMULACRA2 of the probe picture. Bytes and pixels in, a ``Ch
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import pyvips
@@ -20,17 +21,30 @@ _LOADERS = {
 }
 
 
-def choose(largest: pyvips.Image, enc: EncoderSettings) -> autoquality.Choice:
-    """Search ``enc.auto`` on the probe cut from ``largest`` (the photo's largest level)."""
+@dataclass(frozen=True)
+class Probe:
+    """What every auto format's search of one photo encodes and scores against: the probe picture
+    and its SSIMULACRA2 reference, prepared once per photo rather than once per format."""
+
+    picture: pyvips.Image
+    reference: ssimulacra2.Reference
+
+
+def probe(largest: pyvips.Image) -> Probe:
+    """The probe cut from ``largest`` (the photo's largest level), with its reference."""
+    pixels = autoquality.probe_picture(largest.numpy())
+    return Probe(picture=pyvips.Image.new_from_array(pixels, interpretation="srgb"),
+                 reference=ssimulacra2.reference(_rgb(pixels)))
+
+
+def choose(photo: Probe, enc: EncoderSettings) -> autoquality.Choice:
+    """Search ``enc.auto`` on the photo's probe."""
     assert enc.auto is not None
-    probe = autoquality.probe_picture(largest.numpy())
-    reference = ssimulacra2.reference(_rgb(probe))
-    picture = pyvips.Image.new_from_array(probe, interpretation="srgb")
 
     def score_at(quality: int) -> float:
-        data = encode(picture, dataclasses.replace(enc, quality=quality))
+        data = encode(photo.picture, dataclasses.replace(enc, quality=quality))
         decoded = _LOADERS[enc.format](data).numpy()
-        return ssimulacra2.compare(reference, _rgb(decoded))
+        return ssimulacra2.compare(photo.reference, _rgb(decoded))
 
     return autoquality.search(score_at, enc.auto)
 

@@ -19,7 +19,7 @@ def test_encoder_bench_runs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "bench/encoders.py", str(photo)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| avif") or line.startswith("| webp") or line.startswith("| jpeg")]
-    assert len(rows) == 10 and sum("| yes |" in row for row in rows) == 3
+    assert len(rows) == 11 and sum("| yes |" in row for row in rows) == 3
 
 
 def test_dedupe_benches_run(tmp_path: Path) -> None:

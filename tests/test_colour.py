@@ -131,9 +131,9 @@ def test_gamut_and_range_settings_give_new_keys_and_srgb_sdr_keeps_the_old_ones(
     from media_pipeline import PIPELINE_VERSION
 
     def spec_before(enc: Any) -> str:  # models.EncoderSettings.spec as it was before MP_COLOR_GAMUT and MP_HDR
-        # (``avif_trellis`` came later still: aom's own trellis, its default, was never hashed.)
+        # (``avif_trellis`` and ``encoder`` came later still: their defaults were never hashed.)
         fields = {k: v for k, v in asdict(enc).items() if k not in ("gamut", "dynamic_range") and not (k == "auto" and v is None)
-                  and not (k == "avif_trellis" and v)}
+                  and not (k == "avif_trellis" and v) and not (k == "encoder" and v == "default")}
         return hashlib.sha256(json.dumps({"pipeline": PIPELINE_VERSION, **fields}, sort_keys=True).encode()).hexdigest()[:10]
 
     specs = {}

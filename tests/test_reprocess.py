@@ -196,7 +196,7 @@ def run_with_a_killed_worker(settings: Settings, start_worker: Callable[..., Any
     ids = [add_photo(seeding, 360, 240, seed=i) for i in range(count)]
     presets = tmp_path / "presets.toml"
     shipped = Path(settings.presets_file).read_text()
-    presets.write_text(shipped.replace("progressive = true", "progressive = false"))  # JPEG's, fixed or auto
+    presets.write_text(shipped.replace('encoder = "jpegli"', 'encoder = "default"'))  # JPEG's, fixed or auto
     assert presets.read_text() != shipped
     settings = settings.replace(presets_file=presets)
     target = settings.preset().version
