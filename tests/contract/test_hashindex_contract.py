@@ -111,12 +111,15 @@ def test_empty_queries_and_empty_index(index: Any) -> None:
 
 
 # --------------------------------------------------------------------------- keypoint votes
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "memory-rebuilt", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def features(request: Any, tmp_path: Any) -> Any:
     from media_pipeline.hashindex import MemoryFeatureIndex, SqlFeatureIndex
 
     if request.param == "memory":
-        yield MemoryFeatureIndex()
+        yield MemoryFeatureIndex()  # every posting in the tail
+        return
+    if request.param == "memory-rebuilt":
+        yield MemoryFeatureIndex(rebuild_after=3)  # sorted into the arrays at nearly every add, dead photos dropped
         return
     yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings")
 
