@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
+from media_pipeline.catalog.index_changes import record_index_change
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.sql import scope_sql
 
@@ -37,12 +38,14 @@ class SqlFeatureIndex:
     def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
         with self.catalog._tx() as cur:
             cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            record_index_change(cur, photo_id)
             cur.executemany("INSERT INTO feature_postings (key, photo_id, owner) VALUES (?, ?, ?)",
                             [(key, photo_id, owner or "") for key in sorted(set(keys))])
 
     def remove(self, photo_id: str) -> None:
         with self.catalog._tx() as cur:
-            cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            if cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,)):
+                record_index_change(cur, photo_id)
 
     def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
               exclude: str | None = None) -> list[tuple[str, int]]:
