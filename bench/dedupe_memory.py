@@ -25,9 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dedupe_index import current_rss_mib, pct, rss_mib, words_to_int  # noqa: E402
-from dedupe_scale import SHARED_KEYS, photo_ids  # noqa: E402
+from dedupe_scale import _HASH_COLUMNS, SHARED_KEYS, hash_rows, load, photo_ids, posting_rows  # noqa: E402
 
+from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
+from media_pipeline.hashindex.synced import CatalogIndexes  # noqa: E402
 from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
 from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
 
@@ -36,6 +38,8 @@ WARM_UP = 20
 QUERY_HASHES = 18
 RADIUS = 31
 CHUNK = 50_000  # photos generated at once, so the generator's temporaries stay small
+MERGE_EVERY = 100_000
+TAIL_PHOTOS = 2_500  # about the default tail (1M postings) a running index merges at a time
 
 
 def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.ndarray) -> tuple[MemoryHashIndex, MemoryFeatureIndex, list[str], dict[int, tuple[int, np.ndarray]], dict[str, float]]:
@@ -60,7 +64,7 @@ def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.n
     gc.collect()
     figures["hash MiB"] = current_rss_mib() - before
     before = current_rss_mib()
-    features = MemoryFeatureIndex()
+    features = MemoryFeatureIndex(rebuild_after=2**62)
     started = time.perf_counter()
     for start in range(0, n, CHUNK):
         count = min(CHUNK, n - start)
@@ -68,12 +72,18 @@ def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.n
         features.add_many(ids[start : start + count], [None] * count, np.full(count, keys), block.ravel())
         for t in wanted & set(range(start, start + count)):
             kept[t] = (kept[t][0], np.unique(block[t - start]))
-    features.rebuild()
+        if (start + count) % MERGE_EVERY == 0 or start + count == n:
+            features.rebuild()  # merged in a part at a time: the peak stays near two copies of the photo numbers
     figures["feature build s"] = time.perf_counter() - started
     gc.collect()
     figures["feature MiB"] = current_rss_mib() - before
     figures["feature array bytes"] = features.nbytes()
     figures["postings"] = features.postings()
+    for i in range(TAIL_PHOTOS):  # filed one by one, as uploads are, then merged as a running index would
+        features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=keys) + KEY_BASE).tolist())
+    started = time.perf_counter()
+    features.rebuild()
+    figures["tail merge s"] = time.perf_counter() - started
     return hashes, features, ids, kept, figures
 
 
@@ -106,18 +116,44 @@ def lookups(hashes: MemoryHashIndex, features: MemoryFeatureIndex, ids: list[str
     return {"search": searched, "vote": voted, "both": both, "found_hash": found_hash, "found_vote": found_vote}
 
 
+def catalog_load(url: str, n: int, views: int, keys: int) -> None:
+    """What a process pays at start with MP_DUPLICATE_INDEX=memory: the tables of n synthetic
+    photos (filled in bulk first) read into both memory indexes; load time and RSS it added."""
+    rng = np.random.default_rng(20261205 + n)
+    catalog = SqlCatalog(url)
+    catalog.migrate()
+    ids = photo_ids(n, rng)
+    load(catalog, "hash_index", _HASH_COLUMNS, hash_rows(ids, views, rng), hash_substring_indexes(catalog.dialect))
+    load(catalog, "feature_postings", "key, photo_id, owner", posting_rows(ids, keys, KEY_BITS, rng),
+         ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
+    gc.collect()
+    before = current_rss_mib()
+    started = time.perf_counter()
+    indexes = CatalogIndexes(catalog)
+    took = time.perf_counter() - started
+    gc.collect()
+    grown = current_rss_mib() - before
+    print(f"| {catalog.dialect} | {n:,} | {indexes.hashes.count():,} / {indexes.features.postings():,} | {took:.1f} | "
+          f"{took / n * 1e6:,.0f} | {grown:,.0f} | {grown * 2**20 / n:,.0f} |", flush=True)
+    catalog.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", default="100000,1000000", help="index sizes in photos (the first is the baseline)")
     parser.add_argument("--views", type=int, default=5, help="view hashes stored per photo")
     parser.add_argument("--keys", type=int, default=400, help="keypoint keys filed per photo")
     parser.add_argument("--query-keys", type=int, default=2160, help="keys a vote sends (%(default)s: today's lookups)")
+    parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
+                        "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
+    parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
     args = parser.parse_args()
     print(f"# dedupe_memory: synthetic photos, {args.views} view hashes and {args.keys} keys each; {WARM_UP} warm-up then "
           f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
     print("| photos | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
-          "search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | lookup p99 vs first size | found by hash / voted first |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | lookup p99 vs first size | found by hash / voted first | "
+          f"merging {TAIL_PHOTOS:,} filed photos s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     for n in [int(x) for x in args.photos.split(",") if x]:
         rng = np.random.default_rng(20261204 + n)
@@ -130,9 +166,18 @@ def main() -> None:
         print(f"| {n:,} | {n * args.views:,} / {int(f['postings']):,} | {f['hash build s']:.0f} + {f['feature build s']:.0f} | "
               f"{f['hash MiB']:,.0f} + {f['feature MiB']:,.0f} | {rss_bytes:,.0f}; {f['feature array bytes'] / n:,.0f} | "
               + " | ".join(f"{pct(t[k], 50):.2f} / {pct(t[k], 99):.2f}" for k in ("search", "vote", "both"))  # type: ignore[arg-type]
-              + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS} / {t['found_vote']}/{UPLOADS} |", flush=True)
+              + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS} / {t['found_vote']}/{UPLOADS} | {f['tail merge s']:.1f} |", flush=True)
         del hashes, features, ids, kept
         gc.collect()
+    if args.catalog:
+        print("\n| catalog | photos | hashes / postings loaded | load s | load us a photo | RSS MiB added | RSS bytes a photo |")
+        print("|---|---|---|---|---|---|---|")
+        if not args.catalog.startswith("sqlite"):
+            from dedupe_index import ensure_database
+
+            ensure_database(args.catalog)
+        for n in [int(x) for x in args.catalog_photos.split(",") if x]:
+            catalog_load(args.catalog, n, args.views, args.keys)
     print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
 
 

@@ -16,9 +16,10 @@ def expected_votes(filed: dict[str, tuple[str, set[int]]], query: list[int], min
     return sorted(((p, n) for p, n in counts.items() if n >= min_votes), key=lambda x: (-x[1], x[0]))
 
 
-def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds() -> None:
+@pytest.mark.parametrize("background", [False, True])
+def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(background: bool) -> None:
     rng = np.random.default_rng(5)
-    index = MemoryFeatureIndex(rebuild_after=500)
+    index = MemoryFeatureIndex(rebuild_after=500, merge_in_background=background)
     filed: dict[str, tuple[str, set[int]]] = {}
     # Bulk: 300 photos of 40 keys from a small key space, so keys are shared and split across chunks.
     ids = [f"bulk{i:03d}" for i in range(300)]
@@ -34,7 +35,7 @@ def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds() -> N
             index.remove(photo_id)
             filed.pop(photo_id, None)
             continue
-        row = set(rng.integers(0, 2_000, size=30).tolist())
+        row = set(rng.integers(0, 2_600, size=30).tolist())  # some keys no bulk photo has
         index.add(photo_id, "bob" if step % 5 == 0 else None, sorted(row) + sorted(row)[:3])  # repeats count once
         filed[photo_id] = ("bob" if step % 5 == 0 else "", row)
         if step % 25 == 0:
@@ -43,10 +44,16 @@ def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds() -> N
                 want = expected_votes(filed, query, 3, owner)
                 assert index.votes(query, limit=len(want) + 5, min_votes=3, owner=owner) == want
             assert index.votes(query, limit=7, min_votes=1) == expected_votes(filed, query, 1)[:7]
-    index.rebuild()
+    index.rebuild()  # merged: the dead photos' postings stay until enough photos are dead
     query = sorted(filed["new198"][1]) if "new198" in filed else sorted(filed["new196"][1])
     assert index.votes(query, limit=3, min_votes=1) == expected_votes(filed, query, 1)[:3]
+    assert index.postings() > sum(len(keys) for _, keys in filed.values())
+    for photo_id in sorted(filed)[::4]:
+        index.remove(photo_id)
+        del filed[photo_id]
+    index.rebuild()  # a quarter dead: sorted afresh without them
     assert index.postings() == sum(len(keys) for _, keys in filed.values())
+    assert index.votes(query, limit=9, min_votes=1) == expected_votes(filed, query, 1)[:9]
 
 
 def test_keys_outside_32_bits_are_refused() -> None:

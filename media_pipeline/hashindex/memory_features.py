@@ -33,14 +33,20 @@ def gather(offsets: np.ndarray, values: np.ndarray, slots: np.ndarray) -> np.nda
 
 
 class MemoryFeatureIndex:
-    def __init__(self, rebuild_after: int = 1_000_000) -> None:
+    def __init__(self, rebuild_after: int = 1_000_000, merge_in_background: bool = False) -> None:
+        """``merge_in_background``: a full tail is merged by a thread while lookups go on (a
+        merge passes over every posting: seconds at a million photos)."""
         self._lock = threading.RLock()
+        self._rebuild_lock = threading.Lock()  # one rebuild at a time
         self._rebuild_after = rebuild_after
+        self._background = merge_in_background
+        self._merger: threading.Thread | None = None
         self._keys = np.zeros(0, dtype=np.uint32)
         self._offsets = np.zeros(1, dtype=np.int32)
         self._photos = np.zeros(0, dtype=np.int32)
         self._tail: dict[int, list[int]] = {}
         self._tail_postings = 0
+        self._merging: dict[int, list[int]] = {}  # the tail a merge under way is putting into the arrays
         self._bulk: list[np.ndarray] = []  # packed (key << 32 | number) rows of add_many, sorted in at the next rebuild
         self._ids: list[str] = []  # number -> photo id
         self._numbers: dict[str, int] = {}  # live photo id -> number
@@ -59,7 +65,11 @@ class MemoryFeatureIndex:
                 self._tail.setdefault(key, []).append(number)
             self._tail_postings += len(distinct)
             if self._tail_postings > self._rebuild_after:
-                self.rebuild()
+                if not self._background:
+                    self.rebuild()
+                elif self._merger is None or not self._merger.is_alive():
+                    self._merger = threading.Thread(target=self.rebuild, name="feature-index-merge", daemon=True)
+                    self._merger.start()
 
     def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], counts: np.ndarray, keys: np.ndarray) -> None:
         """Append photos in bulk (no replace): photo i has the next ``counts[i]`` of ``keys``. For
@@ -93,27 +103,44 @@ class MemoryFeatureIndex:
         return number
 
     def rebuild(self) -> None:
-        """Sort every live posting into the CSR arrays and number the live photos afresh."""
-        with self._lock:
-            packed = self._packed_postings()
-            packed.sort()
-            renumber = np.cumsum(self._alive[: len(self._ids)], dtype=np.int64) - 1
-            keys, counts, photos = _split_sorted(packed, self._alive, renumber)
-            del packed
-            live = np.flatnonzero(self._alive[: len(self._ids)])
-            self._ids = [self._ids[i] for i in live.tolist()]
-            self._numbers = {photo_id: n for n, photo_id in enumerate(self._ids)}
-            self._owner_codes = self._owner_codes[live].copy()
-            self._alive = np.ones(len(live), dtype=bool)
-            self._keys, self._photos = keys, photos
-            self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if len(photos) < 2**31 else np.int64)
+        """Bring the tail's and bulk loads' postings into the arrays: merged in, one pass over
+        them outside the lock (lookups read the old arrays and the tail being merged meanwhile),
+        while few photos are dead; sorted afresh under the lock, dropping dead postings and
+        numbering the live photos anew, once an eighth of the numbers are dead (or at first)."""
+        with self._rebuild_lock:
+            with self._lock:
+                dead = len(self._ids) - len(self._numbers)
+                if not len(self._photos) or dead * 8 > len(self._ids):
+                    self._resort()
+                    return
+                self._merging, self._tail = self._tail, {}
+                pending = self._pending(self._merging)
+                arrays, alive = (self._keys, self._offsets, self._photos), self._alive
+            merged = _merged(*arrays, pending, alive)
+            with self._lock:
+                self._keys, self._offsets, self._photos = merged
+                self._merging = {}
+
+    def _resort(self) -> None:
+        packed = self._packed_postings()
+        packed.sort()
+        renumber = np.cumsum(self._alive[: len(self._ids)], dtype=np.int64) - 1
+        keys, counts, photos = _split_sorted(packed, self._alive, renumber)
+        del packed
+        live = np.flatnonzero(self._alive[: len(self._ids)])
+        self._ids = [self._ids[i] for i in live.tolist()]
+        self._numbers = {photo_id: n for n, photo_id in enumerate(self._ids)}
+        self._owner_codes = self._owner_codes[live].copy()
+        self._alive = np.ones(len(live), dtype=bool)
+        self._keys, self._photos = keys, photos
+        self._offsets = _offsets(counts, len(photos))
 
     def _packed_postings(self) -> np.ndarray:
         """Every posting (built, bulk and tail) as key << 32 | number, in one array; the sources
-        are emptied as they are copied, so the peak is about one copy of the postings."""
-        tail = [(key, n) for key, numbers in self._tail.items() for n in numbers]
-        total = len(self._photos) + sum(len(b) for b in self._bulk) + len(tail)
-        packed = np.empty(total, dtype=np.uint64)
+        are emptied as they are copied."""
+        pending = self._pending(self._tail)
+        self._tail = {}
+        packed = np.empty(len(self._photos) + len(pending), dtype=np.uint64)
         at = 0
         for start in range(0, len(self._keys), _CHUNK // 8):
             slots = np.arange(start, min(start + _CHUNK // 8, len(self._keys)))
@@ -122,15 +149,15 @@ class MemoryFeatureIndex:
             packed[at : at + len(photos)] = (np.repeat(self._keys[slots], lengths).astype(np.uint64) << np.uint64(_PHOTO_BITS)) | photos
             at += len(photos)
         self._keys, self._offsets, self._photos = np.zeros(0, np.uint32), np.zeros(1, np.int32), np.zeros(0, np.int32)
-        while self._bulk:
-            part = self._bulk.pop(0)
-            packed[at : at + len(part)] = part
-            at += len(part)
-        if tail:
-            pairs = np.array(tail, dtype=np.uint64)
-            packed[at:] = (pairs[:, 0] << np.uint64(_PHOTO_BITS)) | pairs[:, 1]
-        self._tail, self._tail_postings = {}, 0
+        packed[at:] = pending
         return packed
+
+    def _pending(self, tail: dict[int, list[int]]) -> np.ndarray:
+        """The ``tail``'s and the bulk loads' postings, packed, in one array; the bulk loads are emptied."""
+        pairs = np.array([(key, n) for key, numbers in tail.items() for n in numbers], dtype=np.uint64).reshape(-1, 2)
+        parts = [*self._bulk, (pairs[:, 0] << np.uint64(_PHOTO_BITS)) | pairs[:, 1]]
+        self._bulk, self._tail_postings = [], 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     # ------------------------------------------------------------------ reads
     def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
@@ -143,8 +170,8 @@ class MemoryFeatureIndex:
             slots = np.searchsorted(self._keys, query)
             slots = slots[(slots < len(self._keys)) & (self._keys[np.minimum(slots, len(self._keys) - 1)] == query)] if len(self._keys) else slots[:0]
             numbers = gather(self._offsets, self._photos, slots)
-            if self._tail:
-                newer = [n for key in query.tolist() for n in self._tail.get(key, ())]
+            if self._tail or self._merging:
+                newer = [n for tail in (self._merging, self._tail) for key in query.tolist() for n in tail.get(key, ())]
                 numbers = np.concatenate([numbers, np.array(newer, dtype=np.int32)])
             keep = self._alive[numbers]
             if owner is not None:
@@ -163,7 +190,7 @@ class MemoryFeatureIndex:
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         with self._lock:
             end = int(self._offsets[np.searchsorted(self._keys, np.uint32(min(max(key, 0), (1 << 32) - 1)))]) if key < 1 << 32 else len(self._photos)
-            numbers: set[int] = {n for k, ns in self._tail.items() if k < key for n in ns if self._alive[n]}
+            numbers = {n for tail in (self._merging, self._tail) for k, ns in tail.items() if k < key for n in ns if self._alive[n]}
             for start in range(0, end, _CHUNK):  # a batch at a time: stop once there are enough
                 if len(numbers) >= limit:
                     break
@@ -176,13 +203,42 @@ class MemoryFeatureIndex:
     def postings(self) -> int:
         """Postings held, live or not yet dropped (for benchmarks)."""
         with self._lock:
-            return len(self._photos) + self._tail_postings + sum(len(b) for b in self._bulk)
+            merging = sum(len(numbers) for numbers in self._merging.values())
+            return len(self._photos) + merging + self._tail_postings + sum(len(b) for b in self._bulk)
 
     def nbytes(self) -> int:
         """Bytes of the numpy arrays (not the photo ids' strings)."""
         with self._lock:
             arrays = (self._keys, self._offsets, self._photos, self._alive, self._owner_codes, *self._bulk)
             return int(sum(a.nbytes for a in arrays))
+
+
+def _merged(keys: np.ndarray, offsets: np.ndarray, photos: np.ndarray, pending: np.ndarray,
+            alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New arrays with packed postings inserted after their keys' runs (their photo numbers are
+    newer than every number in the arrays, so each run stays in number order); dead ones and
+    repeats left out. The arrays given are not changed: lookups may be reading them."""
+    pending.sort()  # in place, and not np.unique: numpy 2.3's hashes 40M values ten times slower than it sorts them
+    keep = alive[(pending & _PHOTO_MASK).astype(np.int64)]
+    keep[1:] &= pending[1:] != pending[:-1]
+    pending = pending[keep]
+    if not len(pending):
+        return keys, offsets, photos
+    new_keys, new_photos = (pending >> np.uint64(_PHOTO_BITS)).astype(np.uint32), (pending & _PHOTO_MASK).astype(np.int32)
+    starts = np.flatnonzero(np.concatenate([[True], new_keys[1:] != new_keys[:-1]]))
+    distinct, added = new_keys[starts], np.diff(np.append(starts, len(new_keys)))
+    slots = np.searchsorted(keys, distinct)
+    present = keys[np.minimum(slots, len(keys) - 1)] == distinct
+    ends = np.where(present, offsets[np.minimum(slots + 1, len(keys))], offsets[slots])
+    photos = np.insert(photos, np.repeat(ends, added), new_photos)
+    counts = np.insert(np.diff(offsets).astype(np.int64), slots[~present], 0)
+    keys = np.insert(keys, slots[~present], distinct[~present])
+    counts[np.searchsorted(keys, distinct)] += added
+    return keys, _offsets(counts, len(photos)), photos
+
+
+def _offsets(counts: np.ndarray, postings: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if postings < 2**31 else np.int64)
 
 
 def _check_keys(keys: Sequence[int] | np.ndarray) -> None:

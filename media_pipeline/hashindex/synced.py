@@ -39,7 +39,7 @@ class CatalogIndexes:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog)
-        self.hashes, self.features = MemoryHashIndex(), MemoryFeatureIndex()
+        self.hashes, self.features = MemoryHashIndex(), MemoryFeatureIndex(merge_in_background=True)
         self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
         self._lock = threading.Lock()
         self._high = 0  # the highest number applied
