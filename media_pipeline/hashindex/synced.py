@@ -39,7 +39,8 @@ class CatalogIndexes:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog)
-        self.hashes, self.features = MemoryHashIndex(), MemoryFeatureIndex(merge_in_background=True)
+        self.hashes = MemoryHashIndex(rebuild_in_background=True)
+        self.features = MemoryFeatureIndex(merge_in_background=True)
         self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
         self._lock = threading.Lock()
         self._high = 0  # the highest number applied
@@ -54,7 +55,7 @@ class CatalogIndexes:
         now = self._clock()
         self._gaps = {seq: now for seq in range(max(1, self._high - _LOOKBACK + 1), self._high + 1) if seq not in recent}
         for rows in self._photo_batches("hash_index", _HASH_ROW, "view"):
-            self.hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows))
+            self.hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
         self.hashes.rebuild()
         for rows in self._photo_batches("feature_postings", _POSTING_ROW, "key"):
             ids, owners, counts = _grouped(rows)

@@ -16,7 +16,7 @@ from media_pipeline.hashindex.sql import to_signed_words
 BITS = 256
 
 
-@pytest.fixture(params=["memory", "memory-bucketed", "memory-23bit", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+@pytest.fixture(params=["memory", "memory-bucketed", "memory-background", "memory-23bit", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
                         "synced-sqlite", pytest.param("synced-postgresql", marks=pytest.mark.postgres)])
 def index(request: Any, tmp_path: Any) -> Any:
     if request.param == "memory":
@@ -24,6 +24,9 @@ def index(request: Any, tmp_path: Any) -> Any:
         return
     if request.param == "memory-bucketed":
         yield MemoryHashIndex(rebuild_after=3)  # nearly every row goes through the bucket tables
+        return
+    if request.param == "memory-background":
+        yield MemoryHashIndex(rebuild_after=3, rebuild_in_background=True)  # lookups while a thread buckets
         return
     if request.param == "memory-23bit":
         yield MemoryHashIndex(rebuild_after=40, chunk_bits=23)  # the 10M-row layout: substrings straddle words
