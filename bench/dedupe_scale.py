@@ -8,7 +8,9 @@ random view hashes in ``hash_index`` and each ``--keys`` count of keypoint keys 
 ``feature_postings``, with 26-character photo ids like the service's. Keys are uniform over the
 4 x 2^16 key space (``--key-bits`` for longer keys), the best case for a vote (real ORB keys are skewed, so their postings lists
 are longer). Printed per backend, size and key count: bytes per row and per photo of each table
-with its indexes (what the database reports), and the p50/p99 of a vote as a worker casts it
+with its indexes (what the database reports), the same for each photo's keys packed in one row
+(a table of the bench's own: what the store of record could hold once votes run in memory),
+and the p50/p99 of a vote as a worker casts it
 (the ``keypoints.keys`` of 300 descriptors: about 1,200 keys, 100 of them a stored photo's).
 """
 
@@ -129,6 +131,23 @@ def vote_latency(catalog: SqlCatalog, ids: list[str], keys: int, key_bits: int, 
     return times, first
 
 
+def packed_bytes(catalog: SqlCatalog, label: str, ids: list[str], keys: int, key_bits: int, rng: np.random.Generator) -> None:
+    """The bytes of a photo's keys as one row (photo id, owner, the keys as 4-byte integers in one
+    binary column), a table of this bench's own: what the store of record would hold per photo if
+    votes no longer read postings from SQL (MP_DUPLICATE_INDEX=memory loads the keys, not postings)."""
+    blob = "BYTEA" if catalog.dialect == "postgresql" else "BLOB"
+    with catalog._tx() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_packed_keys")
+        cur.execute(f"CREATE TABLE bench_packed_keys (photo_id TEXT PRIMARY KEY, owner TEXT NOT NULL, keys {blob} NOT NULL)")
+    rows = ((photo_id, "", photo_keys(rng, keys, key_bits).astype("<u4").tobytes()) for photo_id in ids)
+    load(catalog, "bench_packed_keys", "photo_id, owner, keys", rows, ())
+    heap, indexes = table_bytes(catalog, "bench_packed_keys")
+    print(f"| {label} | {len(ids):,} | keys packed in one row ({keys} keys) | 1 | {heap / len(ids):,.0f} + {indexes / len(ids):,.0f} | "
+          f"{(heap + indexes) / len(ids):,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | - | |", flush=True)
+    with catalog._tx() as cur:
+        cur.execute("DROP TABLE bench_packed_keys")
+
+
 def bench(url: str, label: str, n: int, views: int, key_counts: list[int], key_bits: int, query_keys: int) -> None:
     rng = np.random.default_rng(20261203 + n)
     catalog = SqlCatalog(url)
@@ -154,6 +173,7 @@ def bench(url: str, label: str, n: int, views: int, key_counts: list[int], key_b
               f"{(heap + indexes) / n:,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | {pct(times, 50):.1f} / {pct(times, 99):.1f} "
               f"(repost first {first}/{VOTES}) | load {built:.0f} s |", flush=True)
         clear(catalog, "feature_postings")
+        packed_bytes(catalog, label, ids, keys, key_bits, rng)
     catalog.close()
 
 

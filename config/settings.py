@@ -81,6 +81,7 @@ class Settings:
     near_distance: int = _setting(31, "MP_NEAR_DISTANCE", "Largest Hamming distance (of 256 bits) between view hashes that counts as a near duplicate. 31 kept zero false pairs with a wide margin on the dev corpus (closest distinct pair: 84) and finds 94-100% of the edits; see bench/dedupe_eval.py. Above 31 each search probes 137 values per substring instead of 17.")
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
     keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 24 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per vote, three votes at most when shared overlays are found); `off` to skip.")
+    duplicate_index: str = _setting("sql", "MP_DUPLICATE_INDEX", "Where near-duplicate lookups run: `sql`, the catalog's tables (no memory, but at a million photos an upload's hash lookup takes ~1 s on PostgreSQL); `memory`, numpy arrays each process loads from those tables at start (about 3.7 KB of RAM a photo in each process, and 0.5-0.7 ms a photo to load: 8-12 minutes at a million) and keeps up with what other processes filed through the `index_changes` log before each lookup (docs/near-duplicates.md, A billion photos). The tables stay the store of record either way.")
     keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
     min_inliers: int = _setting(10, "MP_MIN_INLIERS", "Keypoint matches (one per stored keypoint) consistent with one similarity transform needed before the aligned pixels are compared; the comparison, not this number, keeps distinct photos apart (those under one shared caption or watermark fit it with 20-150). Crops and rotations fit with 50-200; a few deep zooms and collage cells of the dev corpus with only 10-20.")
     blocklists: str = _setting("", "MP_BLOCKLISTS", "Lists of PDQ hashes uploads must not match, comma-separated `NAME[@DISTANCE]=SOURCE`: SOURCE a file path or an http(s) URL with one PDQ hash (64 hex digits) first on each line (`#` comments; the rest of a line ignored), read at start. An upload within DISTANCE bits (default 31) of a listed hash, with PDQ quality 50 or more, ends `failed` with `blocked_content`: no rendition is made and its original stays private. `POST /v1/duplicates/search` reports list hits.")
@@ -261,6 +262,8 @@ class Settings:
             problems.append("MP_NEAR_DISTANCE must be between 0 and 64 (of 256 bits)")
         if self.keypoint_matching not in ("on", "off"):
             problems.append("MP_KEYPOINT_MATCHING must be on or off")
+        if self.duplicate_index not in ("sql", "memory"):
+            problems.append("MP_DUPLICATE_INDEX must be sql or memory")
         if self.keypoint_candidates < 1 or self.min_inliers < 8:
             problems.append("MP_KEYPOINT_CANDIDATES must be at least 1 and MP_MIN_INLIERS at least 8")
         if self.validation_url and (not self.validation_url.startswith(("http://", "https://")) or len(self.validation_secret) < 16):

@@ -23,6 +23,7 @@ from media_pipeline.errors import (
     StorageUnavailable,
 )
 from media_pipeline.hashindex import FeatureIndex, HashIndex, SqlFeatureIndex, SqlHashIndex
+from media_pipeline.hashindex.synced import memory_indexes
 from media_pipeline.models import Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.photo_ids import is_photo_id, new_photo_id  # noqa: F401 - callers use service.is_photo_id
 from media_pipeline.probe import probe
@@ -46,7 +47,10 @@ class Services:
     validator: Validator | None = None
 
     def __post_init__(self) -> None:
-        # The indexes live in the catalog's database unless a caller hands in other backends.
+        # The indexes live in the catalog's database unless a caller hands in other backends; with
+        # MP_DUPLICATE_INDEX=memory lookups run on arrays loaded from it (hashindex/synced.py).
+        if self.hash_index is None and self.feature_index is None and self.settings.duplicate_index == "memory":
+            self.hash_index, self.feature_index = memory_indexes(self.catalog)  # type: ignore[arg-type]
         if self.hash_index is None:
             self.hash_index = SqlHashIndex(self.catalog)  # type: ignore[arg-type]
         if self.feature_index is None:

@@ -37,7 +37,12 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
                            "--sqlite", str(tmp_path / "scale.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 300 |")]
-    assert len(rows) == 2 and "view hashes" in rows[0] and "keypoint postings" in rows[1], rows
+    assert len(rows) == 3 and "view hashes" in rows[0] and "keypoint postings" in rows[1] and "packed in one row" in rows[2], rows
+    done = subprocess.run([sys.executable, "bench/dedupe_memory.py", "--photos", "2000,4000", "--keys", "60"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2,000 |", "| 4,000 |"))]
+    assert len(rows) == 2 and all("| 200/200 / 200/200 |" in row for row in rows), rows  # every repost found
 
 
 def test_steps_bench_runs(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ from media_pipeline.errors import CatalogError
 
 _BATCH = 2000
 _MODULUS = 1 << 256
-_SKIP = {"schema_migrations"}  # the target has its own, from its own migrate()
+# The target has its own migrations, from its own migrate(); the index change log only tells the
+# processes of the old database what changed (the new one's load the index from its tables).
+_SKIP = {"schema_migrations", "index_changes"}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from media_pipeline import events
 from media_pipeline.catalog.database import Cursor, SqlDatabase, dump_json
 from media_pipeline.catalog.duplicates import load_duplicates, load_hash_quality
 from media_pipeline.catalog.events import record_event
+from media_pipeline.catalog.index_changes import record_index_change
 from media_pipeline.models import (
     Animation,
     Focus,
@@ -283,6 +284,7 @@ class PhotoStore(SqlDatabase):
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            record_index_change(cur, photo_id)
             cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))
             if not cur.execute("DELETE FROM photos WHERE id = ?", (photo_id,)):

@@ -403,6 +403,19 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        17,
+        (
+            # The indexes' change log (catalog/index_changes.py): a process holding them in memory
+            # (MP_DUPLICATE_INDEX=memory) catches up on what other processes filed by number.
+            {"postgresql": "CREATE TABLE index_changes (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, photo_id TEXT NOT NULL)",
+             "sqlite": "CREATE TABLE index_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, photo_id TEXT NOT NULL)"},
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":

@@ -1,15 +1,14 @@
 """The keypoint vote index: which photos share the most local-feature keys with a query.
 
 A narrow port with two backends, like the hash index: a postings table in the catalog's
-database (key -> photo, indexed by key) and a dict in memory. One contract suite covers both.
+database (key -> photo, indexed by key) and numpy postings in memory (memory_features.py). One contract suite covers both.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from typing import Protocol, Sequence, runtime_checkable
 
+from media_pipeline.catalog.index_changes import record_index_change
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.sql import scope_sql
 
@@ -32,42 +31,6 @@ class FeatureIndex(Protocol):
         again a batch at a time."""
 
 
-class MemoryFeatureIndex:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._postings: dict[int, set[str]] = {}
-        self._keys_of: dict[str, tuple[str, list[int]]] = {}
-
-    def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
-        with self._lock:
-            self._remove(photo_id)
-            self._keys_of[photo_id] = (owner or "", list(keys))
-            for key in keys:
-                self._postings.setdefault(key, set()).add(photo_id)
-
-    def remove(self, photo_id: str) -> None:
-        with self._lock:
-            self._remove(photo_id)
-
-    def _remove(self, photo_id: str) -> None:
-        _, keys = self._keys_of.pop(photo_id, ("", []))
-        for key in keys:
-            self._postings.get(key, set()).discard(photo_id)
-
-    def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
-              exclude: str | None = None) -> list[tuple[str, int]]:
-        with self._lock:
-            counts = Counter(p for key in set(keys) for p in self._postings.get(key, ()))
-            found = [(p, n) for p, n in counts.items()
-                     if n >= min_votes and p != exclude and (owner is None or self._keys_of[p][0] == owner)]
-        return sorted(found, key=lambda x: (-x[1], x[0]))[:limit]
-
-    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
-        with self._lock:
-            found = [(p, owner) for p, (owner, keys) in self._keys_of.items() if any(k < key for k in keys)]
-        return sorted(found)[:limit]
-
-
 class SqlFeatureIndex:
     def __init__(self, catalog: SqlCatalog) -> None:
         self.catalog = catalog
@@ -75,12 +38,14 @@ class SqlFeatureIndex:
     def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
         with self.catalog._tx() as cur:
             cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            record_index_change(cur, photo_id)
             cur.executemany("INSERT INTO feature_postings (key, photo_id, owner) VALUES (?, ?, ?)",
                             [(key, photo_id, owner or "") for key in sorted(set(keys))])
 
     def remove(self, photo_id: str) -> None:
         with self.catalog._tx() as cur:
-            cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            if cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,)):
+                record_index_change(cur, photo_id)
 
     def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
               exclude: str | None = None) -> list[tuple[str, int]]:

@@ -59,10 +59,15 @@ def distances(words: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 class MemoryHashIndex:
-    def __init__(self, rebuild_after: int = 50_000, chunk_bits: int | None = None) -> None:
-        """``chunk_bits`` fixes the substring length instead of choosing it from the size."""
+    def __init__(self, rebuild_after: int = 50_000, chunk_bits: int | None = None, rebuild_in_background: bool = False) -> None:
+        """``chunk_bits`` fixes the substring length instead of choosing it from the size;
+        ``rebuild_in_background``: a thread buckets the rows while lookups go on (seconds at
+        millions of rows), the rows since scanned meanwhile."""
         self._lock = threading.RLock()
+        self._rebuild_lock = threading.Lock()  # one rebuild at a time
         self._rebuild_after = rebuild_after
+        self._background = rebuild_in_background
+        self._rebuilder: threading.Thread | None = None
         self._words = np.zeros((1024, _WORDS), dtype=np.uint64)
         self._alive = np.zeros(1024, dtype=bool)
         self._owner_codes = np.zeros(1024, dtype=np.int32)
@@ -82,8 +87,10 @@ class MemoryHashIndex:
             self.remove(photo_id)
             self.add_many([photo_id] * len(hashes), [owner] * len(hashes), [v for v, _ in hashes], to_words([h for _, h in hashes]))
 
-    def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], views: Sequence[str], words: np.ndarray) -> None:
-        """Append rows in bulk (no replace): for loading from the catalog and for benchmarks."""
+    def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], views: Sequence[str], words: np.ndarray,
+                 rebuild: bool = True) -> None:
+        """Append rows in bulk (no replace): for loading from the catalog and for benchmarks;
+        ``rebuild=False`` leaves the bucketing to one ``rebuild`` call after the last batch."""
         with self._lock:
             count = len(photo_ids)
             self._grow(self._n + count)
@@ -96,8 +103,12 @@ class MemoryHashIndex:
             for row, photo_id in zip(rows, photo_ids):
                 self._rows_of.setdefault(photo_id, []).append(row)
             self._n += count
-            if self._n - self._built > self._rebuild_after:
-                self.rebuild()
+            if rebuild and self._n - self._built > self._rebuild_after:
+                if not self._background:
+                    self.rebuild()
+                elif self._rebuilder is None or not self._rebuilder.is_alive():
+                    self._rebuilder = threading.Thread(target=self.rebuild, name="hash-index-rebuild", daemon=True)
+                    self._rebuilder.start()
 
     def remove(self, photo_id: str) -> None:
         with self._lock:
@@ -105,19 +116,21 @@ class MemoryHashIndex:
                 self._alive[row] = False
 
     def rebuild(self) -> None:
-        """Bucket every row so far (counting sort per substring)."""
-        with self._lock:
-            words = self._words[: self._n]
-            layout = self._fixed_layout or layout_for(self._n)
+        """Bucket every row so far (counting sort per substring), outside the lock: the rows so
+        far never change (``_grow`` copies them), and lookups use the old buckets meanwhile."""
+        with self._rebuild_lock:
+            with self._lock:
+                n, words = self._n, self._words[: self._n]
+            layout = self._fixed_layout or layout_for(n)
             buckets = []
             for i in range(layout.count):
                 column = chunk_column(words, layout, i)
-                order = np.argsort(column, kind="stable").astype(np.int32 if self._n < 2**31 else np.int64)
-                offsets = np.zeros((1 << layout.chunk_bits) + 1, dtype=np.int32 if self._n < 2**31 else np.int64)
+                order = np.argsort(column, kind="stable").astype(np.int32 if n < 2**31 else np.int64)
+                offsets = np.zeros((1 << layout.chunk_bits) + 1, dtype=np.int32 if n < 2**31 else np.int64)
                 np.cumsum(np.bincount(column, minlength=1 << layout.chunk_bits), out=offsets[1:])
                 buckets.append((offsets, order))
-            self._buckets, self._layout = buckets, layout
-            self._built = self._n
+            with self._lock:
+                self._buckets, self._layout, self._built = buckets, layout, n
 
     def _grow(self, size: int) -> None:
         if size <= len(self._alive):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from media_pipeline.catalog.index_changes import record_index_change
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.base import SQL_LAYOUT, IndexHit, best_hits
 
@@ -55,13 +56,15 @@ class SqlHashIndex:
         rows = [(photo_id, view, owner or "", *to_signed_words(value), *SQL_LAYOUT.chunks(value)) for view, value in hashes]
         with self.catalog._tx() as cur:
             cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
+            record_index_change(cur, photo_id)
             if rows:
                 marks = ", ".join("?" * (7 + SQL_LAYOUT.count))
                 cur.executemany(f"INSERT INTO hash_index (photo_id, view, owner, {', '.join(_WORDS)}, {_COLUMNS}) VALUES ({marks})", rows)
 
     def remove(self, photo_id: str) -> None:
         with self.catalog._tx() as cur:
-            cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
+            if cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,)):
+                record_index_change(cur, photo_id)
 
     def count(self) -> int:
         with self.catalog._tx(write=False) as cur:

@@ -16,13 +16,17 @@ from media_pipeline.hashindex.sql import to_signed_words
 BITS = 256
 
 
-@pytest.fixture(params=["memory", "memory-bucketed", "memory-23bit", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "memory-bucketed", "memory-background", "memory-23bit", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        "synced-sqlite", pytest.param("synced-postgresql", marks=pytest.mark.postgres)])
 def index(request: Any, tmp_path: Any) -> Any:
     if request.param == "memory":
         yield MemoryHashIndex()
         return
     if request.param == "memory-bucketed":
         yield MemoryHashIndex(rebuild_after=3)  # nearly every row goes through the bucket tables
+        return
+    if request.param == "memory-background":
+        yield MemoryHashIndex(rebuild_after=3, rebuild_in_background=True)  # lookups while a thread buckets
         return
     if request.param == "memory-23bit":
         yield MemoryHashIndex(rebuild_after=40, chunk_bits=23)  # the 10M-row layout: substrings straddle words
@@ -31,12 +35,17 @@ def index(request: Any, tmp_path: Any) -> Any:
 
 
 def sql_backend(request: Any, tmp_path: Any, backend: Any, table: str) -> Iterator[Any]:
-    """``backend`` over a fresh SQLite file or the session's PostgreSQL database, emptied after."""
-    url = f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    """``backend`` over a fresh SQLite file or the session's PostgreSQL database, emptied after;
+    for ``synced-*``, the memory index loaded from that catalog (MP_DUPLICATE_INDEX=memory)."""
+    from media_pipeline.hashindex.synced import memory_indexes
+
+    dialect = request.param.removeprefix("synced-")
+    url = f"sqlite:///{tmp_path / 'catalog.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")
     catalog = SqlCatalog(url)
     catalog.migrate()
-    yield backend(catalog)
-    if request.param == "postgresql":
+    synced = request.param.startswith("synced-")
+    yield memory_indexes(catalog)[0 if backend is SqlHashIndex else 1] if synced else backend(catalog)
+    if dialect == "postgresql":
         with catalog._tx() as cur:
             cur.execute(f"DELETE FROM {table}")
     catalog.close()
@@ -111,12 +120,19 @@ def test_empty_queries_and_empty_index(index: Any) -> None:
 
 
 # --------------------------------------------------------------------------- keypoint votes
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "memory-rebuilt", "memory-background", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        "synced-sqlite", pytest.param("synced-postgresql", marks=pytest.mark.postgres)])
 def features(request: Any, tmp_path: Any) -> Any:
     from media_pipeline.hashindex import MemoryFeatureIndex, SqlFeatureIndex
 
     if request.param == "memory":
-        yield MemoryFeatureIndex()
+        yield MemoryFeatureIndex()  # every posting in the tail
+        return
+    if request.param == "memory-rebuilt":
+        yield MemoryFeatureIndex(rebuild_after=3)  # sorted into the arrays at nearly every add, dead photos dropped
+        return
+    if request.param == "memory-background":
+        yield MemoryFeatureIndex(rebuild_after=3, merge_in_background=True)  # lookups while a thread merges
         return
     yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings")
 

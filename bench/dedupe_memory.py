@@ -1,0 +1,185 @@
+"""The memory backends at scale: an upload's whole lookup (18 view hashes and a keypoint vote).
+
+    python bench/dedupe_memory.py [--photos 100000,1000000] [--views 5] [--keys 400] [--query-keys 2160]
+
+Synthetic photos like bench/dedupe_scale.py's (random view hashes, uniformly random 24-bit
+keypoint keys, 26-character ids), loaded in bulk into ``MemoryHashIndex`` and
+``MemoryFeatureIndex`` and built. Then 20 warm-up and 200 timed uploads, each a stored photo
+reposted: 18 query hashes (one its first view at 1-31 bits, 17 random) searched at radius 31, and
+a vote of ``--query-keys`` keys of which 100 are the photo's, as duplicates.py casts it. Printed
+per size: build time, RSS each index added and the feature arrays' bytes, both per photo, and
+p50/p99 of the search, the vote and the two together, with how often the repost was found. The
+baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dedupe_index import current_rss_mib, pct, rss_mib, words_to_int  # noqa: E402
+from dedupe_scale import _HASH_COLUMNS, SHARED_KEYS, hash_rows, load, photo_ids, posting_rows  # noqa: E402
+
+from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
+from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
+from media_pipeline.hashindex.synced import CatalogIndexes  # noqa: E402
+from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
+from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
+
+UPLOADS = 200
+WARM_UP = 20
+QUERY_HASHES = 18
+RADIUS = 31
+CHUNK = 50_000  # photos generated at once, so the generator's temporaries stay small
+MERGE_EVERY = 100_000
+TAIL_PHOTOS = 2_500  # about the default tail (1M postings) a running index merges at a time
+
+
+def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.ndarray) -> tuple[MemoryHashIndex, MemoryFeatureIndex, list[str], dict[int, tuple[int, np.ndarray]], dict[str, float]]:
+    """Both indexes over n synthetic photos; the targets' first view and keys are kept for queries."""
+    ids = photo_ids(n, rng)
+    kept: dict[int, tuple[int, np.ndarray]] = {}
+    wanted = set(targets.tolist())
+    figures: dict[str, float] = {}
+    gc.collect()
+    before = current_rss_mib()
+    hashes = MemoryHashIndex(rebuild_after=2**62)
+    started = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        count = min(CHUNK, n - start)
+        words = rng.integers(0, 2**64, size=(count * views, 4), dtype=np.uint64)
+        hashes.add_many([p for p in ids[start : start + count] for _ in range(views)], [None] * (count * views),
+                        [f"view{v}" for _ in range(count) for v in range(views)], words)
+        for t in wanted & set(range(start, start + count)):
+            kept[t] = (words_to_int(words[(t - start) * views]), np.zeros(0))
+    hashes.rebuild()
+    figures["hash build s"] = time.perf_counter() - started
+    gc.collect()
+    figures["hash MiB"] = current_rss_mib() - before
+    before = current_rss_mib()
+    features = MemoryFeatureIndex(rebuild_after=2**62)
+    started = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        count = min(CHUNK, n - start)
+        block = rng.integers(0, TABLES << KEY_BITS, size=(count, keys), dtype=np.int64) + KEY_BASE
+        features.add_many(ids[start : start + count], [None] * count, np.full(count, keys), block.ravel())
+        for t in wanted & set(range(start, start + count)):
+            kept[t] = (kept[t][0], np.unique(block[t - start]))
+        if (start + count) % MERGE_EVERY == 0 or start + count == n:
+            features.rebuild()  # merged in a part at a time: the peak stays near two copies of the photo numbers
+    figures["feature build s"] = time.perf_counter() - started
+    gc.collect()
+    figures["feature MiB"] = current_rss_mib() - before
+    figures["feature array bytes"] = features.nbytes()
+    figures["postings"] = features.postings()
+    for i in range(TAIL_PHOTOS):  # filed one by one, as uploads are, then merged as a running index would
+        features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=keys) + KEY_BASE).tolist())
+    started = time.perf_counter()
+    features.rebuild()
+    figures["tail merge s"] = time.perf_counter() - started
+    return hashes, features, ids, kept, figures
+
+
+def flip(value: int, bits: int, rng: np.random.Generator) -> int:
+    for position in rng.choice(HASH_BITS, size=bits, replace=False):
+        value ^= 1 << int(position)
+    return value
+
+
+def lookups(hashes: MemoryHashIndex, features: MemoryFeatureIndex, ids: list[str], kept: dict[int, tuple[int, np.ndarray]],
+            targets: np.ndarray, query_keys: int, rng: np.random.Generator) -> dict[str, list[float] | int]:
+    searched, voted, both = [], [], []
+    found_hash = found_vote = 0
+    for q, target in enumerate(targets.tolist()):
+        value, stored_keys = kept[target]
+        queries = [flip(value, int(rng.integers(1, RADIUS + 1)), rng)] + [int.from_bytes(rng.bytes(32), "big") for _ in range(QUERY_HASHES - 1)]
+        shared = rng.choice(stored_keys, size=min(len(stored_keys), SHARED_KEYS), replace=False)
+        query = sorted(set(shared.tolist()) | set((rng.integers(0, TABLES << KEY_BITS, size=query_keys - len(shared)) + KEY_BASE).tolist()))
+        started = time.perf_counter()
+        hits = hashes.search(queries, RADIUS)
+        middle = time.perf_counter()
+        votes = features.votes(query, limit=5, min_votes=MIN_VOTES)
+        ended = time.perf_counter()
+        if q >= WARM_UP:
+            searched.append((middle - started) * 1000)
+            voted.append((ended - middle) * 1000)
+            both.append((ended - started) * 1000)
+            found_hash += any(h.photo_id == ids[target] for h in hits)
+            found_vote += bool(votes) and votes[0][0] == ids[target]
+    return {"search": searched, "vote": voted, "both": both, "found_hash": found_hash, "found_vote": found_vote}
+
+
+def catalog_load(url: str, n: int, views: int, keys: int) -> None:
+    """What a process pays at start with MP_DUPLICATE_INDEX=memory: the tables of n synthetic
+    photos (filled in bulk first) read into both memory indexes; load time and RSS it added."""
+    rng = np.random.default_rng(20261205 + n)
+    catalog = SqlCatalog(url)
+    catalog.migrate()
+    ids = photo_ids(n, rng)
+    load(catalog, "hash_index", _HASH_COLUMNS, hash_rows(ids, views, rng), hash_substring_indexes(catalog.dialect))
+    load(catalog, "feature_postings", "key, photo_id, owner", posting_rows(ids, keys, KEY_BITS, rng),
+         ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
+    gc.collect()
+    before = current_rss_mib()
+    started = time.perf_counter()
+    indexes = CatalogIndexes(catalog)
+    took = time.perf_counter() - started
+    gc.collect()
+    grown = current_rss_mib() - before
+    print(f"| {catalog.dialect} | {n:,} | {indexes.hashes.count():,} / {indexes.features.postings():,} | {took:.1f} | "
+          f"{took / n * 1e6:,.0f} | {grown:,.0f} | {grown * 2**20 / n:,.0f} |", flush=True)
+    catalog.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", default="100000,1000000", help="index sizes in photos (the first is the baseline)")
+    parser.add_argument("--views", type=int, default=5, help="view hashes stored per photo")
+    parser.add_argument("--keys", type=int, default=400, help="keypoint keys filed per photo")
+    parser.add_argument("--query-keys", type=int, default=2160, help="keys a vote sends (%(default)s: today's lookups)")
+    parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
+                        "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
+    parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
+    args = parser.parse_args()
+    print(f"# dedupe_memory: synthetic photos, {args.views} view hashes and {args.keys} keys each; {WARM_UP} warm-up then "
+          f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
+    print("| photos | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
+          "search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | lookup p99 vs first size | found by hash / voted first | "
+          f"merging {TAIL_PHOTOS:,} filed photos s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline = None
+    for n in [int(x) for x in args.photos.split(",") if x]:
+        rng = np.random.default_rng(20261204 + n)
+        targets = rng.choice(n, size=WARM_UP + UPLOADS, replace=False)
+        hashes, features, ids, kept, f = build(n, args.views, args.keys, rng, targets)
+        t = lookups(hashes, features, ids, kept, targets, args.query_keys, rng)
+        p99 = pct(t["both"], 99)  # type: ignore[arg-type]
+        baseline = baseline or p99
+        rss_bytes = (f["hash MiB"] + f["feature MiB"]) * 2**20 / n
+        print(f"| {n:,} | {n * args.views:,} / {int(f['postings']):,} | {f['hash build s']:.0f} + {f['feature build s']:.0f} | "
+              f"{f['hash MiB']:,.0f} + {f['feature MiB']:,.0f} | {rss_bytes:,.0f}; {f['feature array bytes'] / n:,.0f} | "
+              + " | ".join(f"{pct(t[k], 50):.2f} / {pct(t[k], 99):.2f}" for k in ("search", "vote", "both"))  # type: ignore[arg-type]
+              + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS} / {t['found_vote']}/{UPLOADS} | {f['tail merge s']:.1f} |", flush=True)
+        del hashes, features, ids, kept
+        gc.collect()
+    if args.catalog:
+        print("\n| catalog | photos | hashes / postings loaded | load s | load us a photo | RSS MiB added | RSS bytes a photo |")
+        print("|---|---|---|---|---|---|---|")
+        if not args.catalog.startswith("sqlite"):
+            from dedupe_index import ensure_database
+
+            ensure_database(args.catalog)
+        for n in [int(x) for x in args.catalog_photos.split(",") if x]:
+            catalog_load(args.catalog, n, args.views, args.keys)
+    print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

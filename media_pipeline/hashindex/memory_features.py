@@ -1,0 +1,277 @@
+"""The keypoint vote index in process memory: numpy postings in CSR form over sorted keys.
+
+Like ``MemoryHashIndex``: photos get numbers once (int32 postings, ids looked up only for the few
+voted), the built part is ``keys`` (sorted, distinct), ``offsets`` into ``photos`` (the photo
+numbers filed under each key, ascending); photos filed since are in a small tail (a dict of key to
+numbers) until it holds ``rebuild_after`` postings, then everything is sorted again. Removal marks
+the number dead; a rebuild drops dead postings and numbers. A vote gathers the postings of its
+keys and counts them (``np.unique``): its work is the postings read, not the index size. About
+4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+_PHOTO_BITS = 32
+_PHOTO_MASK = np.uint64((1 << _PHOTO_BITS) - 1)
+_CHUNK = 1 << 24  # postings handled at once in a rebuild, so its temporaries stay ~100 MB
+
+
+def gather(offsets: np.ndarray, values: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``values[offsets[s]:offsets[s + 1]]`` for every slot, concatenated, without a Python loop."""
+    starts = offsets[slots].astype(np.int64)
+    lengths = offsets[slots + 1].astype(np.int64) - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return values[:0]
+    shifts = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return values[np.arange(total) + shifts]
+
+
+class MemoryFeatureIndex:
+    def __init__(self, rebuild_after: int = 1_000_000, merge_in_background: bool = False) -> None:
+        """``merge_in_background``: a full tail is merged by a thread while lookups go on (a
+        merge passes over every posting: seconds at a million photos)."""
+        self._lock = threading.RLock()
+        self._rebuild_lock = threading.Lock()  # one rebuild at a time
+        self._rebuild_after = rebuild_after
+        self._background = merge_in_background
+        self._merger: threading.Thread | None = None
+        self._keys = np.zeros(0, dtype=np.uint32)
+        self._offsets = np.zeros(1, dtype=np.int32)
+        self._photos = np.zeros(0, dtype=np.int32)
+        self._tail: dict[int, list[int]] = {}
+        self._tail_postings = 0
+        self._merging: dict[int, list[int]] = {}  # the tail a merge under way is putting into the arrays
+        self._bulk: list[np.ndarray] = []  # packed (key << 32 | number) rows of add_many, sorted in at the next rebuild
+        self._ids: list[str] = []  # number -> photo id
+        self._numbers: dict[str, int] = {}  # live photo id -> number
+        self._alive = np.zeros(1024, dtype=bool)
+        self._owner_codes = np.zeros(1024, dtype=np.int32)
+        self._owner_code: dict[str, int] = {"": 0}
+
+    # ------------------------------------------------------------------ writes
+    def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
+        distinct = sorted(set(keys))
+        _check_keys(distinct)
+        with self._lock:
+            self._remove(photo_id)
+            number = self._number_for(photo_id, owner)
+            for key in distinct:
+                self._tail.setdefault(key, []).append(number)
+            self._tail_postings += len(distinct)
+            if self._tail_postings > self._rebuild_after:
+                if not self._background:
+                    self.rebuild()
+                elif self._merger is None or not self._merger.is_alive():
+                    self._merger = threading.Thread(target=self.rebuild, name="feature-index-merge", daemon=True)
+                    self._merger.start()
+
+    def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], counts: np.ndarray, keys: np.ndarray) -> None:
+        """Append photos in bulk (no replace): photo i has the next ``counts[i]`` of ``keys``. For
+        loading from the catalog and for benchmarks; searchable after ``rebuild``."""
+        keys = np.asarray(keys, dtype=np.int64)
+        _check_keys(keys)
+        with self._lock:
+            numbers = np.array([self._number_for(p, o) for p, o in zip(photo_ids, owners)], dtype=np.uint64)
+            packed = (keys.astype(np.uint64) << np.uint64(_PHOTO_BITS)) | np.repeat(numbers, counts)
+            self._bulk.append(packed)
+
+    def remove(self, photo_id: str) -> None:
+        with self._lock:
+            self._remove(photo_id)
+
+    def _remove(self, photo_id: str) -> None:
+        number = self._numbers.pop(photo_id, None)
+        if number is not None:
+            self._alive[number] = False
+
+    def _number_for(self, photo_id: str, owner: str | None) -> int:
+        number = len(self._ids)
+        if number >= len(self._alive):
+            grown = max(number + 1, 2 * len(self._alive))
+            self._alive = np.concatenate([self._alive, np.zeros(grown - len(self._alive), dtype=bool)])
+            self._owner_codes = np.concatenate([self._owner_codes, np.zeros(grown - len(self._owner_codes), dtype=np.int32)])
+        self._ids.append(photo_id)
+        self._numbers[photo_id] = number
+        self._alive[number] = True
+        self._owner_codes[number] = self._owner_code.setdefault(owner or "", len(self._owner_code))
+        return number
+
+    def rebuild(self) -> None:
+        """Bring the tail's and bulk loads' postings into the arrays: merged in, one pass over
+        them outside the lock (lookups read the old arrays and the tail being merged meanwhile),
+        while few photos are dead; sorted afresh under the lock, dropping dead postings and
+        numbering the live photos anew, once an eighth of the numbers are dead (or at first)."""
+        with self._rebuild_lock:
+            with self._lock:
+                dead = len(self._ids) - len(self._numbers)
+                if not len(self._photos) or dead * 8 > len(self._ids):
+                    self._resort()
+                    return
+                self._merging, self._tail = self._tail, {}
+                pending = self._pending(self._merging)
+                arrays, alive = (self._keys, self._offsets, self._photos), self._alive
+            merged = _merged(*arrays, pending, alive)
+            with self._lock:
+                self._keys, self._offsets, self._photos = merged
+                self._merging = {}
+
+    def _resort(self) -> None:
+        packed = self._packed_postings()
+        packed.sort()
+        renumber = np.cumsum(self._alive[: len(self._ids)], dtype=np.int64) - 1
+        keys, counts, photos = _split_sorted(packed, self._alive, renumber)
+        del packed
+        live = np.flatnonzero(self._alive[: len(self._ids)])
+        self._ids = [self._ids[i] for i in live.tolist()]
+        self._numbers = {photo_id: n for n, photo_id in enumerate(self._ids)}
+        self._owner_codes = self._owner_codes[live].copy()
+        self._alive = np.ones(len(live), dtype=bool)
+        self._keys, self._photos = keys, photos
+        self._offsets = _offsets(counts, len(photos))
+
+    def _packed_postings(self) -> np.ndarray:
+        """Every posting (built, bulk and tail) as key << 32 | number, in one array; the sources
+        are emptied as they are copied."""
+        pending = self._pending(self._tail)
+        self._tail = {}
+        packed = np.empty(len(self._photos) + len(pending), dtype=np.uint64)
+        at = 0
+        for start in range(0, len(self._keys), _CHUNK // 8):
+            slots = np.arange(start, min(start + _CHUNK // 8, len(self._keys)))
+            lengths = np.diff(self._offsets[slots[0] : slots[-1] + 2])
+            photos = self._photos[self._offsets[slots[0]] : self._offsets[slots[-1] + 1]].astype(np.uint64)
+            packed[at : at + len(photos)] = (np.repeat(self._keys[slots], lengths).astype(np.uint64) << np.uint64(_PHOTO_BITS)) | photos
+            at += len(photos)
+        self._keys, self._offsets, self._photos = np.zeros(0, np.uint32), np.zeros(1, np.int32), np.zeros(0, np.int32)
+        packed[at:] = pending
+        return packed
+
+    def _pending(self, tail: dict[int, list[int]]) -> np.ndarray:
+        """The ``tail``'s and the bulk loads' postings, packed, in one array; the bulk loads are emptied."""
+        pairs = np.array([(key, n) for key, numbers in tail.items() for n in numbers], dtype=np.uint64).reshape(-1, 2)
+        parts = [*self._bulk, (pairs[:, 0] << np.uint64(_PHOTO_BITS)) | pairs[:, 1]]
+        self._bulk, self._tail_postings = [], 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    # ------------------------------------------------------------------ reads
+    def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
+              exclude: str | None = None) -> list[tuple[str, int]]:
+        if not keys:
+            return []
+        query = np.unique(np.asarray(keys, dtype=np.int64))
+        query = query[(query >= 0) & (query < 1 << 32)].astype(np.uint32)  # the same type as the keys, or numpy copies them to compare
+        with self._lock:
+            slots = np.searchsorted(self._keys, query)
+            slots = slots[(slots < len(self._keys)) & (self._keys[np.minimum(slots, len(self._keys) - 1)] == query)] if len(self._keys) else slots[:0]
+            numbers = gather(self._offsets, self._photos, slots)
+            if self._tail or self._merging:
+                newer = [n for tail in (self._merging, self._tail) for key in query.tolist() for n in tail.get(key, ())]
+                numbers = np.concatenate([numbers, np.array(newer, dtype=np.int32)])
+            keep = self._alive[numbers]
+            if owner is not None:
+                keep &= self._owner_codes[numbers] == self._owner_code.get(owner, -1)
+            excluded = self._numbers.get(exclude, -1) if exclude is not None else -1
+            keep &= numbers != excluded
+            found, counts = np.unique(numbers[keep], return_counts=True)
+            enough = counts >= min_votes
+            found, counts = found[enough], counts[enough]
+            if len(counts) > limit:  # only those that can make the first ``limit``, ties included
+                floor = np.partition(counts, len(counts) - limit)[len(counts) - limit]
+                found, counts = found[counts >= floor], counts[counts >= floor]
+            voted = [(self._ids[n], int(c)) for n, c in zip(found.tolist(), counts.tolist())]
+        return sorted(voted, key=lambda x: (-x[1], x[0]))[:limit]
+
+    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
+        with self._lock:
+            end = int(self._offsets[np.searchsorted(self._keys, np.uint32(min(max(key, 0), (1 << 32) - 1)))]) if key < 1 << 32 else len(self._photos)
+            numbers = {n for tail in (self._merging, self._tail) for k, ns in tail.items() if k < key for n in ns if self._alive[n]}
+            for start in range(0, end, _CHUNK):  # a batch at a time: stop once there are enough
+                if len(numbers) >= limit:
+                    break
+                part = self._photos[start : min(end, start + _CHUNK)]
+                numbers.update(np.unique(part[self._alive[part]]).tolist())
+            owners = {code: name for name, code in self._owner_code.items()}
+            found = sorted((self._ids[n], owners[int(self._owner_codes[n])]) for n in numbers)
+        return found[:limit]
+
+    def postings(self) -> int:
+        """Postings held, live or not yet dropped (for benchmarks)."""
+        with self._lock:
+            merging = sum(len(numbers) for numbers in self._merging.values())
+            return len(self._photos) + merging + self._tail_postings + sum(len(b) for b in self._bulk)
+
+    def nbytes(self) -> int:
+        """Bytes of the numpy arrays (not the photo ids' strings)."""
+        with self._lock:
+            arrays = (self._keys, self._offsets, self._photos, self._alive, self._owner_codes, *self._bulk)
+            return int(sum(a.nbytes for a in arrays))
+
+
+def _merged(keys: np.ndarray, offsets: np.ndarray, photos: np.ndarray, pending: np.ndarray,
+            alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New arrays with packed postings inserted after their keys' runs (their photo numbers are
+    newer than every number in the arrays, so each run stays in number order); dead ones and
+    repeats left out. The arrays given are not changed: lookups may be reading them."""
+    pending.sort()  # in place, and not np.unique: numpy 2.3's hashes 40M values ten times slower than it sorts them
+    keep = alive[(pending & _PHOTO_MASK).astype(np.int64)]
+    keep[1:] &= pending[1:] != pending[:-1]
+    pending = pending[keep]
+    if not len(pending):
+        return keys, offsets, photos
+    new_keys, new_photos = (pending >> np.uint64(_PHOTO_BITS)).astype(np.uint32), (pending & _PHOTO_MASK).astype(np.int32)
+    starts = np.flatnonzero(np.concatenate([[True], new_keys[1:] != new_keys[:-1]]))
+    distinct, added = new_keys[starts], np.diff(np.append(starts, len(new_keys)))
+    slots = np.searchsorted(keys, distinct)
+    present = keys[np.minimum(slots, len(keys) - 1)] == distinct
+    ends = np.where(present, offsets[np.minimum(slots + 1, len(keys))], offsets[slots])
+    photos = np.insert(photos, np.repeat(ends, added), new_photos)
+    counts = np.insert(np.diff(offsets).astype(np.int64), slots[~present], 0)
+    keys = np.insert(keys, slots[~present], distinct[~present])
+    counts[np.searchsorted(keys, distinct)] += added
+    return keys, _offsets(counts, len(photos)), photos
+
+
+def _offsets(counts: np.ndarray, postings: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if postings < 2**31 else np.int64)
+
+
+def _check_keys(keys: Sequence[int] | np.ndarray) -> None:
+    if len(keys) and not (0 <= min(keys) and max(keys) < 1 << 32):
+        raise ValueError("keypoint keys must be in [0, 2^32)")
+
+
+def _split_sorted(packed: np.ndarray, alive: np.ndarray, renumber: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From sorted packed postings: the distinct keys, postings per key and the photo numbers
+    (renumbered), dropping dead photos and repeated postings; a chunk at a time."""
+    key_parts: list[np.ndarray] = []
+    count_parts: list[np.ndarray] = []
+    photo_parts: list[np.ndarray] = []
+    previous: np.uint64 | None = None
+    for start in range(0, len(packed), _CHUNK):
+        chunk = packed[start : start + _CHUNK]
+        numbers = (chunk & _PHOTO_MASK).astype(np.int64)
+        repeated = np.empty(len(chunk), dtype=bool)
+        repeated[1:] = chunk[1:] == chunk[:-1]
+        repeated[0] = previous is not None and chunk[0] == previous
+        previous = chunk[-1]
+        keep = alive[numbers] & ~repeated
+        keys = (chunk[keep] >> np.uint64(_PHOTO_BITS)).astype(np.uint32)
+        photo_parts.append(renumber[numbers[keep]].astype(np.int32))
+        if not len(keys):
+            continue
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        distinct, counts = keys[starts], np.diff(np.append(starts, len(keys)))
+        if key_parts and key_parts[-1][-1] == distinct[0]:  # a key's postings split across chunks
+            count_parts[-1][-1] += counts[0]
+            distinct, counts = distinct[1:], counts[1:]
+        key_parts.append(distinct)
+        count_parts.append(counts)
+    if not key_parts:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    return np.concatenate(key_parts), np.concatenate(count_parts), np.concatenate(photo_parts)

@@ -1,0 +1,199 @@
+"""The memory indexes serving lookups, the catalog's tables their store of record
+(MP_DUPLICATE_INDEX=memory).
+
+A process loads ``hash_index`` and ``feature_postings`` into a ``MemoryHashIndex`` and a
+``MemoryFeatureIndex`` at start. Writes go to the tables (the SQL backends log each photo filed or
+removed in ``index_changes``, in the same transaction) and to this process's arrays. Before a
+lookup (at most every ``interval`` seconds) the process reads the log after the last number it
+applied and reads those photos' rows again, so what one worker filed is found by every other
+process's next lookup. PostgreSQL hands out the numbers at insert and transactions commit in any
+order, so a number can appear after a higher one: a missing number is looked for again on every
+catch-up until it appears or ``gap_seconds`` pass (a rolled-back filing's number never appears).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from media_pipeline.catalog.index_changes import changes_after, last_change
+from media_pipeline.catalog.sql import SqlCatalog
+from media_pipeline.hashindex.base import IndexHit
+from media_pipeline.hashindex.features import SqlFeatureIndex
+from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
+from media_pipeline.hashindex.memory_features import MemoryFeatureIndex
+from media_pipeline.hashindex.sql import SqlHashIndex, from_signed_words
+
+_LOOKBACK = 10_000  # numbers before the load's last one that may still be uncommitted then
+_HASH_ROW = "photo_id, owner, view, h0, h1, h2, h3"
+_POSTING_ROW = "photo_id, owner, key"
+
+
+class CatalogIndexes:
+    """Both memory indexes of one process, loaded from the catalog and kept up with its change log."""
+
+    def __init__(self, catalog: SqlCatalog, interval: float = 0.002, gap_seconds: float = 5.0, batch: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.catalog = catalog
+        self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog)
+        self.hashes = MemoryHashIndex(rebuild_in_background=True)
+        self.features = MemoryFeatureIndex(merge_in_background=True)
+        self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
+        self._lock = threading.Lock()
+        self._high = 0  # the highest number applied
+        self._gaps: dict[int, float] = {}  # numbers below it not seen yet -> when first missed
+        self._checked = float("-inf")
+        self._load()
+
+    def _load(self) -> None:
+        with self.catalog._tx(write=False) as cur:
+            self._high = last_change(cur)
+            recent = {seq for seq, _ in changes_after(cur, max(0, self._high - _LOOKBACK), _LOOKBACK)}
+        now = self._clock()
+        self._gaps = {seq: now for seq in range(max(1, self._high - _LOOKBACK + 1), self._high + 1) if seq not in recent}
+        for rows in self._photo_batches("hash_index", _HASH_ROW, "view"):
+            self.hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
+        self.hashes.rebuild()
+        for rows in self._photo_batches("feature_postings", _POSTING_ROW, "key"):
+            ids, owners, counts = _grouped(rows)
+            self.features.add_many(ids, owners, counts, np.array([r[2] for r in rows], dtype=np.int64))
+        self.features.rebuild()
+
+    def _photo_batches(self, table: str, columns: str, then: str) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of ``table`` in photo id order, a batch at a time, no photo split between two."""
+        after, size = "", self._batch
+        while True:
+            with self.catalog._tx(write=False) as cur:
+                rows = cur.fetchall(f"SELECT {columns} FROM {table} WHERE photo_id > ? ORDER BY photo_id, {then} LIMIT ?", (after, size))
+            if len(rows) < size:
+                if rows:
+                    yield rows
+                return
+            whole = [r for r in rows if r[0] != rows[-1][0]]  # the last photo may go on in the next batch
+            if not whole:
+                size *= 2
+                continue
+            yield whole
+            after = whole[-1][0]
+
+    # ------------------------------------------------------------------ catching up
+    def catch_up(self, force: bool = False) -> None:
+        """Apply what other processes filed or removed since the last catch-up."""
+        with self._lock:
+            now = self._clock()
+            if not force and now - self._checked < self._interval:
+                return
+            self._checked = now
+            self._gaps = {seq: seen for seq, seen in self._gaps.items() if now - seen < self._gap_seconds}
+            after = min(self._gaps, default=self._high + 1) - 1
+            while True:
+                with self.catalog._tx(write=False) as cur:
+                    changes = changes_after(cur, after, self._batch)
+                fresh = [(seq, p) for seq, p in changes if seq > self._high or self._gaps.pop(seq, None) is not None]
+                numbers = {seq for seq, _ in fresh}
+                top = max(numbers, default=self._high)
+                self._gaps.update((seq, now) for seq in range(self._high + 1, top + 1) if seq not in numbers)
+                self._high = max(self._high, top)
+                self._reload(sorted({p for _, p in fresh}))
+                if len(changes) < self._batch:
+                    return
+                after = changes[-1][0]
+
+    def _reload(self, photo_ids: list[str]) -> None:
+        """Read the photos' rows again from the tables: what they hold now is what the index holds."""
+        for start in range(0, len(photo_ids), 500):
+            some = photo_ids[start : start + 500]
+            marks = ", ".join("?" * len(some))
+            with self.catalog._tx(write=False) as cur:
+                hashes = cur.fetchall(f"SELECT {_HASH_ROW} FROM hash_index WHERE photo_id IN ({marks})", some)
+                postings = cur.fetchall(f"SELECT {_POSTING_ROW} FROM feature_postings WHERE photo_id IN ({marks})", some)
+            hashes_of: dict[str, list[tuple[Any, ...]]] = {}
+            keys_of: dict[str, list[tuple[Any, ...]]] = {}
+            for row in hashes:
+                hashes_of.setdefault(row[0], []).append(row)
+            for row in postings:
+                keys_of.setdefault(row[0], []).append(row)
+            for photo_id in some:
+                mine, keys = hashes_of.get(photo_id, []), keys_of.get(photo_id, [])
+                if mine:
+                    self.hashes.add(photo_id, mine[0][1] or None, [(r[2], from_signed_words(r[3:])) for r in mine])
+                else:
+                    self.hashes.remove(photo_id)
+                if keys:
+                    self.features.add(photo_id, keys[0][1] or None, [r[2] for r in keys])
+                else:
+                    self.features.remove(photo_id)
+
+
+class SyncedHashIndex:
+    """``HashIndex`` over the table (writes) and this process's memory index (lookups)."""
+
+    def __init__(self, indexes: CatalogIndexes) -> None:
+        self.indexes = indexes
+
+    def add(self, photo_id: str, owner: str | None, hashes: Sequence[tuple[str, int]]) -> None:
+        self.indexes.sql_hashes.add(photo_id, owner, hashes)
+        self.indexes.hashes.add(photo_id, owner, hashes)
+
+    def remove(self, photo_id: str) -> None:
+        self.indexes.sql_hashes.remove(photo_id)
+        self.indexes.hashes.remove(photo_id)
+
+    def search(self, queries: Sequence[int], radius: int, owner: str | None = None,
+               exclude: str | None = None) -> list[IndexHit]:
+        self.indexes.catch_up()
+        return self.indexes.hashes.search(queries, radius, owner=owner, exclude=exclude)
+
+    def count(self) -> int:
+        self.indexes.catch_up()
+        return self.indexes.hashes.count()
+
+
+class SyncedFeatureIndex:
+    """``FeatureIndex`` over the postings table (writes, refiling batches) and memory (votes)."""
+
+    def __init__(self, indexes: CatalogIndexes) -> None:
+        self.indexes = indexes
+
+    def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
+        self.indexes.sql_features.add(photo_id, owner, keys)
+        self.indexes.features.add(photo_id, owner, keys)
+
+    def remove(self, photo_id: str) -> None:
+        self.indexes.sql_features.remove(photo_id)
+        self.indexes.features.remove(photo_id)
+
+    def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
+              exclude: str | None = None) -> list[tuple[str, int]]:
+        self.indexes.catch_up()
+        return self.indexes.features.votes(keys, limit, min_votes, owner=owner, exclude=exclude)
+
+    def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
+        return self.indexes.sql_features.filed_below(key, limit)
+
+
+def memory_indexes(catalog: SqlCatalog) -> tuple[SyncedHashIndex, SyncedFeatureIndex]:
+    indexes = CatalogIndexes(catalog)
+    return SyncedHashIndex(indexes), SyncedFeatureIndex(indexes)
+
+
+def _words(rows: list[tuple[Any, ...]]) -> np.ndarray:
+    return to_words([from_signed_words(r[3:7]) for r in rows])
+
+
+def _grouped(rows: list[tuple[Any, ...]]) -> tuple[list[str], list[str | None], np.ndarray]:
+    """(photo ids, owners, rows each) of rows ordered by photo id."""
+    ids: list[str] = []
+    owners: list[str | None] = []
+    counts: list[int] = []
+    for row in rows:
+        if ids and ids[-1] == row[0]:
+            counts[-1] += 1
+        else:
+            ids.append(row[0])
+            owners.append(row[1] or None)
+            counts.append(1)
+    return ids, owners, np.array(counts, dtype=np.int64)
