@@ -97,3 +97,25 @@ def test_two_services_on_one_catalog_find_each_others_photos(url: str, settings:
     again = ingest_bytes(worker, edits.jpeg_bytes(original, 80))
     assert service.process_photo(worker, again) is Outcome.DONE
     assert [d.id for d in worker.catalog.get_photo(again).duplicates] == [repost]
+
+
+
+def test_a_process_holds_what_it_filed_once_and_finds_it_at_once(url: str) -> None:
+    """Its own writes reach its arrays through the log, as others' do: once, not again beside a
+    direct copy, and before its very next lookup even when the catch-up interval has not passed."""
+    value = random.Random(5).getrandbits(BITS)
+    _, hashes, features = process(url)
+    for _ in range(3):  # filed again, as a reprocess or a refile does
+        hashes.add("photo", None, [("full", value), ("crop", value ^ 3)])
+        features.add("photo", None, range(100, 150))
+        assert [h.photo_id for h in hashes.search([value], 4)] == ["photo"]
+        assert features.votes(range(100, 120), limit=5, min_votes=2) == [("photo", 20)]
+    assert features.indexes.features.postings() == 3 * 50  # one filing's 50 keys each time, the older ones dead
+    assert hashes.count() == 2
+    catalog = SqlCatalog(url)
+    patient = CatalogIndexes(catalog, interval=3600)
+    hashes, features = SyncedHashIndex(patient), SyncedFeatureIndex(patient)
+    hashes.add("later", None, [("full", value ^ (1 << 255))])
+    features.add("later", None, range(300, 340))
+    assert [h.photo_id for h in hashes.search([value ^ (1 << 255)], 0)] == ["later"]
+    assert features.votes(range(300, 320), limit=5, min_votes=2) == [("later", 20)]

@@ -2,8 +2,10 @@
 (MP_DUPLICATE_INDEX=memory).
 
 A process loads ``hash_index`` and ``feature_postings`` into a ``MemoryHashIndex`` and a
-``MemoryFeatureIndex`` at start. Writes go to the tables (the SQL backends log each photo filed or
-removed in ``index_changes``, in the same transaction) and to this process's arrays. Before a
+``MemoryFeatureIndex`` at start. Writes go to the tables only (the SQL backends log each photo filed or
+removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
+the log like any other process's: writing them here too would file each photo twice, as its own
+log entry brings it back. A write makes the next lookup catch up at once. Before a
 lookup (at most every ``interval`` seconds) the process reads the log after the last number it
 applied and reads those photos' rows again, so what one worker filed is found by every other
 process's next lookup. PostgreSQL hands out the numbers at insert and transactions commit in any
@@ -80,6 +82,11 @@ class CatalogIndexes:
             after = whole[-1][0]
 
     # ------------------------------------------------------------------ catching up
+    def written(self) -> None:
+        """This process wrote to the tables: its next lookup catches up whatever the interval."""
+        with self._lock:
+            self._checked = float("-inf")
+
     def catch_up(self, force: bool = False) -> None:
         """Apply what other processes filed or removed since the last catch-up."""
         with self._lock:
@@ -136,11 +143,11 @@ class SyncedHashIndex:
 
     def add(self, photo_id: str, owner: str | None, hashes: Sequence[tuple[str, int]]) -> None:
         self.indexes.sql_hashes.add(photo_id, owner, hashes)
-        self.indexes.hashes.add(photo_id, owner, hashes)
+        self.indexes.written()
 
     def remove(self, photo_id: str) -> None:
         self.indexes.sql_hashes.remove(photo_id)
-        self.indexes.hashes.remove(photo_id)
+        self.indexes.written()
 
     def search(self, queries: Sequence[int], radius: int, owner: str | None = None,
                exclude: str | None = None) -> list[IndexHit]:
@@ -160,11 +167,11 @@ class SyncedFeatureIndex:
 
     def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
         self.indexes.sql_features.add(photo_id, owner, keys)
-        self.indexes.features.add(photo_id, owner, keys)
+        self.indexes.written()
 
     def remove(self, photo_id: str) -> None:
         self.indexes.sql_features.remove(photo_id)
-        self.indexes.features.remove(photo_id)
+        self.indexes.written()
 
     def votes(self, keys: Sequence[int], limit: int, min_votes: int, owner: str | None = None,
               exclude: str | None = None) -> list[tuple[str, int]]:
