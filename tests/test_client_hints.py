@@ -11,9 +11,14 @@ import pytest
 from media_pipeline import service
 from media_pipeline.web import client_hints
 from tests import images
-from tests.test_crop_api import subject_on_plain
+from tests.test_crop_api import subject_on_plain, with_eager_aspects
 
 WIDTHS = (320, 640, 1080, 1440, 2160)
+
+
+@pytest.fixture(autouse=True)
+def _feed_aspects(services: Any) -> None:
+    with_eager_aspects(services)  # 4:5 crops made at ingest, so their unsigned URLs exist
 
 
 @pytest.mark.parametrize(("headers", "url_width", "expected"), [

@@ -4,6 +4,7 @@ aspects, EXIF-rotated photos, and DELETE."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,13 @@ def client(services: Any) -> Any:
     from media_pipeline.web import create_app
 
     services.settings = services.settings.replace(signing_keys=KEY)
+    with_eager_aspects(services)
     return create_app(services.settings, services).test_client()
+
+
+def with_eager_aspects(services: Any, aspects: tuple[str, ...] = ("1:1", "4:5")) -> None:
+    """A preset that makes more than one aspect at ingest (the default makes only 1:1 grid tiles)."""
+    services.preset = dataclasses.replace(services.preset, aspects=aspects)
 
 
 def subject_on_plain(width: int = 1200, height: int = 600, left: int = 860, top: int = 180, size: int = 260) -> np.ndarray:

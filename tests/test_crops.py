@@ -239,7 +239,7 @@ def test_the_presets_avif_crops_look_like_the_trellis_crops_they_replaced_in_as_
     from media_pipeline import crop_renditions, pipeline, ssimulacra2
     from tests import images as test_images
 
-    preset = Settings.from_env({}).preset()
+    preset = dataclasses.replace(Settings.from_env({}).preset(), aspects=("1:1", "4:5"))
     avif = preset.encoder("avif")
     assert avif is not None and not avif.avif_trellis
     trellis_q68 = dataclasses.replace(avif, quality=68, avif_trellis=True)

@@ -87,6 +87,7 @@ def test_a_new_width_renders_just_that_width(services: Any) -> None:
 
 def test_a_new_aspect_renders_just_its_crops_and_a_dropped_one_is_retired(services: Any) -> None:
     services.settings = services.settings.replace(rendition_keep_seconds=0)
+    services.preset = dataclasses.replace(services.preset, aspects=("1:1", "4:5"))
     photo_id = add_photo(services)
     before = current(services, photo_id)
     services.preset = dataclasses.replace(services.preset, aspects=("1:1", "16:9"))
@@ -155,8 +156,8 @@ def test_dry_run_estimates_and_changes_nothing(services: Any, queue: Any) -> Non
     ids = [add_photo(services, 700, 500, seed=i) for i in range(3)]  # widths 700, 640, 320
     with_jpeg_quality(services, 62)
     est = reprocess.estimate(services, Selection(mode="stale"), workers=2)
-    # Per photo, 3 whole-picture JPEGs and 2 crop JPEGs (1:1 and 4:5 at 320: their windows are under 640).
-    assert (est.selected, est.to_update, est.renditions_to_render, est.renditions_to_retire) == (3, 3, 15, 15)
+    # Per photo, 3 whole-picture JPEGs and the 1:1 crop JPEG at 320 (its 500 px window is under 640).
+    assert (est.selected, est.to_update, est.renditions_to_render, est.renditions_to_retire) == (3, 3, 12, 12)
     assert est.seconds is not None and est.seconds > 0 and est.bytes_written > 0
     assert queue.reprocess == [] and services.catalog.get_job() is None
     assert all(services.catalog.get_photo(i).preset_version != services.preset.version for i in ids)
