@@ -77,7 +77,12 @@ def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus)
 
 def _uncut(start: int, size: int, span: int, faces: list[tuple[float, float]]) -> int:
     """A start at which every face (an interval on this axis) is wholly in the window or wholly out
-    of it: the one holding the most faces, then the nearest ``start``; ``start`` when there is none."""
+    of it: the one holding the most faces, then the nearest ``start``; ``start`` when there is none.
+    A face larger than the window (a close-up in a 16:9 band) is cut whatever the start, and moving
+    the window out of it would show what is beside the face instead: it does not count here, so
+    ``_place`` keeps as much of it as fits."""
+    faces = [(a, b) for a, b in faces if b - a <= size + 2]
+
     def cuts(at: int) -> bool:
         return any(at < b - 1 and at + size > a + 1 and not (at <= a + 1 and at + size >= b - 1) for a, b in faces)
 

@@ -79,6 +79,18 @@ def test_faces_that_do_not_all_fit_are_never_cut_in_half() -> None:
     assert any(window.left <= f.x * 1500 and (f.x + f.w) * 1500 <= window.left + window.width for f in faces)
 
 
+def test_a_close_up_face_taller_than_the_window_is_kept_not_left_out() -> None:
+    # A portrait close-up: the face is 0.53 of the height, a 16:9 band of the picture 0.38. The band
+    # cannot hold it, so it shows as much of the face as fits around the focal point (before, it
+    # moved below the chin so as not to cut the face, and showed the shirt).
+    face = Box(0.18, 0.07, 0.60, 0.53)
+    found = Focus(focal_point=face.centre, subject=Box(0.0, 0.0, 1.0, 0.94), source="faces", faces=(face,))
+    window = crop_window((321, 481), (16, 9), found)
+    assert window.height == 181
+    assert face.y * 481 <= window.top and window.top + window.height <= (face.y + face.h) * 481
+    assert window.top <= face.centre.y * 481 <= window.top + window.height
+
+
 @pytest.mark.parametrize("width,aspect,height", [(1080, (4, 5), 1350), (640, (1, 1), 640), (320, (9, 16), 569), (1080, (16, 9), 608)])
 def test_exact_crop_sizes(width: int, aspect: tuple[int, int], height: int) -> None:
     assert crop_height(width, aspect) == height
@@ -171,13 +183,17 @@ def test_faces_are_found_and_their_union_is_the_subject(testdata: object) -> Non
 @pytest.mark.testdata
 def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> None:
     """Every real photo (EXIF-rotated ones upright, through the pipeline) where the detector finds
-    faces: each default aspect's window holds every face box whole or leaves it out, never half."""
+    faces: the window of each aspect made by default (the preset's at ingest, and the on-demand
+    aspects a first request makes) holds every face box whole or leaves it out, never half."""
     from pathlib import Path
 
     from config.settings import Settings
     from media_pipeline import pipeline
 
-    preset = Settings.from_env({}).preset()
+    settings = Settings.from_env({})
+    preset = settings.preset()
+    aspects = tuple(dict.fromkeys(preset.aspects + settings.ondemand_aspect_list))
+    assert {"1:1", "4:5", "9:16", "16:9"} <= set(aspects)
     small = dataclasses.replace(preset, widths=(640, 320))
     paths = sorted(p for folder in ("corpus-dev", "camera-exif", "exif-orientation")
                    for p in (Path(str(testdata)) / folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
@@ -191,12 +207,20 @@ def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> Non
         with_faces += 1
         faces = found.faces
         size = (rgb.shape[1], rgb.shape[0])
-        for aspect in preset.aspects:
+        for aspect in aspects:
             ratio = parse_aspect(aspect)
             window = crop_window(size, ratio, found)
             for face in faces:
                 x0, y0 = face.x * size[0], face.y * size[1]
                 x1, y1 = x0 + face.w * size[0], y0 + face.h * size[1]
+                if x1 - x0 > window.width + 2 or y1 - y0 > window.height + 2:
+                    # A face larger than the window (a close-up in a 16:9 band): the window keeps
+                    # as much of it as fits, within the face's span where it is too large.
+                    fills = (x1 - x0 <= window.width + 2 or (x0 - 1 <= window.left and window.left + window.width <= x1 + 1)) and \
+                        (y1 - y0 <= window.height + 2 or (y0 - 1 <= window.top and window.top + window.height <= y1 + 1))
+                    if not fills:
+                        cut.append(f"{path.parent.name}/{path.name} {aspect} {face} (larger than the window)")
+                    continue
                 inside = window.left <= x0 + 1 and x1 - 1 <= window.left + window.width and \
                     window.top <= y0 + 1 and y1 - 1 <= window.top + window.height
                 outside = x1 - 1 <= window.left or x0 + 1 >= window.left + window.width or \
