@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterator
 
-from media_pipeline.models import PhotoStatus, Selection
+from media_pipeline.jobs import Selection
+from media_pipeline.models import PhotoStatus
 from media_pipeline.service import Services
 from media_pipeline import direct_uploads, keypoints, webhooks
 from media_pipeline.resumable import make_tus_store

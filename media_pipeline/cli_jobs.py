@@ -71,7 +71,7 @@ def duration(seconds: float) -> str:
 
 def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline import reprocess
-    from media_pipeline.models import Selection
+    from media_pipeline.jobs import Selection
     from media_pipeline.service import build_services
     from workers.celery_app import make_queue
 

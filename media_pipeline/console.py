@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from media_pipeline.models import JobReport, Placeholder, ReprocessJob
+from media_pipeline.jobs import JobReport, ReprocessJob
+from media_pipeline.models import Placeholder
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 
 from media_pipeline import animated_renditions, crop_renditions, pipeline, service
 from media_pipeline.errors import MediaError, ObjectNotFound
-from media_pipeline.models import JobReport, Photo, PhotoStatus, ReprocessJob, Selection
+from media_pipeline.jobs import JobReport, ReprocessJob, Selection
+from media_pipeline.models import Photo, PhotoStatus
 from media_pipeline.probe import probe
 from media_pipeline.service import PRIVATE, Services, is_photo_id, new_photo_id
 from media_pipeline.storage import original_key

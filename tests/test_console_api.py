@@ -11,7 +11,7 @@ import numpy as np
 
 from media_pipeline import reprocess, service
 from media_pipeline.apikeys import hash_key
-from media_pipeline.models import Selection
+from media_pipeline.jobs import Selection
 from media_pipeline.web import create_app
 from tests import images
 from tests.conftest import ingest_bytes

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from media_pipeline import reprocess, service
 from media_pipeline.apikeys import hash_key
-from media_pipeline.models import Selection
+from media_pipeline.jobs import Selection
 from tests import images
 from tests.conftest import REPO, TESTDATA, ingest_bytes, wait_for_status
 from tests.test_ui import browser, running_app  # noqa: F401 - the fixture

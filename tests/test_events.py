@@ -10,7 +10,8 @@ import pytest
 from media_pipeline import reprocess, service
 from media_pipeline.catalog import photos as photo_store
 from media_pipeline.errors import CatalogError
-from media_pipeline.models import PhotoStatus, Selection
+from media_pipeline.jobs import Selection
+from media_pipeline.models import PhotoStatus
 from tests import images
 from tests.conftest import ingest_bytes
 

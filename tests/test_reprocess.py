@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import Settings
 from media_pipeline import reprocess, service
-from media_pipeline.models import Selection
+from media_pipeline.jobs import Selection
 from media_pipeline.service import build_services
 from tests import images
 from tests.conftest import REPO, ingest_bytes

@@ -57,7 +57,7 @@ def test_transient_storage_errors_are_retried_until_they_pass(task: Any, service
 
 def test_a_photo_that_killed_its_worker_in_every_start_of_a_job_is_given_up(task: Any, services: Any) -> None:
     from media_pipeline import reprocess
-    from media_pipeline.models import Selection
+    from media_pipeline.jobs import Selection
     from workers import tasks
 
     photo_id = ingest_bytes(services, images.jpeg(images.scene(300, 200)))
@@ -113,7 +113,7 @@ def test_a_reprocess_batch_records_every_photo_and_a_bad_one_does_not_stop_it(ta
     import dataclasses
 
     from media_pipeline import reprocess
-    from media_pipeline.models import Selection
+    from media_pipeline.jobs import Selection
     from workers import tasks
 
     good = [ingest_bytes(services, images.jpeg(images.scene(400, 300, seed=i))) for i in range(2)]

@@ -15,7 +15,7 @@ from celery.worker.request import Request
 
 from media_pipeline import logs, metrics, reprocess, service
 from media_pipeline.errors import MediaPipelineError
-from media_pipeline.models import ReprocessJob
+from media_pipeline.jobs import ReprocessJob
 from workers.celery_app import PROCESS_TASK, REPROCESS_TASK, app, make_queue
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 from media_pipeline.console import DuplicateCluster, PhotoFilter, PhotoSummary
 from media_pipeline.events import Event, Settled
 from media_pipeline.framing import Focus, Point
-from media_pipeline.models import Hashes, Photo, PhotoMetadata, Placeholder, Rendition, RenditionLookup, ReprocessJob
+from media_pipeline.jobs import ReprocessJob
+from media_pipeline.models import Hashes, Photo, PhotoMetadata, Placeholder, Rendition, RenditionLookup
 
 
 @runtime_checkable

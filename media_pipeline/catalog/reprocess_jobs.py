@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from media_pipeline import events
 from media_pipeline.catalog.database import Cursor, SqlDatabase
 from media_pipeline.catalog.events import record_event
-from media_pipeline.models import JobReport, ReprocessJob, Selection
+from media_pipeline.jobs import JobReport, ReprocessJob, Selection
 
 
 _JOB_COLUMNS = "id, selection, target_version, status, cursor, enqueued, created_at, updated_at, finished_at"

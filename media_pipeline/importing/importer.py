@@ -27,7 +27,8 @@ from media_pipeline import reprocess
 from media_pipeline.errors import CatalogError, EmptyUpload, MediaError, ObjectNotFound, UploadError, UploadTooLarge
 from media_pipeline.importing.models import ALREADY_IMPORTED, BAD, IMPORTED, SKIPPED, ItemResult, SourceItem
 from media_pipeline.importing.sources import ImportSource
-from media_pipeline.models import ImageInfo, Photo, PhotoStatus, ReprocessJob, Selection
+from media_pipeline.jobs import ReprocessJob, Selection
+from media_pipeline.models import ImageInfo, Photo, PhotoStatus
 from media_pipeline.probe import probe
 from media_pipeline.service import PRIVATE, Services, SpooledUpload, new_photo_id
 from media_pipeline.storage import original_key

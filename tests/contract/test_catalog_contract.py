@@ -89,7 +89,7 @@ def test_processing_counts_attempts(catalog: Any) -> None:
 
 
 def test_starts_of_a_photo_in_a_job_are_counted_until_it_has_an_outcome(catalog: Any) -> None:
-    from media_pipeline.models import ReprocessJob, Selection
+    from media_pipeline.jobs import ReprocessJob, Selection
 
     now = time.time()
     catalog.create_job(ReprocessJob("job2", Selection(), "v2", "enqueuing", "", 0, now, now))
@@ -230,7 +230,7 @@ def test_idempotency_keys(catalog: Any) -> None:
 
 
 def test_checkpoint_counts_only_photos_new_to_the_job(catalog: Any) -> None:
-    from media_pipeline.models import ReprocessJob, Selection
+    from media_pipeline.jobs import ReprocessJob, Selection
 
     now = time.time()
     catalog.create_job(ReprocessJob("job1", Selection(), "v2", "enqueuing", "", 0, now, now))
