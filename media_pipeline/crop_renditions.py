@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from media_pipeline import crops, metrics, pipeline
-from media_pipeline.framing import Focus, Point
+from media_pipeline.framing import Focus, Point, parse_aspect
 from media_pipeline.models import EncodedRendition, EncoderSettings, Photo, PhotoStatus, Preset, Rendition
 from media_pipeline.storage import IMMUTABLE, rendition_key
 
@@ -37,10 +37,13 @@ class WantedCrop:
 
 
 def wanted_crops(preset: Preset, upright_size: tuple[int, int], focus: Focus, aspects: tuple[str, ...] | None = None,
-                 widths: tuple[int, ...] | None = None, encoders: tuple[EncoderSettings, ...] | None = None) -> list[WantedCrop]:
+                 widths: tuple[int, ...] | None = None, encoders: tuple[EncoderSettings, ...] | None = None,
+                 from_original: bool = False) -> list[WantedCrop]:
     """The crops of the preset (or of the given aspects, widths and formats) a photo of
-    ``upright_size`` gets around ``focus``: every width the largest level's window holds."""
-    level = pipeline.largest_level_size(preset.widths, upright_size)
+    ``upright_size`` gets around ``focus``: every width the largest level's window holds (at
+    ingest, crops are cut from the cascade), or with ``from_original`` every width the picture's
+    own window holds (an on-demand crop decodes the original at the size it needs)."""
+    level = upright_size if from_original else pipeline.largest_level_size(preset.widths, upright_size)
     variants = crops.plan(preset.aspects if aspects is None else aspects, preset.crop_widths if widths is None else widths, level, focus)
     return [WantedCrop(v, enc, crops.crop_spec(enc.spec, v.aspect, focus))
             for v in variants for enc in (preset.eager if encoders is None else encoders)]
@@ -76,13 +79,21 @@ def render_crop_on_demand(services: Services, photo_id: str, aspect: str, width:
     if encoder is None or photo is None or photo.status is not PhotoStatus.READY or photo.focus is None:
         return None
     focus = photo.focus
-    wanted = wanted_crops(preset, (photo.original_width, photo.original_height), focus, (aspect,), (width,), (encoder,))
-    if not wanted:
+    upright = (photo.original_width, photo.original_height)
+    wanted = wanted_crops(preset, upright, focus, (aspect,), (width,), (encoder,), from_original=True)
+    ratio = parse_aspect(aspect)
+    if not wanted or ratio is None:
         return None
     data = services.storage.get(photo.original_key)
-    # The largest level only: the crop's widths were planned on it.
-    largest = pipeline.rendition_widths(preset.widths, photo.original_width)[0]
-    job = pipeline.prepare(data, preset, services.settings.max_pixels, widths=(largest,))
+    # One level, the narrowest whose window holds the width: no more decoded than the crop needs,
+    # and more than the cascade's largest level where it must (a 4:5 crop at 1080 of a wide photo,
+    # a 9:16 of a landscape one), up to the pixels of the largest level ingest ever holds (a
+    # portrait photo's: 2160 x 2880), which bounds this request's memory as ingest's is bounded.
+    level = crops.level_width_holding(upright, ratio, width)
+    largest = max(preset.widths)
+    if level > largest and level * round(upright[1] * level / upright[0]) > largest * round(largest * 4 / 3):
+        return None
+    job = pipeline.prepare(data, preset, services.settings.max_pixels, widths=(level,))
     rendition = next(render_crops(services, photo_id, job, wanted, focus))
     if not services.catalog.add_rendition(photo_id, rendition):
         services.storage.delete(rendition.key)

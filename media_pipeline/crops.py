@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -56,14 +57,19 @@ def crop_height(width: int, aspect: tuple[int, int]) -> int:
     return max(1, round(width * b / a))
 
 
-def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus) -> Window:
-    """The window of ``aspect`` in a picture of ``picture`` (width, height) pixels."""
+def window_size(picture: tuple[int, int], aspect: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) of the largest window of ``aspect`` inside ``picture`` (width, height)."""
     width, height = picture
     a, b = aspect
     if width * b <= height * a:  # the picture is narrower than the aspect: full width
-        window_w, window_h = width, min(height, max(1, round(width * b / a)))
-    else:
-        window_w, window_h = min(width, max(1, round(height * a / b))), height
+        return width, min(height, max(1, round(width * b / a)))
+    return min(width, max(1, round(height * a / b))), height
+
+
+def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus) -> Window:
+    """The window of ``aspect`` in a picture of ``picture`` (width, height) pixels."""
+    width, height = picture
+    window_w, window_h = window_size(picture, aspect)
     keep_subject = focus.source != "user"
     s = focus.subject
     left = _place(width, window_w, focus.focal_point.x * width, s.x * width, (s.x + s.w) * width, keep_subject)
@@ -116,6 +122,22 @@ def _place(span: int, size: int, focal: float, subject_start: float, subject_end
 def crop_widths(widths: tuple[int, ...], window_width: int) -> tuple[int, ...]:
     """The preset's crop widths the window holds without upscaling, widest first."""
     return tuple(sorted((w for w in widths if w <= window_width), reverse=True))
+
+
+def level_width_holding(picture: tuple[int, int], aspect: tuple[int, int], width: int) -> int:
+    """The narrowest level of a picture of ``picture`` (width, height) pixels whose window of
+    ``aspect`` is at least ``width`` wide: what an on-demand crop needs decoded (the picture's own
+    width when none narrower is enough)."""
+    picture_width, picture_height = picture
+    a, b = aspect
+    start = width if picture_width * b <= picture_height * a else math.ceil(width * b * picture_width / (a * picture_height))
+    # The estimate can be a few pixels off either way (the level's height and the window are
+    # rounded): scan up from just below it.
+    for level_width in range(max(1, min(start - 16, picture_width)), picture_width):
+        level_height = max(1, round(picture_height * level_width / picture_width))
+        if window_size((level_width, level_height), aspect)[0] >= width:
+            return level_width
+    return picture_width
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,36 @@ def test_aspects_not_made_at_ingest_need_a_signature_and_an_allowed_aspect(clien
     assert client.get(f"/i/{photo_id}/16x9/640.webp").status_code == 200  # stored once, served unsigned since
 
 
+def test_an_on_demand_crop_wider_than_the_largest_levels_window_is_cut_from_the_original(client: Any, services: Any) -> None:
+    """A wide photo (4000 x 1600): the cascade's largest level is 2160 x 864, whose 4:5 window is
+    691 px wide, but the picture's own 4:5 window is 1280: a 4:5 crop at 1080 (a feed post on a
+    phone) is made from the original's pixels; 1440 would need upscaling and is 404."""
+    upright = subject_on_plain(4000, 1600, left=2600, top=500, size=700)
+    photo = ready(client, services, images.jpeg(upright))
+    photo_id = photo["id"]
+    response = client.get(signing.signed_path(f"/i/{photo_id}/4x5/1080.jpg", KEY.encode()))
+    assert response.status_code == 200
+    decoded = images.decode(response.data)
+    assert (decoded.width, decoded.height) == (1080, 1350)
+    assert images.mean_abs_diff(decoded, expected_crop(upright, photo, (4, 5)), size=256) < 6
+    listed = client.get(f"/v1/photos/{photo_id}").get_json()
+    assert (1080, 1350) in [(r["width"], r["height"]) for r in crops_of(listed, "4:5") if r["format"] == "jpeg"]
+    too_wide = client.get(signing.signed_path(f"/i/{photo_id}/4x5/1440.jpg", KEY.encode()))
+    assert too_wide.status_code == 404 and too_wide.get_json()["error"]["code"]
+
+
+def test_an_on_demand_crop_decodes_no_more_pixels_than_ingests_largest_level(client: Any, services: Any) -> None:
+    """A 12 MP landscape photo: its 9:16 crop at 1080 needs a 2560 x 1920 level (4.9 MP) and is
+    made; at 1440 it would need 3413 x 2560 (8.7 MP), more than the 2160 x 2880 (6.2 MP) ingest
+    ever holds, so it is 404 like any width the photo cannot give."""
+    photo = ready(client, services, images.jpeg(subject_on_plain(4000, 3000, left=2400, top=900, size=900)))
+    photo_id = photo["id"]
+    made = client.get(signing.signed_path(f"/i/{photo_id}/9x16/1080.jpg", KEY.encode()))
+    assert made.status_code == 200
+    assert (images.decode(made.data).width, images.decode(made.data).height) == (1080, 1920)
+    assert client.get(signing.signed_path(f"/i/{photo_id}/9x16/1440.jpg", KEY.encode())).status_code == 404
+
+
 def test_a_crop_of_an_exif_rotated_photo_is_cut_from_the_upright_picture(client: Any, services: Any) -> None:
     upright = subject_on_plain(600, 1000, left=300, top=680, size=240)  # portrait, subject low right
     photo = ready(client, services, images.oriented_jpeg(upright, 6))

@@ -79,6 +79,23 @@ def test_faces_that_do_not_all_fit_are_never_cut_in_half() -> None:
     assert any(window.left <= f.x * 1500 and (f.x + f.w) * 1500 <= window.left + window.width for f in faces)
 
 
+@pytest.mark.parametrize("picture,aspect,width", [
+    ((4608, 1976), (4, 5), 1080), ((4032, 3024), (9, 16), 1080), ((3024, 4032), (4, 5), 1080),
+    ((4000, 1600), (1, 1), 1440), ((1200, 1800), (16, 9), 1080), ((4000, 1600), (4, 5), 1281),
+])
+def test_the_level_an_on_demand_crop_needs_is_the_narrowest_whose_window_holds_it(
+        picture: tuple[int, int], aspect: tuple[int, int], width: int) -> None:
+    level = crops.level_width_holding(picture, aspect, width)
+
+    def window_width(level_width: int) -> int:
+        return crops.window_size((level_width, max(1, round(picture[1] * level_width / picture[0]))), aspect)[0]
+
+    if window_width(picture[0]) < width:  # not even the picture holds it: its own width, the most there is
+        assert level == picture[0]
+    else:
+        assert window_width(level) >= width and window_width(level - 1) < width
+
+
 def test_a_close_up_face_taller_than_the_window_is_kept_not_left_out() -> None:
     # A portrait close-up: the face is 0.53 of the height, a 16:9 band of the picture 0.38. The band
     # cannot hold it, so it shows as much of the face as fits around the focal point (before, it
