@@ -46,6 +46,14 @@ MIN_FACE_FINE = 0.09
 STRONG_SHARE = 0.45
 CLOSE_SHARE = 0.03
 PART_SHARE = 0.3
+# Inside the strongest regions, the subject box is where the fine detail is at least this share of
+# the picture's strongest (a region's closing can join a subject to softer edges beside it), less
+# this percentage of those pixels at each side, so a speck does not stretch the box. On
+# bench/crops.py's cases (800 of seeds 4-7, chosen on seeds 1-3 and 18) it took the 9:16 and 16:9
+# windows keeping the subject from 95.6% and 94.8% to 98.8% and 97.6%.
+SHARP_SHARE = 0.4
+SHARP_TAIL = 1.0
+SHARP_SPREAD = 0.6
 # Below this mean gradient the picture is flat (a sky, a wall): no saliency worth following.
 FLAT_DETAIL = 2.0
 # The attention map is averaged over squares of this share of the long side, so its peak is an
@@ -113,7 +121,28 @@ def find_salient(small: np.ndarray, detail: np.ndarray, fine: np.ndarray) -> Foc
     if float(detail.mean()) < FLAT_DETAIL:
         return None
     region = _strongest_region(detail, fine)
-    return Focus(focal_point=_attention_peak(small, region), subject=_region_box(region), source="saliency")
+    subject = _sharpest_box(region, fine)
+    peak = _attention_peak(small, region)
+    focal = Point(min(max(peak.x, subject.x), subject.x + subject.w), min(max(peak.y, subject.y), subject.y + subject.h))
+    return Focus(focal_point=focal, subject=subject, source="saliency")
+
+
+def _sharpest_box(region: np.ndarray, fine: np.ndarray) -> Box:
+    """The box of the region's sharpest pixels (fine detail at least ``SHARP_SHARE`` of the
+    picture's strongest), ``SHARP_TAIL`` percent trimmed at each side; the region's box when too
+    few are that sharp to say, or when they cover most of it anyway."""
+    sharp = (fine >= SHARP_SHARE * _top_percentile(fine)) & (region > 0)
+    ys, xs = np.nonzero(sharp)
+    if xs.size < 20:
+        return _region_box(region)
+    height, width = region.shape
+    x0, x1 = np.percentile(xs, [SHARP_TAIL, 100 - SHARP_TAIL])
+    y0, y1 = np.percentile(ys, [SHARP_TAIL, 100 - SHARP_TAIL])
+    sharpest = Box(float(x0) / width, float(y0) / height, float(x1 + 1 - x0) / width, float(y1 + 1 - y0) / height)
+    whole = _region_box(region)
+    # Sharp pixels spread over most of the region (texture everywhere, a landscape): the region's
+    # box, whose edges do not move with a JPEG's noise as a trimmed percentile's do.
+    return whole if sharpest.w * sharpest.h >= SHARP_SPREAD * whole.w * whole.h else sharpest
 
 
 def _attention_peak(rgb: np.ndarray, region: np.ndarray) -> Point:

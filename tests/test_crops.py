@@ -169,6 +169,26 @@ def test_saliency_finds_a_detailed_subject_on_a_plain_background() -> None:
     assert box.x <= found.focal_point.x <= box.x + box.w and box.y <= found.focal_point.y <= box.y + box.h
 
 
+def test_the_subject_box_leaves_out_soft_edges_its_region_took_in() -> None:
+    """A sharp subject beside a background shape out of focus (a blurred dark blob touching it):
+    closing the gaps between strong edges joins them into one region, but the subject box is
+    where the detail is sharp, so a narrow window does not slide off the subject onto the blob."""
+    picture = np.full((480, 960, 3), (150, 160, 170), np.uint8)
+    blob = np.zeros((480, 960), np.float32)
+    cv2.circle(blob, (560, 300), 150, 1.0, -1)
+    blob = cv2.GaussianBlur(blob, (0, 0), 12)[:, :, None]
+    picture = (picture * (1 - 0.8 * blob)).astype(np.uint8)
+    picture[200:400, 200:400] = images.scene(200, 200, seed=5)  # the subject, sharp, at the blob's left
+    found = focus.find_focus(picture)
+    assert found.source == "saliency"
+    box = found.subject
+    assert box.x == pytest.approx(200 / 960, abs=0.03) and box.x + box.w == pytest.approx(400 / 960, abs=0.03)
+    assert box.x <= found.focal_point.x <= box.x + box.w
+    # A 9:16 window holds the subject whole.
+    window = crop_window((960, 480), (9, 16), found)
+    assert window.left <= 200 + 3 and window.left + window.width >= 400 - 3
+
+
 def test_the_face_detector_and_its_model_are_installed() -> None:
     assert focus.face_detector() is not None, "no face detector: is the yuface wheel installed (CPython 3.11)?"
 
