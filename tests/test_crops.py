@@ -232,8 +232,10 @@ def test_no_default_crop_cuts_a_face_on_the_real_photos(testdata: object) -> Non
     aspects = tuple(dict.fromkeys(preset.aspects + settings.ondemand_aspect_list))
     assert {"1:1", "4:5", "9:16", "16:9"} <= set(aspects)
     small = dataclasses.replace(preset, widths=(640, 320))
-    paths = sorted(p for folder in ("corpus-dev", "camera-exif", "exif-orientation")
-                   for p in (Path(str(testdata)) / folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    # Every photo but the deliberately broken ones (malformed/), in every format the pipeline reads.
+    paths = sorted(p for folder in ("corpus-dev", "camera-exif", "exif-orientation", "formats")
+                   for p in (Path(str(testdata)) / folder).iterdir()
+                   if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif", ".gif", ".tif", ".tiff"))
     with_faces, cut = 0, []
     for path in paths:
         job = pipeline.prepare(path.read_bytes(), small, 50_000_000)
