@@ -76,6 +76,8 @@ def crop_window(picture: tuple[int, int], aspect: tuple[int, int], focus: Focus)
     top = _place(height, window_h, focus.focal_point.y * height, s.y * height, (s.y + s.h) * height, keep_subject)
     if keep_subject and focus.faces:
         # Faces that do not all fit: move the window (as little as possible) so none is cut in half.
+        # The window spans the picture on one axis, so every face is inside it there and each
+        # axis can be settled alone.
         left = _uncut(left, window_w, width, [(f.x * width, (f.x + f.w) * width) for f in focus.faces])
         top = _uncut(top, window_h, height, [(f.y * height, (f.y + f.h) * height) for f in focus.faces])
     return Window(left, top, window_w, window_h)
