@@ -6,6 +6,7 @@ up never does."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -246,3 +247,30 @@ def test_a_late_number_pruned_before_it_was_read_makes_the_process_reload(postgr
         assert [h.photo_id for h in hashes_b.search([late], 0)] == ["late"]
     assert RELOADED in caplog.text
     catalog.close()
+
+
+# --------------------------------------------------------------------------- the cycle collector
+def test_a_loaded_index_is_frozen_out_of_the_cycle_collectors_way(url: str) -> None:
+    """The loaded index's containers (a list of rows per photo at least) are in the permanent
+    generation, which no collection walks; a reload freezes the new index too."""
+    catalog, hashes, _ = process(url)
+    photos = 300
+    for i in range(photos):
+        hashes.add(f"p{i}", None, [("full", i), ("crop", i << 128)])
+    try:
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        catalog_b, hashes_b, _ = process(url)
+        assert hashes_b.count() == 2 * photos
+        assert gc.get_freeze_count() >= photos
+        tracked = {id(o) for o in gc.get_objects()}  # what collections walk: the frozen are not in it
+        assert not any(id(rows) in tracked for rows in hashes_b.indexes.hashes._rows_of.values())
+        gc.unfreeze()
+        hashes.add("new", None, [("full", 7 << 64)])
+        catalog.prune_index_changes(time.time() + 1)  # before b applied it: b reloads
+        assert [h.photo_id for h in hashes_b.search([7 << 64], 0)] == ["new"]
+        assert gc.get_freeze_count() >= photos
+    finally:
+        gc.unfreeze()
+    catalog.close()
+    catalog_b.close()
