@@ -10,6 +10,8 @@ a vote of ``--query-keys`` keys of which 100 are the photo's, as duplicates.py c
 per size: build time, RSS each index added and the feature arrays' bytes, both per photo, and
 p50/p99 of the search, the vote and the two together, with how often the repost was found. The
 baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
+Then the pause a full pass of the cycle collector makes with both indexes loaded, before and after
+``freeze_loaded`` (what a process does after its load), the median of 5 ``gc.collect()`` each.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dedupe_scale import _HASH_COLUMNS, SHARED_KEYS, hash_rows, load, photo_ids,
 
 from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
-from media_pipeline.hashindex.synced import CatalogIndexes  # noqa: E402
+from media_pipeline.hashindex.synced import CatalogIndexes, freeze_loaded  # noqa: E402
 from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
 from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
 
@@ -116,6 +118,17 @@ def lookups(hashes: MemoryHashIndex, features: MemoryFeatureIndex, ids: list[str
     return {"search": searched, "vote": voted, "both": both, "found_hash": found_hash, "found_vote": found_vote}
 
 
+def collector_pause() -> float:
+    """Median seconds of a full ``gc.collect()`` over what is alive now."""
+    gc.collect()  # whatever garbage there is goes first: the passes after it only walk the living
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        gc.collect()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
 def catalog_load(url: str, n: int, views: int, keys: int) -> None:
     """What a process pays at start with MP_DUPLICATE_INDEX=memory: the tables of n synthetic
     photos (filled in bulk first) read into both memory indexes; load time and RSS it added."""
@@ -155,6 +168,7 @@ def main() -> None:
           f"merging {TAIL_PHOTOS:,} filed photos s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
+    pauses: list[str] = []
     for n in [int(x) for x in args.photos.split(",") if x]:
         rng = np.random.default_rng(20261204 + n)
         targets = rng.choice(n, size=WARM_UP + UPLOADS, replace=False)
@@ -167,8 +181,18 @@ def main() -> None:
               f"{f['hash MiB']:,.0f} + {f['feature MiB']:,.0f} | {rss_bytes:,.0f}; {f['feature array bytes'] / n:,.0f} | "
               + " | ".join(f"{pct(t[k], 50):.2f} / {pct(t[k], 99):.2f}" for k in ("search", "vote", "both"))  # type: ignore[arg-type]
               + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS} / {t['found_vote']}/{UPLOADS} | {f['tail merge s']:.1f} |", flush=True)
+        unfrozen = collector_pause()
+        started = time.perf_counter()
+        freeze_loaded()
+        freezing = time.perf_counter() - started
+        pauses.append(f"| {n:,} | {gc.get_freeze_count():,} | {unfrozen * 1000:,.1f} | {freezing:.2f} | {collector_pause() * 1e6:,.0f} |")
+        gc.unfreeze()  # the next size's run starts as a fresh process would
         del hashes, features, ids, kept
         gc.collect()
+    if pauses:
+        print("\n| photos | objects frozen | full gc.collect() ms, loaded | freeze_loaded() s | full gc.collect() us, frozen |")
+        print("|---|---|---|---|---|")
+        print("\n".join(pauses), flush=True)
     if args.catalog:
         print("\n| catalog | photos | hashes / postings loaded | load s | load us a photo | RSS MiB added | RSS bytes a photo |")
         print("|---|---|---|---|---|---|---|")

@@ -82,6 +82,7 @@ class Settings:
     min_hash_quality: float = _setting(8.0, "MP_MIN_HASH_QUALITY", "Photos whose hash quality (0-100, mean luma gradient) is below this are not near-matched: flat and near-blank pictures would all match each other. Natural photos score 20 and up.")
     keypoint_matching: str = _setting("on", "MP_KEYPOINT_MATCHING", "`on`: also match by ORB keypoints, which finds asymmetric crops and small rotations no hash survives (about 24 KB per photo in storage, 400 index rows, and up to MP_KEYPOINT_CANDIDATES verifications per vote, three votes at most when shared overlays are found); `off` to skip.")
     duplicate_index: str = _setting("sql", "MP_DUPLICATE_INDEX", "Where near-duplicate lookups run: `sql`, the catalog's tables (no memory, but at a million photos an upload's hash lookup takes ~1 s on PostgreSQL); `memory`, numpy arrays each process loads from those tables at start (about 3.7 KB of RAM a photo in each process, and 0.5-0.7 ms a photo to load: 8-12 minutes at a million) and keeps up with what other processes filed through the `index_changes` log before each lookup (docs/near-duplicates.md, A billion photos). The tables stay the store of record either way.")
+    index_changes_keep_seconds: int = _setting(86400, "MP_INDEX_CHANGES_KEEP_SECONDS", "How long a row of the `index_changes` log (one per photo filed in or removed from the near-duplicate indexes) is kept; the reconciler deletes older ones. A `memory` process that has not caught up for longer (no lookup in that time) reloads its whole index from the tables at its next lookup instead. At least 60: well above the 5 s a process waits for a number PostgreSQL commits out of order.")
     keypoint_candidates: int = _setting(5, "MP_KEYPOINT_CANDIDATES", "How many of the best-voted photos a keypoint search verifies.")
     min_inliers: int = _setting(10, "MP_MIN_INLIERS", "Keypoint matches (one per stored keypoint) consistent with one similarity transform needed before the aligned pixels are compared; the comparison, not this number, keeps distinct photos apart (those under one shared caption or watermark fit it with 20-150). Crops and rotations fit with 50-200; a few deep zooms and collage cells of the dev corpus with only 10-20.")
     blocklists: str = _setting("", "MP_BLOCKLISTS", "Lists of PDQ hashes uploads must not match, comma-separated `NAME[@DISTANCE]=SOURCE`: SOURCE a file path or an http(s) URL with one PDQ hash (64 hex digits) first on each line (`#` comments; the rest of a line ignored), read at start. An upload within DISTANCE bits (default 31) of a listed hash, with PDQ quality 50 or more, ends `failed` with `blocked_content`: no rendition is made and its original stays private. `POST /v1/duplicates/search` reports list hits.")
@@ -284,6 +285,8 @@ class Settings:
             parse_keys(self.operator_keys)
         except ValueError as exc:
             problems.append(f"MP_OPERATOR_KEYS: {exc}")
+        if self.index_changes_keep_seconds < 60:
+            problems.append("MP_INDEX_CHANGES_KEEP_SECONDS must be at least 60 (a process may still be waiting for a row that young)")
         if self.rate_limit < 0:
             problems.append("MP_RATE_LIMIT must not be negative")
         if self.serve_mode not in ("stream", "redirect"):

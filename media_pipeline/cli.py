@@ -318,6 +318,10 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             # Photos filed under an older keypoint format, a batch a round, after an upgrade.
             if refiled := refile_keypoints(services, batches=1):
                 print(f"re-filed {refiled} photos under the current keypoint keys", flush=True)
+            # The near-duplicate indexes' change log grows a row a filing: this loop runs in every
+            # deployment (`serve` too, where no daily cleanup does), and a round deletes 100,000 at most.
+            if pruned := services.catalog.prune_index_changes(time.time() - settings.index_changes_keep_seconds):
+                print(f"pruned {pruned} index changes older than MP_INDEX_CHANGES_KEEP_SECONDS", flush=True)
         except MediaPipelineError as exc:  # a backend is down: try again next round
             print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             if not args.every:

@@ -42,7 +42,9 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2,000 |", "| 4,000 |"))]
-    assert len(rows) == 2 and all("| 200/200 / 200/200 |" in row for row in rows), rows  # every repost found
+    lookups, pauses = [r for r in rows if r.count("|") == 12], [r for r in rows if r.count("|") == 6]
+    assert len(lookups) == 2 and all("| 200/200 / 200/200 |" in row for row in lookups), rows  # every repost found
+    assert len(pauses) == 2 and all(int(row.split("|")[2].replace(",", "")) >= 2000 for row in pauses), rows  # a list a photo frozen
 
 
 def test_steps_bench_runs(tmp_path: Path) -> None:

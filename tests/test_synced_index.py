@@ -1,16 +1,22 @@
 """MP_DUPLICATE_INDEX=memory across processes: each process's memory indexes, loaded from one
 catalog, find what another filed or removed on its next lookup (SQLite and PostgreSQL), also when
-PostgreSQL commits the change log's numbers out of order, and two services find each other's photos."""
+PostgreSQL commits the change log's numbers out of order, and two services find each other's photos.
+The reconciler prunes the change log; a process that missed pruned rows reloads, one that keeps
+up never does."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import random
+import time
 from typing import Any
 
 import pytest
 
 from bench import edits
+from config.settings import ConfigError, Settings
 from media_pipeline import service
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.sql import SqlHashIndex
@@ -119,3 +125,152 @@ def test_a_process_holds_what_it_filed_once_and_finds_it_at_once(url: str) -> No
     features.add("later", None, range(300, 340))
     assert [h.photo_id for h in hashes.search([value ^ (1 << 255)], 0)] == ["later"]
     assert features.votes(range(300, 320), limit=5, min_votes=2) == [("later", 20)]
+
+
+# --------------------------------------------------------------------------- pruning the change log
+RELOADED = "near-duplicate index reloaded"
+
+
+def logged_changes(catalog: SqlCatalog) -> list[str]:
+    with catalog._tx(write=False) as cur:
+        return [row[0] for row in cur.fetchall("SELECT photo_id FROM index_changes ORDER BY seq")]
+
+
+def test_pruning_deletes_the_changes_older_than_the_keep_period_a_batch_at_a_time(url: str) -> None:
+    catalog, hashes, features = process(url)
+    hashes.add("first", None, [("full", 1)])
+    features.add("second", None, range(100, 110))
+    time.sleep(0.01)
+    cutoff = time.time()
+    time.sleep(0.01)
+    hashes.add("third", None, [("full", 2)])
+    assert catalog.prune_index_changes(cutoff, batches=1, batch=1) == 1  # a bounded round
+    assert logged_changes(catalog) == ["second", "third"]
+    assert catalog.prune_index_changes(cutoff) == 1
+    assert logged_changes(catalog) == ["third"]
+    assert catalog.prune_index_changes(cutoff) == 0
+    catalog.close()
+
+
+def test_the_reconciler_prunes_the_changes_older_than_the_setting(services: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from media_pipeline import cli
+
+    services.hash_index.add("old", None, [("full", 1)])
+    services.hash_index.add("new", None, [("full", 2)])
+    with services.catalog._tx() as cur:  # written a day and a minute ago
+        cur.execute("UPDATE index_changes SET created_at = created_at - ? WHERE photo_id = 'old'",
+                    (services.settings.index_changes_keep_seconds + 60,))
+    assert cli.main(["reconcile", "--data-dir", str(services.settings.data_dir)]) == 0
+    assert "pruned 1 index changes older than MP_INDEX_CHANGES_KEEP_SECONDS" in capsys.readouterr().out
+    assert logged_changes(services.catalog) == ["new"]
+
+
+def test_a_keep_period_shorter_than_the_wait_for_late_numbers_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MP_INDEX_CHANGES_KEEP_SECONDS must be at least 60"):
+        Settings.from_env({"MP_INDEX_CHANGES_KEEP_SECONDS": "5"})
+
+
+def test_a_process_idle_past_the_keep_period_reloads_and_sees_what_changed(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Its next lookup finds the rows it had not applied pruned: it reads the tables again, so a
+    photo filed meanwhile is found and one removed meanwhile is not."""
+    rng = random.Random(7)
+    gone, kept, new, later = (rng.getrandbits(BITS) for _ in range(4))
+    catalog_a, hashes_a, features_a = process(url)
+    hashes_a.add("gone", None, [("full", gone)])
+    features_a.add("gone", None, range(100, 150))
+    hashes_a.add("kept", None, [("full", kept)])
+    catalog_b, hashes_b, features_b = process(url)
+    assert [h.photo_id for h in hashes_b.search([gone, kept, new], 0)] == ["gone", "kept"]
+    catalog_a.delete_photo("gone")  # while b does no lookup
+    hashes_a.add("new", None, [("full", new)])
+    features_a.add("new", None, range(300, 350))
+    assert catalog_a.prune_index_changes(time.time() + 1) == 6  # b's keep period is long past
+    with caplog.at_level(logging.WARNING, logger="media_pipeline.hashindex.synced"):
+        assert [h.photo_id for h in hashes_b.search([gone, kept, new], 0)] == ["kept", "new"]
+        assert features_b.votes(range(100, 150), limit=5, min_votes=1) == []
+        assert features_b.votes(range(300, 320), limit=5, min_votes=2) == [("new", 20)]
+        hashes_a.add("later", None, [("full", later)])  # and it keeps up from there, by the log
+        assert [h.photo_id for h in hashes_b.search([later], 0)] == ["later"]
+    assert caplog.text.count(RELOADED) == 1
+    assert hashes_b.count() == 3
+    catalog_a.close()
+    catalog_b.close()
+
+
+def test_a_process_that_keeps_up_never_reloads(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    rng = random.Random(8)
+    values = [rng.getrandbits(BITS) for _ in range(6)]
+    catalog_a, hashes_a, features_a = process(url)
+    catalog_b, hashes_b, features_b = process(url)
+    with caplog.at_level(logging.WARNING, logger="media_pipeline.hashindex.synced"):
+        for i, value in enumerate(values):
+            hashes_a.add(f"p{i}", None, [("full", value)])
+            features_a.add(f"p{i}", None, range(100 * i, 100 * i + 40))
+            if i:
+                hashes_a.remove(f"p{i - 1}")
+            assert [h.photo_id for h in hashes_b.search(values, 0)] == [f"p{i}"]
+            assert catalog_a.prune_index_changes(time.time() + 1) > 0  # everything b has applied
+            assert hashes_b.count() == 1 + i  # a lookup with the log empty: p{i} and b's own so far
+            hashes_b.add(f"b{i}", None, [("full", value ^ 1)])  # its own filings come back through the log
+            assert [h.photo_id for h in hashes_b.search([value], 1)] == [f"p{i}", f"b{i}"]
+        assert features_b.votes(range(500, 520), limit=5, min_votes=2) == [("p5", 20)]
+    assert logged_changes(catalog_a) == ["b5"]
+    assert RELOADED not in caplog.text
+    catalog_a.close()
+    catalog_b.close()
+
+
+@pytest.mark.postgres
+def test_a_late_number_pruned_before_it_was_read_makes_the_process_reload(postgres_url: str,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A number committed out of order, then pruned before the waiting process read it: the
+    process must not give it up as rolled back once ``gap_seconds`` pass, but reload."""
+    import psycopg
+
+    rng = random.Random(9)
+    late, early = rng.getrandbits(BITS), rng.getrandbits(BITS)
+    catalog, hashes_a, _ = process(postgres_url)
+    now = [0.0]
+    waiting = CatalogIndexes(SqlCatalog(postgres_url), interval=0, gap_seconds=5, clock=lambda: now[0])
+    hashes_b = SyncedHashIndex(waiting)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        with conn.transaction():
+            slow = SqlCatalog(postgres_url)
+            slow._local.conn, slow._local.pid = conn, os.getpid()
+            SqlHashIndex(slow).add("late", None, [("full", late)])
+            hashes_a.add("early", None, [("full", early)])
+            assert [h.photo_id for h in hashes_b.search([early, late], 0)] == ["early"]  # waiting for the late number
+    assert catalog.prune_index_changes(time.time() + 1) >= 2
+    assert logged_changes(catalog) == []  # the late number's row went with the rest
+    now[0] = 60.0  # past gap_seconds: the wait for the late number is over
+    with caplog.at_level(logging.WARNING, logger="media_pipeline.hashindex.synced"):
+        assert [h.photo_id for h in hashes_b.search([late], 0)] == ["late"]
+    assert RELOADED in caplog.text
+    catalog.close()
+
+
+# --------------------------------------------------------------------------- the cycle collector
+def test_a_loaded_index_is_frozen_out_of_the_cycle_collectors_way(url: str) -> None:
+    """The loaded index's containers (a list of rows per photo at least) are in the permanent
+    generation, which no collection walks; a reload freezes the new index too."""
+    catalog, hashes, _ = process(url)
+    photos = 300
+    for i in range(photos):
+        hashes.add(f"p{i}", None, [("full", i), ("crop", i << 128)])
+    try:
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        catalog_b, hashes_b, _ = process(url)
+        assert hashes_b.count() == 2 * photos
+        assert gc.get_freeze_count() >= photos
+        tracked = {id(o) for o in gc.get_objects()}  # what collections walk: the frozen are not in it
+        assert not any(id(rows) in tracked for rows in hashes_b.indexes.hashes._rows_of.values())
+        gc.unfreeze()
+        hashes.add("new", None, [("full", 7 << 64)])
+        catalog.prune_index_changes(time.time() + 1)  # before b applied it: b reloads
+        assert [h.photo_id for h in hashes_b.search([7 << 64], 0)] == ["new"]
+        assert gc.get_freeze_count() >= photos
+    finally:
+        gc.unfreeze()
+    catalog.close()
+    catalog_b.close()

@@ -126,6 +126,10 @@ class Catalog(Protocol):
     def prune_events(self, before: float) -> int:
         """Drop events older than ``before`` that no receiver is owed (never the newest); how many."""
 
+    def prune_index_changes(self, before: float, batches: int = 10) -> int:
+        """Drop near-duplicate index change rows written before ``before``, at most ``batches``
+        transactions of them; how many went (catalog/index_changes.py)."""
+
     def oldest_undelivered(self, receivers: Sequence[str]) -> float | None: ...
 
     def failed_deliveries(self, limit: int = 100) -> list[tuple[str, str, str, int, str | None]]: ...

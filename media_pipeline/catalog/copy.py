@@ -22,9 +22,10 @@ from media_pipeline.errors import CatalogError
 
 _BATCH = 2000
 _MODULUS = 1 << 256
-# The target has its own migrations, from its own migrate(); the index change log only tells the
-# processes of the old database what changed (the new one's load the index from its tables).
-_SKIP = {"schema_migrations", "index_changes"}
+# The target has its own migrations, from its own migrate(); the index change log and its pruning
+# mark only tell the processes of the old database what changed (the new one's load the index
+# from its tables).
+_SKIP = {"schema_migrations", "index_changes", "index_changes_pruned"}
 
 
 @dataclass(frozen=True)

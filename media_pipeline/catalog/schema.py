@@ -416,6 +416,26 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        18,
+        (
+            # Pruning the change log (IndexChangeStore.prune_index_changes): when each row was
+            # written, and the highest number pruning has passed, so a process that had not yet
+            # applied a number at or below it knows rows it needed may be gone and reloads.
+            "ALTER TABLE index_changes ADD COLUMN created_at DOUBLE PRECISION NOT NULL DEFAULT 0",
+            # The rows from before this migration age from the upgrade, not from 1970: the first
+            # prune leaves a keep period's worth for the processes still catching up on them.
+            {"postgresql": "UPDATE index_changes SET created_at = EXTRACT(EPOCH FROM clock_timestamp())",
+             "sqlite": "UPDATE index_changes SET created_at = (julianday('now') - 2440587.5) * 86400.0"},
+            "CREATE INDEX index_changes_created ON index_changes (created_at)",
+            "CREATE TABLE index_changes_pruned (through_seq BIGINT NOT NULL)",
+            "INSERT INTO index_changes_pruned (through_seq) VALUES (0)",
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":

@@ -19,6 +19,7 @@ connection opened before a fork is never used after it).
 - events.py: the events outbox (the feed) and the webhook deliveries owed to each receiver
 - visibility.py: owners who opted out and photos hidden on their own
 - check_runs.py: what the last runs of `check` found
+- index_changes.py: the near-duplicate indexes' change log, and its pruning
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from media_pipeline.catalog.duplicates import DuplicateStore
 from media_pipeline.catalog.events import EventStore
 from media_pipeline.catalog.idempotency import IdempotencyKeyStore
 from media_pipeline.catalog.import_items import ImportItemStore
+from media_pipeline.catalog.index_changes import IndexChangeStore
 from media_pipeline.catalog.photos import PhotoStore
 from media_pipeline.catalog.purge_outbox import PurgeOutboxStore
 from media_pipeline.catalog.reprocess_jobs import ReprocessJobStore
@@ -40,7 +42,7 @@ __all__ = ["MIGRATIONS", "SqlCatalog", "hash_substring_indexes"]
 
 
 class SqlCatalog(PhotoStore, DuplicateStore, ReprocessJobStore, ImportItemStore, IdempotencyKeyStore, PurgeOutboxStore, ConsoleStore,
-                 EventStore, VisibilityStore, CheckRunStore, SqlDatabase):
+                 EventStore, VisibilityStore, CheckRunStore, IndexChangeStore, SqlDatabase):
     def migrate(self) -> None:
         # MIGRATIONS is looked up here at call time, so a test can stand in an older schema.
         with self._tx() as cur:
