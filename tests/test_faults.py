@@ -36,8 +36,10 @@ def proxy(s3_endpoint: str) -> Iterator[FaultyProxy]:
     proxy.stop()
 
 
-def upload_until_accepted(client: Any, data: bytes, key: str, attempts: int = 30) -> tuple[str, list[int]]:
-    """What a client app does: retry a 503 with the same Idempotency-Key until it gets its 202."""
+def upload_until_accepted(client: Any, data: bytes, key: str, attempts: int = 30,
+                          refused: threading.Event | None = None) -> tuple[str, list[int]]:
+    """What a client app does: retry a 503 with the same Idempotency-Key until it gets its 202
+    (``refused`` is set at the first 503)."""
     statuses = []
     for _ in range(attempts):
         response = client.post("/v1/photos", data=data, headers={"Idempotency-Key": key})
@@ -46,6 +48,8 @@ def upload_until_accepted(client: Any, data: bytes, key: str, attempts: int = 30
             return response.json["id"], statuses
         assert response.status_code == 503, response.json
         assert response.json["error"]["code"] == "storage_unavailable"
+        if refused is not None:
+            refused.set()
         time.sleep(0.2)
     raise AssertionError(f"never accepted: {statuses}")
 
@@ -62,18 +66,30 @@ def test_s3_slowdowns_resets_and_an_outage_lose_nothing(s3_settings: Settings, p
     photos = [images.jpeg(images.scene(640, 480, seed=100 + i)) for i in range(12)]
     accepted: list[str] = []
     refused = 0
-    # The endpoint goes away for 10 s from the fifth upload on, with processing in flight: longer than
-    # a call's own retries last (up to 7 s), so that upload reaches the client as 503s. (Started by
-    # the clock instead, the outage could miss every upload: how long they take depends on the faults.)
-    outage = threading.Timer(10.0, proxy.start)
+    # The endpoint goes away from the fifth upload on, with processing in flight, and comes back 3 s
+    # after that upload first reaches its client as a 503 (the S3 call's own retries and the clean-up
+    # of a PUT that may have landed take 7-14 s before that, more on a loaded machine, so a fixed
+    # outage could end before them); a minute at most, after which the missing 503 fails the test.
+    # (Started by the clock instead, the outage could miss every upload: how long they take depends
+    # on the faults.)
+    first_refusal = threading.Event()
+
+    def outage() -> None:
+        proxy.stop()
+        first_refusal.wait(60)
+        time.sleep(3)
+        proxy.start()
+
+    endpoint_back = threading.Thread(target=outage)
     for i, data in enumerate(photos):
         if i == 4:
-            proxy.stop()
-            outage.start()
-        photo_id, statuses = upload_until_accepted(client, data, key=f"photo-{i}")
+            endpoint_back.start()
+            while proxy.server is not None:  # stopped before this upload begins
+                time.sleep(0.01)
+        photo_id, statuses = upload_until_accepted(client, data, key=f"photo-{i}", refused=first_refusal)
         accepted.append(photo_id)
         refused += len(statuses) - 1
-    outage.join()
+    endpoint_back.join()
     for photo_id in accepted:
         photo = wait_for_status(services.catalog, photo_id, timeout=180)
         assert photo.status.value == "ready", (photo.error_code, photo.error_message)
