@@ -19,6 +19,12 @@ convolution with its own impulse response and a zero border; that response is co
 the reference's recursion (``_recursive_gaussian_kernel``) and applied with ``cv2.sepFilter2D``,
 which vectorises where the recursion cannot. Validated against the reference binary in
 ``tests/test_ssimulacra2.py``.
+
+Two things make it cheaper without changing the score: half of the 108 weights are zero, so the
+maps and norms only they would read are not computed (``_terms``: at the largest scale, X and B
+need only the ringing map, so SSIM's two extra blurs run on one plane instead of three), and the
+cube root of XYB is OpenCV's ``pow`` (within a float32 rounding of ``np.cbrt``, a sixth of its
+time). A compare against a prepared original takes 0.4x the time it did before.
 """
 
 from __future__ import annotations
@@ -95,19 +101,26 @@ def _blend(rgba: np.ndarray, background: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _ScaleReference:
-    """What one scale of the original contributes to every comparison."""
+class _PlaneReference:
+    """What one plane (X, Y or B) of one scale of the original contributes to every comparison;
+    a statistic is None where no weight of the score reads it (see ``_terms``)."""
 
-    xyb: np.ndarray
-    mu: np.ndarray  # blurred
-    variance: np.ndarray  # blur(xyb^2) - mu^2
-    edge: np.ndarray  # 1 + |xyb - mu|
+    xyb: np.ndarray | None  # for the SSIM map
+    mu: np.ndarray | None  # blurred, for the SSIM map
+    variance: np.ndarray | None  # blur(xyb^2) - mu^2, for the SSIM map
+    edge: np.ndarray | None  # 1 + |xyb - mu|, for the edge maps
+
+
+@dataclass(frozen=True)
+class _ScaleReference:
+    planes: tuple[_PlaneReference | None, ...]  # X, Y, B; None where no term of the plane has weight
+    terms: np.ndarray  # bool [channel, map, norm]: which of the scale's 18 norms carry weight
 
 
 @dataclass(frozen=True)
 class Reference:
     """An original prepared once for scoring many distorted versions of it (``compare``): the
-    quality search scores up to three encodes of one picture per format, and this is about 40% of
+    quality search scores one or two encodes of one picture per format, and this is about 40% of
     each score's work."""
 
     shape: tuple[int, ...]
@@ -119,7 +132,9 @@ def reference(original: np.ndarray) -> Reference:
     _check(original, original)
     if original.shape[2] != 3:
         raise ValueError("a Reference is for HxWx3 pictures; score() handles alpha")
-    return Reference(shape=original.shape, scales=tuple(_reference_scale(_xyb(linear)) for linear in _pyramid(_to_linear(original))))
+    terms = _terms(original.shape)
+    return Reference(shape=original.shape, scales=tuple(
+        _reference_scale(_xyb(linear), used) for linear, used in zip(_pyramid(_to_linear(original)), terms)))
 
 
 def compare(original: Reference, distorted: np.ndarray) -> float:
@@ -132,8 +147,23 @@ def compare(original: Reference, distorted: np.ndarray) -> float:
 
 def _score(original: np.ndarray, distorted: np.ndarray) -> float:
     # One scale at a time, so only one scale of the original's statistics is alive at once.
-    pyramids = zip(_pyramid(_to_linear(original)), _pyramid(_to_linear(distorted)))
-    return _combine([_scale_norms(_reference_scale(_xyb(linear1)), _xyb(linear2)) for linear1, linear2 in pyramids])
+    pyramids = zip(_pyramid(_to_linear(original)), _pyramid(_to_linear(distorted)), _terms(original.shape))
+    return _combine([_scale_norms(_reference_scale(_xyb(linear1), used), _xyb(linear2)) for linear1, linear2, used in pyramids])
+
+
+def _terms(shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Per scale, which norms carry a non-zero weight: bool [channel, map (SSIM, ringing, blur),
+    norm (1, 4)]. Half of the 108 weights are zero (at the largest scale, the costliest, X and B
+    need only the ringing map and Y no ringing), so their maps are never computed; the score is
+    the same, as a zero weight adds nothing. The layout of the weights depends on how many scales
+    the picture has (see ``_combine``)."""
+    height, width = shape[0], shape[1]
+    scales = 1 if min(height, width) >= 8 else 0
+    while 0 < scales < SCALES and min(height, width) >= 8:  # as ``_pyramid``: halved while at least 8
+        scales += 1
+        height, width = (height + 1) // 2, (width + 1) // 2
+    weights = _WEIGHTS[: 3 * scales * 6].reshape(3, scales, 2, 3)  # channel, scale, norm, map
+    return list((weights != 0).transpose(1, 0, 3, 2))
 
 
 def _pyramid(linear: np.ndarray) -> Iterator[np.ndarray]:
@@ -147,12 +177,21 @@ def _pyramid(linear: np.ndarray) -> Iterator[np.ndarray]:
         yield linear
 
 
-def _reference_scale(img1: np.ndarray) -> _ScaleReference:
-    mu1 = _blur(img1)
-    edge = cv2.absdiff(img1, mu1)
-    edge += 1
-    return _ScaleReference(xyb=img1, mu=mu1, variance=cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)),
-                           edge=edge)
+def _reference_scale(xyb: tuple[np.ndarray, ...], terms: np.ndarray) -> _ScaleReference:
+    planes: list[_PlaneReference | None] = []
+    for img1, used in zip(xyb, terms):
+        if not used.any():
+            planes.append(None)
+            continue
+        mu1 = _blur(img1)
+        ssim, edges = used[0].any(), used[1:].any()
+        variance = cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)) if ssim else None
+        edge = None
+        if edges:
+            edge = cv2.absdiff(img1, mu1)
+            edge += 1
+        planes.append(_PlaneReference(xyb=img1 if ssim else None, mu=mu1 if ssim else None, variance=variance, edge=edge))
+    return _ScaleReference(planes=tuple(planes), terms=terms)
 
 
 def _to_linear(encoded: np.ndarray) -> np.ndarray:
@@ -173,63 +212,72 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
     return cv2.resize(linear, (linear.shape[1] // 2, linear.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
-def _xyb(linear: np.ndarray) -> np.ndarray:
-    """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (interleaved HxWx3)."""
+def _xyb(linear: np.ndarray) -> tuple[np.ndarray, ...]:
+    """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (three HxW planes)."""
     mixed = cv2.transform(linear, _OPSIN)
     mixed += _BIAS
     np.maximum(mixed, 0, out=mixed)
-    mixed = np.cbrt(mixed, out=mixed)
+    # The cube root through OpenCV's pow: within a float32 rounding of np.cbrt, in a sixth of its time.
+    mixed = cv2.pow(mixed, 1 / 3)
     mixed += _NEG_BIAS_CBRT
     # (m0, m1, m2) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
-    return cv2.transform(mixed, _POSITIVE_XYB)
+    return cv2.split(cv2.transform(mixed, _POSITIVE_XYB))
 
 
-def _scale_norms(ref: _ScaleReference, img2: np.ndarray) -> np.ndarray:
+def _scale_norms(ref: _ScaleReference, xyb: tuple[np.ndarray, ...]) -> np.ndarray:
+    """[channel, map * 2 + norm]: the 18 norms of one scale, zero where no weight reads them."""
+    out = np.zeros((3, 6), dtype=np.float64)
+    for channel, (plane, img2) in enumerate(zip(ref.planes, xyb)):
+        if plane is None:
+            continue
+        used = ref.terms[channel]
+        mu2 = _blur(img2)
+        if plane.variance is not None:
+            out[channel, 0:2] = _norms(_ssim_map(plane, img2, mu2), used[0])
+        if plane.edge is not None:
+            # EdgeDiffMap: > 0 where the distorted has detail the original has not (ringing,
+            # blocking), < 0 where the original's detail is gone (blur, smearing).
+            ratio = cv2.absdiff(img2, mu2)
+            ratio += 1
+            ratio = cv2.divide(ratio, plane.edge)
+            ratio -= 1
+            if used[1].any():
+                out[channel, 2:4] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO)[1], used[1])
+            if used[2].any():  # the negative part: its norms are those of max(-ratio, 0)
+                out[channel, 4:6] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO_INV)[1], used[2])
+    return out
+
+
+def _ssim_map(plane: _PlaneReference, img2: np.ndarray, mu2: np.ndarray) -> np.ndarray:
+    """SSIMMap: 1 - SSIM without the luma term's denominator (the planes are already perceptual),
+    1 - num_m * num_s / denom_s, with num_m = 1 - (mu1 - mu2)^2, num_s = 2 (s12 - mu1 mu2) + C2,
+    denom_s = (s11 - mu1^2) + (s22 - mu2^2) + C2; clamped at 0."""
     blur, mul = _blur, cv2.multiply
-    img1, mu1, mu2 = ref.xyb, ref.mu, blur(img2)
-    pixels = img1.shape[0] * img1.shape[1]
-    out = np.empty((3, 6), dtype=np.float64)
-
-    # SSIMMap: 1 - SSIM without the luma term's denominator (the planes are already perceptual).
-    # 1 - num_m * num_s / denom_s, with num_m = 1 - (mu1 - mu2)^2,
-    # num_s = 2 (s12 - mu1 mu2) + C2, denom_s = (s11 - mu1^2) + (s22 - mu2^2) + C2.
-    mu12 = mul(mu1, mu2)
-    num_s = cv2.subtract(blur(mul(img1, img2)), mu12)
+    num_s = cv2.subtract(blur(mul(plane.xyb, img2)), mul(plane.mu, mu2))
     num_s *= 2
     num_s += _C2
     # Each variance is taken before they are added, as in the reference: (a - b) + (c - d), not
     # ((a - b) + c) - d, which in float32 leaves a picture compared with itself short of 100.
-    denom_s = ref.variance.copy()
-    denom_s += cv2.subtract(blur(mul(img2, img2)), mul(mu2, mu2))
+    denom_s = cv2.subtract(blur(mul(img2, img2)), mul(mu2, mu2))
+    denom_s += plane.variance
     denom_s += _C2
-    num_m = cv2.subtract(mu1, mu2)
+    num_m = cv2.subtract(plane.mu, mu2)
     num_m = mul(num_m, num_m)
     np.subtract(1, num_m, out=num_m)
     d = mul(num_m, num_s)
     d = cv2.divide(d, denom_s)
     np.subtract(1, d, out=d)
     np.maximum(d, 0, out=d)
-    out[:, 0], out[:, 1] = _norms(d, pixels)
-
-    # EdgeDiffMap: > 0 where the distorted has detail the original has not (ringing, blocking),
-    # < 0 where the original's detail is gone (blur, smearing).
-    edge2 = cv2.absdiff(img2, mu2)
-    edge2 += 1
-    ratio = cv2.divide(edge2, ref.edge)
-    ratio -= 1
-    out[:, 2], out[:, 3] = _norms(np.maximum(ratio, 0), pixels)
-    np.negative(ratio, out=ratio)
-    np.maximum(ratio, 0, out=ratio)
-    out[:, 4], out[:, 5] = _norms(ratio, pixels)
-    return out
+    return d
 
 
-def _norms(error: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel: mean, and the 4th root of the mean 4th power (sums in float64, like the reference)."""
-    mean = np.array(cv2.sumElems(error)[:3]) / pixels
-    squared = cv2.multiply(error, error)
-    fourth = np.array(cv2.sumElems(cv2.multiply(squared, squared))[:3]) / pixels
-    return mean, np.sqrt(np.sqrt(fourth))
+def _norms(error: np.ndarray, used: np.ndarray) -> tuple[float, float]:
+    """The mean of ``|error|`` and the 4th root of the mean 4th power (sums in float64, like the
+    reference), each only where ``used`` says its weight is not zero."""
+    pixels = error.size
+    mean = cv2.norm(error, cv2.NORM_L1) / pixels if used[0] else 0.0
+    fourth = cv2.norm(cv2.multiply(error, error), cv2.NORM_L2SQR) / pixels if used[1] else 0.0
+    return mean, math.sqrt(math.sqrt(fourth))
 
 
 def _combine(norms: list[np.ndarray]) -> float:
