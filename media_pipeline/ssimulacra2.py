@@ -23,8 +23,8 @@ which vectorises where the recursion cannot. Validated against the reference bin
 Two things make it cheaper without changing the score: half of the 108 weights are zero, so the
 maps and norms only they would read are not computed (``_terms``: at the largest scale, X and B
 need only the ringing map, so SSIM's two extra blurs run on one plane instead of three), and the
-cube root of XYB is OpenCV's ``pow`` (within a float32 rounding of ``np.cbrt``, a sixth of its
-time). A compare against a prepared original takes 0.4x the time it did before.
+cube root of XYB is OpenCV's ``exp(log(x) / 3)`` (within a few float32 roundings of ``np.cbrt``,
+which alone took a fifth of a compare).
 """
 
 from __future__ import annotations
@@ -51,8 +51,13 @@ _OPSIN = np.array(
      [_M20, _M21, 1.0 - _M20 - _M21]], dtype=np.float32)
 _BIAS = np.float32(0.0037930732552754493)
 _NEG_BIAS_CBRT = np.float32(-np.cbrt(np.float32(0.0037930732552754493)))
-# MakePositiveXYB as one 3x4 affine map of the cube roots (m0, m1, m2).
-_POSITIVE_XYB = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float32)
+# The opsin mix with its bias as one 3x4 affine map of linear RGB.
+_OPSIN_BIASED = np.hstack([_OPSIN, np.full((3, 1), _BIAS, dtype=np.float32)])
+# MakePositiveXYB as one 3x4 affine map of the cube roots (m0, m1, m2), the cube root of the bias
+# taken off each (ToXYB's last step) folded into its offsets.
+_MAKE_POSITIVE = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float64)
+_POSITIVE_XYB = np.hstack([_MAKE_POSITIVE[:, :3], (_MAKE_POSITIVE[:, 3] + _MAKE_POSITIVE[:, :3].sum(axis=1) * float(_NEG_BIAS_CBRT))[:, None]]
+                          ).astype(np.float32)
 _SRGB_TO_LINEAR = np.array(
     [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))], dtype=np.float32)
 
@@ -208,19 +213,21 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
     height, width = linear.shape[:2]
     if height % 2 or width % 2:
         linear = cv2.copyMakeBorder(linear, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
-    # INTER_AREA at exactly half is the 2x2 mean.
-    return cv2.resize(linear, (linear.shape[1] // 2, linear.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    # Bilinear at exactly half samples between each 2x2 block's pixels: their mean (to a float32
+    # rounding), in half the time of INTER_AREA.
+    return cv2.resize(linear, (linear.shape[1] // 2, linear.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
 
 
 def _xyb(linear: np.ndarray) -> tuple[np.ndarray, ...]:
     """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (three HxW planes)."""
-    mixed = cv2.transform(linear, _OPSIN)
-    mixed += _BIAS
-    np.maximum(mixed, 0, out=mixed)
-    # The cube root through OpenCV's pow: within a float32 rounding of np.cbrt, in a sixth of its time.
-    mixed = cv2.pow(mixed, 1 / 3)
-    mixed += _NEG_BIAS_CBRT
-    # (m0, m1, m2) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
+    mixed = cv2.transform(linear, _OPSIN_BIASED)
+    np.maximum(mixed, 1e-30, out=mixed)  # the reference clamps at 0; the log below needs more
+    # The cube root as exp(log(x) / 3), OpenCV's vectorised pair: within 4e-7 of np.cbrt
+    # (relative), in a twentieth of its time.
+    mixed = cv2.log(mixed)
+    mixed *= np.float32(1 / 3)
+    mixed = cv2.exp(mixed)
+    # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
     return cv2.split(cv2.transform(mixed, _POSITIVE_XYB))
 
 
