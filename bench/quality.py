@@ -57,9 +57,11 @@ IMGPROXY = {"avif": EncoderSettings("avif", 63, effort=1), "jpeg": EncoderSettin
 GRID = {"avif": (50, 63, 76), "jpeg": (65, 80, 92)}  # sharp qualities tried to match ours-auto's mean
 # The fixed preset before auto quality, for ``ours-fixed`` when the preset's formats are auto.
 FIXED = {"avif": EncoderSettings("avif", 68, effort=0), "jpeg": EncoderSettings("jpeg", 80, progressive=True)}
-# For a fixed preset: target, min, max, start, slope (the targets that reach sharp-imgproxy's mean
-# score on both judges, docs/performance.md "Auto quality"; JPEG's for jpegli, the preset's encoder).
-AUTO_DEFAULTS = {"avif": (78.0, 30, 90, 69, 0.8), "jpeg": (78.2, 30, 95, 85, 0.8)}
+# For a fixed preset: the auto settings of docs/performance.md "Auto quality" (the targets that
+# reach sharp-imgproxy's mean score on both judges; JPEG's for jpegli, the preset's encoder; AVIF's
+# first try predicted from JPEG's result, fitted by bench/quality_search.py --follow avif=jpeg).
+AUTO_DEFAULTS = {"avif": AutoQuality(78.3, 30, 90, 69, 0.8, accept=2.0, follow="jpeg", follow_fit=(9.4, 0.736)),
+                 "jpeg": AutoQuality(78.2, 30, 95, 85, 0.8, accept=2.0)}
 
 
 # --------------------------------------------------------------------------- inputs and references
@@ -109,10 +111,7 @@ def presets() -> tuple[Preset, Preset]:
 def _auto(enc: EncoderSettings) -> EncoderSettings:
     """The preset's auto settings for this format (or, for a fixed one, AUTO_DEFAULTS),
     with the ``--set`` overrides applied."""
-    auto = enc.auto
-    if auto is None:
-        target, low, high, start, slope = AUTO_DEFAULTS[enc.format]
-        auto = AutoQuality(target=target, min=low, max=high, start=start, slope=slope)
+    auto = enc.auto or AUTO_DEFAULTS[enc.format]
     overrides = OVERRIDES.get(enc.format, {})
     auto_fields = {f.name: f.type for f in dataclasses.fields(AutoQuality)}
     auto = dataclasses.replace(auto, **{k: _typed(v, auto_fields[k]) for k, v in overrides.items() if k in auto_fields})
@@ -126,8 +125,10 @@ def _auto(enc: EncoderSettings) -> EncoderSettings:
 
 def _typed(raw: str, type_name: object) -> object:
     name = str(type_name)
-    if name == "str":
+    if "str" in name:
         return raw
+    if "tuple" in name:  # follow_fit=20.9,0.59
+        return tuple(float(v) for v in raw.split(","))
     if "bool" in name:
         return raw.lower() in ("1", "true", "yes")
     return float(raw) if "float" in name else int(raw)
@@ -148,8 +149,7 @@ def search(data: bytes, preset: Preset) -> tuple[float, dict[str, autoquality.Ch
     job = pipeline.prepare(data, preset, MAX_PIXELS)
     largest = job.levels[pipeline._probe_width(job)]
     started = time.perf_counter()
-    probe = quality.probe(largest)
-    choices = {enc.format: quality.choose(probe, enc) for enc in preset.formats if enc.auto}
+    choices = quality.choose_all(quality.probe(largest), preset.formats)
     seconds = time.perf_counter() - started
     return seconds, choices
 

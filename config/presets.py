@@ -47,6 +47,10 @@ def load_preset(path: Path, gamut: str = "srgb", dynamic_range: str = "sdr") -> 
             raise ValueError(f"{enc.format} encoder must be one of {', '.join(ENCODERS[enc.format])}, not {enc.encoder!r}")
         if enc.encoder == "jpegli" and (enc.progressive or enc.trellis):
             raise ValueError("the jpegli encoder writes baseline JPEG without trellis: set progressive and trellis false")
+        if enc.auto and enc.auto.follow:
+            leader = next((e for e in formats if e.format == enc.auto.follow), None)
+            if leader is None or leader.auto is None or leader.auto.follow:
+                raise ValueError(f"{enc.format} follows {enc.auto.follow!r}, which must be an auto format that follows none")
     eager = tuple(default.get("eager_formats", [enc.format for enc in formats]))
     if not eager or not set(eager) <= {enc.format for enc in formats}:
         raise ValueError("eager_formats must name formats defined under [default.formats]")
@@ -80,14 +84,22 @@ _AUTO_SLOPE = {"avif": 0.8, "webp": 0.7, "jpeg": 0.66}
 
 
 def _auto_quality(fmt: str, opts: dict[str, Any]) -> AutoQuality | None:
-    """``quality = "auto"`` with ``target``, ``min``, ``max`` (and optionally ``start``, ``budget``)."""
+    """``quality = "auto"`` with ``target``, ``min``, ``max`` (and optionally ``start``, ``slope``,
+    ``budget``, ``accept``, ``follow`` and ``follow_fit``)."""
     if opts.get("quality") != "auto":
         return None
     low, high = int(opts.get("min", 30)), int(opts.get("max", 90))
+    fit = [float(v) for v in opts.get("follow_fit", (0.0, 1.0))]
+    follow = opts.get("follow")
     auto = AutoQuality(target=float(opts["target"]), min=low, max=high, start=int(opts.get("start", (low + high) // 2)),
-                       slope=float(opts.get("slope", _AUTO_SLOPE.get(fmt, 0.7))), budget=int(opts.get("budget", 3)))
+                       slope=float(opts.get("slope", _AUTO_SLOPE.get(fmt, 0.7))), budget=int(opts.get("budget", 3)),
+                       accept=float(opts.get("accept", 1.0)), follow=None if follow is None else str(follow),
+                       follow_fit=(fit[0], fit[1]) if len(fit) == 2 else (float("nan"), float("nan")))
     if not 1 <= auto.min <= auto.start <= auto.max <= 100:
         raise ValueError(f"{fmt} auto quality needs 1 <= min <= start <= max <= 100")
-    if not 0 < auto.target <= 100 or auto.budget < 1 or auto.slope <= 0:
-        raise ValueError(f"{fmt} auto quality needs a target in 0..100, a budget of at least 1 and a positive slope")
+    if not 0 < auto.target <= 100 or auto.budget < 1 or auto.slope <= 0 or auto.accept < 1:
+        raise ValueError(f"{fmt} auto quality needs a target in 0..100, a budget of at least 1, a positive slope "
+                         "and an accept of at least 1")
+    if len(fit) != 2 or auto.follow == fmt:
+        raise ValueError(f"{fmt} auto quality: follow names another format, follow_fit is [intercept, scale]")
     return auto

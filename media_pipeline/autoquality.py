@@ -32,28 +32,56 @@ class Choice:
     quality: int
     score: float | None  # the probe's score at ``quality``; None if that was not tried (nothing tried passed)
     tried: tuple[tuple[int, float], ...]  # (quality, score) in the order tried
+    # Where the probe's score crosses the target, read from the tries (a fraction of a quality):
+    # what a format that ``follow``s this one predicts its first try from.
+    needed: float
 
 
-def search(score_at: Callable[[int], float], auto: AutoQuality) -> Choice:
+def search(score_at: Callable[[int], float], auto: AutoQuality, start: int | None = None) -> Choice:
     """The lowest quality in ``auto.min..auto.max`` whose score reaches ``auto.target``, with at
     most ``auto.budget`` calls of ``score_at`` (scores rise with quality, nearly linearly over a
     few steps, with plateaus where an encoder's quantiser does not change).
 
-    The first try is ``auto.start``; from one score the next try steps by the expected slope;
-    from two, it interpolates between the highest failing and the lowest passing quality, or
-    extrapolates along the slope they show. A passing quality less than one step above the target
-    ends the search: one lower would most likely fail. If nothing tried passes, the choice is
-    ``auto.max`` unmeasured (quality first), and the last try aims past the target to avoid that."""
+    The first try is ``start`` (``auto.start`` unless given); from one score the next try steps by
+    the expected slope; from two, it interpolates between the highest failing and the lowest
+    passing quality, or extrapolates along the slope they show. A passing quality less than
+    ``auto.accept`` slope steps above the target ends the search (at 1: one lower would most
+    likely fail; more trades a step of bytes for fewer encodes). If nothing tried passes, the
+    choice is ``auto.max`` unmeasured (quality first), and the last try aims past the target to
+    avoid that."""
     tried: dict[int, float] = {}
-    quality: int | None = _clamp(auto.start, auto)
+    quality: int | None = _clamp(auto.start if start is None else start, auto)
     while quality is not None and quality not in tried:
         tried[quality] = score_at(quality)
         quality = _next_try(tried, auto, calls_left=auto.budget - len(tried))
     passing = [q for q, score in tried.items() if score >= auto.target]
+    needed = _crossing(tried, auto)
     if not passing:
-        return Choice(quality=auto.max, score=tried.get(auto.max), tried=tuple(tried.items()))
+        return Choice(quality=auto.max, score=tried.get(auto.max), tried=tuple(tried.items()), needed=needed)
     best = min(passing)
-    return Choice(quality=best, score=tried[best], tried=tuple(tried.items()))
+    return Choice(quality=best, score=tried[best], tried=tuple(tried.items()), needed=needed)
+
+
+def follow_start(auto: AutoQuality, leader: Choice) -> int:
+    """The first try of a format that follows another: predicted from the quality the other
+    needed on the same probe (``auto.follow_fit``), within ``min``..``max``."""
+    intercept, scale = auto.follow_fit
+    return _clamp(round(intercept + scale * leader.needed), auto)
+
+
+def _crossing(tried: dict[int, float], auto: AutoQuality) -> float:
+    """The quality at which the score reaches the target: interpolated between the highest
+    failing and the lowest passing try when they bracket it, else along ``auto.slope`` from the
+    try nearest to it."""
+    goal = auto.target
+    passing = [q for q, score in tried.items() if score >= goal]
+    failing = [q for q, score in tried.items() if score < goal and (not passing or q < min(passing))]
+    if passing and failing:
+        low_pass, high_fail = min(passing), max(failing)
+        s_fail, s_pass = tried[high_fail], tried[low_pass]
+        return high_fail + (goal - s_fail) * (low_pass - high_fail) / max(s_pass - s_fail, 1e-6)
+    nearest = min(passing) if passing else max(tried)
+    return nearest + (goal - tried[nearest]) / auto.slope
 
 
 def _next_try(tried: dict[int, float], auto: AutoQuality, calls_left: int) -> int | None:
@@ -64,6 +92,8 @@ def _next_try(tried: dict[int, float], auto: AutoQuality, calls_left: int) -> in
     low_pass = min(passing) if passing else None
     failing = [q for q, score in tried.items() if score < goal and (low_pass is None or q < low_pass)]
     high_fail = max(failing) if failing else None
+    if low_pass is not None and tried[low_pass] - goal < auto.accept * auto.slope:
+        return None  # one lower would most likely fail (or, with accept > 1, is not worth an encode)
     if low_pass is not None and high_fail is not None:
         if low_pass - high_fail <= 1:
             return None
@@ -73,7 +103,7 @@ def _next_try(tried: dict[int, float], auto: AutoQuality, calls_left: int) -> in
         return min(max(math.ceil(guess), high_fail + 1), low_pass - 1)
     if low_pass is not None:
         steps = math.floor((tried[low_pass] - goal) / auto.slope)
-        return None if steps < 1 or low_pass == auto.min else _clamp(low_pass - steps, auto)
+        return None if low_pass == auto.min else _clamp(low_pass - steps, auto)
     assert high_fail is not None
     if high_fail == auto.max:
         return None  # out of reach

@@ -68,6 +68,14 @@ class AutoQuality:
     start: int  # the first quality tried
     slope: float  # expected score points per quality step near the target, for the second guess
     budget: int = 3  # encodes of the probe at most
+    # A passing try whose score is less than ``accept`` slope steps above the target ends the
+    # search (1: stop only when one quality lower would most likely fail).
+    accept: float = 1.0
+    # ``follow``: another auto format searched first, from whose result this one's first try is
+    # predicted: round(intercept + scale * the quality the other needed), ``follow_fit`` being
+    # (intercept, scale), fitted on probe curves (docs/performance.md "Auto quality").
+    follow: str | None = None
+    follow_fit: tuple[float, float] = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,10 @@ def _settings_dict(enc: EncoderSettings) -> dict[str, Any]:
     for name, legacy in (("auto", None), ("gamut", "srgb"), ("dynamic_range", "sdr"), ("avif_trellis", True), ("encoder", "default")):
         if settings[name] == legacy:
             del settings[name]
+    # An auto search with the settings it had before ``accept`` and ``follow`` existed hashes as before.
+    for name, legacy in (("accept", 1.0), ("follow", None), ("follow_fit", (0.0, 1.0))):
+        if "auto" in settings and settings["auto"][name] == legacy:
+            del settings["auto"][name]
     return settings
 
 

@@ -206,7 +206,9 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
 
     An auto-quality format gets its quality for this photo first (``choose_qualities``)."""
     wanted = [enc for enc in encoders if only is None or any(fmt == enc.format for _, fmt in only)]
-    chosen = choose_qualities(job, tuple(wanted))
+    # A format whose search follows another's is searched after it, even if that one is not made here.
+    leaders = [enc for enc in encoders if enc not in wanted and any(w.auto and w.auto.follow == enc.format for w in wanted)]
+    chosen = choose_qualities(job, tuple(wanted) + tuple(leaders))[:len(wanted)]
     for width in reversed(job.widths):
         level = job.levels.pop(width) if release else job.levels[width]
         for enc, score in chosen:
@@ -230,19 +232,14 @@ def _probe_width(job: Job) -> int:
 def choose_qualities(job: Job, encoders: tuple[EncoderSettings, ...]) -> list[tuple[EncoderSettings, float | None]]:
     """Each encoder with the quality to use for this photo, and the score the search reached
     (None for a fixed quality). Searched on the largest level the job holds, at full resolution."""
-    out: list[tuple[EncoderSettings, float | None]] = []
-    probe: quality.Probe | None = None  # made once, for the first auto format
-    for enc in encoders:
-        if enc.auto is None:
-            out.append((enc, None))
-            continue
-        try:
-            probe = probe or quality.probe(job.levels[_probe_width(job)])
-            choice = quality.choose(probe, enc)
-        except pyvips.Error as exc:
-            raise CorruptImage(f"cannot encode {enc.format} while choosing its quality: {_first_line(exc)}") from exc
-        out.append((replace(enc, quality=choice.quality), choice.score))
-    return out
+    if not any(enc.auto for enc in encoders):
+        return [(enc, None) for enc in encoders]
+    try:
+        choices = quality.choose_all(quality.probe(job.levels[_probe_width(job)]), encoders)
+    except pyvips.Error as exc:
+        raise CorruptImage(f"cannot encode while choosing a quality: {_first_line(exc)}") from exc
+    return [(enc, None) if enc.auto is None else (replace(enc, quality=choices[enc.format].quality), choices[enc.format].score)
+            for enc in encoders]
 
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 import pyvips
 
 from config.presets import load_preset
-from media_pipeline import PIPELINE_VERSION, autoquality, pipeline, ssimulacra2
+from media_pipeline import PIPELINE_VERSION, autoquality, pipeline, quality, ssimulacra2
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 from tests import images
 
@@ -25,9 +25,15 @@ TOLERANCE = 3.0
 AUTO = {"avif": AutoQuality(TARGET, 30, 90, 62, 0.9), "jpeg": AutoQuality(TARGET, 30, 95, 75, 0.55)}
 
 
-def auto_preset(widths: tuple[int, ...] = (1080, 640, 320)) -> Preset:
-    formats = (EncoderSettings("avif", 62, effort=0, auto=AUTO["avif"]),
-               EncoderSettings("jpeg", 75, progressive=True, auto=AUTO["jpeg"]))
+# The search of docs/performance.md "Auto quality": AVIF's first try predicted from JPEG's result,
+# and a passing try within two slope steps of the target accepted.
+FOLLOWING = {"avif": dataclasses.replace(AUTO["avif"], accept=2.0, follow="jpeg", follow_fit=(16.0, 0.65)),
+             "jpeg": dataclasses.replace(AUTO["jpeg"], accept=2.0)}
+
+
+def auto_preset(widths: tuple[int, ...] = (1080, 640, 320), auto: dict[str, AutoQuality] = AUTO) -> Preset:
+    formats = (EncoderSettings("avif", 62, effort=0, auto=auto["avif"]),
+               EncoderSettings("jpeg", 75, progressive=True, auto=auto["jpeg"]))
     return Preset(widths=widths, formats=formats)
 
 
@@ -44,7 +50,7 @@ def staircase(seed: int) -> tuple[dict[int, float], list[int]]:
 def test_search_keeps_to_its_budget_and_passes_when_it_can(seed: int) -> None:
     curve, calls = staircase(seed)
     auto = AutoQuality(target=float(np.random.default_rng(seed).uniform(40, 90)), min=20, max=95, start=60,
-                       slope=0.8, budget=1 + seed % 4)
+                       slope=0.8, budget=1 + seed % 4, accept=1 + seed % 3 / 2)
 
     def score_at(quality: int) -> float:
         calls.append(quality)
@@ -71,6 +77,34 @@ def test_search_finds_the_lowest_passing_quality_of_a_smooth_curve() -> None:
         assert autoquality.search(score_at, AutoQuality(75, 20, 95, start, 0.7)).quality == 65
 
 
+def test_a_passing_try_within_accept_steps_of_the_target_ends_the_search() -> None:
+    def score_at(quality: int) -> float:
+        return 30 + 0.7 * quality  # 75 at 64.3; 67 scores 76.9, 2.7 slope steps above
+
+    tight = autoquality.search(score_at, AutoQuality(75, 20, 95, 67, 0.7))
+    loose = autoquality.search(score_at, AutoQuality(75, 20, 95, 67, 0.7, accept=3))
+    assert tight.quality == 65 and len(tight.tried) > 1
+    assert loose.quality == 67 and loose.tried == ((67, score_at(67)),)
+
+
+def test_the_needed_quality_is_where_the_tries_cross_the_target() -> None:
+    def score_at(quality: int) -> float:
+        return 30 + 0.7 * quality
+
+    bracketed = autoquality.search(score_at, AutoQuality(75, 20, 95, 60, 0.7))
+    assert bracketed.needed == pytest.approx(45 / 0.7, abs=1e-6)
+    one_try = autoquality.search(score_at, AutoQuality(75, 20, 95, 70, 0.5, budget=1))
+    assert one_try.needed == pytest.approx(70 - (score_at(70) - 75) / 0.5)
+
+
+def test_a_following_format_starts_where_the_leaders_result_predicts() -> None:
+    auto = AutoQuality(78, 30, 90, 69, 0.8, follow="jpeg", follow_fit=(16.0, 0.65))
+    leader = autoquality.Choice(quality=83, score=78.9, tried=((85, 80.1), (83, 78.9)), needed=82.1)
+    assert autoquality.follow_start(auto, leader) == round(16.0 + 0.65 * 82.1)
+    far = autoquality.Choice(quality=95, score=None, tried=((95, 60.0),), needed=140.0)
+    assert autoquality.follow_start(auto, far) == 90  # within min..max
+
+
 def test_an_unreachable_target_gives_the_maximum() -> None:
     choice = autoquality.search(lambda q: 50.0, AutoQuality(75, 20, 90, 60, 0.8))
     assert choice.quality == 90
@@ -89,6 +123,16 @@ def rendition_scores(data: bytes, preset: Preset) -> list[tuple[str, int, int, f
     return out
 
 
+def test_the_following_format_is_searched_after_its_leader_from_the_predicted_start() -> None:
+    jpeg = EncoderSettings("jpeg", 75, progressive=True, auto=AUTO["jpeg"])
+    avif = EncoderSettings("avif", 62, effort=0, auto=dataclasses.replace(AUTO["avif"], follow="jpeg", follow_fit=(-20.0, 1.0)))
+    job = pipeline.prepare(images.jpeg(images.natural(900, 600, seed=3), 95), auto_preset(), MAX_PIXELS)
+    choices = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif, jpeg))
+    assert choices["avif"].tried[0][0] == autoquality.follow_start(avif.auto, choices["jpeg"])
+    alone = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif,))
+    assert alone["avif"].tried[0][0] == AUTO["avif"].start  # no leader: its own start
+
+
 def test_a_flat_picture_gets_a_lower_quality_than_a_detailed_one() -> None:
     y, x = np.mgrid[0:720, 0:1080]
     flat = np.dstack([90 + 60 * x / 1080, 140 + 40 * y / 720, np.full(x.shape, 200.0)]).astype(np.uint8)
@@ -103,18 +147,20 @@ def test_a_flat_picture_gets_a_lower_quality_than_a_detailed_one() -> None:
 
 @pytest.mark.parametrize("seed", [2, 9])
 def test_renditions_of_made_pictures_reach_the_target(seed: int) -> None:
-    for fmt, width, quality, score, own in rendition_scores(images.jpeg(images.natural(1600, 1200, seed=seed), 95), auto_preset()):
-        assert score is not None and score >= TARGET, (fmt, quality, score)
-        assert own >= TARGET - TOLERANCE, (fmt, width, quality, own)
+    for fmt, width, chosen, score, own in rendition_scores(images.jpeg(images.natural(1600, 1200, seed=seed), 95), auto_preset()):
+        assert score is not None and score >= TARGET, (fmt, chosen, score)
+        assert own >= TARGET - TOLERANCE, (fmt, width, chosen, own)
 
 
 @pytest.mark.testdata
+@pytest.mark.parametrize("search", ["preset start", "following"])
 @pytest.mark.parametrize("name", ["camera-exif/IMG_9424.JPG", "formats/heic/iphone_13_pro_max.HEIC",
                                   "corpus-dev/kodak_kodim08.png", "corpus-dev/bsds500_test_101027.jpg"])
-def test_renditions_of_real_photos_reach_the_target(testdata: Path, name: str) -> None:
-    for fmt, width, quality, score, own in rendition_scores((testdata / name).read_bytes(), auto_preset()):
-        assert score is not None and score >= TARGET, (fmt, quality, score)
-        assert own >= TARGET - TOLERANCE, (fmt, width, quality, own)
+def test_renditions_of_real_photos_reach_the_target(testdata: Path, name: str, search: str) -> None:
+    preset = auto_preset(auto=FOLLOWING if search == "following" else AUTO)
+    for fmt, width, chosen, score, own in rendition_scores((testdata / name).read_bytes(), preset):
+        assert score is not None and score >= TARGET, (fmt, chosen, score)
+        assert own >= TARGET - TOLERANCE, (fmt, width, chosen, own)
 
 
 # --------------------------------------------------------------------------- the preset
@@ -141,9 +187,33 @@ def test_a_fixed_quality_keeps_the_key_it_had_before_auto_existed() -> None:
     assert dataclasses.replace(EncoderSettings("avif", 68), auto=AUTO["avif"]).spec != expected
 
 
+def test_an_auto_search_with_the_old_settings_keeps_its_key() -> None:
+    # ``accept`` and ``follow`` at their defaults hash as the search did before they existed.
+    before = {"pipeline": PIPELINE_VERSION, "format": "avif", "quality": 62, "effort": 0, "progressive": False, "trellis": False,
+              "auto": {"target": 75.0, "min": 30, "max": 90, "start": 62, "slope": 0.9, "budget": 3}}
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10]
+    assert EncoderSettings("avif", 62, effort=0, auto=AUTO["avif"]).spec == expected
+    followed = dataclasses.replace(AUTO["avif"], follow="jpeg", follow_fit=(16.0, 0.65))
+    assert EncoderSettings("avif", 62, effort=0, auto=followed).spec != expected
+
+
+def test_follow_and_accept_are_read_from_the_preset(tmp_path: Path) -> None:
+    path = tmp_path / "presets.toml"
+    path.write_text("[default]\nwidths = [640]\n[default.formats.avif]\nquality = \"auto\"\ntarget = 78\naccept = 2\n"
+                    "follow = \"jpeg\"\nfollow_fit = [16.0, 0.65]\n"
+                    "[default.formats.jpeg]\nquality = \"auto\"\ntarget = 78.2\nmax = 95\nstart = 85\n")
+    avif = load_preset(path).encoder("avif")
+    assert avif is not None and avif.auto is not None
+    assert (avif.auto.accept, avif.auto.follow, avif.auto.follow_fit) == (2.0, "jpeg", (16.0, 0.65))
+
+
 @pytest.mark.parametrize("avif", ['quality = "auto"\nmin = 30\nmax = 90',  # no target
                                   'quality = "auto"\ntarget = 75\nmin = 90\nmax = 30',
-                                  'quality = "auto"\ntarget = 75\nbudget = 0'])
+                                  'quality = "auto"\ntarget = 75\nbudget = 0',
+                                  'quality = "auto"\ntarget = 75\naccept = 0.5',
+                                  'quality = "auto"\ntarget = 75\nfollow = "jpeg"',  # not in the preset
+                                  'quality = "auto"\ntarget = 75\nfollow = "avif"',
+                                  'quality = "auto"\ntarget = 75\nfollow_fit = [1.0]'])
 def test_bad_auto_settings_are_refused(tmp_path: Path, avif: str) -> None:
     with pytest.raises((ValueError, KeyError)):
         write_preset(tmp_path, avif)
