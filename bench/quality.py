@@ -60,7 +60,7 @@ FIXED = {"avif": EncoderSettings("avif", 68, effort=0), "jpeg": EncoderSettings(
 # For a fixed preset: the auto settings of docs/performance.md "Auto quality" (the targets that
 # reach sharp-imgproxy's mean score on both judges; JPEG's for jpegli, the preset's encoder; AVIF's
 # first try predicted from JPEG's result, fitted by bench/quality_search.py --follow avif=jpeg).
-AUTO_DEFAULTS = {"avif": AutoQuality(78.3, 30, 90, 69, 0.8, accept=2.0, follow="jpeg", follow_fit=(9.4, 0.736)),
+AUTO_DEFAULTS = {"avif": AutoQuality(78.3, 30, 90, 69, 0.8, accept=2.0, follow="jpeg", follow_fit=(6.8, 0.768)),
                  "jpeg": AutoQuality(78.2, 30, 95, 85, 0.8, accept=2.0)}
 
 

@@ -132,9 +132,12 @@ def follow_error(all_curves: dict, fmt: str, auto: AutoQuality, leader: AutoQual
 
 
 def _pairs(all_curves: dict, fmt: str, auto: AutoQuality, leader: AutoQuality) -> tuple[np.ndarray, np.ndarray]:
+    """(the leader's ``needed``, ``fmt``'s optimum) per photo, flat pictures left out: every quality
+    passes on them, so their optimum is the curve's first quality, not a need."""
     assert auto.follow is not None
-    needed = np.array([_search(_rows(c, auto.follow), leader)[0].needed for c in all_curves.values()])
-    return needed, np.array([_optimum(_rows(c, fmt), auto) for c in all_curves.values()])
+    real = [c for c in all_curves.values() if c["detail"] > 0.5]
+    needed = np.array([_search(_rows(c, auto.follow), leader)[0].needed for c in real])
+    return needed, np.array([_optimum(_rows(c, fmt), auto) for c in real])
 
 
 def _near(rows: dict, quality: int) -> int:
@@ -195,8 +198,8 @@ def main() -> None:
                 probe = dataclasses.replace(base, follow=follows[fmt])
                 fitted = dataclasses.replace(probe, follow_fit=fit_follow(fit_set, fmt, probe, leader))
                 variants.append((f"follows {follows[fmt]}: {fitted.follow_fit[0]:g} + {fitted.follow_fit[1]:g} x needed, fitted on "
-                                 f"{len(fit_set)} photos (error {follow_error(fit_set, fmt, fitted, leader):.2f} steps there, "
-                                 f"{follow_error(chosen, fmt, fitted, leader):.2f} here)", fitted, leader))
+                                 f"{len(fit_set)} photos (RMS error {follow_error(fit_set, fmt, fitted, leader):.2f} steps there, "
+                                 f"{follow_error(chosen, fmt, fitted, leader):.2f} here, flat pictures left out)", fitted, leader))
             for name, auto, leader in variants:
                 r = simulate(chosen, fmt, auto, leader)
                 print(f"| {fmt} | {name} (target {auto.target:g}, start {auto.start}, slope {auto.slope:g}, budget "
