@@ -224,9 +224,9 @@ def _xyb(linear: np.ndarray) -> tuple[np.ndarray, ...]:
     np.maximum(mixed, 1e-30, out=mixed)  # the reference clamps at 0; the log below needs more
     # The cube root as exp(log(x) / 3), OpenCV's vectorised pair: within 4e-7 of np.cbrt
     # (relative), in a twentieth of its time.
-    mixed = cv2.log(mixed)
+    cv2.log(mixed, dst=mixed)  # in place, here and below: a fresh array of a probe's size costs page faults
     mixed *= np.float32(1 / 3)
-    mixed = cv2.exp(mixed)
+    cv2.exp(mixed, dst=mixed)
     # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
     return cv2.split(cv2.transform(mixed, _POSITIVE_XYB))
 
@@ -246,7 +246,7 @@ def _scale_norms(ref: _ScaleReference, xyb: tuple[np.ndarray, ...]) -> np.ndarra
             # blocking), < 0 where the original's detail is gone (blur, smearing).
             ratio = cv2.absdiff(img2, mu2)
             ratio += 1
-            ratio = cv2.divide(ratio, plane.edge)
+            cv2.divide(ratio, plane.edge, dst=ratio)
             ratio -= 1
             if used[1].any():
                 out[channel, 2:4] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO)[1], used[1])
@@ -260,19 +260,22 @@ def _ssim_map(plane: _PlaneReference, img2: np.ndarray, mu2: np.ndarray) -> np.n
     1 - num_m * num_s / denom_s, with num_m = 1 - (mu1 - mu2)^2, num_s = 2 (s12 - mu1 mu2) + C2,
     denom_s = (s11 - mu1^2) + (s22 - mu2^2) + C2; clamped at 0."""
     blur, mul = _blur, cv2.multiply
-    num_s = cv2.subtract(blur(mul(plane.xyb, img2)), mul(plane.mu, mu2))
+    # In place where OpenCV allows it: each fresh array of a probe's size costs page faults.
+    num_s = blur(mul(plane.xyb, img2))
+    cv2.subtract(num_s, mul(plane.mu, mu2), dst=num_s)
     num_s *= 2
     num_s += _C2
     # Each variance is taken before they are added, as in the reference: (a - b) + (c - d), not
     # ((a - b) + c) - d, which in float32 leaves a picture compared with itself short of 100.
-    denom_s = cv2.subtract(blur(mul(img2, img2)), mul(mu2, mu2))
+    denom_s = blur(mul(img2, img2))
+    cv2.subtract(denom_s, mul(mu2, mu2), dst=denom_s)
     denom_s += plane.variance
     denom_s += _C2
-    num_m = cv2.subtract(plane.mu, mu2)
-    num_m = mul(num_m, num_m)
-    np.subtract(1, num_m, out=num_m)
-    d = mul(num_m, num_s)
-    d = cv2.divide(d, denom_s)
+    d = cv2.subtract(plane.mu, mu2)
+    mul(d, d, dst=d)
+    np.subtract(1, d, out=d)
+    mul(d, num_s, dst=d)
+    cv2.divide(d, denom_s, dst=d)
     np.subtract(1, d, out=d)
     np.maximum(d, 0, out=d)
     return d
