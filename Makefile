@@ -56,7 +56,7 @@ bench: install
 	$(BIN)/python bench/renditions.py
 	$(BIN)/python bench/quality.py --corpus 20 --camera 6 --heic 3
 	$(BIN)/python bench/quality_encoders.py --photos 12 --score 76 80
-	$(BIN)/python bench/quality_search.py --target avif=78 jpeg=78.5
+	$(BIN)/python bench/quality_search.py --target avif=78.3 jpeg=78.2 --follow avif=jpeg
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/ingest.py
