@@ -12,6 +12,7 @@ import numpy as np
 from media_pipeline import dedupe, keypoints, overlap, pipeline
 from media_pipeline.blocklists import Hit
 from media_pipeline.errors import ObjectNotFound
+from media_pipeline.hashindex.features import SqlFeatureIndex
 from media_pipeline.models import Duplicate, Photo
 from media_pipeline.probe import probe
 from media_pipeline.storage import PRIVATE, features_key
@@ -134,9 +135,17 @@ def refile_keypoints(services: Services, batch: int = 200, batches: int | None =
     """File every photo still under an older format's vote keys (the 16-bit keys, or the 24-bit
     keys of its strongest descriptors) under the current ones, computed from its keypoint file
     (what a photo's keys are is a pure function of it); the photos re-filed. Until then such a
-    photo gets no vote: the formats' keys never meet. ``batches``: stop after that many (the
-    reconciler's rounds take one each, so an upgraded library catches up on its own)."""
+    photo gets no vote: the formats' keys never meet. With votes in SQL, also write the postings
+    of photos filed while votes ran in memory (which writes only their packed keys), from those
+    keys. ``batches``: stop after that many of each (the reconciler's rounds take one each, so an
+    upgraded or switched library catches up on its own)."""
     done = rounds = 0
+    index = services.feature_index
+    if isinstance(index, SqlFeatureIndex) and index.postings:
+        while (batches is None or rounds < batches) and (restored := index.restore_postings(batch)):
+            rounds += 1
+            done += restored
+        rounds = 0
     while (batches is None or rounds < batches) and (photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch)):
         rounds += 1
         for photo_id, owner in photos:

@@ -1,8 +1,10 @@
 """The memory indexes serving lookups, the catalog's tables their store of record
 (MP_DUPLICATE_INDEX=memory).
 
-A process loads ``hash_index`` and ``feature_postings`` into a ``MemoryHashIndex`` and a
-``MemoryFeatureIndex`` at start. Writes go to the tables only (the SQL backends log each photo filed or
+A process loads ``hash_index`` and ``feature_keys`` (each photo's keys packed in one row: one
+``np.frombuffer`` a batch, no Python per key) into a ``MemoryHashIndex`` and a
+``MemoryFeatureIndex`` at start. Writes go to the tables only, and no keypoint postings are
+written (``SqlFeatureIndex(postings=False)``): the packed rows are the store of record (the SQL backends log each photo filed or
 removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
 the log like any other process's: writing them here too would file each photo twice, as its own
 log entry brings it back. A write makes the next lookup catch up at once. Before a
@@ -32,14 +34,14 @@ import numpy as np
 from media_pipeline.catalog.index_changes import changes_after, last_change, pruned_through
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.base import IndexHit
-from media_pipeline.hashindex.features import SqlFeatureIndex
+from media_pipeline.hashindex.features import PACKED_KEY, SqlFeatureIndex
 from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
 from media_pipeline.hashindex.memory_features import MemoryFeatureIndex
 from media_pipeline.hashindex.sql import SqlHashIndex, from_signed_words
 
 _LOOKBACK = 10_000  # numbers before the load's last one that may still be uncommitted then
 _HASH_ROW = "photo_id, owner, view, h0, h1, h2, h3"
-_POSTING_ROW = "photo_id, owner, key"
+_KEYS_ROW = "photo_id, owner, keys"
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class CatalogIndexes:
     def __init__(self, catalog: SqlCatalog, interval: float = 0.002, gap_seconds: float = 5.0, batch: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
-        self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog)
+        self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog, postings=False)
         self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
         self._lock = threading.Lock()
         self._high = 0  # the highest number applied
@@ -74,9 +76,8 @@ class CatalogIndexes:
             hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
         hashes.rebuild()
         features = MemoryFeatureIndex(merge_in_background=True)
-        for rows in self._photo_batches("feature_postings", _POSTING_ROW, "key"):
-            ids, owners, counts = _grouped(rows)
-            features.add_many(ids, owners, counts, np.array([r[2] for r in rows], dtype=np.int64))
+        for rows in self._photo_batches("feature_keys", _KEYS_ROW, "photo_id"):
+            features.add_many([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
         features.rebuild()
         # Only now: a reload that fails half-way leaves the old indexes and the old numbers, and the
         # next catch-up finds the mark past them again.
@@ -152,21 +153,19 @@ class CatalogIndexes:
             marks = ", ".join("?" * len(some))
             with self.catalog._tx(write=False) as cur:
                 hashes = cur.fetchall(f"SELECT {_HASH_ROW} FROM hash_index WHERE photo_id IN ({marks})", some)
-                postings = cur.fetchall(f"SELECT {_POSTING_ROW} FROM feature_postings WHERE photo_id IN ({marks})", some)
+                packed = cur.fetchall(f"SELECT {_KEYS_ROW} FROM feature_keys WHERE photo_id IN ({marks})", some)
             hashes_of: dict[str, list[tuple[Any, ...]]] = {}
-            keys_of: dict[str, list[tuple[Any, ...]]] = {}
             for row in hashes:
                 hashes_of.setdefault(row[0], []).append(row)
-            for row in postings:
-                keys_of.setdefault(row[0], []).append(row)
+            keys_of = {row[0]: row for row in packed}
             for photo_id in some:
-                mine, keys = hashes_of.get(photo_id, []), keys_of.get(photo_id, [])
+                mine, keys = hashes_of.get(photo_id, []), keys_of.get(photo_id)
                 if mine:
                     self.hashes.add(photo_id, mine[0][1] or None, [(r[2], from_signed_words(r[3:])) for r in mine])
                 else:
                     self.hashes.remove(photo_id)
-                if keys:
-                    self.features.add(photo_id, keys[0][1] or None, [r[2] for r in keys])
+                if keys is not None:
+                    self.features.add(photo_id, keys[1] or None, np.frombuffer(keys[2], dtype=PACKED_KEY).tolist())
                 else:
                     self.features.remove(photo_id)
 
@@ -196,7 +195,7 @@ class SyncedHashIndex:
 
 
 class SyncedFeatureIndex:
-    """``FeatureIndex`` over the postings table (writes, refiling batches) and memory (votes)."""
+    """``FeatureIndex`` over the packed rows (writes, refiling batches) and memory (votes)."""
 
     def __init__(self, indexes: CatalogIndexes) -> None:
         self.indexes = indexes
@@ -238,16 +237,7 @@ def _words(rows: list[tuple[Any, ...]]) -> np.ndarray:
     return to_words([from_signed_words(r[3:7]) for r in rows])
 
 
-def _grouped(rows: list[tuple[Any, ...]]) -> tuple[list[str], list[str | None], np.ndarray]:
-    """(photo ids, owners, rows each) of rows ordered by photo id."""
-    ids: list[str] = []
-    owners: list[str | None] = []
-    counts: list[int] = []
-    for row in rows:
-        if ids and ids[-1] == row[0]:
-            counts[-1] += 1
-        else:
-            ids.append(row[0])
-            owners.append(row[1] or None)
-            counts.append(1)
-    return ids, owners, np.array(counts, dtype=np.int64)
+def _unpacked(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys each, every key in order) of packed rows, in one pass over their bytes."""
+    counts = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs)) // PACKED_KEY.itemsize
+    return counts, np.frombuffer(b"".join(blobs), dtype=PACKED_KEY)
