@@ -135,17 +135,9 @@ def refile_keypoints(services: Services, batch: int = 200, batches: int | None =
     """File every photo still under an older format's vote keys (the 16-bit keys, or the 24-bit
     keys of its strongest descriptors) under the current ones, computed from its keypoint file
     (what a photo's keys are is a pure function of it); the photos re-filed. Until then such a
-    photo gets no vote: the formats' keys never meet. With votes in SQL, also write the postings
-    of photos filed while votes ran in memory (which writes only their packed keys), from those
-    keys. ``batches``: stop after that many of each (the reconciler's rounds take one each, so an
-    upgraded or switched library catches up on its own)."""
+    photo gets no vote: the formats' keys never meet. ``batches``: stop after that many (the
+    reconciler's rounds take one each, so an upgraded library catches up on its own)."""
     done = rounds = 0
-    index = services.feature_index
-    if isinstance(index, SqlFeatureIndex) and index.postings:
-        while (batches is None or rounds < batches) and (restored := index.restore_postings(batch)):
-            rounds += 1
-            done += restored
-        rounds = 0
     while (batches is None or rounds < batches) and (photos := services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, batch)):
         rounds += 1
         for photo_id, owner in photos:
@@ -156,6 +148,20 @@ def refile_keypoints(services: Services, batch: int = 200, batches: int | None =
                 continue
             services.feature_index.add(photo_id, owner or None, keypoints.index_keys(features))
             done += 1
+    return done
+
+
+def restore_postings(services: Services, batch: int = 200, batches: int | None = None) -> int:
+    """With votes in SQL, write the postings of the photos filed while votes ran in memory (which
+    files only a photo's packed keys), from those keys: no keypoint file is read. The photos
+    done; ``batches`` as in ``refile_keypoints``. Nothing to do with votes in memory."""
+    index = services.feature_index
+    if not (isinstance(index, SqlFeatureIndex) and index.postings):
+        return 0
+    done = rounds = 0
+    while (batches is None or rounds < batches) and (restored := index.restore_postings(batch)):
+        rounds += 1
+        done += restored
     return done
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench import edits
-from media_pipeline import check, duplicates, keypoints
+from media_pipeline import check, cli, duplicates, keypoints
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.features import SqlFeatureIndex, unpack_keys
 from media_pipeline.hashindex.synced import CatalogIndexes, SyncedFeatureIndex
@@ -74,7 +74,8 @@ def found(services: Any, data: bytes) -> list[str]:
         upload.close()
 
 
-def test_a_library_moves_between_sql_and_memory_votes_without_refiling(url: str, settings: Any, queue: Any) -> None:
+def test_a_library_moves_between_sql_and_memory_votes_without_refiling(url: str, settings: Any, queue: Any,
+                                                                      capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
     """Filed with votes in SQL, a library loads in memory and finds its photos by keypoints alone
     (an asymmetric crop, which no view hash matches); what memory mode files has no postings, and
     a process started later loads it from the packed rows; back in SQL, check reports the missing
@@ -106,11 +107,16 @@ def test_a_library_moves_between_sql_and_memory_votes_without_refiling(url: str,
     problems = check.check(back).problems[DISAGREE]
     assert problems == [f"{second} ({len(packed_row(back.catalog, second)[3])} keys in its packed row, 0 postings)"  # type: ignore[index]
                         " (run media-pipeline refile-keypoints)"]
-    assert duplicates.refile_keypoints(back) == 1
+    assert duplicates.restore_postings(memory_services) == 0  # votes in memory need none
+    monkeypatch.setenv("MP_CATALOG_URL", url)
+    monkeypatch.setenv("MP_DUPLICATE_INDEX", "sql")
+    monkeypatch.setenv("MP_DATA_DIR", str(settings.data_dir))
+    assert cli.main(["refile-keypoints"]) == 0
+    assert "wrote the keypoint postings of 1 photos filed while votes ran in memory" in capsys.readouterr().out
     assert postings(back.catalog, second) == packed_row(back.catalog, second)[3]  # type: ignore[index]
     assert found(back, crop_of_second) == [second]
     assert DISAGREE not in check.check(back).problems
-    assert duplicates.refile_keypoints(back) == 0
+    assert duplicates.restore_postings(back) == 0
 
     with back.catalog._tx() as cur:  # a posting lost behind the packed row's back
         cur.execute("DELETE FROM feature_postings WHERE photo_id = ? AND key = ?", (first, filed[3][5]))
