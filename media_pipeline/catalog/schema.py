@@ -455,8 +455,9 @@ MIGRATIONS = MIGRATIONS + (
              "sqlite": "CREATE TABLE feature_keys (photo_id TEXT PRIMARY KEY, owner TEXT NOT NULL, first_key BIGINT NOT NULL, "
                        "posted SMALLINT NOT NULL, keys BLOB NOT NULL)"},
             "CREATE INDEX feature_keys_first_key ON feature_keys (first_key)",
-            # Only the photos whose postings are owed: empty while votes run in SQL.
-            "CREATE INDEX feature_keys_unposted ON feature_keys (photo_id) WHERE posted = 0",
+            # The photos whose postings are owed: empty while votes run in SQL, and while they run in
+            # memory (every row) a few bytes a photo, as the key is the same in every entry.
+            "CREATE INDEX feature_keys_unposted ON feature_keys (posted) WHERE posted = 0",
             {"postgresql": BACKFILL_POSTGRES, "sqlite": backfill_packed_keys_sqlite},
         ),
     ),

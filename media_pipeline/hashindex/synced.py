@@ -71,35 +71,11 @@ class CatalogIndexes:
         # A number missing at or below the mark was pruned after it committed: the tables read
         # below hold its change already.
         gaps = {seq: now for seq in range(max(1, pruned + 1, high - _LOOKBACK + 1), high + 1) if seq not in recent}
-        hashes = MemoryHashIndex(rebuild_in_background=True)
-        for rows in self._photo_batches("hash_index", _HASH_ROW, "view"):
-            hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
-        hashes.rebuild()
-        features = MemoryFeatureIndex(merge_in_background=True)
-        for rows in self._photo_batches("feature_keys", _KEYS_ROW, "photo_id"):
-            features.add_many([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
-        features.rebuild()
+        hashes, features = load_hash_index(self.catalog, self._batch), load_feature_index(self.catalog, self._batch)
         # Only now: a reload that fails half-way leaves the old indexes and the old numbers, and the
         # next catch-up finds the mark past them again.
         self._high, self._gaps = high, gaps
         return hashes, features
-
-    def _photo_batches(self, table: str, columns: str, then: str) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row of ``table`` in photo id order, a batch at a time, no photo split between two."""
-        after, size = "", self._batch
-        while True:
-            with self.catalog._tx(write=False) as cur:
-                rows = cur.fetchall(f"SELECT {columns} FROM {table} WHERE photo_id > ? ORDER BY photo_id, {then} LIMIT ?", (after, size))
-            if len(rows) < size:
-                if rows:
-                    yield rows
-                return
-            whole = [r for r in rows if r[0] != rows[-1][0]]  # the last photo may go on in the next batch
-            if not whole:
-                size *= 2
-                continue
-            yield whole
-            after = whole[-1][0]
 
     # ------------------------------------------------------------------ catching up
     def written(self) -> None:
@@ -215,6 +191,43 @@ class SyncedFeatureIndex:
 
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         return self.indexes.sql_features.filed_below(key, limit)
+
+
+def load_hash_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryHashIndex:
+    """``hash_index`` read into a new memory index, built."""
+    hashes = MemoryHashIndex(rebuild_in_background=True)
+    for rows in photo_batches(catalog, "hash_index", _HASH_ROW, batch, then="view"):
+        hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
+    hashes.rebuild()
+    return hashes
+
+
+def load_feature_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryFeatureIndex:
+    """``feature_keys`` read into a new memory index, built: each batch's packed rows joined and
+    read as one array (no Python object per key)."""
+    features = MemoryFeatureIndex(merge_in_background=True)
+    for rows in photo_batches(catalog, "feature_keys", _KEYS_ROW, batch):
+        features.add_many([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
+    features.rebuild()
+    return features
+
+
+def photo_batches(catalog: SqlCatalog, table: str, columns: str, batch: int, then: str = "") -> Iterator[list[tuple[Any, ...]]]:
+    """Every row of ``table`` in photo id order (then ``then``), a batch at a time, no photo split between two."""
+    after, size, order = "", batch, f"photo_id, {then}" if then else "photo_id"
+    while True:
+        with catalog._tx(write=False) as cur:
+            rows = cur.fetchall(f"SELECT {columns} FROM {table} WHERE photo_id > ? ORDER BY {order} LIMIT ?", (after, size))
+        if len(rows) < size:
+            if rows:
+                yield rows
+            return
+        whole = [r for r in rows if r[0] != rows[-1][0]]  # the last photo may go on in the next batch
+        if not whole:
+            size *= 2
+            continue
+        yield whole
+        after = whole[-1][0]
 
 
 def memory_indexes(catalog: SqlCatalog) -> tuple[SyncedHashIndex, SyncedFeatureIndex]:
