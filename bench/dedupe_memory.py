@@ -17,7 +17,9 @@ With ``--catalog URL``, a process's load of its keypoint index at start: the sam
 filled in bulk into ``feature_keys`` (one packed row a photo, what the service loads) and, up to
 ``--catalog-baseline-max`` photos, into ``feature_postings``, then read each way (the postings the
 way the service read them before the packed rows: the baseline, in the same run). Printed per
-size: seconds and microseconds a photo of each, their ratio, and the RSS the packed load added.
+size: seconds and microseconds a photo of each, their ratio, and the RSS the packed load added;
+up to the same size, also the load of the photos' view hashes (``hash_index``), the other part
+of a process's start.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dedupe_index import current_rss_mib, pct, rss_mib, words_to_int  # noqa: E402
-from dedupe_scale import _KEYS_INDEXES, SHARED_KEYS, load, photo_ids  # noqa: E402
+from dedupe_scale import _HASH_COLUMNS, _KEYS_INDEXES, SHARED_KEYS, hash_rows, load, photo_ids  # noqa: E402
 
-from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
+from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
-from media_pipeline.hashindex.synced import freeze_loaded, load_feature_index, photo_batches  # noqa: E402
+from media_pipeline.hashindex.synced import freeze_loaded, load_feature_index, load_hash_index, photo_batches  # noqa: E402
 from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
 from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
 
@@ -173,7 +175,7 @@ def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, f
     return index, took, current_rss_mib() - before
 
 
-def catalog_load(url: str, n: int, keys: int, baseline: bool) -> None:
+def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> None:
     """What a process pays at start with MP_DUPLICATE_INDEX=memory for its keypoint index: n
     synthetic photos' keys filled in bulk into ``feature_keys`` (and, for the baseline, the same
     keys into ``feature_postings``), then read into a memory index each way; both must vote alike."""
@@ -183,8 +185,16 @@ def catalog_load(url: str, n: int, keys: int, baseline: bool) -> None:
     ids = photo_ids(n, np.random.default_rng(seed))
     packed = ((p, "", int(k[0]), 0, k.astype("<u4").tobytes()) for p, k in key_blocks(ids, keys, seed))
     load(catalog, "feature_keys", "photo_id, owner, first_key, posted, keys", packed, _KEYS_INDEXES)
-    old = "-"
+    old, hashes = "-", "-"
     if baseline:
+        rows = hash_rows(ids, views, np.random.default_rng(seed))
+        load(catalog, "hash_index", _HASH_COLUMNS, rows, hash_substring_indexes(catalog.dialect))
+        started = time.perf_counter()
+        loaded = load_hash_index(catalog)
+        hashes_s = time.perf_counter() - started
+        hashes = f"{hashes_s:.1f} ({hashes_s / n * 1e6:,.0f})"
+        assert loaded.count() == n * views
+        del loaded
         rows = ((k, p, "") for p, block in key_blocks(ids, keys, seed) for k in block.tolist())
         load(catalog, "feature_postings", "key, photo_id, owner", rows, ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
         from_postings, old_s, _ = timed(lambda: load_from_postings(catalog))
@@ -196,10 +206,10 @@ def catalog_load(url: str, n: int, keys: int, baseline: bool) -> None:
         assert features.votes(probe, limit=5, min_votes=2) == from_postings.votes(probe, limit=5, min_votes=2)
         del from_postings
         ratio = f"{old_s / took:.0f}x"
-    print(f"| {catalog.dialect} | {n:,} | {features.postings():,} | {old} | {took:.1f} ({took / n * 1e6:,.0f}) | "
+    print(f"| {catalog.dialect} | {n:,} | {hashes} | {features.postings():,} | {old} | {took:.1f} ({took / n * 1e6:,.0f}) | "
           f"{ratio if baseline else '-'} | {grown:,.0f} |", flush=True)
     with catalog._tx() as cur:
-        for table in ("feature_keys", "feature_postings"):
+        for table in ("feature_keys", "feature_postings", "hash_index"):
             cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
@@ -249,15 +259,15 @@ def main() -> None:
         print("|---|---|---|---|---|")
         print("\n".join(pauses), flush=True)
     if args.catalog:
-        print("\n| catalog | photos | postings loaded | from postings s (us a photo) | from packed rows s (us a photo) | "
+        print("\n| catalog | photos | view hashes s (us a photo) | postings loaded | from postings s (us a photo) | from packed rows s (us a photo) | "
               "postings / packed | RSS MiB added (packed) |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         if not args.catalog.startswith("sqlite"):
             from dedupe_index import ensure_database
 
             ensure_database(args.catalog)
         for n in [int(x) for x in args.catalog_photos.split(",") if x]:
-            catalog_load(args.catalog, n, args.keys, baseline=n <= args.catalog_baseline_max)
+            catalog_load(args.catalog, n, args.views, args.keys, baseline=n <= args.catalog_baseline_max)
     print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
 
 
