@@ -2,10 +2,10 @@
 (MP_DUPLICATE_INDEX=memory).
 
 A process loads ``hash_index`` and ``feature_keys`` (each photo's keys packed in one row: one
-``np.frombuffer`` a batch, no Python per key) into a ``MemoryHashIndex`` and a
-``MemoryFeatureIndex`` at start. Writes go to the tables only, and no keypoint postings are
-written (``SqlFeatureIndex(postings=False)``): the packed rows are the store of record (the SQL backends log each photo filed or
-removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
+``np.frombuffer`` a batch, no Python object per key) into a ``MemoryHashIndex`` and a
+``MemoryFeatureIndex`` at start. No keypoint postings are written (``SqlFeatureIndex(postings=False)``):
+the packed rows are the keys' store of record. Writes go to the tables only (the SQL backends log
+each photo filed or removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
 the log like any other process's: writing them here too would file each photo twice, as its own
 log entry brings it back. A write makes the next lookup catch up at once. Before a
 lookup (at most every ``interval`` seconds) the process reads the log after the last number it
