@@ -1,12 +1,17 @@
 """Near-duplicate index: query latency and memory at scale, against a brute-force scan.
 
-    python bench/dedupe_index.py [--memory 1000000,10000000] [--sql 1000000] [--postgres URL] [--prewarm]
+    python bench/dedupe_index.py [--memory 1000000,10000000] [--sql 1000000] [--postgres URL] [--prewarm] [--faiss]
 
 Uniformly random 256-bit hashes (the worst case for multi-index hashing: real hashes cluster,
 which only helps the scan) with planted matches: for every query, hashes at distances drawn
 from 0..radius. Printed per backend and size: p50/p99 of a one-hash query and of a full
 upload's query (18 hashes: 9 views and their mirrors), how many planted matches were found
 within 16 and within the match distance, and the same for a numpy scan of every row.
+
+``--faiss`` also measures faiss's multi-index hashing (``IndexBinaryMultiHash``, a maintained
+Hamming-search library, in the test extra) at the memory sizes, on the same rows and queries, in
+each layout that finds everything within the radius (t tables of b bits, every flip of up to
+radius // t bits probed, so by pigeonhole no match is missed), as a candidate engine for a shard.
 """
 
 from __future__ import annotations
@@ -106,8 +111,11 @@ def report(name: str, n: int, extra: str, radius: int, search: Callable[[list[in
           f"{recall(ids, planted, 16)} | {recall(ids, planted, radius)} | {extra} |")
 
 
-def bench_memory(n: int, radius: int, rng: np.random.Generator) -> None:
-    words, queries, planted = make_data(n, radius, rng)
+Data = tuple[np.ndarray, list[int], list[tuple[int, int, int]]]
+
+
+def bench_memory(n: int, radius: int, rng: np.random.Generator, data: Data) -> None:
+    words, queries, planted = data
     singles, fulls = query_sets(queries, rng)
     gc.collect()
     before = current_rss_mib()
@@ -123,8 +131,49 @@ def bench_memory(n: int, radius: int, rng: np.random.Generator) -> None:
         index.scan(qs, radius)
         scan_ms.append((time.perf_counter() - t) * 1000)
     report("memory", n, f"build {build:.1f} s, +{grown:,.0f} MiB RSS", radius, lambda qs: index.search(qs, radius), planted, singles, fulls, scan_ms)
-    del index, words
+    del index
     gc.collect()
+
+
+def faiss_layouts(radius: int) -> list[tuple[int, int, int]]:
+    """(tables, bits, flips) of multi-index hashing over 256 bits that is exact within ``radius``:
+    ``tables`` disjoint substrings of ``bits``, a match within ``radius`` agrees within
+    ``radius // tables`` bits on at least one of them."""
+    return [(HASH_BITS // bits, bits, radius // (HASH_BITS // bits)) for bits in (16, 20, 24, 32)]
+
+
+def bench_faiss(n: int, radius: int, rng: np.random.Generator, data: Data) -> None:
+    import faiss  # the test extra's; imported here so the rest of the bench runs without it
+
+    faiss.omp_set_num_threads(1)  # one query at a time on one core, as the memory index answers
+    words, queries, planted = data
+    singles, fulls = query_sets(queries, rng)
+    # faiss packs bit i of a code as bit i % 8 of byte i // 8; the distance is the same whatever the order.
+    codes = np.ascontiguousarray(words.astype(">u8").view(np.uint8).reshape(n, HASH_BITS // 8))
+    for tables, bits, flips in faiss_layouts(radius):
+        index = faiss.IndexBinaryMultiHash(HASH_BITS, tables, bits)
+        started = time.perf_counter()
+        index.add(codes)
+        build = time.perf_counter() - started
+        # Its own serialised size (codes and hash tables): RSS cannot tell once an earlier layout's memory was freed.
+        size = faiss.serialize_index_binary(index).nbytes
+        index.nflip = flips
+
+        def search(qs: list[int], index: Any = index) -> list[Any]:
+            query_codes = np.frombuffer(b"".join(q.to_bytes(HASH_BITS // 8, "big") for q in qs), dtype=np.uint8)
+            limits, _, labels = index.range_search(query_codes.reshape(len(qs), HASH_BITS // 8), radius + 1)  # strictly below
+            return [_Hit(f"p{label}") for label in labels]
+
+        report(f"faiss {tables} x {bits} bits, {flips} flips", n, f"build {build:.1f} s, {size / 2**20:,.0f} MiB serialised", radius,
+               search, planted, singles, fulls, None)
+        del index
+    del codes
+    gc.collect()
+
+
+class _Hit:
+    def __init__(self, photo_id: str) -> None:
+        self.photo_id = photo_id
 
 
 def bulk_load(catalog: SqlCatalog, words: np.ndarray, prewarm: bool = False) -> None:
@@ -206,6 +255,7 @@ def main() -> None:
     parser.add_argument("--sqlite", default="var/bench/hash_index.db", help="'' to skip SQLite")
     parser.add_argument("--prewarm", action="store_true", help="load PostgreSQL's substring indexes into its shared buffers first")
     parser.add_argument("--radius", type=int, default=31, help="match distance searched (MP_NEAR_DISTANCE)")
+    parser.add_argument("--faiss", action="store_true", help="also faiss's IndexBinaryMultiHash at the memory sizes")
     args = parser.parse_args()
     rng = np.random.default_rng(20261122)
     print(f"# dedupe_index: uniformly random 256-bit hashes, radius {args.radius}; {WARM_UP} warm-up queries, then "
@@ -214,7 +264,11 @@ def main() -> None:
     print("| backend | hashes | 1-hash query p50 / p99 ms | 18-hash query p50 / p99 ms | brute-force scan p50 / p99 ms | planted within 16 found | planted within radius found | size |")
     print("|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.memory.split(",") if x]:
-        bench_memory(n, args.radius, rng)
+        data = make_data(n, args.radius, rng)
+        bench_memory(n, args.radius, rng, data)
+        if args.faiss:
+            bench_faiss(n, args.radius, rng, data)
+        del data
     for n in [int(x) for x in args.sql.split(",") if x]:
         if args.sqlite:
             path = Path(args.sqlite)

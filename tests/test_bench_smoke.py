@@ -29,10 +29,10 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert sum(line.startswith("| mirror |") for line in done.stdout.splitlines()) == 1
     done = subprocess.run([sys.executable, "bench/dedupe_index.py", "--memory", "3000", "--sql", "2000", "--postgres", "",
-                           "--sqlite", str(tmp_path / "index.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--sqlite", str(tmp_path / "index.db"), "--faiss"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |"))]
-    assert len(rows) == 2 and all(re.search(r"\| (\d+)/\1 \| (\d+)/\2 \|", row) for row in rows), rows  # every planted match
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| memory |", "| sqlite |", "| faiss "))]
+    assert len(rows) == 6 and all(re.search(r"\| (\d+)/\1 \| (\d+)/\2 \|", row) for row in rows), rows  # every planted match
     done = subprocess.run([sys.executable, "bench/dedupe_scale.py", "--photos", "300", "--keys", "40", "--postgres", "",
                            "--sqlite", str(tmp_path / "scale.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
