@@ -1,6 +1,6 @@
 """How well near-duplicate detection finds reposts, and how often it pairs distinct photos.
 
-    python bench/dedupe_eval.py [folder of distinct photos] [--near 31] [--limit N]
+    python bench/dedupe_eval.py [folder of distinct photos] [--near 31] [--limit N] [--tables 4]
 
 Every photo is indexed (view hashes and keypoints, made by the real pipeline as a worker
 makes them), together with four 60% tiles of it as distractors that share content with it.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import edits  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from media_pipeline import duplicates, pipeline, service  # noqa: E402
+from media_pipeline import duplicates, keypoints, pipeline, service  # noqa: E402
 from media_pipeline.catalog.sql import SqlCatalog  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
 from media_pipeline.keypoints import index_keys  # noqa: E402
@@ -59,7 +59,14 @@ def main() -> None:
     parser.add_argument("--near", type=int, default=settings.near_distance, help="match distance (bits of 256)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos")
     parser.add_argument("--seed", default="dedupe-eval")
+    parser.add_argument("--tables", type=int, default=keypoints.TABLES,
+                        help="file and vote with the first N keypoint key tables (%(default)s: the service's; fewer: fewer keys a descriptor)")
     args = parser.parse_args()
+    if not 1 <= args.tables <= keypoints.TABLES:
+        sys.exit(f"--tables must be 1 to {keypoints.TABLES}")
+    # Each table's key bits are fixed by its number, so the first N tables' keys are today's: the
+    # same photo files N of its 4 keys a descriptor.
+    keypoints._POSITIONS = keypoints._POSITIONS[: args.tables]
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if args.limit:
         files = files[: args.limit]
@@ -118,7 +125,8 @@ def main() -> None:
                 [h.distance for h in hits if source[h.photo_id] != own])
 
     print(f"# dedupe_eval: {len(files)} photos from {args.folder}, {index.count()} hashes indexed "
-          f"({len(files)} originals + {4 * len(files)} distractor tiles), match distance {args.near} of 256\n")
+          f"({len(files)} originals + {4 * len(files)} distractor tiles), match distance {args.near} of 256, "
+          f"{args.tables} keypoint key tables ({services.feature_index.postings():,} postings)\n")
     results = {name: [look_up(identity, i) for i, identity in enumerate(ids)] for name, ids in queries.items()}
     print("| edit | recall | target | by hashes | by keypoints | false pairs |")
     print("|---|---|---|---|---|---|")

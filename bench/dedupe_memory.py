@@ -12,6 +12,14 @@ p50/p99 of the search, the vote and the two together, with how often the repost 
 baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
 Then the pause a full pass of the cycle collector makes with both indexes loaded, before and after
 ``freeze_loaded`` (what a process does after its load), the median of 5 ``gc.collect()`` each.
+
+With ``--catalog URL``, a process's load of its keypoint index at start: the same photos' keys
+filled in bulk into ``feature_keys`` (one packed row a photo, what the service loads) and, up to
+``--catalog-baseline-max`` photos, into ``feature_postings``, then read each way (the postings the
+way the service read them before the packed rows: the baseline, in the same run). Printed per
+size: seconds and microseconds a photo of each, their ratio, and the RSS the packed load added;
+up to the same size, also the load of the photos' view hashes (``hash_index``), the other part
+of a process's start.
 """
 
 from __future__ import annotations
@@ -21,17 +29,18 @@ import gc
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dedupe_index import current_rss_mib, pct, rss_mib, words_to_int  # noqa: E402
-from dedupe_scale import _HASH_COLUMNS, SHARED_KEYS, hash_rows, load, photo_ids, posting_rows  # noqa: E402
+from dedupe_scale import _HASH_COLUMNS, _KEYS_INDEXES, SHARED_KEYS, hash_rows, load, photo_ids  # noqa: E402
 
 from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
 from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
-from media_pipeline.hashindex.synced import CatalogIndexes, freeze_loaded  # noqa: E402
+from media_pipeline.hashindex.synced import freeze_loaded, load_feature_index, load_hash_index, photo_batches  # noqa: E402
 from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
 from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
 
@@ -129,25 +138,79 @@ def collector_pause() -> float:
     return float(np.median(times))
 
 
-def catalog_load(url: str, n: int, views: int, keys: int) -> None:
-    """What a process pays at start with MP_DUPLICATE_INDEX=memory: the tables of n synthetic
-    photos (filled in bulk first) read into both memory indexes; load time and RSS it added."""
-    rng = np.random.default_rng(20261205 + n)
-    catalog = SqlCatalog(url)
-    catalog.migrate()
-    ids = photo_ids(n, rng)
-    load(catalog, "hash_index", _HASH_COLUMNS, hash_rows(ids, views, rng), hash_substring_indexes(catalog.dialect))
-    load(catalog, "feature_postings", "key, photo_id, owner", posting_rows(ids, keys, KEY_BITS, rng),
-         ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
+def key_blocks(ids: list[str], keys: int, seed: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(photo id, its sorted distinct keys) of synthetic photos; the same seed gives the same keys."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, len(ids), CHUNK):
+        block = rng.integers(0, TABLES << KEY_BITS, size=(min(CHUNK, len(ids) - start), keys), dtype=np.int64) + KEY_BASE
+        for photo_id, row in zip(ids[start : start + CHUNK], block):
+            yield photo_id, np.unique(row)
+
+
+def load_from_postings(catalog: SqlCatalog) -> MemoryFeatureIndex:
+    """The baseline: how a process read its keypoint index before the packed rows (hashindex/synced.py
+    until migration 19): every posting a tuple through Python, grouped by photo."""
+    features = MemoryFeatureIndex(merge_in_background=True)
+    for rows in photo_batches(catalog, "feature_postings", "photo_id, owner, key", 50_000, then="key"):
+        ids, owners, counts = [], [], []
+        for row in rows:
+            if ids and ids[-1] == row[0]:
+                counts[-1] += 1
+            else:
+                ids.append(row[0])
+                owners.append(row[1] or None)
+                counts.append(1)
+        features.add_many(ids, owners, np.array(counts, dtype=np.int64), np.array([r[2] for r in rows], dtype=np.int64))
+    features.rebuild()
+    return features
+
+
+def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, float, float]:
+    """(index, seconds, RSS MiB it added)."""
     gc.collect()
-    before = current_rss_mib()
-    started = time.perf_counter()
-    indexes = CatalogIndexes(catalog)
+    before, started = current_rss_mib(), time.perf_counter()
+    index = load()
     took = time.perf_counter() - started
     gc.collect()
-    grown = current_rss_mib() - before
-    print(f"| {catalog.dialect} | {n:,} | {indexes.hashes.count():,} / {indexes.features.postings():,} | {took:.1f} | "
-          f"{took / n * 1e6:,.0f} | {grown:,.0f} | {grown * 2**20 / n:,.0f} |", flush=True)
+    return index, took, current_rss_mib() - before
+
+
+def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> None:
+    """What a process pays at start with MP_DUPLICATE_INDEX=memory for its keypoint index: n
+    synthetic photos' keys filled in bulk into ``feature_keys`` (and, for the baseline, the same
+    keys into ``feature_postings``), then read into a memory index each way; both must vote alike."""
+    seed = 20261205 + n
+    catalog = SqlCatalog(url)
+    catalog.migrate()
+    ids = photo_ids(n, np.random.default_rng(seed))
+    packed = ((p, "", int(k[0]), 0, k.astype("<u4").tobytes()) for p, k in key_blocks(ids, keys, seed))
+    load(catalog, "feature_keys", "photo_id, owner, first_key, posted, keys", packed, _KEYS_INDEXES)
+    old, hashes = "-", "-"
+    if baseline:
+        rows = hash_rows(ids, views, np.random.default_rng(seed))
+        load(catalog, "hash_index", _HASH_COLUMNS, rows, hash_substring_indexes(catalog.dialect))
+        started = time.perf_counter()
+        loaded = load_hash_index(catalog)
+        hashes_s = time.perf_counter() - started
+        hashes = f"{hashes_s:.1f} ({hashes_s / n * 1e6:,.0f})"
+        assert loaded.count() == n * views
+        del loaded
+        rows = ((k, p, "") for p, block in key_blocks(ids, keys, seed) for k in block.tolist())
+        load(catalog, "feature_postings", "key, photo_id, owner", rows, ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
+        from_postings, old_s, _ = timed(lambda: load_from_postings(catalog))
+        old = f"{old_s:.1f} ({old_s / n * 1e6:,.0f})"
+    features, took, grown = timed(lambda: load_feature_index(catalog))
+    if baseline:
+        probe = [k for _, (_, block) in zip(range(5), key_blocks(ids, keys, seed)) for k in block[:60].tolist()]
+        assert features.postings() == from_postings.postings()
+        assert features.votes(probe, limit=5, min_votes=2) == from_postings.votes(probe, limit=5, min_votes=2)
+        del from_postings
+        ratio = f"{old_s / took:.0f}x"
+    print(f"| {catalog.dialect} | {n:,} | {hashes} | {features.postings():,} | {old} | {took:.1f} ({took / n * 1e6:,.0f}) | "
+          f"{ratio if baseline else '-'} | {grown:,.0f} |", flush=True)
+    with catalog._tx() as cur:
+        for table in ("feature_keys", "feature_postings", "hash_index"):
+            cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
 
@@ -160,6 +223,8 @@ def main() -> None:
     parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
                         "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
     parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
+    parser.add_argument("--catalog-baseline-max", type=int, default=100_000,
+                        help="time the load from postings (the baseline) at sizes up to this only: it holds every posting as a Python tuple")
     args = parser.parse_args()
     print(f"# dedupe_memory: synthetic photos, {args.views} view hashes and {args.keys} keys each; {WARM_UP} warm-up then "
           f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
@@ -194,14 +259,15 @@ def main() -> None:
         print("|---|---|---|---|---|")
         print("\n".join(pauses), flush=True)
     if args.catalog:
-        print("\n| catalog | photos | hashes / postings loaded | load s | load us a photo | RSS MiB added | RSS bytes a photo |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| catalog | photos | view hashes s (us a photo) | postings loaded | from postings s (us a photo) | from packed rows s (us a photo) | "
+              "postings / packed | RSS MiB added (packed) |")
+        print("|---|---|---|---|---|---|---|---|")
         if not args.catalog.startswith("sqlite"):
             from dedupe_index import ensure_database
 
             ensure_database(args.catalog)
         for n in [int(x) for x in args.catalog_photos.split(",") if x]:
-            catalog_load(args.catalog, n, args.views, args.keys)
+            catalog_load(args.catalog, n, args.views, args.keys, baseline=n <= args.catalog_baseline_max)
     print(f"\npeak RSS of this process: {rss_mib():,.0f} MiB")
 
 

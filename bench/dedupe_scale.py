@@ -8,10 +8,11 @@ random view hashes in ``hash_index`` and each ``--keys`` count of keypoint keys 
 ``feature_postings``, with 26-character photo ids like the service's. Keys are uniform over the
 4 x 2^16 key space (``--key-bits`` for longer keys), the best case for a vote (real ORB keys are skewed, so their postings lists
 are longer). Printed per backend, size and key count: bytes per row and per photo of each table
-with its indexes (what the database reports), the same for each photo's keys packed in one row
-(a table of the bench's own: what the store of record could hold once votes run in memory),
-and the p50/p99 of a vote as a worker casts it
-(the ``keypoints.keys`` of 300 descriptors: about 1,200 keys, 100 of them a stored photo's).
+with its indexes (what the database reports), the same for ``feature_keys`` (each photo's keys
+packed in one row) as each ``MP_DUPLICATE_INDEX`` mode writes it, the p50/p99 of a vote as a worker
+casts it (``--query-keys`` keys, 100 of them a stored photo's), and then the store of record's
+bytes a photo in each mode: view hashes, postings and packed keys with votes in SQL; view hashes
+and packed keys with votes in memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
 from media_pipeline.hashindex import SqlFeatureIndex  # noqa: E402
+from media_pipeline.hashindex.features import pack_keys  # noqa: E402
 from media_pipeline.hashindex.base import SQL_LAYOUT  # noqa: E402
 from media_pipeline.hashindex.sql import to_signed_words  # noqa: E402
 from media_pipeline.keypoints import KEY_BITS, TABLES  # noqa: E402
@@ -39,6 +41,9 @@ SHARED_KEYS = 100  # of them, keys of one stored photo (a repost)
 VOTES = 200
 WARM_UP = 20
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# The secondary indexes of feature_keys (catalog/schema.py, migration 19), dropped for the bulk load and built after.
+_KEYS_INDEXES = ("CREATE INDEX feature_keys_first_key ON feature_keys (first_key)",
+                 "CREATE INDEX feature_keys_unposted ON feature_keys (posted) WHERE posted = 0")
 _HASH_COLUMNS = "photo_id, view, owner, h0, h1, h2, h3, " + ", ".join(f"c{i}" for i in range(SQL_LAYOUT.count))
 
 
@@ -131,32 +136,39 @@ def vote_latency(catalog: SqlCatalog, ids: list[str], keys: int, key_bits: int, 
     return times, first
 
 
-def packed_bytes(catalog: SqlCatalog, label: str, ids: list[str], keys: int, key_bits: int, rng: np.random.Generator) -> None:
-    """The bytes of a photo's keys as one row (photo id, owner, the keys as 4-byte integers in one
-    binary column), a table of this bench's own: what the store of record would hold per photo if
-    votes no longer read postings from SQL (MP_DUPLICATE_INDEX=memory loads the keys, not postings)."""
-    blob = "BYTEA" if catalog.dialect == "postgresql" else "BLOB"
-    with catalog._tx() as cur:
-        cur.execute("DROP TABLE IF EXISTS bench_packed_keys")
-        cur.execute(f"CREATE TABLE bench_packed_keys (photo_id TEXT PRIMARY KEY, owner TEXT NOT NULL, keys {blob} NOT NULL)")
-    rows = ((photo_id, "", photo_keys(rng, keys, key_bits).astype("<u4").tobytes()) for photo_id in ids)
-    load(catalog, "bench_packed_keys", "photo_id, owner, keys", rows, ())
-    heap, indexes = table_bytes(catalog, "bench_packed_keys")
-    print(f"| {label} | {len(ids):,} | keys packed in one row ({keys} keys) | 1 | {heap / len(ids):,.0f} + {indexes / len(ids):,.0f} | "
-          f"{(heap + indexes) / len(ids):,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | - | |", flush=True)
-    with catalog._tx() as cur:
-        cur.execute("DROP TABLE bench_packed_keys")
+def packed_rows(ids: list[str], keys: int, key_bits: int, posted: int, rng: np.random.Generator) -> Iterator[tuple[object, ...]]:
+    for photo_id in ids:
+        packed = pack_keys(photo_keys(rng, keys, key_bits))
+        yield (photo_id, "", int(packed[0]), posted, packed.tobytes())
 
 
-def bench(url: str, label: str, n: int, views: int, key_counts: list[int], key_bits: int, query_keys: int) -> None:
+def packed_bytes(catalog: SqlCatalog, label: str, ids: list[str], keys: int, key_bits: int, rng: np.random.Generator) -> dict[str, float]:
+    """Bytes a photo of the service's ``feature_keys`` (migration 19: one row a photo, the keys
+    packed as uint32, its indexes) as each mode writes it: ``posted`` 1 with votes in SQL, 0 with
+    votes in memory (then its partial index holds every row)."""
+    per_photo = {}
+    for mode, posted in (("sql", 1), ("memory", 0)):
+        load(catalog, "feature_keys", "photo_id, owner, first_key, posted, keys", packed_rows(ids, keys, key_bits, posted, rng), _KEYS_INDEXES)
+        heap, indexes = table_bytes(catalog, "feature_keys")
+        per_photo[mode] = (heap + indexes) / len(ids)
+        print(f"| {label} | {len(ids):,} | packed keys, {mode} mode ({keys} keys) | 1 | {heap / len(ids):,.0f} + {indexes / len(ids):,.0f} | "
+              f"{per_photo[mode]:,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | - | |", flush=True)
+    clear(catalog, "feature_keys")
+    return per_photo
+
+
+def bench(url: str, label: str, n: int, views: int, key_counts: list[int], key_bits: int, query_keys: int) -> list[str]:
+    """Prints the rows of each table; answers the rows of the per-mode totals."""
     rng = np.random.default_rng(20261203 + n)
     catalog = SqlCatalog(url)
     catalog.migrate()
     ids = photo_ids(n, rng)
+    totals: list[str] = []
     started = time.perf_counter()
     load(catalog, "hash_index", _HASH_COLUMNS, hash_rows(ids, views, rng), hash_substring_indexes(catalog.dialect))
     heap, indexes = table_bytes(catalog, "hash_index")
     rows = n * views
+    hashes = (heap + indexes) / n
     print(f"| {label} | {n:,} | view hashes | {views} | {heap / rows:,.0f} + {indexes / rows:,.0f} | "
           f"{(heap + indexes) / n:,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | - | load {time.perf_counter() - started:.0f} s |", flush=True)
     clear(catalog, "hash_index")
@@ -173,8 +185,12 @@ def bench(url: str, label: str, n: int, views: int, key_counts: list[int], key_b
               f"{(heap + indexes) / n:,.0f} | {(heap + indexes) / 2**20:,.0f} MiB | {pct(times, 50):.1f} / {pct(times, 99):.1f} "
               f"(repost first {first}/{VOTES}) | load {built:.0f} s |", flush=True)
         clear(catalog, "feature_postings")
-        packed_bytes(catalog, label, ids, keys, key_bits, rng)
+        packed = packed_bytes(catalog, label, ids, keys, key_bits, rng)
+        with_postings = hashes + (heap + indexes) / n + packed["sql"]
+        totals.append(f"| {label} | {n:,} | {keys} | {with_postings:,.0f} | {hashes + packed['memory']:,.0f} | "
+                      f"{with_postings / (hashes + packed['memory']):.1f}x |")
     catalog.close()
+    return totals
 
 
 def main() -> None:
@@ -193,18 +209,24 @@ def main() -> None:
           f"{WARM_UP} warm-up votes, then {VOTES} votes of {args.query_keys} keys sharing {SHARED_KEYS} (scaled to the key count) with one photo\n")
     print("| backend | photos | rows | per photo | bytes per row (table + indexes) | bytes per photo | total | vote p50 / p99 ms | |")
     print("|---|---|---|---|---|---|---|---|---|")
+    totals: list[str] = []
     for n in [int(x) for x in args.photos.split(",") if x]:
         if args.sqlite:
             path = Path(args.sqlite)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
-            bench(f"sqlite:///{path}", "sqlite", n, args.views, key_counts, args.key_bits, args.query_keys)
+            totals += bench(f"sqlite:///{path}", "sqlite", n, args.views, key_counts, args.key_bits, args.query_keys)
             path.unlink(missing_ok=True)
         if args.postgres:
             from dedupe_index import ensure_database
 
             ensure_database(args.postgres)
-            bench(args.postgres, "postgresql", n, args.views, key_counts, args.key_bits, args.query_keys)
+            totals += bench(args.postgres, "postgresql", n, args.views, key_counts, args.key_bits, args.query_keys)
+    print("\nThe store of record a photo in each mode: view hashes + postings + packed keys (MP_DUPLICATE_INDEX=sql), "
+          "view hashes + packed keys (memory)\n")
+    print("| backend | photos | keys a photo | bytes a photo, sql | bytes a photo, memory | sql / memory |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(totals), flush=True)
 
 
 if __name__ == "__main__":

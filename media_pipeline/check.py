@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterator
 
+from media_pipeline.hashindex.features import SqlFeatureIndex
 from media_pipeline.jobs import Selection
 from media_pipeline.models import PhotoStatus
 from media_pipeline.service import Services
@@ -98,7 +99,22 @@ def check(services: Services, now: float | None = None) -> CheckReport:
     # `media-pipeline refile-keypoints` files them again (docs/near-duplicates.md).
     for photo_id, _ in services.feature_index.filed_below(keypoints.LEGACY_KEYS_BELOW, EXAMPLES):
         report.add("keypoints_under_old_keys", f"{photo_id} (run media-pipeline refile-keypoints)")
+    _check_keypoint_postings(services, report)
     return report
+
+
+def _check_keypoint_postings(services: Services, report: CheckReport) -> None:
+    """With votes in SQL, every photo's postings must be exactly the keys of its packed row (the
+    store of record): photos filed while votes ran in memory have none until
+    ``refile-keypoints`` (or the reconciler) writes them; any other difference is a fault that
+    reprocessing the photo files away."""
+    index = services.feature_index
+    if not (isinstance(index, SqlFeatureIndex) and index.postings):
+        return  # votes in memory read the packed rows alone
+    for photo_id, packed, postings in index.disagreements():
+        report.add("keypoint_postings_disagree",
+                   f"{photo_id} ({packed} keys in its packed row, {postings} postings)"
+                   + (" (run media-pipeline refile-keypoints)" if packed and not postings else ""))
 
 
 def _check_webhooks(services: Services, report: CheckReport, now: float) -> None:

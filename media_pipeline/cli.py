@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     moves.add_parsers(sub)
     jobs.add_parsers(sub)
     sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
-    sub.add_parser("refile-keypoints", help="file photos indexed under an older format's keypoint keys under the current ones (once, after upgrading)")
+    sub.add_parser("refile-keypoints", help="file photos indexed under an older format's keypoint keys under the current ones (once, after upgrading), "
+                   "and with MP_DUPLICATE_INDEX=sql write the postings of photos filed while it was memory")
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -300,7 +301,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline.duplicates import refile_keypoints
+    from media_pipeline.duplicates import refile_keypoints, restore_postings
     from media_pipeline.errors import MediaPipelineError
     from media_pipeline.purging import deliver_due
     from media_pipeline.service import build_services, reconcile
@@ -318,6 +319,9 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             # Photos filed under an older keypoint format, a batch a round, after an upgrade.
             if refiled := refile_keypoints(services, batches=1):
                 print(f"re-filed {refiled} photos under the current keypoint keys", flush=True)
+            # After a switch from MP_DUPLICATE_INDEX=memory back to sql, the photos it filed get their postings.
+            if restored := restore_postings(services, batches=1):
+                print(f"wrote the keypoint postings of {restored} photos filed while votes ran in memory", flush=True)
             # The near-duplicate indexes' change log grows a row a filing: this loop runs in every
             # deployment (`serve` too, where no daily cleanup does), and a round deletes 100,000 at most.
             if pruned := services.catalog.prune_index_changes(time.time() - settings.index_changes_keep_seconds):
@@ -353,11 +357,14 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _refile_keypoints(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline.duplicates import refile_keypoints
+    from media_pipeline.duplicates import refile_keypoints, restore_postings
     from media_pipeline.queue import RecordingQueue
     from media_pipeline.service import build_services
 
-    print(f"re-filed {refile_keypoints(build_services(settings, queue=RecordingQueue()))} photos under the current keypoint keys")
+    services = build_services(settings, queue=RecordingQueue())
+    print(f"re-filed {refile_keypoints(services)} photos under the current keypoint keys")
+    if restored := restore_postings(services):
+        print(f"wrote the keypoint postings of {restored} photos filed while votes ran in memory")
     return 0
 
 

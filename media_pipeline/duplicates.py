@@ -12,6 +12,7 @@ import numpy as np
 from media_pipeline import dedupe, keypoints, overlap, pipeline
 from media_pipeline.blocklists import Hit
 from media_pipeline.errors import ObjectNotFound
+from media_pipeline.hashindex.features import SqlFeatureIndex
 from media_pipeline.models import Duplicate, Photo
 from media_pipeline.probe import probe
 from media_pipeline.storage import PRIVATE, features_key
@@ -147,6 +148,20 @@ def refile_keypoints(services: Services, batch: int = 200, batches: int | None =
                 continue
             services.feature_index.add(photo_id, owner or None, keypoints.index_keys(features))
             done += 1
+    return done
+
+
+def restore_postings(services: Services, batch: int = 200, batches: int | None = None) -> int:
+    """With votes in SQL, write the postings of the photos filed while votes ran in memory (which
+    files only a photo's packed keys), from those keys: no keypoint file is read. The photos
+    done; ``batches`` as in ``refile_keypoints``. Nothing to do with votes in memory."""
+    index = services.feature_index
+    if not (isinstance(index, SqlFeatureIndex) and index.postings):
+        return 0
+    done = rounds = 0
+    while (batches is None or rounds < batches) and (restored := index.restore_postings(batch)):
+        rounds += 1
+        done += restored
     return done
 
 

@@ -37,14 +37,20 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
                            "--sqlite", str(tmp_path / "scale.db")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 300 |")]
-    assert len(rows) == 3 and "view hashes" in rows[0] and "keypoint postings" in rows[1] and "packed in one row" in rows[2], rows
-    done = subprocess.run([sys.executable, "bench/dedupe_memory.py", "--photos", "2000,4000", "--keys", "60"],
+    assert len(rows) == 5 and "view hashes" in rows[0] and "keypoint postings" in rows[1], rows
+    assert "packed keys, sql mode" in rows[2] and "packed keys, memory mode" in rows[3], rows
+    sql_mode, memory_mode = (int(v.replace(",", "")) for v in rows[4].split("|")[4:6])  # the store of record a photo
+    assert sql_mode > memory_mode > 0, rows
+    done = subprocess.run([sys.executable, "bench/dedupe_memory.py", "--photos", "2000,4000", "--keys", "60",
+                           "--catalog", f"sqlite:///{tmp_path / 'load.db'}", "--catalog-photos", "500"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2,000 |", "| 4,000 |"))]
     lookups, pauses = [r for r in rows if r.count("|") == 12], [r for r in rows if r.count("|") == 6]
     assert len(lookups) == 2 and all("| 200/200 / 200/200 |" in row for row in lookups), rows  # every repost found
     assert len(pauses) == 2 and all(int(row.split("|")[2].replace(",", "")) >= 2000 for row in pauses), rows  # a list a photo frozen
+    loads = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 500 |")]
+    assert len(loads) == 1 and re.search(r"\| \d+x \|", loads[0]), loads  # both ways loaded the same postings
 
 
 def test_steps_bench_runs(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import time
 from typing import Any, Callable
 
 import pytest
@@ -50,8 +51,15 @@ def test_a_worker_in_json_mode_writes_only_json_with_photo_ids(settings: Setting
     services = build_services(settings, queue=make_queue(settings))
     photo_id = ingest_bytes(services, images.jpeg(images.scene(500, 400)))
     assert wait_for_status(services.catalog, photo_id).status.value == "ready"
-    lines = [line for line in worker.log.read_text().splitlines() if line.strip()]
-    entries = [json.loads(line) for line in lines]  # every line parses
-    about_it = [e for e in entries if e.get("photo_id") == photo_id]
-    messages = " | ".join(e["message"] for e in about_it)
+    # The photo is ready in the catalog before Celery logs the task's end: wait for that line too.
+    deadline = time.monotonic() + 30
+    while True:
+        text = worker.log.read_text()
+        lines = [line for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]  # whole lines only
+        entries = [json.loads(line) for line in lines]  # every line parses
+        about_it = [e for e in entries if e.get("photo_id") == photo_id]
+        messages = " | ".join(e["message"] for e in about_it)
+        if "succeeded" in messages or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert "photo ready" in messages and "succeeded" in messages, messages

@@ -56,6 +56,9 @@ def test_what_one_process_files_or_removes_the_other_sees_on_its_next_lookup(url
     features_a.add("after", None, range(140, 200))
     assert [h.photo_id for h in hashes_b.search([value], 4)] == ["before", "after"]
     assert features_b.votes(range(140, 160), limit=5, min_votes=2) == [("after", 20), ("before", 10)]
+    with catalog_a._tx(write=False) as cur:  # the packed rows are the store of record: no postings are written
+        assert cur.fetchall("SELECT COUNT(*) FROM feature_postings")[0][0] == 0
+        assert cur.fetchall("SELECT COUNT(*) FROM feature_keys")[0][0] == 2
     hashes_a.add("before", "alice", [("full", value ^ (1 << 200) ^ (1 << 100))])  # replaced
     features_a.remove("after")
     assert [(h.photo_id, h.distance) for h in hashes_b.search([value], 4)] == [("after", 1), ("before", 2)]

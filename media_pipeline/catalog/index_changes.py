@@ -1,5 +1,5 @@
 """The near-duplicate indexes' change log: one row per photo filed in or removed from
-``hash_index`` / ``feature_postings``, written in the same transaction as the rows, numbered by
+``hash_index`` / ``feature_keys`` (and ``feature_postings``), written in the same transaction as the rows, numbered by
 the database. A process that keeps the indexes in memory (MP_DUPLICATE_INDEX=memory) reads the
 rows after the last number it applied and reads those photos' index rows again.
 

@@ -284,6 +284,7 @@ class PhotoStore(SqlDatabase):
             cur.execute("DELETE FROM photo_hashes WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM hash_index WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM feature_postings WHERE photo_id = ?", (photo_id,))
+            cur.execute("DELETE FROM feature_keys WHERE photo_id = ?", (photo_id,))
             record_index_change(cur, photo_id)
             cur.execute("DELETE FROM photo_fingerprints WHERE photo_id = ?", (photo_id,))
             cur.execute("DELETE FROM photo_duplicates WHERE photo_id = ? OR other_id = ?", (photo_id, photo_id))

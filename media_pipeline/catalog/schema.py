@@ -1,19 +1,24 @@
 """The catalog schema: numbered migrations, applied once each and in order.
 
 A migration is a list of statements, each portable SQL or one per dialect (``None``: nothing to
-do there). New tables and columns come as a new migration at the end; an applied one is never
+do there; a function of the cursor where SQL cannot say it on that dialect, as migration 19's back-fill). New tables and columns come as a new migration at the end; an applied one is never
 edited, because catalogs out there already ran it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Union
+
+from media_pipeline.catalog.packed_keys import BACKFILL_POSTGRES, backfill_packed_keys_sqlite
 
 if TYPE_CHECKING:
     from media_pipeline.catalog.database import Cursor
 
-Migration = tuple[int, tuple[str | dict[str, str | None], ...]]
+# A statement: portable SQL, one per dialect (None: nothing to do there), or a function of the
+# cursor for what SQL cannot say on every dialect.
+Statement = Union[str, dict[str, Union[str, None, Callable[["Cursor"], None]]]]
+Migration = tuple[int, tuple[Statement, ...]]
 
 MIGRATIONS: tuple[Migration, ...] = (
     (
@@ -436,6 +441,29 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    (
+        19,
+        (
+            # The keypoint keys' store of record (hashindex/features.py): one row a photo, its sorted
+            # distinct keys as little-endian uint32, its lowest key (photos under an older key format
+            # are those whose lowest key is below the current format's range) and whether
+            # feature_postings holds its keys too (0: filed with MP_DUPLICATE_INDEX=memory, which
+            # writes no postings; they are rebuilt from this row when votes go back to SQL).
+            {"postgresql": "CREATE TABLE feature_keys (photo_id TEXT PRIMARY KEY, owner TEXT NOT NULL, first_key BIGINT NOT NULL, "
+                           "posted SMALLINT NOT NULL, keys BYTEA NOT NULL)",
+             "sqlite": "CREATE TABLE feature_keys (photo_id TEXT PRIMARY KEY, owner TEXT NOT NULL, first_key BIGINT NOT NULL, "
+                       "posted SMALLINT NOT NULL, keys BLOB NOT NULL)"},
+            "CREATE INDEX feature_keys_first_key ON feature_keys (first_key)",
+            # The photos whose postings are owed: empty while votes run in SQL, and while they run in
+            # memory (every row) a few bytes a photo, as the key is the same in every entry.
+            "CREATE INDEX feature_keys_unposted ON feature_keys (posted) WHERE posted = 0",
+            {"postgresql": BACKFILL_POSTGRES, "sqlite": backfill_packed_keys_sqlite},
+        ),
+    ),
+)
+
+
 def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, ...]) -> None:
     """Run the ``migrations`` not yet recorded in ``schema_migrations``, inside the caller's transaction."""
     if dialect == "postgresql":
@@ -449,6 +477,8 @@ def apply_migrations(cur: "Cursor", dialect: str, migrations: tuple[Migration, .
         for statement in statements:
             # A statement is portable SQL, or one per dialect (None: nothing to do there).
             sql = statement[dialect] if isinstance(statement, dict) else statement
-            if sql is not None:
+            if callable(sql):
+                sql(cur)
+            elif sql is not None:
                 cur.execute(sql)
         cur.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))

@@ -242,7 +242,9 @@ def _offsets(counts: np.ndarray, postings: int) -> np.ndarray:
 
 
 def _check_keys(keys: Sequence[int] | np.ndarray) -> None:
-    if len(keys) and not (0 <= min(keys) and max(keys) < 1 << 32):
+    # numpy's own min and max on arrays: a load's millions of keys never pass through Python.
+    low, high = (int(keys.min()), int(keys.max())) if isinstance(keys, np.ndarray) and len(keys) else (min(keys, default=0), max(keys, default=0))
+    if not (0 <= low and high < 1 << 32):
         raise ValueError("keypoint keys must be in [0, 2^32)")
 
 

@@ -1,9 +1,11 @@
 """The memory indexes serving lookups, the catalog's tables their store of record
 (MP_DUPLICATE_INDEX=memory).
 
-A process loads ``hash_index`` and ``feature_postings`` into a ``MemoryHashIndex`` and a
-``MemoryFeatureIndex`` at start. Writes go to the tables only (the SQL backends log each photo filed or
-removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
+A process loads ``hash_index`` and ``feature_keys`` (each photo's keys packed in one row: one
+``np.frombuffer`` a batch, no Python object per key) into a ``MemoryHashIndex`` and a
+``MemoryFeatureIndex`` at start. No keypoint postings are written (``SqlFeatureIndex(postings=False)``):
+the packed rows are the keys' store of record. Writes go to the tables only (the SQL backends log
+each photo filed or removed in ``index_changes``, in the same transaction), and this process's arrays learn them from
 the log like any other process's: writing them here too would file each photo twice, as its own
 log entry brings it back. A write makes the next lookup catch up at once. Before a
 lookup (at most every ``interval`` seconds) the process reads the log after the last number it
@@ -32,14 +34,14 @@ import numpy as np
 from media_pipeline.catalog.index_changes import changes_after, last_change, pruned_through
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.base import IndexHit
-from media_pipeline.hashindex.features import SqlFeatureIndex
+from media_pipeline.hashindex.features import PACKED_KEY, SqlFeatureIndex
 from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
 from media_pipeline.hashindex.memory_features import MemoryFeatureIndex
 from media_pipeline.hashindex.sql import SqlHashIndex, from_signed_words
 
 _LOOKBACK = 10_000  # numbers before the load's last one that may still be uncommitted then
 _HASH_ROW = "photo_id, owner, view, h0, h1, h2, h3"
-_POSTING_ROW = "photo_id, owner, key"
+_KEYS_ROW = "photo_id, owner, keys"
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class CatalogIndexes:
     def __init__(self, catalog: SqlCatalog, interval: float = 0.002, gap_seconds: float = 5.0, batch: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
-        self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog)
+        self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog, postings=False)
         self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
         self._lock = threading.Lock()
         self._high = 0  # the highest number applied
@@ -69,36 +71,11 @@ class CatalogIndexes:
         # A number missing at or below the mark was pruned after it committed: the tables read
         # below hold its change already.
         gaps = {seq: now for seq in range(max(1, pruned + 1, high - _LOOKBACK + 1), high + 1) if seq not in recent}
-        hashes = MemoryHashIndex(rebuild_in_background=True)
-        for rows in self._photo_batches("hash_index", _HASH_ROW, "view"):
-            hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
-        hashes.rebuild()
-        features = MemoryFeatureIndex(merge_in_background=True)
-        for rows in self._photo_batches("feature_postings", _POSTING_ROW, "key"):
-            ids, owners, counts = _grouped(rows)
-            features.add_many(ids, owners, counts, np.array([r[2] for r in rows], dtype=np.int64))
-        features.rebuild()
+        hashes, features = load_hash_index(self.catalog, self._batch), load_feature_index(self.catalog, self._batch)
         # Only now: a reload that fails half-way leaves the old indexes and the old numbers, and the
         # next catch-up finds the mark past them again.
         self._high, self._gaps = high, gaps
         return hashes, features
-
-    def _photo_batches(self, table: str, columns: str, then: str) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row of ``table`` in photo id order, a batch at a time, no photo split between two."""
-        after, size = "", self._batch
-        while True:
-            with self.catalog._tx(write=False) as cur:
-                rows = cur.fetchall(f"SELECT {columns} FROM {table} WHERE photo_id > ? ORDER BY photo_id, {then} LIMIT ?", (after, size))
-            if len(rows) < size:
-                if rows:
-                    yield rows
-                return
-            whole = [r for r in rows if r[0] != rows[-1][0]]  # the last photo may go on in the next batch
-            if not whole:
-                size *= 2
-                continue
-            yield whole
-            after = whole[-1][0]
 
     # ------------------------------------------------------------------ catching up
     def written(self) -> None:
@@ -152,21 +129,19 @@ class CatalogIndexes:
             marks = ", ".join("?" * len(some))
             with self.catalog._tx(write=False) as cur:
                 hashes = cur.fetchall(f"SELECT {_HASH_ROW} FROM hash_index WHERE photo_id IN ({marks})", some)
-                postings = cur.fetchall(f"SELECT {_POSTING_ROW} FROM feature_postings WHERE photo_id IN ({marks})", some)
+                packed = cur.fetchall(f"SELECT {_KEYS_ROW} FROM feature_keys WHERE photo_id IN ({marks})", some)
             hashes_of: dict[str, list[tuple[Any, ...]]] = {}
-            keys_of: dict[str, list[tuple[Any, ...]]] = {}
             for row in hashes:
                 hashes_of.setdefault(row[0], []).append(row)
-            for row in postings:
-                keys_of.setdefault(row[0], []).append(row)
+            keys_of = {row[0]: row for row in packed}
             for photo_id in some:
-                mine, keys = hashes_of.get(photo_id, []), keys_of.get(photo_id, [])
+                mine, keys = hashes_of.get(photo_id, []), keys_of.get(photo_id)
                 if mine:
                     self.hashes.add(photo_id, mine[0][1] or None, [(r[2], from_signed_words(r[3:])) for r in mine])
                 else:
                     self.hashes.remove(photo_id)
-                if keys:
-                    self.features.add(photo_id, keys[0][1] or None, [r[2] for r in keys])
+                if keys is not None:
+                    self.features.add(photo_id, keys[1] or None, np.frombuffer(keys[2], dtype=PACKED_KEY).tolist())
                 else:
                     self.features.remove(photo_id)
 
@@ -196,7 +171,7 @@ class SyncedHashIndex:
 
 
 class SyncedFeatureIndex:
-    """``FeatureIndex`` over the postings table (writes, refiling batches) and memory (votes)."""
+    """``FeatureIndex`` over the packed rows (writes, refiling batches) and memory (votes)."""
 
     def __init__(self, indexes: CatalogIndexes) -> None:
         self.indexes = indexes
@@ -216,6 +191,43 @@ class SyncedFeatureIndex:
 
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         return self.indexes.sql_features.filed_below(key, limit)
+
+
+def load_hash_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryHashIndex:
+    """``hash_index`` read into a new memory index, built."""
+    hashes = MemoryHashIndex(rebuild_in_background=True)
+    for rows in photo_batches(catalog, "hash_index", _HASH_ROW, batch, then="view"):
+        hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
+    hashes.rebuild()
+    return hashes
+
+
+def load_feature_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryFeatureIndex:
+    """``feature_keys`` read into a new memory index, built: each batch's packed rows joined and
+    read as one array (no Python object per key)."""
+    features = MemoryFeatureIndex(merge_in_background=True)
+    for rows in photo_batches(catalog, "feature_keys", _KEYS_ROW, batch):
+        features.add_many([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
+    features.rebuild()
+    return features
+
+
+def photo_batches(catalog: SqlCatalog, table: str, columns: str, batch: int, then: str = "") -> Iterator[list[tuple[Any, ...]]]:
+    """Every row of ``table`` in photo id order (then ``then``), a batch at a time, no photo split between two."""
+    after, size, order = "", batch, f"photo_id, {then}" if then else "photo_id"
+    while True:
+        with catalog._tx(write=False) as cur:
+            rows = cur.fetchall(f"SELECT {columns} FROM {table} WHERE photo_id > ? ORDER BY {order} LIMIT ?", (after, size))
+        if len(rows) < size:
+            if rows:
+                yield rows
+            return
+        whole = [r for r in rows if r[0] != rows[-1][0]]  # the last photo may go on in the next batch
+        if not whole:
+            size *= 2
+            continue
+        yield whole
+        after = whole[-1][0]
 
 
 def memory_indexes(catalog: SqlCatalog) -> tuple[SyncedHashIndex, SyncedFeatureIndex]:
@@ -238,16 +250,7 @@ def _words(rows: list[tuple[Any, ...]]) -> np.ndarray:
     return to_words([from_signed_words(r[3:7]) for r in rows])
 
 
-def _grouped(rows: list[tuple[Any, ...]]) -> tuple[list[str], list[str | None], np.ndarray]:
-    """(photo ids, owners, rows each) of rows ordered by photo id."""
-    ids: list[str] = []
-    owners: list[str | None] = []
-    counts: list[int] = []
-    for row in rows:
-        if ids and ids[-1] == row[0]:
-            counts[-1] += 1
-        else:
-            ids.append(row[0])
-            owners.append(row[1] or None)
-            counts.append(1)
-    return ids, owners, np.array(counts, dtype=np.int64)
+def _unpacked(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys each, every key in order) of packed rows, in one pass over their bytes."""
+    counts = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs)) // PACKED_KEY.itemsize
+    return counts, np.frombuffer(b"".join(blobs), dtype=PACKED_KEY)

@@ -34,7 +34,7 @@ def index(request: Any, tmp_path: Any) -> Any:
     yield from sql_backend(request, tmp_path, SqlHashIndex, "hash_index")
 
 
-def sql_backend(request: Any, tmp_path: Any, backend: Any, table: str) -> Iterator[Any]:
+def sql_backend(request: Any, tmp_path: Any, backend: Any, *tables: str) -> Iterator[Any]:
     """``backend`` over a fresh SQLite file or the session's PostgreSQL database, emptied after;
     for ``synced-*``, the memory index loaded from that catalog (MP_DUPLICATE_INDEX=memory)."""
     from media_pipeline.hashindex.synced import memory_indexes
@@ -47,7 +47,8 @@ def sql_backend(request: Any, tmp_path: Any, backend: Any, table: str) -> Iterat
     yield memory_indexes(catalog)[0 if backend is SqlHashIndex else 1] if synced else backend(catalog)
     if dialect == "postgresql":
         with catalog._tx() as cur:
-            cur.execute(f"DELETE FROM {table}")
+            for table in tables:
+                cur.execute(f"DELETE FROM {table}")
     catalog.close()
 
 
@@ -134,7 +135,7 @@ def features(request: Any, tmp_path: Any) -> Any:
     if request.param == "memory-background":
         yield MemoryFeatureIndex(rebuild_after=3, merge_in_background=True)  # lookups while a thread merges
         return
-    yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings")
+    yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings", "feature_keys")
 
 
 def test_feature_votes(features: Any) -> None:
