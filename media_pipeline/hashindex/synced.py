@@ -34,7 +34,7 @@ import numpy as np
 from media_pipeline.catalog.index_changes import changes_after, last_change, pruned_through
 from media_pipeline.catalog.sql import SqlCatalog
 from media_pipeline.hashindex.base import IndexHit
-from media_pipeline.hashindex.features import PACKED_KEY, SqlFeatureIndex
+from media_pipeline.hashindex.features import PACKED_KEY, SqlFeatureIndex, unpack_keys
 from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
 from media_pipeline.hashindex.memory_features import MemoryFeatureIndex
 from media_pipeline.hashindex.sql import SqlHashIndex, from_signed_words
@@ -141,7 +141,7 @@ class CatalogIndexes:
                 else:
                     self.hashes.remove(photo_id)
                 if keys is not None:
-                    self.features.add(photo_id, keys[1] or None, np.frombuffer(keys[2], dtype=PACKED_KEY).tolist())
+                    self.features.add(photo_id, keys[1] or None, unpack_keys(keys[2]).tolist())
                 else:
                     self.features.remove(photo_id)
 
