@@ -375,3 +375,168 @@ HARDER: dict[str, Edit] = {
     "collage": collage,
     "zoom": zoom,
 }
+
+
+# --------------------------------------------------------------------------- everyday edits, harder
+# What a repost goes through in practice beyond the single edits above: filters, turns, squeezes,
+# stickers, a photo of a screen, and several edits at once. Targets in bench/dedupe_eval.py.
+def _curve(values: np.ndarray, contrast: float, pivot: float = 0.5) -> np.ndarray:
+    """An S-curve (contrast > 1) or a flattening one (< 1) on 0..1 values, about ``pivot``."""
+    return np.clip(pivot + (values - pivot) * contrast, 0, 1)
+
+
+def _vignette(height: int, width: int, strength: float) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot((x - width / 2) / (width / 2), (y - height / 2) / (height / 2)) / np.sqrt(2)
+    return (1 - strength * r**2)[..., None]
+
+
+def heavy_filter(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """One of an app's strong looks: a faded sepia, punchy saturated colour, a cold or warm grade
+    with crushed shadows, grainy high-contrast black and white, or a cross-processed curve; most
+    with a vignette."""
+    x = rgb.astype(np.float32) / 255
+    h, w = x.shape[:2]
+    look = rng.choice(["sepia", "punchy", "grade", "noir", "cross"])
+    if look == "sepia":
+        matrix = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+        x = np.clip(x @ matrix.T, 0, 1) * 0.8 + 0.12  # faded blacks
+    elif look == "punchy":
+        grey = x.mean(axis=2, keepdims=True)
+        x = _curve(grey + (x - grey) * rng.uniform(1.6, 2.0), rng.uniform(1.3, 1.5))
+    elif look == "grade":
+        tint = np.array([0.85, 0.95, 1.15] if rng.random() < 0.5 else [1.15, 1.0, 0.8], np.float32)
+        x = np.clip(np.clip(x - 0.08, 0, 1) / 0.92 * tint, 0, 1) ** rng.uniform(1.1, 1.35)
+    elif look == "noir":
+        grey = _curve(x @ np.array([0.299, 0.587, 0.114], np.float32), rng.uniform(1.5, 1.9))
+        noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 0.05, grey.shape).astype(np.float32)
+        x = np.repeat(np.clip(grey + noise, 0, 1)[..., None], 3, axis=2)
+    else:
+        x = np.dstack([_curve(x[..., 0], 1.4, 0.45), np.clip(x[..., 1] * 1.1, 0, 1), _curve(x[..., 2], 0.7, 0.6) + 0.08])
+    if rng.random() < 0.7:
+        x = x * _vignette(h, w, rng.uniform(0.4, 0.8))
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def turn90(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A quarter turn either way (a photo posted on its side)."""
+    return np.ascontiguousarray(np.rot90(rgb, rng.choice([1, 3])))
+
+
+def squeeze(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """One side squeezed or stretched: the aspect ratio changed by 0.6-0.85x or 1.2-1.5x, as a
+    post forced into another frame without a crop."""
+    h, w = rgb.shape[:2]
+    factor = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.5)
+    size = (max(8, round(w * factor)), h) if rng.random() < 0.5 else (w, max(8, round(h * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _emoji(side: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """A sticker of ``side`` px: a face, heart or star in a flat colour with a white outline, and its mask."""
+    layer = np.zeros((side, side, 3), np.uint8)
+    mask = np.zeros((side, side), np.uint8)
+    c, r = side // 2, side // 2 - max(2, side // 12)
+    colour = rng.choice([(255, 205, 40), (235, 60, 90), (70, 160, 255), (120, 220, 90)])
+    shape = rng.choice(["face", "heart", "star"])
+    for target, fill, line in ((layer, colour, (255, 255, 255)), (mask, 255, 255)):
+        if shape == "face":
+            cv2.circle(target, (c, c), r, line, -1, cv2.LINE_AA)
+            cv2.circle(target, (c, c), r - max(2, side // 16), fill, -1, cv2.LINE_AA)
+            if target is layer:
+                for ex in (c - r // 3, c + r // 3):
+                    cv2.circle(target, (ex, c - r // 4), max(2, r // 8), (40, 30, 20), -1, cv2.LINE_AA)
+                cv2.ellipse(target, (c, c + r // 6), (r // 2, r // 3), 0, 10, 170, (40, 30, 20), max(2, r // 10), cv2.LINE_AA)
+        else:
+            n = 5 if shape == "star" else 40
+            angles = np.linspace(0, 2 * np.pi, 2 * n, endpoint=False) - np.pi / 2
+            if shape == "star":
+                radii = np.where(np.arange(2 * n) % 2 == 0, r, r * 0.45)
+                points = np.stack([c + radii * np.cos(angles), c + radii * np.sin(angles)], axis=1)
+            else:
+                t = angles + np.pi / 2
+                points = np.stack([c + r * 0.06 * 16 * np.sin(t) ** 3,
+                                   c - r * 0.06 * (13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], axis=1)
+            poly = points.astype(np.int32)
+            cv2.fillPoly(target, [poly], fill, cv2.LINE_AA)
+            cv2.polylines(target, [poly], True, line, max(2, side // 24), cv2.LINE_AA)
+    return layer, mask
+
+
+def stickers(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """One to three stickers of 12-25% of the width, anywhere on the picture, each post its own."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    for _ in range(rng.randint(1, 3)):
+        side = max(12, min(h, w, int(w * rng.uniform(0.12, 0.25))))
+        layer, mask = _emoji(side, rng)
+        y, x = rng.randint(0, h - side), rng.randint(0, w - side)
+        alpha = (mask.astype(np.float32) / 255)[..., None]
+        region = out[y : y + side, x : x + side].astype(np.float32)
+        out[y : y + side, x : x + side] = (region * (1 - alpha) + layer * alpha).astype(np.uint8)
+    return out
+
+
+def screen_photo(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """The photo on a monitor or phone, photographed: a dark bezel and surround, seen off-axis (each
+    corner moved by up to 5% of the side), a little defocus, the screen's pixel grid beating
+    against the camera's (a faint moire), a glare, a colour cast, sensor noise and the camera's JPEG."""
+    h, w = rgb.shape[:2]
+    scale = 1000 / max(h, w)
+    screen = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA).astype(np.float32)
+    sh, sw = screen.shape[:2]
+    y, x = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    period, angle = rng.uniform(5, 9), rng.uniform(0, np.pi)
+    moire = np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)[..., None]
+    screen = screen * (1 + 0.06 * moire)
+    gx, gy = rng.uniform(0, sw), rng.uniform(0, sh)
+    glare = np.exp(-(((x - gx) / (0.35 * sw)) ** 2 + ((y - gy) / (0.35 * sh)) ** 2))[..., None]
+    screen = screen * np.array([rng.uniform(0.9, 1.05), 1.0, rng.uniform(0.9, 1.1)], np.float32) + 70 * glare
+    bezel = int(0.06 * max(sh, sw))
+    framed = cv2.copyMakeBorder(np.clip(screen, 0, 255).astype(np.uint8), bezel, bezel, bezel, bezel,
+                                cv2.BORDER_CONSTANT, value=(18, 18, 20))
+    fh, fw = framed.shape[:2]
+    margin = int(0.08 * max(fh, fw))
+    out_w, out_h = fw + 2 * margin, fh + 2 * margin
+    corners = np.float32([[0, 0], [fw, 0], [fw, fh], [0, fh]])
+    jitter = lambda: rng.uniform(-0.05, 0.05)  # noqa: E731
+    moved = np.float32([[margin + cx + jitter() * fw, margin + cy + jitter() * fh] for cx, cy in corners])
+    matrix = cv2.getPerspectiveTransform(corners, moved)
+    desk = tuple(int(v) for v in np.array([rng.randint(60, 140)] * 3) + np.array([rng.randint(-15, 15) for _ in range(3)]))
+    shot = cv2.warpPerspective(framed, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=desk)
+    shot = cv2.GaussianBlur(shot, (0, 0), rng.uniform(0.6, 1.2)).astype(np.float32)
+    shot += np.random.default_rng(rng.randrange(1 << 30)).normal(0, 4, shot.shape).astype(np.float32)
+    return decode_rgb(jpeg_bytes(np.clip(shot, 0, 255).astype(np.uint8), rng.randint(70, 88)))
+
+
+def combined(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Several edits at once, as a repost chain makes them: an off-centre crop keeping 75-90% of each
+    side, a filter (contrast, saturation and brightness moved together), a caption, then a
+    low-quality JPEG."""
+    return recompress(_crop_filter_caption(rgb, rng), rng)
+
+
+def combined_small(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """``combined`` shrunk to 40-70% before its JPEG: from a 481 px photo, a 130-300 px thumbnail."""
+    return recompress(resize(_crop_filter_caption(rgb, rng), rng), rng)
+
+
+def _crop_filter_caption(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    kh, kw = int(h * rng.uniform(0.75, 0.9)), int(w * rng.uniform(0.75, 0.9))
+    y, x = rng.randint(0, h - kh), rng.randint(0, w - kw)
+    out = np.ascontiguousarray(rgb[y : y + kh, x : x + kw]).astype(np.float32) / 255
+    grey = out.mean(axis=2, keepdims=True)
+    out = _curve(grey + (out - grey) * rng.uniform(0.6, 1.5), rng.uniform(0.8, 1.3)) * rng.uniform(0.85, 1.15)
+    return caption((np.clip(out, 0, 1) * 255).astype(np.uint8), rng)
+
+
+EVERYDAY: dict[str, Edit] = {
+    "filter": heavy_filter,
+    "turn90": turn90,
+    "squeeze": squeeze,
+    "stickers": stickers,
+    "screen_photo": screen_photo,
+    "combined": combined,
+    "combined_small": combined_small,
+}

@@ -47,6 +47,13 @@ SEARCH_SCALES = (0.6, 0.4, 0.3)
 # up to the edge (the pad itself is masked out).
 _EDGE = 31
 SEARCH_FEATURES = 100  # 200 found no more (dev corpus) and cost 1-2 ms more a lookup in descriptor matching
+# A query's strongest keypoints crowd onto its most contrasted part: a caption's letters, a
+# sticker's outline. The stored side files descriptors spread over a grid (``indexed``); a lookup
+# also votes with SPREAD_EXTRA more of its own, spread the same way, from the SPREAD_POOL
+# strongest beyond its FEATURES (a cropped, captioned and recompressed repost: 0.806 -> 0.943 of
+# the dev corpus found, docs/performance.md "Near-duplicate recall").
+SPREAD_POOL = 1000
+SPREAD_EXTRA = 100
 MIN_FEATURES = 8  # fewer keypoints than this cannot be verified: nothing is indexed or searched
 MIN_VOTES = 2  # a candidate sharing a single key is noise
 THUMB_FACTOR = 4
@@ -111,6 +118,15 @@ class Fit:
 
     transform: np.ndarray  # 2x3, query pixels -> stored pixels (both LONG_SIDE images)
     inliers: np.ndarray  # indices of the query keypoints that agree with it
+    # 3x3, the same mapping with perspective, when the matches show one (a photo of a screen, a
+    # print shot at an angle) and it stays close to the similarity; what the pixels are compared
+    # through (overlap.py). None when the similarity is as good.
+    homography: np.ndarray | None = None
+
+    @property
+    def warp(self) -> np.ndarray:
+        """The mapping to align pictures with: the homography if there is one, else the similarity."""
+        return self.transform if self.homography is None else self.homography
 
     @property
     def count(self) -> int:
@@ -144,12 +160,18 @@ def extract(image: np.ndarray, mask: np.ndarray | None = None) -> LocalFeatures:
 
 
 def search_features(image: np.ndarray, features: LocalFeatures, mask: np.ndarray | None = None) -> LocalFeatures:
-    """What a lookup votes and fits with: ``features`` (``extract`` of ``image`` and ``mask``) and
-    the keypoints of ``image`` shrunk by each of SEARCH_SCALES, in ``image``'s pixels. Never stored."""
+    """What a lookup votes and fits with: ``features`` (``extract`` of ``image`` and ``mask``),
+    SPREAD_EXTRA more spread over the picture, and the keypoints of ``image`` shrunk by each of
+    SEARCH_SCALES, in ``image``'s pixels. Never stored."""
     if len(features) == 0:
         return features
     grey = keypoint_image(image)
     points, descriptors = [features.points], [features.descriptors]
+    if SPREAD_EXTRA:
+        pool_points, pool_descriptors = _detect(grey, SPREAD_POOL, mask)
+        spread = _grid_spread(LocalFeatures(pool_points[FEATURES:], pool_descriptors[FEATURES:]), SPREAD_EXTRA)
+        points.append(spread.points)
+        descriptors.append(spread.descriptors)
     for scale in SEARCH_SCALES:
         size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
         if min(size) < _MIN_SIDE // 2:
@@ -183,7 +205,13 @@ def indexed(features: LocalFeatures) -> LocalFeatures:
     """The INDEXED descriptors a stored picture is filed under: taken in turn from each cell of a
     GRID x GRID grid over its keypoints' extent, strongest first within a cell, so every part of
     the picture keeps its share (a pure function of the keypoint file: refiling recomputes it)."""
-    if len(features) <= INDEXED:
+    return _grid_spread(features, INDEXED)
+
+
+def _grid_spread(features: LocalFeatures, count: int) -> LocalFeatures:
+    """``count`` of ``features`` (strongest first), taken in turn from each cell of a GRID x GRID
+    grid over their extent, strongest first within a cell."""
+    if len(features) <= count:
         return features
     points = features.points
     low, high = points.min(axis=0), points.max(axis=0)
@@ -193,7 +221,7 @@ def indexed(features: LocalFeatures) -> LocalFeatures:
     seen = np.zeros(GRID * GRID, np.int64)
     for i, c in enumerate(cells):
         turn[i], seen[c] = seen[c], seen[c] + 1
-    chosen = np.sort(np.lexsort((np.arange(len(cells)), turn))[:INDEXED])
+    chosen = np.sort(np.lexsort((np.arange(len(cells)), turn))[:count])
     return LocalFeatures(points[chosen], features.descriptors[chosen], features.thumbnail)
 
 
@@ -245,7 +273,37 @@ def fit(query: LocalFeatures, stored: LocalFeatures) -> Fit | None:
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not 0.25 < scale < 4:
         return None
-    return Fit(transform, np.array([m.queryIdx for m, keep in zip(good, mask.ravel()) if keep], dtype=np.int64))
+    inliers = np.array([m.queryIdx for m, keep in zip(good, mask.ravel()) if keep], dtype=np.int64)
+    return Fit(transform, inliers, _perspective(source, target, transform, int(mask.sum())))
+
+
+# A homography is used only when it explains clearly more matches than the similarity (so a flat
+# repost keeps its similarity) and moves no corner of the matched region more than this share of
+# the region's diagonal away from where the similarity puts it (so a degenerate fit on a few
+# clustered points cannot fold the picture).
+_PERSPECTIVE_GAIN = 1.15
+_PERSPECTIVE_SHIFT = 0.2
+
+
+def _perspective(source: np.ndarray, target: np.ndarray, similarity: np.ndarray, similar: int) -> np.ndarray | None:
+    """The homography of the matches (``source`` query points onto ``target`` stored ones), when it
+    beats the similarity that ``similar`` matches agree with and stays near it."""
+    if len(source) < 12:
+        return None
+    homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 4.0, maxIters=500, confidence=0.995)
+    if homography is None or mask is None or int(mask.sum()) < max(similar * _PERSPECTIVE_GAIN, similar + 4):
+        return None
+    low, high = source.min(axis=0), source.max(axis=0)
+    corners = np.array([[low[0], low[1]], [high[0], low[1]], [low[0], high[1]], [high[0], high[1]]], np.float64)
+    by_similarity = corners @ similarity[:, :2].T + similarity[:, 2]
+    mapped = np.c_[corners, np.ones(4)] @ homography.T
+    if np.any(mapped[:, 2] <= 1e-6):
+        return None  # a corner behind the camera: not a view of a plane
+    by_homography = mapped[:, :2] / mapped[:, 2:]
+    diagonal = float(np.hypot(*(by_similarity.max(axis=0) - by_similarity.min(axis=0))))
+    if np.abs(by_homography - by_similarity).max() > _PERSPECTIVE_SHIFT * diagonal:
+        return None
+    return homography
 
 
 def outside(shape: tuple[int, ...], points: np.ndarray, radius: float) -> np.ndarray:

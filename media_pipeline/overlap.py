@@ -65,7 +65,7 @@ def confirms(query: LocalFeatures, stored: LocalFeatures, fit: Fit) -> bool:
     Never for a stored file without a thumbnail (written before this check: reprocess it)."""
     if query.thumbnail is None or stored.thumbnail is None:
         return False
-    found = agreement(query.thumbnail, stored.thumbnail, fit.transform, 1 / THUMB_FACTOR, 1 / THUMB_FACTOR)
+    found = agreement(query.thumbnail, stored.thumbnail, fit.warp, 1 / THUMB_FACTOR, 1 / THUMB_FACTOR)
     if found.voting >= MIN_CELLS:
         return found.share >= MIN_SHARE
     return spread(query, stored, fit) >= MIN_SPREAD
@@ -91,23 +91,21 @@ def spread(query: LocalFeatures, stored: LocalFeatures, fit: Fit) -> float:
 
 def agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarray, scale_query: float,
               scale_stored: float) -> Agreement:
-    """``query``/``stored``: uint8 luma thumbnails; ``transform``: 2x3 similarity from query to
-    stored keypoint pixels; ``scale_*``: thumbnail pixels per keypoint pixel of each side."""
-    matrix = transform.astype(np.float64).copy()
-    # thumb_s = S_s . T . S_q^-1: scale the linear part by s_s / s_q and the shift by s_s.
-    matrix[:, :2] *= scale_stored / scale_query
-    matrix[:, 2] *= scale_stored
+    """``query``/``stored``: uint8 luma thumbnails; ``transform``: 2x3 similarity (or 3x3
+    homography) from query to stored keypoint pixels; ``scale_*``: thumbnail pixels per keypoint
+    pixel of each side."""
+    # thumb_s = S_s . T . S_q^-1, S = diag(s, s, 1).
+    matrix = np.diag([scale_stored, scale_stored, 1.0]) @ _homogeneous(transform) @ np.diag([1 / scale_query, 1 / scale_query, 1.0])
     source, target = query.astype(np.float32), stored.astype(np.float32)
-    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2] / matrix[2, 2]))))
     if zoom > 1:
         # Compare on the coarser picture's pixels: enlarged, the coarser one would look plain
         # where the finer one has detail.
-        matrix, source, target, zoom = cv2.invertAffineTransform(matrix), target, source, 1 / zoom
+        matrix, source, target, zoom = np.linalg.inv(matrix), target, source, 1 / zoom
     if zoom < 0.8:
         source = cv2.GaussianBlur(source, (0, 0), 0.5 / zoom)  # against aliasing as it shrinks
     height, width = target.shape
-    warped = cv2.warpAffine(source, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
-    inside = cv2.warpAffine(np.ones(source.shape, np.float32), matrix, (width, height), flags=cv2.INTER_NEAREST, borderValue=0)
+    warped, inside = _warp(source, matrix, (width, height))
     rows, cols = height // CELL, width // CELL
     if rows == 0 or cols == 0:
         return NONE
@@ -139,6 +137,24 @@ def agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarray, scal
     ncc = (a * b * weight).sum(axis=1) / np.maximum(np.sqrt((a * a * weight).sum(axis=1) * (b * b * weight).sum(axis=1)), 1e-6)
     count = int(voting.sum())
     return Agreement(float((ncc >= _AGREE).sum()) / count if count else 0.0, count)
+
+
+def _homogeneous(transform: np.ndarray) -> np.ndarray:
+    """A 2x3 affine map or a 3x3 homography as a 3x3 matrix."""
+    if transform.shape == (3, 3):
+        return transform.astype(np.float64)
+    return np.vstack([transform.astype(np.float64), [0.0, 0.0, 1.0]])
+
+
+def _warp(source: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``source`` mapped by ``matrix`` (3x3) into a picture of ``size``, and where it landed (1.0)."""
+    ones = np.ones(source.shape, np.float32)
+    if np.allclose(matrix[2], [0.0, 0.0, 1.0]):  # affine: warpAffine, as before homographies were fitted
+        affine = matrix[:2]
+        return (cv2.warpAffine(source, affine, size, flags=cv2.INTER_LINEAR, borderValue=0),
+                cv2.warpAffine(ones, affine, size, flags=cv2.INTER_NEAREST, borderValue=0))
+    return (cv2.warpPerspective(source, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0),
+            cv2.warpPerspective(ones, matrix, size, flags=cv2.INTER_NEAREST, borderValue=0))
 
 
 _NEAR_PLAIN = np.ones((7, 7), np.uint8)

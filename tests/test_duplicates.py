@@ -291,6 +291,23 @@ def test_indexed_keypoints_are_spread_over_the_picture() -> None:
     assert keypoints.indexed(keypoints.LocalFeatures(points[:50], features.descriptors[:50])).points.shape == (50, 2)
 
 
+def test_a_lookup_also_votes_with_keypoints_away_from_a_caption() -> None:
+    """A big caption takes most of a picture's strongest keypoints (its letters' corners); a lookup
+    also votes with keypoints spread over the rest, where the repost's original can be met."""
+    from config.settings import Settings
+    from media_pipeline import keypoints, pipeline
+
+    captioned = edits.caption(edits.caption(textured(99), random.Random(1)), random.Random(2))
+    preset = Settings.from_env({}).preset()
+    identity = pipeline.identify(pipeline.prepare(edits.jpeg_bytes(captioned), preset, 50_000_000, widths=pipeline.identity_widths(preset)))
+    strongest = identity.features
+    searched = keypoints.search_features(identity.keypoint_image, strongest)
+    spread = searched.points[len(strongest) : len(strongest) + keypoints.SPREAD_EXTRA]
+    half = identity.keypoint_image.shape[0] / 2
+    assert (strongest.points[:, 1] < half).mean() < 0.15  # the captions at the bottom took the budget
+    assert len(spread) == keypoints.SPREAD_EXTRA and (spread[:, 1] < half).mean() > 0.35
+
+
 def test_a_deep_zoom_is_found_by_keypoints(client: Any, services: Any) -> None:
     """A quarter of the picture enlarged to its size: the lookup's keypoints of shrunk copies of
     the query meet the original's at their own scale."""
@@ -303,6 +320,18 @@ def test_a_deep_zoom_is_found_by_keypoints(client: Any, services: Any) -> None:
     zoomed = cv2.resize(original[h // 4 : h // 4 + h // 2, w // 2 : w], (w, h), interpolation=cv2.INTER_CUBIC)
     dups = client.post("/v1/duplicates/search", data=edits.jpeg_bytes(zoomed), content_type="image/jpeg").get_json()["duplicates"]
     assert [(d["id"], d["transform"]) for d in dups] == [(first, "crop or rotation")]
+
+
+@pytest.mark.parametrize("edit", ["turn90", "screen_photo", "combined", "filter", "squeeze", "stickers"])
+def test_everyday_edits_find_the_original(client: Any, services: Any, edit: str) -> None:
+    """A quarter turn, a photo of the screen (off-axis, moire, glare), crop + filter + caption +
+    JPEG at once, a heavy filter, a squeeze, stickers: each finds its original and nothing else."""
+    original = textured(97)
+    first = ready(services, edits.jpeg_bytes(original))
+    ready(services, edits.jpeg_bytes(textured(98)))
+    edited = edits.EVERYDAY[edit](original, random.Random(5))
+    dups = client.post("/v1/duplicates/search", data=edits.jpeg_bytes(edited), content_type="image/jpeg").get_json()["duplicates"]
+    assert [d["id"] for d in dups] == [first]
 
 
 def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services: Any) -> None:

@@ -59,6 +59,32 @@ def test_agreement_ignores_brightness_and_needs_detail() -> None:
     assert overlap.agreement(flat, flat, same, 1.0, 1.0).voting == 0  # nothing to compare: abstain
 
 
+def _keystone(rgb: np.ndarray, share: float) -> np.ndarray:
+    """``rgb`` seen off-axis: its top edge narrowed by ``share`` of the width on each side, on grey."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    target = np.float32([[w * share, 0], [w * (1 - share), 0], [w, h], [0, h]])
+    return cv2.warpPerspective(rgb, cv2.getPerspectiveTransform(source, target), (w, h), borderValue=(110, 110, 110))
+
+
+def test_a_photo_seen_off_axis_is_compared_through_a_homography() -> None:
+    """A photo of a screen or a print shot at an angle: a similarity leaves the far corners
+    misaligned, so the pixels disagree there; the fitted homography lines them up."""
+    original = textured(74)
+    query, stored = features_of(_keystone(original, 0.09)), features_of(original)
+    fit = keypoints.fit(query, stored)
+    assert fit is not None and fit.homography is not None
+    through_similarity = overlap.agreement(query.thumbnail, stored.thumbnail, fit.transform, 0.25, 0.25)
+    through_homography = overlap.agreement(query.thumbnail, stored.thumbnail, fit.warp, 0.25, 0.25)
+    assert through_similarity.share < overlap.MIN_SHARE <= through_homography.share
+    assert overlap.confirms(query, stored, fit)
+    other = features_of(_keystone(textured(75), 0.09))  # the same angle, another photo
+    other_fit = keypoints.fit(other, stored)
+    assert other_fit is None or other_fit.count < 10 or not overlap.confirms(other, stored, other_fit)
+
+
 def test_agreement_follows_the_transform() -> None:
     """A crop shifted and scaled onto its original agrees only where the transform says."""
     big = images.natural(256, 192, seed=8)[..., 0]
