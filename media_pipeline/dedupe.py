@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from media_pipeline import rectify
+
 HASH_BITS = 256
 _SIDE = 64
 _BLOCK = 16
@@ -40,6 +42,7 @@ STORED_CENTRE = 0.85
 QUERY_CENTRES = (0.95, 0.9, 0.85)
 CELL = "cell"  # prefix of the views of a collage's cells: cell<i>-<view>
 FRAMED = "framed-"  # prefix of views cut from the content box rather than the whole picture
+VIEW_RECTIFIED = "rectified"  # query only: a screen or print in the picture, seen head-on
 VIEW_TOP = "top"
 VIEW_BOTTOM = "bottom"
 BAND_KEEP = 0.7
@@ -153,7 +156,24 @@ def fingerprint(rgb: np.ndarray) -> Fingerprint:
     for name, view in views(grey, QUERY_CENTRES):
         queries.append(ViewHash(name, dct_hash(view)))
         queries.append(ViewHash(name, dct_hash(np.ascontiguousarray(view[:, ::-1])), mirrored=True))
+    queries.extend(ViewHash(VIEW_RECTIFIED, dct_hash(view)) for view in rectified_views(grey))
     return Fingerprint(stored=stored, queries=tuple(queries), quality=hash_quality(grey))
+
+
+def rectified_views(grey: np.ndarray) -> list[np.ndarray]:
+    """Query views of a photo of a screen or a print: each large quadrilateral seen head-on
+    (``rectify``), without the bezel or border left around it."""
+    out = []
+    for corners in rectify.quadrilaterals(np.clip(grey + 0.5, 0, 255).astype(np.uint8)):
+        view = rectify.rectified(grey, corners)
+        if view is None:
+            continue
+        box = content_box(view)
+        if box is not None:
+            top, bottom, left, right = box
+            view = view[top:bottom, left:right]
+        out.append(np.ascontiguousarray(view))
+    return out
 
 
 def hamming(a: int, b: int) -> int:
@@ -166,6 +186,8 @@ def transform_hint(query: ViewHash, stored_view: str) -> str | None:
     hints = []
     if query.mirrored:
         hints.append("mirror")
+    if query.view == VIEW_RECTIFIED:
+        hints.append("perspective")
     if stored_view.startswith(CELL):
         return "+".join(hints + ["collage cell"])
     framed = [v == VIEW_CONTENT or v.startswith(FRAMED) for v in (query.view, stored_view)]
