@@ -1,6 +1,6 @@
 """The memory backends at scale: an upload's whole lookup (18 view hashes and a keypoint vote).
 
-    python bench/dedupe_memory.py [--photos 100000,1000000] [--views 5] [--keys 400] [--query-keys 2160]
+    python bench/dedupe_memory.py [--photos 100000,1000000] [--views 5] [--keys 400] [--query-keys 2160[,2560...]]
 
 Synthetic photos like bench/dedupe_scale.py's (random view hashes, uniformly random 24-bit
 keypoint keys, 26-character ids), loaded in bulk into ``MemoryHashIndex`` and
@@ -219,33 +219,41 @@ def main() -> None:
     parser.add_argument("--photos", default="100000,1000000", help="index sizes in photos (the first is the baseline)")
     parser.add_argument("--views", type=int, default=5, help="view hashes stored per photo")
     parser.add_argument("--keys", type=int, default=400, help="keypoint keys filed per photo")
-    parser.add_argument("--query-keys", type=int, default=2160, help="keys a vote sends (%(default)s: today's lookups)")
+    parser.add_argument("--query-keys", default="2560", help="keys a vote sends (%(default)s: today's lookups); several, comma-separated, "
+                        "are each timed on the same index, alternating in two halves, a row each")
     parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
                         "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
     parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
     parser.add_argument("--catalog-baseline-max", type=int, default=100_000,
                         help="time the load from postings (the baseline) at sizes up to this only: it holds every posting as a Python tuple")
     args = parser.parse_args()
+    vote_sizes = [int(x) for x in args.query_keys.split(",") if x]
     print(f"# dedupe_memory: synthetic photos, {args.views} view hashes and {args.keys} keys each; {WARM_UP} warm-up then "
           f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
-    print("| photos | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
+    print("| photos | vote keys | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
           "search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | lookup p99 vs first size | found by hash / voted first | "
           f"merging {TAIL_PHOTOS:,} filed photos s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     pauses: list[str] = []
     for n in [int(x) for x in args.photos.split(",") if x]:
         rng = np.random.default_rng(20261204 + n)
         targets = rng.choice(n, size=WARM_UP + UPLOADS, replace=False)
         hashes, features, ids, kept, f = build(n, args.views, args.keys, rng, targets)
-        t = lookups(hashes, features, ids, kept, targets, args.query_keys, rng)
-        p99 = pct(t["both"], 99)  # type: ignore[arg-type]
-        baseline = baseline or p99
-        rss_bytes = (f["hash MiB"] + f["feature MiB"]) * 2**20 / n
-        print(f"| {n:,} | {n * args.views:,} / {int(f['postings']):,} | {f['hash build s']:.0f} + {f['feature build s']:.0f} | "
-              f"{f['hash MiB']:,.0f} + {f['feature MiB']:,.0f} | {rss_bytes:,.0f}; {f['feature array bytes'] / n:,.0f} | "
-              + " | ".join(f"{pct(t[k], 50):.2f} / {pct(t[k], 99):.2f}" for k in ("search", "vote", "both"))  # type: ignore[arg-type]
-              + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS} / {t['found_vote']}/{UPLOADS} | {f['tail merge s']:.1f} |", flush=True)
+        timed = {k: lookups(hashes, features, ids, kept, targets, k, rng) for k in vote_sizes}
+        if len(vote_sizes) > 1:  # a second half in the other order, so drift in the machine's load falls on each alike
+            for k in reversed(vote_sizes):
+                more = lookups(hashes, features, ids, kept, targets, k, rng)
+                timed[k] = {key: timed[k][key] + more[key] for key in more}  # type: ignore[operator]
+        for k, t in timed.items():
+            p99 = pct(t["both"], 99)  # type: ignore[arg-type]
+            baseline = baseline or p99
+            rss_bytes = (f["hash MiB"] + f["feature MiB"]) * 2**20 / n
+            print(f"| {n:,} | {k:,} | {n * args.views:,} / {int(f['postings']):,} | {f['hash build s']:.0f} + {f['feature build s']:.0f} | "
+                  f"{f['hash MiB']:,.0f} + {f['feature MiB']:,.0f} | {rss_bytes:,.0f}; {f['feature array bytes'] / n:,.0f} | "
+                  + " | ".join(f"{pct(t[k2], 50):.2f} / {pct(t[k2], 99):.2f}" for k2 in ("search", "vote", "both"))  # type: ignore[arg-type]
+                  + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} / "
+                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {f['tail merge s']:.1f} |", flush=True)
         unfrozen = collector_pause()
         started = time.perf_counter()
         freeze_loaded()
