@@ -58,6 +58,7 @@ _OPSIN_BIASED = np.hstack([_OPSIN, np.full((3, 1), _BIAS, dtype=np.float32)])
 _MAKE_POSITIVE = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float64)
 _POSITIVE_XYB = np.hstack([_MAKE_POSITIVE[:, :3], (_MAKE_POSITIVE[:, 3] + _MAKE_POSITIVE[:, :3].sum(axis=1) * float(_NEG_BIAS_CBRT))[:, None]]
                           ).astype(np.float32)
+_POSITIVE_XYB_ROWS = tuple(np.ascontiguousarray(_POSITIVE_XYB[i:i + 1]) for i in range(3))
 _SRGB_TO_LINEAR = np.array(
     [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))], dtype=np.float32)
 
@@ -220,15 +221,18 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
 
 def _xyb(linear: np.ndarray) -> tuple[np.ndarray, ...]:
     """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (three HxW planes)."""
+    # No clamp at 0 is needed (the reference has one): linear light is never negative, every
+    # coefficient of the mix is positive and the bias is, so each value is at least the bias.
     mixed = cv2.transform(linear, _OPSIN_BIASED)
-    np.maximum(mixed, 1e-30, out=mixed)  # the reference clamps at 0; the log below needs more
     # The cube root as exp(log(x) / 3), OpenCV's vectorised pair: within 4e-7 of np.cbrt
     # (relative), in a twentieth of its time.
     cv2.log(mixed, dst=mixed)  # in place, here and below: a fresh array of a probe's size costs page faults
     mixed *= np.float32(1 / 3)
     cv2.exp(mixed, dst=mixed)
-    # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
-    return cv2.split(cv2.transform(mixed, _POSITIVE_XYB))
+    # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55),
+    # each plane made by its own row of the map: cheaper than making all three interleaved and
+    # taking them apart.
+    return cv2.split(cv2.transform(mixed, _POSITIVE_XYB, dst=mixed))
 
 
 def _scale_norms(ref: _ScaleReference, xyb: tuple[np.ndarray, ...]) -> np.ndarray:
