@@ -24,7 +24,8 @@ Two things make it cheaper without changing the score: half of the 108 weights a
 maps and norms only they would read are not computed (``_terms``: at the largest scale, X and B
 need only the ringing map, so SSIM's two extra blurs run on one plane instead of three), and the
 cube root of XYB is OpenCV's ``exp(log(x) / 3)`` (within a few float32 roundings of ``np.cbrt``,
-which alone took a fifth of a compare).
+which alone took a fifth of a compare). Where all three planes need SSIM (the middle scales) they
+stay interleaved, so one OpenCV call treats the three (``_ScaleReference.joint``).
 """
 
 from __future__ import annotations
