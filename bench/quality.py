@@ -149,7 +149,7 @@ def search(data: bytes, preset: Preset) -> tuple[float, dict[str, autoquality.Ch
     job = pipeline.prepare(data, preset, MAX_PIXELS)
     largest = job.levels[pipeline._probe_width(job)]
     started = time.perf_counter()
-    choices = quality.choose_all(quality.probe(largest), preset.formats)
+    choices = quality.choose_all(quality.probe(largest), preset.formats).choices
     seconds = time.perf_counter() - started
     return seconds, choices
 

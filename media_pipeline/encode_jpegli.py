@@ -42,7 +42,10 @@ def encode(image: pyvips.Image, quality: int, jpegli: ModuleType) -> bytes:
         image = image.colourspace("srgb")
     if image.format != "uchar":
         image = image.cast("uchar")
-    data = jpegli.encode(image[:3].write_to_memory(), image.width, image.height, quality=quality)
+    # Sliced only when there is more to cut: an extract_band pipeline costs more than the encode of
+    # a small level (1.4 ms against 1.1 for 481 x 321), where reading the level as it is costs 0.1.
+    rgb = image if image.bands == 3 else image[:3]
+    data = jpegli.encode(rgb.write_to_memory(), image.width, image.height, quality=quality)
     if image.get_typeof("icc-profile-data"):
         data = with_icc(data, bytes(image.get("icc-profile-data")))
     return data

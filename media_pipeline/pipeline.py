@@ -208,14 +208,16 @@ def iter_renditions(job: Job, encoders: tuple[EncoderSettings, ...],
     wanted = [enc for enc in encoders if only is None or any(fmt == enc.format for _, fmt in only)]
     # A format whose search follows another's is searched after it, even if that one is not made here.
     leaders = [enc for enc in encoders if enc not in wanted and any(w.auto and w.auto.follow == enc.format for w in wanted)]
-    chosen = choose_qualities(job, tuple(wanted) + tuple(leaders))[:len(wanted)]
+    qualities = choose_qualities(job, tuple(wanted) + tuple(leaders))
+    chosen = qualities.encoders[:len(wanted)]
     for width in reversed(job.widths):
         level = job.levels.pop(width) if release else job.levels[width]
         for enc, score in chosen:
             if only is not None and (width, enc.format) not in only:
                 continue
             try:
-                data = encode(level, enc)
+                # The search's own file when its probe was this whole level, at these settings.
+                data = qualities.files.get((width, enc.format)) or encode(level, enc)
             except pyvips.Error as exc:
                 raise CorruptImage(f"cannot encode {enc.format} at {width}: {_first_line(exc)}") from exc
             yield EncodedRendition(width=level.width, height=level.height, format=enc.format, data=data,
@@ -229,17 +231,30 @@ def _probe_width(job: Job) -> int:
     return min((w for w in job.widths if w >= PROBE_WIDTH), default=job.widths[0])
 
 
-def choose_qualities(job: Job, encoders: tuple[EncoderSettings, ...]) -> list[tuple[EncoderSettings, float | None]]:
-    """Each encoder with the quality to use for this photo, and the score the search reached
-    (None for a fixed quality). Searched on the largest level the job holds, at full resolution."""
+@dataclass(frozen=True)
+class Qualities:
+    """``choose_qualities``' answer: each encoder with the quality to use for this photo and the
+    score the search reached (None for a fixed quality), and the renditions the search already
+    made, by (width, format): the probe's files when the probe was a whole level."""
+
+    encoders: list[tuple[EncoderSettings, float | None]]
+    files: dict[tuple[int, str], bytes]
+
+
+def choose_qualities(job: Job, encoders: tuple[EncoderSettings, ...]) -> Qualities:
+    """Search each auto encoder's quality on the level nearest PROBE_WIDTH, at full resolution."""
     if not any(enc.auto for enc in encoders):
-        return [(enc, None) for enc in encoders]
+        return Qualities(encoders=[(enc, None) for enc in encoders], files={})
+    width = _probe_width(job)
     try:
-        choices = quality.choose_all(quality.probe(job.levels[_probe_width(job)]), encoders)
+        chosen = quality.choose_all(quality.probe(job.levels[width]), encoders)
     except pyvips.Error as exc:
         raise CorruptImage(f"cannot encode while choosing a quality: {_first_line(exc)}") from exc
-    return [(enc, None) if enc.auto is None else (replace(enc, quality=choices[enc.format].quality), choices[enc.format].score)
-            for enc in encoders]
+    choices = chosen.choices
+    return Qualities(
+        encoders=[(enc, None) if enc.auto is None else (replace(enc, quality=choices[enc.format].quality), choices[enc.format].score)
+                  for enc in encoders],
+        files={(width, fmt): data for fmt, data in chosen.files.items()})
 
 
 def small_rgb(job: Job, long_side: int | None = None) -> np.ndarray:

@@ -36,38 +36,65 @@ class Probe:
 
     picture: pyvips.Image
     reference: ssimulacra2.Reference
+    # The picture is the level itself (a small photo's level is its own probe), metadata and all:
+    # the probe's file at the chosen quality is then that level's rendition, byte for byte.
+    whole: bool = False
 
 
-def probe(largest: pyvips.Image) -> Probe:
-    """The probe cut from ``largest`` (the photo's largest level), with its reference."""
-    pixels = autoquality.probe_picture(largest.numpy())
-    return Probe(picture=pyvips.Image.new_from_array(pixels, interpretation="srgb"),
-                 reference=ssimulacra2.reference(_rgb(pixels)))
+@dataclass(frozen=True)
+class Chosen:
+    """Every auto format's choice for one photo, by format name, and (when the probe is its whole
+    level) the probe's file at each chosen quality, which the pipeline keeps as that level's
+    rendition instead of encoding it again."""
+
+    choices: dict[str, autoquality.Choice]
+    files: dict[str, bytes]
 
 
-def choose(photo: Probe, enc: EncoderSettings, start: int | None = None) -> autoquality.Choice:
-    """Search ``enc.auto`` on the photo's probe (from ``start``, else the preset's)."""
+def probe(level: pyvips.Image) -> Probe:
+    """The probe cut from ``level``, with its reference. When the probe is the level itself, the
+    level is what the search encodes, unless it carries a gain map (an HDR JPEG is another encoder's
+    file, whose search would cost more for nothing)."""
+    pixels = level.numpy()
+    cut = autoquality.probe_picture(pixels)
+    reference = ssimulacra2.reference(_rgb(cut))
+    if cut is pixels and not level.get_typeof("gainmap"):
+        return Probe(picture=level, reference=reference, whole=True)
+    return Probe(picture=pyvips.Image.new_from_array(cut, interpretation="srgb"), reference=reference)
+
+
+def choose(photo: Probe, enc: EncoderSettings, start: int | None = None) -> tuple[autoquality.Choice, bytes | None]:
+    """Search ``enc.auto`` on the photo's probe (from ``start``, else the preset's): the choice, and
+    the probe's file at the chosen quality when the probe is its whole level (else None)."""
     assert enc.auto is not None
+    files: dict[int, bytes] = {}
 
     def score_at(quality: int) -> float:
         data = encode(photo.picture, dataclasses.replace(enc, quality=quality))
+        if photo.whole:
+            files[quality] = data
         return ssimulacra2.compare(photo.reference, _rgb(decode(enc.format, data)))
 
-    return autoquality.search(score_at, enc.auto, start)
+    choice = autoquality.search(score_at, enc.auto, start)
+    return choice, files.get(choice.quality)
 
 
-def choose_all(photo: Probe, encoders: tuple[EncoderSettings, ...]) -> dict[str, autoquality.Choice]:
-    """Each auto format's choice, by format name. A format that ``follow``s another is searched
-    after it, from the first try that the other's result predicts; it starts from its own
-    ``start`` when the other is not auto."""
+def choose_all(photo: Probe, encoders: tuple[EncoderSettings, ...]) -> Chosen:
+    """Each auto format's choice. A format that ``follow``s another is searched after it, from
+    the first try that the other's result predicts; it starts from its own ``start`` when the
+    other is not auto."""
     autos = [enc for enc in encoders if enc.auto is not None]
     leaders = {enc.auto.follow for enc in autos if enc.auto is not None and enc.auto.follow}
     choices: dict[str, autoquality.Choice] = {}
+    files: dict[str, bytes] = {}
     for enc in sorted(autos, key=lambda e: e.format not in leaders):  # leaders first, else in order
         assert enc.auto is not None
         leader = choices.get(enc.auto.follow) if enc.auto.follow else None
-        choices[enc.format] = choose(photo, enc, None if leader is None else autoquality.follow_start(enc.auto, leader))
-    return choices
+        choice, data = choose(photo, enc, None if leader is None else autoquality.follow_start(enc.auto, leader))
+        choices[enc.format] = choice
+        if data is not None:
+            files[enc.format] = data
+    return Chosen(choices=choices, files=files)
 
 
 def decode(fmt: str, data: bytes) -> np.ndarray:

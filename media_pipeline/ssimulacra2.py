@@ -24,7 +24,8 @@ Two things make it cheaper without changing the score: half of the 108 weights a
 maps and norms only they would read are not computed (``_terms``: at the largest scale, X and B
 need only the ringing map, so SSIM's two extra blurs run on one plane instead of three), and the
 cube root of XYB is OpenCV's ``exp(log(x) / 3)`` (within a few float32 roundings of ``np.cbrt``,
-which alone took a fifth of a compare).
+which alone took a fifth of a compare). Where all three planes need SSIM (the middle scales) they
+stay interleaved, so one OpenCV call treats the three (``_ScaleReference.joint``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ _OPSIN_BIASED = np.hstack([_OPSIN, np.full((3, 1), _BIAS, dtype=np.float32)])
 _MAKE_POSITIVE = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float64)
 _POSITIVE_XYB = np.hstack([_MAKE_POSITIVE[:, :3], (_MAKE_POSITIVE[:, 3] + _MAKE_POSITIVE[:, :3].sum(axis=1) * float(_NEG_BIAS_CBRT))[:, None]]
                           ).astype(np.float32)
+_POSITIVE_XYB_ROWS = tuple(np.ascontiguousarray(_POSITIVE_XYB[i:i + 1]) for i in range(3))
 _SRGB_TO_LINEAR = np.array(
     [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))], dtype=np.float32)
 
@@ -107,8 +109,9 @@ def _blend(rgba: np.ndarray, background: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _PlaneReference:
-    """What one plane (X, Y or B) of one scale of the original contributes to every comparison;
-    a statistic is None where no weight of the score reads it (see ``_terms``)."""
+    """What one plane (X, Y or B; HxW) of one scale of the original contributes to every
+    comparison, or all three at once (HxWx3, see ``_ScaleReference``); a statistic is None where
+    no weight of the score reads it (see ``_terms``)."""
 
     xyb: np.ndarray | None  # for the SSIM map
     mu: np.ndarray | None  # blurred, for the SSIM map
@@ -118,8 +121,13 @@ class _PlaneReference:
 
 @dataclass(frozen=True)
 class _ScaleReference:
-    planes: tuple[_PlaneReference | None, ...]  # X, Y, B; None where no term of the plane has weight
     terms: np.ndarray  # bool [channel, map, norm]: which of the scale's 18 norms carry weight
+    planes: tuple[_PlaneReference | None, ...] = ()  # X, Y, B; None where no term of the plane has weight
+    # Where all three planes need their SSIM map (the middle scales: 1 to 4 of a 481 x 321
+    # picture) they stay interleaved, and each OpenCV call treats all three: a third of the calls,
+    # which are most of the cost of the smaller scales, and no planes to take apart. The largest
+    # scale, with three quarters of the pixels, needs SSIM in Y alone: its planes go one by one.
+    joint: _PlaneReference | None = None
 
 
 @dataclass(frozen=True)
@@ -182,21 +190,28 @@ def _pyramid(linear: np.ndarray) -> Iterator[np.ndarray]:
         yield linear
 
 
-def _reference_scale(xyb: tuple[np.ndarray, ...], terms: np.ndarray) -> _ScaleReference:
-    planes: list[_PlaneReference | None] = []
-    for img1, used in zip(xyb, terms):
-        if not used.any():
-            planes.append(None)
-            continue
-        mu1 = _blur(img1)
-        ssim, edges = used[0].any(), used[1:].any()
-        variance = cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)) if ssim else None
-        edge = None
-        if edges:
-            edge = cv2.absdiff(img1, mu1)
-            edge += 1
-        planes.append(_PlaneReference(xyb=img1 if ssim else None, mu=mu1 if ssim else None, variance=variance, edge=edge))
-    return _ScaleReference(planes=tuple(planes), terms=terms)
+def _reference_scale(xyb: np.ndarray, terms: np.ndarray) -> _ScaleReference:
+    if _joint(terms):
+        return _ScaleReference(terms=terms, joint=_plane_reference(xyb, terms))
+    return _ScaleReference(terms=terms, planes=tuple(
+        _plane_reference(img1, used[None]) if used.any() else None for img1, used in zip(cv2.split(xyb), terms)))
+
+
+def _joint(terms: np.ndarray) -> bool:
+    """Whether a scale's three planes are treated together: when each needs its SSIM map."""
+    return bool(terms[:, 0].any(axis=1).all())
+
+
+def _plane_reference(img1: np.ndarray, used: np.ndarray) -> _PlaneReference:
+    """``img1`` (a plane, or the three) prepared; ``used`` is [channel, map, norm]."""
+    mu1 = _blur(img1)
+    ssim, edges = used[:, 0].any(), used[:, 1:].any()
+    variance = cv2.subtract(_blur(cv2.multiply(img1, img1)), cv2.multiply(mu1, mu1)) if ssim else None
+    edge = None
+    if edges:
+        edge = cv2.absdiff(img1, mu1)
+        edge += 1
+    return _PlaneReference(xyb=img1 if ssim else None, mu=mu1 if ssim else None, variance=variance, edge=edge)
 
 
 def _to_linear(encoded: np.ndarray) -> np.ndarray:
@@ -218,40 +233,52 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
     return cv2.resize(linear, (linear.shape[1] // 2, linear.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
 
 
-def _xyb(linear: np.ndarray) -> tuple[np.ndarray, ...]:
-    """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (three HxW planes)."""
+def _xyb(linear: np.ndarray) -> np.ndarray:
+    """ToXYB then MakePositiveXYB: planes X, Y, B-Y, each in about 0..1 (HxWx3, interleaved)."""
+    # No clamp at 0 is needed (the reference has one): linear light is never negative, every
+    # coefficient of the mix is positive and the bias is, so each value is at least the bias.
     mixed = cv2.transform(linear, _OPSIN_BIASED)
-    np.maximum(mixed, 1e-30, out=mixed)  # the reference clamps at 0; the log below needs more
     # The cube root as exp(log(x) / 3), OpenCV's vectorised pair: within 4e-7 of np.cbrt
     # (relative), in a twentieth of its time.
     cv2.log(mixed, dst=mixed)  # in place, here and below: a fresh array of a probe's size costs page faults
     mixed *= np.float32(1 / 3)
     cv2.exp(mixed, dst=mixed)
-    # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55)
-    return cv2.split(cv2.transform(mixed, _POSITIVE_XYB))
+    # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55),
+    # each plane made by its own row of the map: cheaper than making all three interleaved and
+    # taking them apart.
+    return cv2.transform(mixed, _POSITIVE_XYB, dst=mixed)
 
 
-def _scale_norms(ref: _ScaleReference, xyb: tuple[np.ndarray, ...]) -> np.ndarray:
+def _scale_norms(ref: _ScaleReference, xyb: np.ndarray) -> np.ndarray:
     """[channel, map * 2 + norm]: the 18 norms of one scale, zero where no weight reads them."""
+    if ref.joint is not None:
+        # Maps made for their neighbours' sake (a norm with no weight in one plane) count nothing.
+        return _plane_norms(ref.joint, xyb, ref.terms) * ref.terms.reshape(3, 6)
     out = np.zeros((3, 6), dtype=np.float64)
-    for channel, (plane, img2) in enumerate(zip(ref.planes, xyb)):
-        if plane is None:
-            continue
-        used = ref.terms[channel]
-        mu2 = _blur(img2)
-        if plane.variance is not None:
-            out[channel, 0:2] = _norms(_ssim_map(plane, img2, mu2), used[0])
-        if plane.edge is not None:
-            # EdgeDiffMap: > 0 where the distorted has detail the original has not (ringing,
-            # blocking), < 0 where the original's detail is gone (blur, smearing).
-            ratio = cv2.absdiff(img2, mu2)
-            ratio += 1
-            cv2.divide(ratio, plane.edge, dst=ratio)
-            ratio -= 1
-            if used[1].any():
-                out[channel, 2:4] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO)[1], used[1])
-            if used[2].any():  # the negative part: its norms are those of max(-ratio, 0)
-                out[channel, 4:6] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO_INV)[1], used[2])
+    for channel, (plane, img2) in enumerate(zip(ref.planes, cv2.split(xyb))):
+        if plane is not None:
+            out[channel] = _plane_norms(plane, img2, ref.terms[channel][None])[0]
+    return out
+
+
+def _plane_norms(plane: _PlaneReference, img2: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """[channel, map * 2 + norm] of one plane (HxW) or of the three (HxWx3) against ``plane``;
+    ``used`` is [channel, map, norm]."""
+    out = np.zeros((used.shape[0], 6), dtype=np.float64)
+    mu2 = _blur(img2)
+    if plane.variance is not None:
+        out[:, 0:2] = _norms(_ssim_map(plane, img2, mu2), used[:, 0])
+    if plane.edge is not None:
+        # EdgeDiffMap: > 0 where the distorted has detail the original has not (ringing,
+        # blocking), < 0 where the original's detail is gone (blur, smearing).
+        ratio = cv2.absdiff(img2, mu2, dst=mu2)  # mu2's last use was the SSIM map
+        ratio += 1
+        cv2.divide(ratio, plane.edge, dst=ratio)
+        ratio -= 1
+        if used[:, 1].any():
+            out[:, 2:4] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO)[1], used[:, 1])
+        if used[:, 2].any():  # the negative part: its norms are those of max(-ratio, 0)
+            out[:, 4:6] = _norms(cv2.threshold(ratio, 0, 0, cv2.THRESH_TOZERO_INV, dst=ratio)[1], used[:, 2])
     return out
 
 
@@ -281,13 +308,23 @@ def _ssim_map(plane: _PlaneReference, img2: np.ndarray, mu2: np.ndarray) -> np.n
     return d
 
 
-def _norms(error: np.ndarray, used: np.ndarray) -> tuple[float, float]:
-    """The mean of ``|error|`` and the 4th root of the mean 4th power (sums in float64, like the
-    reference), each only where ``used`` says its weight is not zero."""
-    pixels = error.size
-    mean = cv2.norm(error, cv2.NORM_L1) / pixels if used[0] else 0.0
-    fourth = cv2.norm(cv2.multiply(error, error), cv2.NORM_L2SQR) / pixels if used[1] else 0.0
-    return mean, math.sqrt(math.sqrt(fourth))
+def _norms(error: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Per channel of ``error`` (HxW or HxWx3), the mean of ``|error|`` and the 4th root of the
+    mean 4th power, as [channel, norm] (sums in float64, like the reference), each only where
+    ``used`` ([channel, norm]) says a channel's weight is not zero."""
+    channels, pixels = used.shape[0], error.shape[0] * error.shape[1]
+    out = np.zeros((channels, 2), dtype=np.float64)
+    if used[:, 0].any():
+        out[:, 0] = cv2.norm(error, cv2.NORM_L1) / pixels if channels == 1 else np.abs(cv2.mean(error)[:channels])
+    if used[:, 1].any():
+        square = cv2.multiply(error, error)
+        if channels == 1:
+            fourth = np.array([cv2.norm(square, cv2.NORM_L2SQR) / pixels])
+        else:
+            cv2.multiply(square, square, dst=square)
+            fourth = np.array(cv2.mean(square)[:channels])
+        out[:, 1] = np.sqrt(np.sqrt(fourth))
+    return out
 
 
 def _combine(norms: list[np.ndarray]) -> float:

@@ -15,6 +15,7 @@ import pyvips
 
 from config.presets import load_preset
 from media_pipeline import PIPELINE_VERSION, autoquality, pipeline, quality, ssimulacra2
+from media_pipeline.encode import encode
 from media_pipeline.models import AutoQuality, EncoderSettings, Preset
 from tests import images
 
@@ -128,10 +129,56 @@ def test_the_following_format_is_searched_after_its_leader_from_the_predicted_st
     jpeg = EncoderSettings("jpeg", 75, progressive=True, auto=AUTO["jpeg"])
     avif = EncoderSettings("avif", 62, effort=0, auto=dataclasses.replace(AUTO["avif"], follow="jpeg", follow_fit=(-20.0, 1.0)))
     job = pipeline.prepare(images.jpeg(images.natural(900, 600, seed=3), 95), auto_preset(), MAX_PIXELS)
-    choices = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif, jpeg))
+    choices = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif, jpeg)).choices
     assert choices["avif"].tried[0][0] == autoquality.follow_start(avif.auto, choices["jpeg"])
-    alone = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif,))
+    alone = quality.choose_all(quality.probe(job.levels[job.widths[0]]), (avif,)).choices
     assert alone["avif"].tried[0][0] == AUTO["avif"].start  # no leader: its own start
+
+
+def counted_encodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int, int]]:
+    """Every encode the search (``quality``) and the renditions (``pipeline``) call, as (caller,
+    format, width, quality), through the one function both call."""
+    calls: list[tuple[str, str, int, int]] = []
+    for module in (quality, pipeline):
+        def counting(image: pyvips.Image, enc: EncoderSettings, caller: str = module.__name__) -> bytes:
+            calls.append((caller.rsplit(".", 1)[-1], enc.format, image.width, enc.quality))
+            return encode(image, enc)
+        monkeypatch.setattr(module, "encode", counting)
+    return calls
+
+
+@pytest.mark.parametrize("gamut", ["srgb", "p3"])
+def test_a_probe_that_is_the_whole_level_is_that_levels_rendition(monkeypatch: pytest.MonkeyPatch, gamut: str) -> None:
+    # A 480 x 320 photo is its own probe: the search's file at the chosen quality is kept as the
+    # 480 rendition instead of being encoded again, and shows what a fresh encode would.
+    preset = auto_preset(auto=FOLLOWING)
+    preset = dataclasses.replace(preset, formats=tuple(dataclasses.replace(e, gamut=gamut) for e in preset.formats))
+    data = images.with_profile(images.natural(480, 320, seed=4), "p3") if gamut == "p3" else images.jpeg(images.natural(480, 320, seed=4), 95)
+    calls = counted_encodes(monkeypatch)
+    job = pipeline.prepare(data, preset, MAX_PIXELS)
+    levels = dict(job.levels)
+    renditions = {(r.width, r.format): r for r in pipeline.iter_renditions(job, preset.formats)}
+    assert job.widths == (480, 320)
+    searched = [call for call in calls if call[0] == "quality"]
+    assert searched and all(width == 480 for _, _, width, _ in searched)
+    # The renditions' own encodes: the 320 level only.
+    assert sorted(call[1:3] for call in calls if call[0] == "pipeline") == [("avif", 320), ("jpeg", 320)]
+    for enc in preset.formats:
+        kept = renditions[480, enc.format]
+        fresh = encode(levels[480], dataclasses.replace(enc, quality=kept.quality))
+        assert (kept.quality, 480) in {(q, w) for _, fmt, w, q in searched if fmt == enc.format}
+        assert np.array_equal(pyvips.Image.new_from_buffer(kept.data, "").numpy(), pyvips.Image.new_from_buffer(fresh, "").numpy())
+        assert kept.gamut == gamut and (images.decode(kept.data).get_typeof("icc-profile-data") != 0) == (gamut == "p3")
+
+
+def test_a_mosaic_probe_is_not_kept_as_a_rendition(monkeypatch: pytest.MonkeyPatch) -> None:
+    preset = auto_preset(auto=FOLLOWING)
+    calls = counted_encodes(monkeypatch)
+    job = pipeline.prepare(images.jpeg(images.natural(1600, 1200, seed=4), 95), preset, MAX_PIXELS)
+    list(pipeline.iter_renditions(job, preset.formats))
+    assert {width for caller, _, width, _ in calls if caller == "quality"} == {512}  # the 4 x 3 mosaic of 128 px tiles
+    assert sorted(call[1:3] for call in calls if call[0] == "pipeline") == sorted(
+        (fmt, width) for fmt in ("avif", "jpeg") for width in (1080, 640, 320))
 
 
 def test_a_flat_picture_gets_a_lower_quality_than_a_detailed_one() -> None:
