@@ -58,6 +58,7 @@ class ViewHash:
     view: str
     value: int  # HASH_BITS bits
     mirrored: bool = False
+    turned: bool = False  # a query view turned a quarter either way
 
     @property
     def hex(self) -> str:
@@ -156,6 +157,8 @@ def fingerprint(rgb: np.ndarray) -> Fingerprint:
     for name, view in views(grey, QUERY_CENTRES):
         queries.append(ViewHash(name, dct_hash(view)))
         queries.append(ViewHash(name, dct_hash(np.ascontiguousarray(view[:, ::-1])), mirrored=True))
+        if name in (VIEW_FULL, VIEW_CONTENT):  # a photo posted on its side: the whole picture turned back
+            queries.extend(ViewHash(name, dct_hash(np.ascontiguousarray(np.rot90(view, k))), turned=True) for k in (1, 3))
     queries.extend(ViewHash(VIEW_RECTIFIED, dct_hash(view)) for view in rectified_views(grey))
     return Fingerprint(stored=stored, queries=tuple(queries), quality=hash_quality(grey))
 
@@ -186,6 +189,8 @@ def transform_hint(query: ViewHash, stored_view: str) -> str | None:
     hints = []
     if query.mirrored:
         hints.append("mirror")
+    if query.turned:
+        hints.append("turn")
     if query.view == VIEW_RECTIFIED:
         hints.append("perspective")
     if stored_view.startswith(CELL):

@@ -37,6 +37,14 @@ def test_edits_stay_within_the_near_distance(edit: str) -> None:
     assert distance <= NEAR, (edit, distance)
 
 
+@pytest.mark.parametrize("turns", [1, 3])
+def test_a_quarter_turn_stays_within_the_near_distance_and_is_hinted(turns: int) -> None:
+    original = images.natural(720, 480, seed=12)
+    for picture in (original, edits.border(original, random.Random(1))):  # framed too: the content view turns back
+        distance, hint = dedupe.closest(fingerprint_of(np.ascontiguousarray(np.rot90(picture, turns))), fingerprint_of(original).stored)
+        assert distance <= NEAR and hint is not None and "turn" in hint, (distance, hint)
+
+
 def test_distinct_pictures_are_far_apart() -> None:
     prints = [fingerprint_of(images.natural(640, 480, seed=s)) for s in range(8)]
     closest = min(dedupe.closest(a, b.stored)[0] for i, a in enumerate(prints) for j, b in enumerate(prints) if i != j)
