@@ -41,13 +41,15 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
     assert "packed keys, sql mode" in rows[2] and "packed keys, memory mode" in rows[3], rows
     sql_mode, memory_mode = (int(v.replace(",", "")) for v in rows[4].split("|")[4:6])  # the store of record a photo
     assert sql_mode > memory_mode > 0, rows
-    done = subprocess.run([sys.executable, "bench/dedupe_memory.py", "--photos", "2000,4000", "--keys", "60",
+    done = subprocess.run([sys.executable, "bench/dedupe_memory.py", "--photos", "2000,4000", "--keys", "60", "--query-keys", "600,800",
                            "--catalog", f"sqlite:///{tmp_path / 'load.db'}", "--catalog-photos", "500"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2,000 |", "| 4,000 |"))]
-    lookups, pauses = [r for r in rows if r.count("|") == 12], [r for r in rows if r.count("|") == 6]
-    assert len(lookups) == 2 and all("| 200/200 / 200/200 |" in row for row in lookups), rows  # every repost found
+    lookups, pauses = [r for r in rows if r.count("|") == 13], [r for r in rows if r.count("|") == 6]
+    # A row per size and vote size, each timed in two halves: every repost found in both.
+    assert [r.split("|")[2].strip() for r in lookups] == ["600", "800"] * 2, rows
+    assert all("| 400/400 / 400/400 |" in row for row in lookups), rows
     assert len(pauses) == 2 and all(int(row.split("|")[2].replace(",", "")) >= 2000 for row in pauses), rows  # a list a photo frozen
     loads = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 500 |")]
     assert len(loads) == 1 and re.search(r"\| \d+x \|", loads[0]), loads  # both ways loaded the same postings
