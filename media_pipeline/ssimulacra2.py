@@ -59,7 +59,6 @@ _OPSIN_BIASED = np.hstack([_OPSIN, np.full((3, 1), _BIAS, dtype=np.float32)])
 _MAKE_POSITIVE = np.array([[7.0, -7.0, 0.0, 0.42], [0.5, 0.5, 0.0, 0.01], [-0.5, -0.5, 1.0, 0.55]], dtype=np.float64)
 _POSITIVE_XYB = np.hstack([_MAKE_POSITIVE[:, :3], (_MAKE_POSITIVE[:, 3] + _MAKE_POSITIVE[:, :3].sum(axis=1) * float(_NEG_BIAS_CBRT))[:, None]]
                           ).astype(np.float32)
-_POSITIVE_XYB_ROWS = tuple(np.ascontiguousarray(_POSITIVE_XYB[i:i + 1]) for i in range(3))
 _SRGB_TO_LINEAR = np.array(
     [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))], dtype=np.float32)
 
@@ -244,8 +243,7 @@ def _xyb(linear: np.ndarray) -> np.ndarray:
     mixed *= np.float32(1 / 3)
     cv2.exp(mixed, dst=mixed)
     # (m0, m1, m2) - cbrt(bias) -> (14 * (m0 - m1) / 2 + 0.42, (m0 + m1) / 2 + 0.01, m2 - (m0 + m1) / 2 + 0.55),
-    # each plane made by its own row of the map: cheaper than making all three interleaved and
-    # taking them apart.
+    # in place and interleaved: the middle scales treat the three planes together, the others split them.
     return cv2.transform(mixed, _POSITIVE_XYB, dst=mixed)
 
 
