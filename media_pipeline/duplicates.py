@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from media_pipeline.service import Services, SpooledUpload
 
 _VOTE_ROUNDS = 3  # a first vote, and up to two more without the keypoints shared overlays put there
+# A vote's best few (MP_KEYPOINT_CANDIDATES) are verified, not counting those that prove to be
+# matches: other copies of the same picture (a repost chain, its crops) crowd the top of the vote
+# and would take the slots of the original. Up to this many times the setting in all, so a photo
+# reposted a thousand times costs a lookup a bounded number of fits.
+_CONFIRMED_EXTRA = 2
 COLLAGE_CELL = "collage cell"
 _OVERLAY_RADIUS = 24.0  # pixels of the 512 px keypoint image around each keypoint of an overlay
 
@@ -104,23 +109,26 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
     settings = services.settings
     checked, matches, overlay = set(known), [], np.zeros((0, 2), np.float32)
     for _ in range(_VOTE_ROUNDS):
-        voted = services.feature_index.votes(keypoints.keys(features), limit=settings.keypoint_candidates + len(checked),
+        voted = services.feature_index.votes(keypoints.keys(features), limit=_CONFIRMED_EXTRA * settings.keypoint_candidates + len(checked),
                                              min_votes=keypoints.MIN_VOTES, owner=scope, exclude=exclude)
         found_overlay = False
-        for photo_id, _ in [v for v in voted if v[0] not in checked][: settings.keypoint_candidates]:
+        unconfirmed = 0
+        for photo_id, _ in [v for v in voted if v[0] not in checked][: _CONFIRMED_EXTRA * settings.keypoint_candidates]:
+            if unconfirmed == settings.keypoint_candidates:
+                break
             checked.add(photo_id)
             try:
                 stored = keypoints.LocalFeatures.from_bytes(services.storage.get(features_key(photo_id)))
             except (ObjectNotFound, ValueError):
-                continue  # deleted meanwhile, or written by a later format: not evidence either way
-            fit = keypoints.fit(features, stored)
-            if fit is None or fit.count < settings.min_inliers:
-                continue
-            if overlap.confirms(features, stored, fit):
-                matches.append(Duplicate(id=photo_id, kind="near", distance=None, transform="crop or rotation", inliers=fit.count))
-            else:
+                stored = None  # deleted meanwhile, or written by a later format: not evidence either way
+            fit = None if stored is None else keypoints.fit(features, stored, settings.min_inliers)
+            if stored is not None and fit is not None and fit.count >= settings.min_inliers:
+                if overlap.confirms(features, stored, fit):
+                    matches.append(Duplicate(id=photo_id, kind="near", distance=None, transform="crop or rotation", inliers=fit.count))
+                    continue
                 overlay = np.concatenate([overlay, features.points[fit.inliers]])
                 found_overlay = True
+            unconfirmed += 1
         if not found_overlay:
             break
         mask = keypoints.outside(identity.keypoint_image.shape, overlay, _OVERLAY_RADIUS)

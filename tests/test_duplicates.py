@@ -342,6 +342,41 @@ def test_everyday_edits_find_the_original(client: Any, services: Any, edit: str)
     assert [d["id"] for d in dups] == [first]
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_thumbnail_sized_repost_is_found(client: Any, services: Any, seed: int) -> None:
+    """Cropped, filtered, captioned and shrunk to a thumbnail: its detail is at the original's
+    coarse scales, which the lookup meets by also looking in enlarged copies of it."""
+    import cv2
+
+    from media_pipeline import keypoints
+
+    original = cv2.resize(textured(88), (480, 320), interpolation=cv2.INTER_AREA)  # the dev corpus's size
+    first = ready(services, edits.jpeg_bytes(original))
+    ready(services, edits.jpeg_bytes(textured(89)))
+    edited = edits.EVERYDAY["combined_small"](original, random.Random(seed))
+    assert max(edited.shape[:2]) < keypoints.ENLARGE_BELOW * keypoints.LONG_SIDE
+    dups = client.post("/v1/duplicates/search", data=edits.jpeg_bytes(edited), content_type="image/jpeg").get_json()["duplicates"]
+    assert [d["id"] for d in dups] == [first]
+
+
+def test_copies_that_prove_to_be_matches_do_not_take_the_verification_slots(tmp_path: Any, queue: Any) -> None:
+    """Other copies of a picture crowd the top of a vote; those that prove to be matches do not
+    use up MP_KEYPOINT_CANDIDATES, up to twice as many verified in all."""
+    from config.settings import Settings
+    from media_pipeline.web import create_app
+
+    original = textured(90)
+    for candidates, expected in ((1, 2), (2, 3)):
+        settings = Settings.from_env({}, data_dir=tmp_path / f"var{candidates}").replace(keypoint_candidates=candidates)
+        services = build_services(settings, queue=queue)
+        copies = {ready(services, edits.jpeg_bytes(edits.asymmetric_crop(original, random.Random(seed)))) for seed in (11, 12, 13)}
+        query = edits.jpeg_bytes(edits.asymmetric_crop(original, random.Random(14)))
+        client = create_app(services.settings, services).test_client()
+        dups = client.post("/v1/duplicates/search", data=query, content_type="image/jpeg").get_json()["duplicates"]
+        assert len(dups) == expected and {d["id"] for d in dups} <= copies
+        assert all(d["transform"] == "crop or rotation" for d in dups)
+
+
 def test_keypoints_are_private_and_deleted_with_the_photo(client: Any, services: Any) -> None:
     from media_pipeline.storage import features_key
 

@@ -59,6 +59,25 @@ def test_agreement_ignores_brightness_and_needs_detail() -> None:
     assert overlap.agreement(flat, flat, same, 1.0, 1.0).voting == 0  # nothing to compare: abstain
 
 
+def test_texture_a_filter_faded_abstains_but_a_patch_over_it_disagrees() -> None:
+    """A repost whose filter crushed faint texture keeps its trace there: those cells say nothing.
+    A flat patch where the texture was (a bar, a sticker's plain fill) still disagrees."""
+    grey = images.natural(128, 96, seed=5)[..., 1].astype(np.float32)
+    left = (slice(None), slice(0, 64))
+
+    def contrast(gain: float) -> np.ndarray:
+        out = grey.copy()
+        out[left] = grey[left].mean() + (grey[left] - grey[left].mean()) * gain
+        return np.clip(out, 0, 255).round().astype(np.uint8)
+
+    stored, faded, patched = contrast(0.7), contrast(0.7 * 0.25), contrast(0.7)
+    patched[left] = int(stored[left].mean())
+    same = np.eye(2, 3)
+    kept, covered = overlap.agreement(faded, stored, same, 1.0, 1.0), overlap.agreement(patched, stored, same, 1.0, 1.0)
+    assert kept.share > 0.9 and covered.share < 0.6
+    assert kept.voting < covered.voting  # the faded half abstained, the patched half voted against
+
+
 def _keystone(rgb: np.ndarray, share: float) -> np.ndarray:
     """``rgb`` seen off-axis: its top edge narrowed by ``share`` of the width on each side, on grey."""
     import cv2
