@@ -123,7 +123,7 @@ def _keypoint_matches(services: Services, identity: pipeline.Identity, known: se
                 stored = None  # deleted meanwhile, or written by a later format: not evidence either way
             fit = None if stored is None else keypoints.fit(features, stored, settings.min_inliers)
             if stored is not None and fit is not None and fit.count >= settings.min_inliers:
-                if overlap.confirms(features, stored, fit):
+                if overlap.confirms(features, stored, fit, identity.keypoint_image):
                     matches.append(Duplicate(id=photo_id, kind="near", distance=None, transform="crop or rotation", inliers=fit.count))
                     continue
                 overlay = np.concatenate([overlay, features.points[fit.inliers]])

@@ -78,6 +78,35 @@ def test_texture_a_filter_faded_abstains_but_a_patch_over_it_disagrees() -> None
     assert kept.voting < covered.voting  # the faded half abstained, the patched half voted against
 
 
+def test_a_query_smaller_than_its_match_is_compared_on_its_own_pixels() -> None:
+    """A repost shrunk to a thumbnail is compared at the stored thumbnail's scale of it, not on a
+    quarter of its own pixels; a query at the stored scale keeps its thumbnail."""
+    import cv2
+
+    preset = Settings.from_env({}).preset()
+
+    def identity_of(rgb: np.ndarray) -> pipeline.Identity:
+        return pipeline.identify(pipeline.prepare(edits.jpeg_bytes(rgb), preset, 50_000_000, widths=pipeline.identity_widths(preset)))
+
+    original = textured(76)
+    stored = features_of(original)
+    small = identity_of(cv2.resize(original, (180, 120), interpolation=cv2.INTER_AREA))
+    query = keypoints.search_features(small.keypoint_image, small.features)
+    fit = keypoints.fit(query, stored)
+    assert fit is not None and fit.count >= 10
+    picture, scale = overlap.query_side(query.thumbnail, small.keypoint_image, fit)
+    assert scale == pytest.approx(512 / 180 / 4, rel=0.05) and picture.shape[1] in range(124, 133)  # its thumbnail: 45 px
+    coarse = overlap.agreement(query.thumbnail, stored.thumbnail, fit.warp, 0.25, 0.25)
+    fine = overlap.agreement(picture, stored.thumbnail, fit.warp, scale, 0.25)
+    assert fine.voting > 2 * coarse.voting and fine.share > 0.8
+    same_scale = identity_of(edits.asymmetric_crop(original, random.Random(2)))
+    crop = keypoints.search_features(same_scale.keypoint_image, same_scale.features)
+    crop_fit = keypoints.fit(crop, stored)
+    assert crop_fit is not None
+    kept, quarter = overlap.query_side(crop.thumbnail, same_scale.keypoint_image, crop_fit)
+    assert kept is crop.thumbnail and quarter == 0.25
+
+
 def _keystone(rgb: np.ndarray, share: float) -> np.ndarray:
     """``rgb`` seen off-axis: its top edge narrowed by ``share`` of the width on each side, on grey."""
     import cv2
