@@ -31,8 +31,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urljoin
 
 import requests
@@ -90,7 +91,31 @@ class Api:
 
 
 # --------------------------------------------------------------------------- 1. over a cut link
+@contextmanager
+def _requests_time_out(seconds: float) -> Iterator[None]:
+    """tuspy sends its requests with no timeout, so one left waiting by a dropped connection
+    would hold the bench for good (a smoke run once hung 600 s without a line of output). Within
+    this, a request without a timeout of its own gets ``seconds`` of silence before it fails and
+    the upload goes on from the server's offset. Wraps ``HTTPAdapter.send``, requests' documented
+    transport-adapter call."""
+    send = requests.adapters.HTTPAdapter.send
+
+    def with_timeout(self: requests.adapters.HTTPAdapter, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:
+        return send(self, request, stream=stream, timeout=seconds if timeout is None else timeout, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = with_timeout  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+
+
 def tus_upload(base: str, photo: Path, link: CutLink) -> dict[str, Any]:
+    with _requests_time_out(60):
+        return _tus_upload(base, photo, link)
+
+
+def _tus_upload(base: str, photo: Path, link: CutLink) -> dict[str, Any]:
     from tusclient import client as tus_client
 
     link.reset_counts()

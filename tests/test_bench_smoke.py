@@ -143,3 +143,33 @@ def test_uploads_bench_runs() -> None:
     assert {store for store, client in cut} == {"local", "s3"} and len(rows) == 12, done.stdout
     assert all(cut[store, "tus (tuspy)"][-1] == "yes" and cut[store, "POST /v1/photos"][-1].startswith("no") for store in ("local", "s3"))
     assert [row[3] for row in rows if len(row) == 7] == ["2/2"] * 4, done.stdout
+
+
+def test_the_uploads_bench_gives_tuspy_requests_a_timeout() -> None:
+    """tuspy sends requests with no timeout; the bench gives them one by wrapping requests'
+    HTTPAdapter.send. If requests changes that call, this fails here rather than the bench
+    hanging behind its cut link."""
+    import socket
+    import threading
+
+    import requests
+
+    from bench.uploads import _requests_time_out
+
+    original = requests.adapters.HTTPAdapter.send
+    raised: list[BaseException] = []
+
+    def ask(url: str) -> None:
+        try:
+            with _requests_time_out(0.5):
+                requests.head(url)
+        except BaseException as error:  # noqa: BLE001 - what it raised is the assertion
+            raised.append(error)
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog) and never answers
+        asking = threading.Thread(target=ask, args=(f"http://127.0.0.1:{silent.getsockname()[1]}/",), daemon=True)
+        asking.start()
+        asking.join(10)
+        assert not asking.is_alive(), "a request without a timeout of its own still waits: the wrapper no longer applies"
+    assert len(raised) == 1 and isinstance(raised[0], requests.Timeout)
+    assert requests.adapters.HTTPAdapter.send is original
