@@ -184,23 +184,17 @@ def search_features(image: np.ndarray, features: LocalFeatures, mask: np.ndarray
         spread = _grid_spread(LocalFeatures(pool_points[FEATURES:], pool_descriptors[FEATURES:]), SPREAD_EXTRA)
         points.append(spread.points)
         descriptors.append(spread.descriptors)
-    if max(grey.shape) < ENLARGE_BELOW * LONG_SIDE:
-        for side in ENLARGED_SIDES:
-            scale = side / max(grey.shape)
-            if scale < 1.1:
-                continue
-            size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
-            large_mask = None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-            found, described = _detect(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), ENLARGED_FEATURES, large_mask)
-            points.append(found / np.float32(scale))
-            descriptors.append(described)
-    for scale in SEARCH_SCALES:
+    enlarged = [side / max(grey.shape) for side in ENLARGED_SIDES] if max(grey.shape) < ENLARGE_BELOW * LONG_SIDE else []
+    # A side hardly (or not) larger than the picture adds nothing to its own keypoints.
+    copies = [(scale, ENLARGED_FEATURES) for scale in enlarged if scale >= 1.1] + [(scale, SEARCH_FEATURES) for scale in SEARCH_SCALES]
+    for scale, count in copies:
         size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
         if min(size) < _MIN_SIDE // 2:
-            break
-        small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        small_mask = None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        found, described = _detect(small, SEARCH_FEATURES, small_mask, pad=True)
+            break  # shrunk too far, and the smaller scales further
+        copy = cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        copy_mask = None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        # A shrunk copy is padded so its keypoints reach its edges (_EDGE); an enlarged one has room.
+        found, described = _detect(copy, count, copy_mask, pad=scale < 1)
         points.append(found / np.float32(scale))
         descriptors.append(described)
     return LocalFeatures(np.concatenate(points), np.concatenate(descriptors), features.thumbnail)
