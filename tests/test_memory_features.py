@@ -61,3 +61,40 @@ def test_keys_outside_32_bits_are_refused() -> None:
     with pytest.raises(ValueError):
         index.add("a", None, [1 << 32])
     assert index.votes([1 << 40, -1], limit=5, min_votes=1) == []
+
+
+def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys of a current scheme fill a range near 2^32 (a table finds them); an older scheme's are
+    scattered below it (searched). Votes must count both alike, through merges and a re-sort."""
+    from media_pipeline.hashindex import memory_features
+
+    monkeypatch.setattr(memory_features, "_DIRECT_MIN_KEYS", 200)
+    rng = np.random.default_rng(11)
+    top = (1 << 32) - 3_000
+
+    def keys_of_a_photo() -> set[int]:
+        return set((top + rng.integers(0, 3_000, size=30)).tolist()) | set(rng.integers(0, 1 << 31, size=5).tolist())
+
+    index = MemoryFeatureIndex(rebuild_after=400)
+    filed: dict[str, tuple[str, set[int]]] = {}
+    for i in range(120):
+        filed[f"p{i:03d}"] = ("", keys_of_a_photo())
+    ids = sorted(filed)
+    index.add_many(ids, [None] * len(ids), np.array([len(filed[p][1]) for p in ids]), np.concatenate([sorted(filed[p][1]) for p in ids]))
+    index.rebuild()
+    assert index._direct is not None and index._direct.first >= top  # the sparse keys are left to the search
+    for step in range(60):
+        photo_id = ids[int(rng.integers(0, len(ids)))] if step % 3 else f"n{step:02d}"
+        if step % 11 == 0:
+            index.remove(photo_id)
+            filed.pop(photo_id, None)
+        else:
+            filed[photo_id] = ("", keys_of_a_photo())
+            index.add(photo_id, None, sorted(filed[photo_id][1]))
+        if step % 10 == 9:
+            old = sorted(next(iter(filed.values()))[1])  # one photo's keys, sparse ones included
+            query = old + (top + rng.integers(0, 3_000, size=200)).tolist() + [(1 << 32) - 1, top - 1, 0]
+            want = expected_votes(filed, query, 2)
+            assert index.votes(query, limit=len(want) + 3, min_votes=2) == want
+            assert index.votes(old, limit=1, min_votes=1)[0][1] == len(old)
+    assert index._direct is not None

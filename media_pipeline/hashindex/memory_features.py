@@ -7,18 +7,26 @@ numbers) until it holds ``rebuild_after`` postings, then everything is sorted ag
 the number dead; a rebuild drops dead postings and numbers. A vote gathers the postings of its
 keys and counts them (``np.unique``): its work is the postings read, not the index size. About
 4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
+
+Where the keys fill most of a range (the keypoint tables' keys once an index holds some ten
+thousand photos), a vote finds its keys' slots in a table over that range (``_direct``), one memory
+read a key, instead of a binary search over tens of millions of keys (about 26 reads a key: at a
+million photos 4.8 of the 7.2 ms a thumbnail's 5,500-key vote took). The table costs 4 bytes a
+value of the range, at most 4 times the keys' own 4 bytes.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 _PHOTO_BITS = 32
 _PHOTO_MASK = np.uint64((1 << _PHOTO_BITS) - 1)
 _CHUNK = 1 << 24  # postings handled at once in a rebuild, so its temporaries stay ~100 MB
+_DIRECT_MIN_KEYS = 1 << 16  # fewer keys are found about as fast by binary search: no table
+_DIRECT_DENSITY = 4  # a table's range holds at most this many values a key
 
 
 def gather(offsets: np.ndarray, values: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -44,6 +52,7 @@ class MemoryFeatureIndex:
         self._keys = np.zeros(0, dtype=np.uint32)
         self._offsets = np.zeros(1, dtype=np.int32)
         self._photos = np.zeros(0, dtype=np.int32)
+        self._direct: Direct | None = None
         self._tail: dict[int, list[int]] = {}
         self._tail_postings = 0
         self._merging: dict[int, list[int]] = {}  # the tail a merge under way is putting into the arrays
@@ -117,8 +126,10 @@ class MemoryFeatureIndex:
                 pending = self._pending(self._merging)
                 arrays, alive = (self._keys, self._offsets, self._photos), self._alive
             merged = _merged(*arrays, pending, alive)
+            direct = direct_slots(merged[0]) if merged[0] is not arrays[0] else self._direct
             with self._lock:
                 self._keys, self._offsets, self._photos = merged
+                self._direct = direct
                 self._merging = {}
 
     def _resort(self) -> None:
@@ -134,6 +145,7 @@ class MemoryFeatureIndex:
         self._alive = np.ones(len(live), dtype=bool)
         self._keys, self._photos = keys, photos
         self._offsets = _offsets(counts, len(photos))
+        self._direct = direct_slots(keys)
 
     def _packed_postings(self) -> np.ndarray:
         """Every posting (built, bulk and tail) as key << 32 | number, in one array; the sources
@@ -149,6 +161,7 @@ class MemoryFeatureIndex:
             packed[at : at + len(photos)] = (np.repeat(self._keys[slots], lengths).astype(np.uint64) << np.uint64(_PHOTO_BITS)) | photos
             at += len(photos)
         self._keys, self._offsets, self._photos = np.zeros(0, np.uint32), np.zeros(1, np.int32), np.zeros(0, np.int32)
+        self._direct = None
         packed[at:] = pending
         return packed
 
@@ -167,8 +180,7 @@ class MemoryFeatureIndex:
         query = np.unique(np.asarray(keys, dtype=np.int64))
         query = query[(query >= 0) & (query < 1 << 32)].astype(np.uint32)  # the same type as the keys, or numpy copies them to compare
         with self._lock:
-            slots = np.searchsorted(self._keys, query)
-            slots = slots[(slots < len(self._keys)) & (self._keys[np.minimum(slots, len(self._keys) - 1)] == query)] if len(self._keys) else slots[:0]
+            slots = key_slots(self._keys, self._direct, query)
             numbers = gather(self._offsets, self._photos, slots)
             if self._tail or self._merging:
                 newer = [n for tail in (self._merging, self._tail) for key in query.tolist() for n in tail.get(key, ())]
@@ -209,8 +221,50 @@ class MemoryFeatureIndex:
     def nbytes(self) -> int:
         """Bytes of the numpy arrays (not the photo ids' strings)."""
         with self._lock:
-            arrays = (self._keys, self._offsets, self._photos, self._alive, self._owner_codes, *self._bulk)
+            arrays = (self._keys, self._offsets, self._photos, self._alive, self._owner_codes, *self._bulk,
+                      *((self._direct.slots,) if self._direct else ()))
             return int(sum(a.nbytes for a in arrays))
+
+
+class Direct(NamedTuple):
+    """Slots of the keys ``first`` to ``first + len(slots) - 1``, -1 for a value that is not a key."""
+
+    first: int
+    slots: np.ndarray
+
+
+def direct_slots(keys: np.ndarray) -> Direct | None:
+    """A table over the longest run of the largest keys that fills at least 1 / ``_DIRECT_DENSITY``
+    of its range, when it holds ``_DIRECT_MIN_KEYS`` keys or more (keys below it, such as
+    an older scheme's, are searched)."""
+    if len(keys) < _DIRECT_MIN_KEYS or not len(keys):
+        return None
+    # A start tried every 1/65,536 of the keys: trying each would need int64 temporaries of every key.
+    starts = np.arange(0, len(keys), max(1, len(keys) >> 16))
+    spans = int(keys[-1]) - keys[starts].astype(np.int64) + 1
+    start = int(starts[np.argmax(spans <= _DIRECT_DENSITY * (len(keys) - starts))])  # the last start always qualifies
+    if len(keys) - start < _DIRECT_MIN_KEYS:
+        return None
+    first = int(keys[start])
+    slots = np.full(int(keys[-1]) - first + 1, -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    slots[keys[start:].astype(np.int64) - first] = np.arange(start, len(keys))
+    return Direct(first, slots)
+
+
+def key_slots(keys: np.ndarray, direct: Direct | None, query: np.ndarray) -> np.ndarray:
+    """The slots in ``keys`` (sorted, distinct) of the ``query`` keys (sorted, distinct) that are there."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    searched = query
+    found = np.zeros(0, dtype=np.int64)
+    if direct is not None:
+        wide = query.astype(np.int64)  # the range's end may be 2^32, past the keys' type
+        inside = (wide >= direct.first) & (wide < direct.first + len(direct.slots))
+        found = direct.slots[wide[inside] - direct.first].astype(np.int64)
+        found, searched = found[found >= 0], query[~inside]
+    slots = np.searchsorted(keys, searched)
+    slots = slots[(slots < len(keys)) & (keys[np.minimum(slots, len(keys) - 1)] == searched)]
+    return np.concatenate([slots, found])
 
 
 def _merged(keys: np.ndarray, offsets: np.ndarray, photos: np.ndarray, pending: np.ndarray,
