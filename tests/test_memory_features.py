@@ -98,3 +98,18 @@ def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_searc
             assert index.votes(query, limit=len(want) + 3, min_votes=2) == want
             assert index.votes(old, limit=1, min_votes=1)[0][1] == len(old)
     assert index._direct is not None
+
+
+def test_sparse_keys_get_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys spread thinly over their range (a small library) are searched: a table over the range
+    would cost 4 bytes a value for nothing."""
+    from media_pipeline.hashindex import memory_features
+
+    monkeypatch.setattr(memory_features, "_DIRECT_MIN_KEYS", 200)
+    rng = np.random.default_rng(12)
+    index = MemoryFeatureIndex()
+    keys = np.unique(rng.integers(0, 1 << 24, size=200_000))  # more than 2^17: starts are sampled
+    index.add_many(["a", "b"], [None, None], np.array([2_500, len(keys) - 2_500]), keys)
+    index.rebuild()
+    assert index._direct is None
+    assert index.votes(keys[:40].tolist(), limit=2, min_votes=1) == [("a", 40)]

@@ -242,7 +242,10 @@ def direct_slots(keys: np.ndarray) -> Direct | None:
     # A start tried every 1/65,536 of the keys: trying each would need int64 temporaries of every key.
     starts = np.arange(0, len(keys), max(1, len(keys) >> 16))
     spans = int(keys[-1]) - keys[starts].astype(np.int64) + 1
-    start = int(starts[np.argmax(spans <= _DIRECT_DENSITY * (len(keys) - starts))])  # the last start always qualifies
+    dense = spans <= _DIRECT_DENSITY * (len(keys) - starts)
+    if not dense.any():
+        return None
+    start = int(starts[np.argmax(dense)])
     if len(keys) - start < _DIRECT_MIN_KEYS:
         return None
     first = int(keys[start])
