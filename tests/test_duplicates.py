@@ -342,11 +342,13 @@ def test_everyday_edits_find_the_original(client: Any, services: Any, edit: str)
     assert [d["id"] for d in dups] == [first]
 
 
-@pytest.mark.parametrize("seed", [1, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_a_thumbnail_sized_repost_is_found(client: Any, services: Any, seed: int) -> None:
     """Cropped, filtered, captioned and shrunk to a thumbnail: its detail is at the original's
     coarse scales, which the lookup meets by also looking in enlarged copies of it. (Not every
-    such repost is found: 0.829 of the dev corpus's; the first draw is found only with the copies.)"""
+    such repost is found: 0.903 of the dev corpus's. The first draw is found only with the copies;
+    the second and fourth only with 800 keypoints a copy, not 500. Of the first 20 draws, 800
+    found 19 and 500 found 17, and one draw that 500 found is missed by 800, left out here.)"""
     import cv2
 
     from media_pipeline import keypoints
