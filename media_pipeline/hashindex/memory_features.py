@@ -2,8 +2,9 @@
 
 Like ``MemoryHashIndex``: photos get numbers once (int32 postings, ids looked up only for the few
 voted), the built part is ``keys`` (sorted, distinct), ``offsets`` into ``photos`` (the photo
-numbers filed under each key, ascending); photos filed since are in a small tail (a dict of key to
-numbers) until it holds ``rebuild_after`` postings, then everything is sorted again. Removal marks
+numbers filed under each key, ascending); photos filed since are in a small tail (a hash table of
+key to numbers in arrays, ``TailPostings``) until it holds ``rebuild_after`` postings, then they
+are merged in. Removal marks
 the number dead; a rebuild drops dead postings and numbers. A vote gathers the postings of its
 keys and counts them (``np.unique``): its work is the postings read, not the index size. About
 4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
@@ -21,6 +22,8 @@ import threading
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from media_pipeline.hashindex.tail_postings import TailPostings
 
 _PHOTO_BITS = 32
 _PHOTO_MASK = np.uint64((1 << _PHOTO_BITS) - 1)
@@ -53,9 +56,8 @@ class MemoryFeatureIndex:
         self._offsets = np.zeros(1, dtype=np.int32)
         self._photos = np.zeros(0, dtype=np.int32)
         self._direct: Direct | None = None
-        self._tail: dict[int, list[int]] = {}
-        self._tail_postings = 0
-        self._merging: dict[int, list[int]] = {}  # the tail a merge under way is putting into the arrays
+        self._tail = TailPostings()
+        self._merging = TailPostings()  # the tail a merge under way is putting into the arrays
         self._bulk: list[np.ndarray] = []  # packed (key << 32 | number) rows of add_many, sorted in at the next rebuild
         self._ids: list[str] = []  # number -> photo id
         self._numbers: dict[str, int] = {}  # live photo id -> number
@@ -70,10 +72,8 @@ class MemoryFeatureIndex:
         with self._lock:
             self._remove(photo_id)
             number = self._number_for(photo_id, owner)
-            for key in distinct:
-                self._tail.setdefault(key, []).append(number)
-            self._tail_postings += len(distinct)
-            if self._tail_postings > self._rebuild_after:
+            self._tail.add(np.array(distinct, dtype=np.uint32), number)
+            if len(self._tail) > self._rebuild_after:
                 if not self._background:
                     self.rebuild()
                 elif self._merger is None or not self._merger.is_alive():
@@ -122,7 +122,7 @@ class MemoryFeatureIndex:
                 if not len(self._photos) or dead * 8 > len(self._ids):
                     self._resort()
                     return
-                self._merging, self._tail = self._tail, {}
+                self._merging, self._tail = self._tail, TailPostings()
                 pending = self._pending(self._merging)
                 arrays, alive = (self._keys, self._offsets, self._photos), self._alive
             merged = _merged(*arrays, pending, alive)
@@ -130,7 +130,7 @@ class MemoryFeatureIndex:
             with self._lock:
                 self._keys, self._offsets, self._photos = merged
                 self._direct = direct
-                self._merging = {}
+                self._merging = TailPostings()
 
     def _resort(self) -> None:
         packed = self._packed_postings()
@@ -151,7 +151,7 @@ class MemoryFeatureIndex:
         """Every posting (built, bulk and tail) as key << 32 | number, in one array; the sources
         are emptied as they are copied."""
         pending = self._pending(self._tail)
-        self._tail = {}
+        self._tail = TailPostings()
         packed = np.empty(len(self._photos) + len(pending), dtype=np.uint64)
         at = 0
         for start in range(0, len(self._keys), _CHUNK // 8):
@@ -165,11 +165,11 @@ class MemoryFeatureIndex:
         packed[at:] = pending
         return packed
 
-    def _pending(self, tail: dict[int, list[int]]) -> np.ndarray:
+    def _pending(self, tail: TailPostings) -> np.ndarray:
         """The ``tail``'s and the bulk loads' postings, packed, in one array; the bulk loads are emptied."""
-        pairs = np.array([(key, n) for key, numbers in tail.items() for n in numbers], dtype=np.uint64).reshape(-1, 2)
-        parts = [*self._bulk, (pairs[:, 0] << np.uint64(_PHOTO_BITS)) | pairs[:, 1]]
-        self._bulk, self._tail_postings = [], 0
+        keys, numbers = tail.pairs()
+        parts = [*self._bulk, (keys.astype(np.uint64) << np.uint64(_PHOTO_BITS)) | numbers.astype(np.uint64)]
+        self._bulk = []
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     # ------------------------------------------------------------------ reads
@@ -182,9 +182,8 @@ class MemoryFeatureIndex:
         with self._lock:
             slots = key_slots(self._keys, self._direct, query)
             numbers = gather(self._offsets, self._photos, slots)
-            if self._tail or self._merging:
-                newer = [n for tail in (self._merging, self._tail) for key in query.tolist() for n in tail.get(key, ())]
-                numbers = np.concatenate([numbers, np.array(newer, dtype=np.int32)])
+            if len(self._tail) or len(self._merging):
+                numbers = np.concatenate([numbers, self._merging.numbers_of(query), self._tail.numbers_of(query)])
             keep = self._alive[numbers]
             if owner is not None:
                 keep &= self._owner_codes[numbers] == self._owner_code.get(owner, -1)
@@ -202,7 +201,11 @@ class MemoryFeatureIndex:
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         with self._lock:
             end = int(self._offsets[np.searchsorted(self._keys, np.uint32(min(max(key, 0), (1 << 32) - 1)))]) if key < 1 << 32 else len(self._photos)
-            numbers = {n for tail in (self._merging, self._tail) for k, ns in tail.items() if k < key for n in ns if self._alive[n]}
+            numbers: set[int] = set()
+            for tail in (self._merging, self._tail):
+                keys, filed = tail.pairs()
+                filed = filed[keys < key] if key < 1 << 32 else filed
+                numbers.update(filed[self._alive[filed]].tolist())
             for start in range(0, end, _CHUNK):  # a batch at a time: stop once there are enough
                 if len(numbers) >= limit:
                     break
@@ -215,8 +218,7 @@ class MemoryFeatureIndex:
     def postings(self) -> int:
         """Postings held, live or not yet dropped (for benchmarks)."""
         with self._lock:
-            merging = sum(len(numbers) for numbers in self._merging.values())
-            return len(self._photos) + merging + self._tail_postings + sum(len(b) for b in self._bulk)
+            return len(self._photos) + len(self._merging) + len(self._tail) + sum(len(b) for b in self._bulk)
 
     def nbytes(self) -> int:
         """Bytes of the numpy arrays (not the photo ids' strings)."""
