@@ -5,7 +5,8 @@ into an ``order`` array), newer rows are scanned directly until there are enough
 worth rebuilding. Each rebuild picks the substring length from the row count (about log2 of it,
 16 to 24 bits), so a bucket holds about one row at any size. Removal marks rows dead. About
 32 bytes a hash, 4 per substring, 11 for its photo's number, its view, its owner and whether it is
-alive, the offset tables (4 x 2^bits bytes per substring) and, a photo, its id and 12 bytes.
+alive, the offset tables (4 x 2^bits bytes per substring) and per photo its id and 12 bytes
+(its first row and row count).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class MemoryHashIndex:
             self._words[self._n : self._n + count] = words
             self._alive[self._n : self._n + count] = True
             self._owner_codes[self._n : self._n + count] = [self._owner_code.setdefault(o or "", len(self._owner_code)) for o in owners]
-            self._view_of_row[self._n : self._n + count] = [self._view_code.get(v) or self._new_view(v) for v in views]
+            self._view_of_row[self._n : self._n + count] = [self._view_number(v) for v in views]
             at = self._n
             for photo_id, run in groupby(photo_ids):
                 length = sum(1 for _ in run)
@@ -130,7 +131,7 @@ class MemoryHashIndex:
                     self._rebuilder = threading.Thread(target=self.rebuild, name="hash-index-rebuild", daemon=True)
                     self._rebuilder.start()
 
-    def _new_view(self, view: str) -> int:
+    def _view_number(self, view: str) -> int:
         if view not in self._view_code:
             self._view_code[view] = len(self._views)
             self._views.append(view)

@@ -4,10 +4,9 @@ Like ``MemoryHashIndex``: photos get numbers once (int32 postings, ids looked up
 voted), the built part is ``keys`` (sorted, distinct), ``offsets`` into ``photos`` (the photo
 numbers filed under each key, ascending); photos filed since are in a small tail (a hash table of
 key to numbers in arrays, ``TailPostings``) until it holds ``rebuild_after`` postings, then they
-are merged in. Removal marks
-the number dead; a rebuild drops dead postings and numbers. A vote gathers the postings of its
-keys and counts them (``np.unique``): its work is the postings read, not the index size. About
-4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
+are merged in. Removal marks the number dead; a rebuild drops dead postings and numbers. A vote
+gathers the postings of its keys and counts them (``np.unique``): its work is the postings read,
+not the index size. About 4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
 
 Where the keys fill most of a range (the keypoint tables' keys once an index holds some ten
 thousand photos), a vote finds its keys' slots in a table over that range (``_direct``), one memory
