@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from media_pipeline.hashindex import MemoryFeatureIndex
+from media_pipeline.hashindex import MemoryFeatureIndex, counted_load
 
 
 def expected_votes(filed: dict[str, tuple[str, set[int]]], query: list[int], min_votes: int, owner: str | None = None) -> list[tuple[str, int]]:
@@ -113,3 +113,94 @@ def test_sparse_keys_get_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
     index.rebuild()
     assert index._direct is None
     assert index.votes(keys[:40].tolist(), limit=2, min_votes=1) == [("a", 40)]
+
+
+def _photos(seed: int, count: int, spread: int, low: int = 0) -> list[tuple[str, str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [(f"p{seed}-{i:04d}", "alice" if i % 3 else "", np.sort(rng.integers(low, low + spread, size=int(rng.integers(1, 60)))))
+            for i in range(count)]
+
+
+def _batches(photos: list[tuple[str, str, np.ndarray]], size: int) -> list[tuple[list[str], list[str | None], np.ndarray, np.ndarray]]:
+    return [([p for p, _, _ in part], [o or None for _, o, _ in part], np.array([len(k) for _, _, k in part]),
+             np.concatenate([k for _, _, k in part])) for part in (photos[i : i + size] for i in range(0, len(photos), size))]
+
+
+@pytest.mark.parametrize("spread, low, sparse_max", [(3_000, 0, 1 << 22), (3_000, 0, 100), (3_000, (1 << 32) - 3_000, 100),
+                                                    (1 << 31, 0, 1 << 22), (1 << 31, 0, 100)])
+def test_a_counted_load_votes_like_a_count_and_goes_on_taking_photos(spread: int, low: int, sparse_max: int,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two passes, keys counted then placed: votes as a count of the photos' keys says, with a
+    photo's repeated key filed once; keys counted one by one and per value of their range (past
+    ``sparse_max`` distinct keys), at either end of the key space, and too many keys spread too
+    wide to count per value (loaded the one-pass way); then photos filed, removed, merged and
+    sorted afresh."""
+    monkeypatch.setattr(counted_load, "_SPARSE_MAX", sparse_max)
+    monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 1_000)  # a few batches: read once more, counted
+    photos = _photos(7, 700, spread, low)  # rng draws repeat keys within a photo now and then
+    assert spread > 1 << 28 or any(len(np.unique(k)) < len(k) for _, _, k in photos)
+    batches = _batches(photos, 64)
+    calls = []
+    index = MemoryFeatureIndex(rebuild_after=300)
+    index.load(lambda: calls.append(1) or iter(batches))
+    assert len(calls) == 3  # a start in one pass, then counted and placed; or counted until too wide, then in one
+    filed = {p: (o, set(k.tolist())) for p, o, k in photos}
+    assert index.postings() == sum(len(k) for _, k in filed.values())
+    rng = np.random.default_rng(8)
+    for step in range(60):
+        query = np.concatenate([photos[int(rng.integers(0, 700))][2], rng.integers(low, low + spread, size=50)]).tolist()
+        for owner in (None, "alice"):
+            want = expected_votes(filed, query, 2, owner)
+            assert index.votes(query, limit=len(want) + 1, min_votes=2, owner=owner) == want
+        if step % 3 == 0:
+            index.remove(photos[step * 5][0])
+            del filed[photos[step * 5][0]]
+        keys = sorted(set(rng.integers(low, low + spread, size=40).tolist()))
+        index.add(f"new{step}", None, keys)
+        filed[f"new{step}"] = ("", set(keys))
+    index.rebuild()
+    for photo_id in sorted(filed)[::5]:
+        index.remove(photo_id)
+        del filed[photo_id]
+    index.rebuild()  # sorted afresh
+    present = sorted(filed)
+    query = sorted(filed[present[0]][1] | filed[present[-1]][1])
+    assert index.votes(query, limit=4, min_votes=1) == expected_votes(filed, query, 1)[:4]
+
+
+def test_a_counted_load_whose_source_changes_between_its_passes_raises_and_leaves_the_index_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 0)
+    photos = _photos(9, 200, 5_000)
+    changed = [_batches(photos, 50), _batches(photos[:-1], 50), _batches(photos, 50),
+               _batches([(p, o, np.unique(np.append(k, 4_999))) if i == 120 else (p, o, k) for i, (p, o, k) in enumerate(photos)], 50)]
+    for first, second in ((changed[0], changed[1]), (changed[2], changed[3])):  # a photo gone; a photo with a key more
+        passes = iter([first, first, second])  # the start of a one-pass read, the count, the placing
+        index = MemoryFeatureIndex()
+        with pytest.raises(ValueError, match="second pass"):
+            index.load(lambda: iter(next(passes)))
+        assert index.postings() == 0 and index.votes(photos[0][2].tolist(), limit=3, min_votes=1) == []
+        index.load(lambda: iter(first))  # and it can be loaded again
+        assert index.votes(photos[120][2].tolist(), limit=1, min_votes=1) == [(photos[120][0], len(np.unique(photos[120][2])))]
+
+
+def test_a_counted_load_refuses_keys_out_of_order_or_range_and_a_filled_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 0)
+    index = MemoryFeatureIndex()
+    with pytest.raises(ValueError, match="ascending"):
+        index.load(lambda: iter([(["a"], [None], np.array([3]), np.array([5, 9, 7]))]))
+    with pytest.raises(ValueError, match="2\\^32"):
+        index.load(lambda: iter([(["a"], [None], np.array([2]), np.array([5, 1 << 32]))]))
+    index.add("a", None, [1, 2, 3])
+    with pytest.raises(ValueError, match="empty"):
+        index.load(lambda: iter([(["b"], [None], np.array([1]), np.array([5]))]))
+
+
+def test_a_small_source_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = _photos(11, 300, 4_000)
+    calls = []
+    index = MemoryFeatureIndex()
+    index.load(lambda: calls.append(1) or iter(_batches(photos, 64)))
+    assert len(calls) == 1
+    filed = {p: (o, set(k.tolist())) for p, o, k in photos}
+    query = sorted(filed[photos[5][0]][1] | filed[photos[250][0]][1])
+    assert index.votes(query, limit=5, min_votes=2) == expected_votes(filed, query, 2)[:5]

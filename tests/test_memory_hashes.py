@@ -33,3 +33,17 @@ def test_a_photo_loaded_in_pieces_is_removed_and_replaced_whole(rebuild_after: i
     assert index.search(values["b"][:2], 0) == []
     assert [(h.photo_id, h.view) for h in index.search([values["b"][2]], 0)] == [("b", "full")]
     assert {h.photo_id for h in index.search([values["c"][0], values["c"][1]], 0)} == {"c"}
+
+
+def test_room_reserved_for_a_bulk_load_is_allocated_once_and_exactly() -> None:
+    from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
+
+    index = MemoryHashIndex()
+    index.reserve(3_000)
+    values = [(i * 0x9E3779B97F4A7C15) << 128 | i for i in range(3_000)]
+    for start in range(0, 3_000, 1_000):
+        index.add_many([f"p{i}" for i in range(start, start + 1_000)], [None] * 1_000, ["full"] * 1_000,
+                       to_words(values[start : start + 1_000]), rebuild=False)
+    index.rebuild()
+    assert len(index._words) == 3_000  # no doubling's spare room
+    assert [(h.photo_id, h.distance) for h in index.search([values[1_234] ^ 7], 3)] == [("p1234", 3)]

@@ -278,3 +278,35 @@ def test_a_loaded_index_is_frozen_out_of_the_cycle_collectors_way(url: str) -> N
         gc.unfreeze()
     catalog.close()
     catalog_b.close()
+
+
+def test_a_photo_filed_between_the_loads_two_reads_is_loaded_the_one_pass_way(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A large keypoint index is read twice at a load (counted, then placed); a photo another process
+    files in between makes the reads differ: the load reads once more in one pass, and every photo
+    votes, the one filed in between too."""
+    from media_pipeline.hashindex import counted_load, synced
+
+    catalog_a, _, features_a = process(url)
+    for i in range(30):
+        features_a.add(f"p{i:02d}", None, range(1_000 * i, 1_000 * i + 60))
+    reads, whole = [], []
+    original = synced.photo_batches
+
+    def filing_after_the_first_whole_read(catalog: SqlCatalog, table: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(table)
+        yield from original(catalog, table, *args, **kwargs)
+        whole.append(table)
+        if whole.count("feature_keys") == 1 and table == "feature_keys":
+            features_a.add("between", None, range(30, 90))
+
+    monkeypatch.setattr(synced, "photo_batches", filing_after_the_first_whole_read)
+    monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 100)  # this small source loaded the way a large one is
+    with caplog.at_level(logging.INFO, logger="media_pipeline.hashindex.synced"):
+        catalog_b, _, features_b = process(url)
+        assert features_b.votes(range(30, 90), limit=3, min_votes=2) == [("between", 60), ("p00", 30)]
+    # The start of a one-pass read, the count, the placing (refused), the one-pass read.
+    assert reads.count("feature_keys") == 4 and "changed between the load's two reads" in caplog.text
+    assert features_b.votes(range(29_000, 29_060), limit=3, min_votes=2) == [("p29", 60)]
+    catalog_a.close()
+    catalog_b.close()

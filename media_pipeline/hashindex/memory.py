@@ -181,10 +181,16 @@ class MemoryHashIndex:
             with self._lock:
                 self._buckets, self._layout, self._built = buckets, layout, n
 
-    def _grow(self, size: int) -> None:
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows in all, allocated once: a bulk load that knows its size saves the
+        doublings' spare room (up to half the row arrays) and their copies."""
+        with self._lock:
+            self._grow(rows, exactly=True)
+
+    def _grow(self, size: int, exactly: bool = False) -> None:
         if size <= len(self._alive):
             return
-        capacity = max(size, 2 * len(self._alive))
+        capacity = size if exactly else max(size, 2 * len(self._alive))
         self._words = np.resize(self._words, (capacity, _WORDS))
         self._alive = np.concatenate([self._alive, np.zeros(capacity - len(self._alive), dtype=bool)])
         self._owner_codes = np.concatenate([self._owner_codes, np.zeros(capacity - len(self._owner_codes), dtype=np.int32)])

@@ -1,12 +1,13 @@
 """The keypoint vote index in process memory: numpy postings in CSR form over sorted keys.
 
-Like ``MemoryHashIndex``: photos get numbers once (int32 postings, ids looked up only for the few
+Like ``MemoryHashIndex``: photos get numbers once (postings hold numbers, ids looked up only for the few
 voted), the built part is ``keys`` (sorted, distinct), ``offsets`` into ``photos`` (the photo
 numbers filed under each key, ascending); photos filed since are in a small tail (a hash table of
 key to numbers in arrays, ``TailPostings``) until it holds ``rebuild_after`` postings, then they
 are merged in. Removal marks the number dead; a rebuild drops dead postings and numbers. A vote
 gathers the postings of its keys and counts them (``np.unique``): its work is the postings read,
-not the index size. About 4 bytes a posting, 4 + 4 a distinct key, and the photo ids.
+not the index size. About 3 bytes a posting (``PhotoNumbers``), 4 + 4 a distinct key, and the
+photo ids. A large index is loaded in two reads of its source (``load``, ``counted_load``).
 
 Where the keys fill most of a range (the keypoint tables' keys once an index holds some ten
 thousand photos), a vote finds its keys' slots in a table over that range (``_direct``), one memory
@@ -18,10 +19,12 @@ value of the range, at most 4 times the keys' own 4 bytes.
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from media_pipeline.hashindex import counted_load
+from media_pipeline.hashindex.photo_numbers import PhotoNumbers
 from media_pipeline.hashindex.tail_postings import TailPostings
 
 _PHOTO_BITS = 32
@@ -31,15 +34,15 @@ _DIRECT_MIN_KEYS = 1 << 16  # fewer keys are found about as fast by binary searc
 _DIRECT_DENSITY = 4  # a table's range holds at most this many values a key
 
 
-def gather(offsets: np.ndarray, values: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """``values[offsets[s]:offsets[s + 1]]`` for every slot, concatenated, without a Python loop."""
+def gather(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """The positions ``offsets[s]`` to ``offsets[s + 1] - 1`` of every slot, concatenated, without a Python loop."""
     starts = offsets[slots].astype(np.int64)
     lengths = offsets[slots + 1].astype(np.int64) - starts
     total = int(lengths.sum())
     if total == 0:
-        return values[:0]
+        return np.zeros(0, dtype=np.int64)
     shifts = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return values[np.arange(total) + shifts]
+    return np.arange(total) + shifts
 
 
 class MemoryFeatureIndex:
@@ -53,7 +56,7 @@ class MemoryFeatureIndex:
         self._merger: threading.Thread | None = None
         self._keys = np.zeros(0, dtype=np.uint32)
         self._offsets = np.zeros(1, dtype=np.int32)
-        self._photos = np.zeros(0, dtype=np.int32)
+        self._photos = PhotoNumbers.of(np.zeros(0, dtype=np.int32))
         self._direct: Direct | None = None
         self._tail = TailPostings()
         self._merging = TailPostings()  # the tail a merge under way is putting into the arrays
@@ -88,6 +91,51 @@ class MemoryFeatureIndex:
             numbers = np.array([self._number_for(p, o) for p, o in zip(photo_ids, owners)], dtype=np.uint64)
             packed = (keys.astype(np.uint64) << np.uint64(_PHOTO_BITS)) | np.repeat(numbers, counts)
             self._bulk.append(packed)
+
+    def load(self, batches: Callable[[], Iterable[counted_load.Batch]]) -> None:
+        """Fill this empty index, built, from ``batches()`` (``add_many``'s arguments a batch at a
+        time). A source of up to ``counted_load.ONE_PASS_MAX`` postings is read once, through
+        ``add_many``; a larger one is read twice more, the keys counted, then each posting put in
+        place, so the peak memory is the built arrays' and a batch's (``counted_load``), not every
+        posting packed and sorted. Keys too many and spread too wide to count are loaded through
+        ``add_many`` after all. A source that changed between the counted reads raises ValueError
+        and leaves the index empty."""
+        with self._lock:
+            if self._ids:
+                raise ValueError("load fills an empty index")
+            held = 0
+            for batch in batches():
+                self.add_many(*batch)
+                held += len(batch[3])
+                if held > counted_load.ONE_PASS_MAX:
+                    break
+            else:
+                self.rebuild()
+                return
+            self._forget_photos()
+            try:
+                tally = counted_load.count(batches(), self._number_photos)
+                photos = counted_load.place(batches(), tally, self._ids) if tally is not None else None
+            except Exception:
+                self._forget_photos()  # empty again, for the caller to load another way
+                raise
+            if tally is None or photos is None:
+                self._forget_photos()
+                for batch in batches():
+                    self.add_many(*batch)
+                self.rebuild()
+                return
+            self._keys, counts = tally.filed()
+            self._offsets = _offsets(counts, len(photos))
+            self._photos = photos
+            self._direct = direct_slots(self._keys)
+
+    def _forget_photos(self) -> None:
+        self._ids, self._numbers, self._bulk = [], {}, []
+
+    def _number_photos(self, photo_ids: Sequence[str], owners: Sequence[str | None]) -> None:
+        for photo_id, owner in zip(photo_ids, owners):
+            self._number_for(photo_id, owner)
 
     def remove(self, photo_id: str) -> None:
         with self._lock:
@@ -142,7 +190,7 @@ class MemoryFeatureIndex:
         self._numbers = {photo_id: n for n, photo_id in enumerate(self._ids)}
         self._owner_codes = self._owner_codes[live].copy()
         self._alive = np.ones(len(live), dtype=bool)
-        self._keys, self._photos = keys, photos
+        self._keys, self._photos = keys, PhotoNumbers.of(photos)
         self._offsets = _offsets(counts, len(photos))
         self._direct = direct_slots(keys)
 
@@ -156,10 +204,10 @@ class MemoryFeatureIndex:
         for start in range(0, len(self._keys), _CHUNK // 8):
             slots = np.arange(start, min(start + _CHUNK // 8, len(self._keys)))
             lengths = np.diff(self._offsets[slots[0] : slots[-1] + 2])
-            photos = self._photos[self._offsets[slots[0]] : self._offsets[slots[-1] + 1]].astype(np.uint64)
+            photos = self._photos.range(int(self._offsets[slots[0]]), int(self._offsets[slots[-1] + 1])).astype(np.uint64)
             packed[at : at + len(photos)] = (np.repeat(self._keys[slots], lengths).astype(np.uint64) << np.uint64(_PHOTO_BITS)) | photos
             at += len(photos)
-        self._keys, self._offsets, self._photos = np.zeros(0, np.uint32), np.zeros(1, np.int32), np.zeros(0, np.int32)
+        self._keys, self._offsets, self._photos = np.zeros(0, np.uint32), np.zeros(1, np.int32), PhotoNumbers.of(np.zeros(0, np.int32))
         self._direct = None
         packed[at:] = pending
         return packed
@@ -180,7 +228,7 @@ class MemoryFeatureIndex:
         query = query[(query >= 0) & (query < 1 << 32)].astype(np.uint32)  # the same type as the keys, or numpy copies them to compare
         with self._lock:
             slots = key_slots(self._keys, self._direct, query)
-            numbers = gather(self._offsets, self._photos, slots)
+            numbers = self._photos.take(gather(self._offsets, slots))
             if len(self._tail) or len(self._merging):
                 numbers = np.concatenate([numbers, self._merging.numbers_of(query), self._tail.numbers_of(query)])
             keep = self._alive[numbers]
@@ -208,7 +256,7 @@ class MemoryFeatureIndex:
             for start in range(0, end, _CHUNK):  # a batch at a time: stop once there are enough
                 if len(numbers) >= limit:
                     break
-                part = self._photos[start : min(end, start + _CHUNK)]
+                part = self._photos.range(start, min(end, start + _CHUNK))
                 numbers.update(np.unique(part[self._alive[part]]).tolist())
             owners = {code: name for name, code in self._owner_code.items()}
             found = sorted((self._ids[n], owners[int(self._owner_codes[n])]) for n in numbers)
@@ -271,8 +319,8 @@ def key_slots(keys: np.ndarray, direct: Direct | None, query: np.ndarray) -> np.
     return np.concatenate([slots, found])
 
 
-def _merged(keys: np.ndarray, offsets: np.ndarray, photos: np.ndarray, pending: np.ndarray,
-            alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _merged(keys: np.ndarray, offsets: np.ndarray, photos: PhotoNumbers, pending: np.ndarray,
+            alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, PhotoNumbers]:
     """New arrays with packed postings inserted after their keys' runs (their photo numbers are
     newer than every number in the arrays, so each run stays in number order); dead ones and
     repeats left out. The arrays given are not changed: lookups may be reading them."""
@@ -288,7 +336,7 @@ def _merged(keys: np.ndarray, offsets: np.ndarray, photos: np.ndarray, pending: 
     slots = np.searchsorted(keys, distinct)
     present = keys[np.minimum(slots, len(keys) - 1)] == distinct
     ends = np.where(present, offsets[np.minimum(slots + 1, len(keys))], offsets[slots])
-    photos = np.insert(photos, np.repeat(ends, added), new_photos)
+    photos = photos.insert(np.repeat(ends, added), new_photos)
     counts = np.insert(np.diff(offsets).astype(np.int64), slots[~present], 0)
     keys = np.insert(keys, slots[~present], distinct[~present])
     counts[np.searchsorted(keys, distinct)] += added

@@ -204,11 +204,22 @@ def load_hash_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryHashIndex
 
 def load_feature_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryFeatureIndex:
     """``feature_keys`` read into a new memory index, built: each batch's packed rows joined and
-    read as one array (no Python object per key)."""
+    read as one array (no Python object per key). Read twice, keys counted then placed, so the
+    load's peak is the built arrays' (``MemoryFeatureIndex.load``); if photos were filed or
+    removed between the two reads, read once more the one-pass way (the changes since the load
+    began are replayed after it either way)."""
+    def batches() -> Iterator[tuple[list[str], list[str | None], np.ndarray, np.ndarray]]:
+        for rows in photo_batches(catalog, "feature_keys", _KEYS_ROW, batch):
+            yield ([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
+
     features = MemoryFeatureIndex(merge_in_background=True)
-    for rows in photo_batches(catalog, "feature_keys", _KEYS_ROW, batch):
-        features.add_many([r[0] for r in rows], [r[1] or None for r in rows], *_unpacked([r[2] for r in rows]))
-    features.rebuild()
+    try:
+        features.load(batches)
+    except ValueError:
+        log.info("feature_keys changed between the load's two reads: loading it in one")
+        for photo_ids, owners, counts, keys in batches():
+            features.add_many(photo_ids, owners, counts, keys)
+        features.rebuild()
     return features
 
 
