@@ -4,13 +4,13 @@
 
 Synthetic photos like bench/dedupe_scale.py's (random view hashes, uniformly random 24-bit
 keypoint keys, 26-character ids), loaded in bulk into ``MemoryHashIndex`` and
-``MemoryFeatureIndex`` and built. Then 20 warm-up and 200 timed uploads, each a stored photo
+``MemoryFeatureIndex`` (its ``load``: keys counted, then placed) and built. Then 20 warm-up and 200 timed uploads, each a stored photo
 reposted: 18 query hashes (one its first view at 1-31 bits, 17 random) searched at radius 31, and
 a vote of ``--query-keys`` keys of which 100 are the photo's, as duplicates.py casts it. Printed
 per size: build time, RSS each index added and the feature arrays' bytes, both per photo, and
 p50/p99 of the search, the vote and the two together, with how often the repost was found, and
 the vote's while 2,500 photos filed one by one wait in the tail (a running index's state just
-before it merges them; the merge's seconds last). The
+before it merges them; the merge's seconds last, up to ``--merge-max`` photos). The
 baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
 Then the pause a full pass of the cycle collector makes with both indexes loaded, before and after
 ``freeze_loaded`` (what a process does after its load), the median of 5 ``gc.collect()`` each.
@@ -51,12 +51,14 @@ WARM_UP = 20
 QUERY_HASHES = 18
 RADIUS = 31
 CHUNK = 50_000  # photos generated at once, so the generator's temporaries stay small
-MERGE_EVERY = 100_000
+LOAD_BATCH = 10_000  # photos a batch of the keypoint index's load: its temporaries stay ~200 MB
 TAIL_PHOTOS = 2_500  # about the default tail (1M postings) a running index merges at a time
 
 
 def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.ndarray) -> tuple[MemoryHashIndex, MemoryFeatureIndex, list[str], dict[int, tuple[int, np.ndarray]], dict[str, float]]:
-    """Both indexes over n synthetic photos; the targets' first view and keys are kept for queries."""
+    """Both indexes over n synthetic photos; the targets' first view and keys are kept for queries.
+    The keypoint index is filled the way a process loads it at start (``MemoryFeatureIndex.load``:
+    the source read twice, keys counted then placed), each read drawing the same keys again."""
     ids = photo_ids(n, rng)
     kept: dict[int, tuple[int, np.ndarray]] = {}
     wanted = set(targets.tolist())
@@ -64,12 +66,13 @@ def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.n
     gc.collect()
     before = current_rss_mib()
     hashes = MemoryHashIndex(rebuild_after=2**62)
+    hashes.reserve(n * views)
     started = time.perf_counter()
     for start in range(0, n, CHUNK):
         count = min(CHUNK, n - start)
         words = rng.integers(0, 2**64, size=(count * views, 4), dtype=np.uint64)
         hashes.add_many([p for p in ids[start : start + count] for _ in range(views)], [None] * (count * views),
-                        [f"view{v}" for _ in range(count) for v in range(views)], words)
+                        [f"view{v}" for _ in range(count) for v in range(views)], words, rebuild=False)
         for t in wanted & set(range(start, start + count)):
             kept[t] = (words_to_int(words[(t - start) * views]), np.zeros(0))
     hashes.rebuild()
@@ -78,23 +81,34 @@ def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.n
     figures["hash MiB"] = current_rss_mib() - before
     before = current_rss_mib()
     features = MemoryFeatureIndex(rebuild_after=2**62)
+    seed = int(rng.integers(0, 2**63))
     started = time.perf_counter()
-    for start in range(0, n, CHUNK):
-        count = min(CHUNK, n - start)
-        block = rng.integers(0, TABLES << KEY_BITS, size=(count, keys), dtype=np.int64) + KEY_BASE
-        features.add_many(ids[start : start + count], [None] * count, np.full(count, keys), block.ravel())
-        for t in wanted & set(range(start, start + count)):
-            kept[t] = (kept[t][0], np.unique(block[t - start]))
-        if (start + count) % MERGE_EVERY == 0 or start + count == n:
-            features.rebuild()  # merged in a part at a time: the peak stays near two copies of the photo numbers
+    features.load(lambda: key_batches(ids, keys, seed))
     figures["feature build s"] = time.perf_counter() - started
     gc.collect()
     figures["feature MiB"] = current_rss_mib() - before
     figures["feature array bytes"] = features.nbytes()
     figures["postings"] = features.postings()
-    for i in range(TAIL_PHOTOS):  # filed one by one, as uploads are; merged after the votes with them (main)
-        features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=keys) + KEY_BASE).tolist())
+    for start in sorted({t - t % LOAD_BATCH for t in wanted}):  # the targets' keys: their batches drawn once more
+        block = sorted_keys(seed, start, min(LOAD_BATCH, n - start), keys)
+        for t in wanted & set(range(start, start + len(block))):
+            kept[t] = (kept[t][0], np.unique(block[t - start]))
     return hashes, features, ids, kept, figures
+
+
+def sorted_keys(seed: int, start: int, count: int, keys: int) -> np.ndarray:
+    """Photos ``start`` to ``start + count - 1``'s keys, a row each, ascending: the same every time."""
+    block = np.random.default_rng((seed, start)).integers(0, TABLES << KEY_BITS, size=(count, keys), dtype=np.int64) + KEY_BASE
+    block.sort(axis=1)
+    return block
+
+
+def key_batches(ids: list[str], keys: int, seed: int) -> Iterator[tuple[list[str], list[str | None], np.ndarray, np.ndarray]]:
+    """``MemoryFeatureIndex.load``'s batches of the synthetic photos (a draw may repeat a key in a
+    photo: it is filed once, as a stored photo's keys are distinct)."""
+    for start in range(0, len(ids), LOAD_BATCH):
+        block = sorted_keys(seed, start, min(LOAD_BATCH, len(ids) - start), keys)
+        yield ids[start : start + len(block)], [None] * len(block), np.full(len(block), keys), block.ravel()
 
 
 def flip(value: int, bits: int, rng: np.random.Generator) -> int:
@@ -220,6 +234,8 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=400, help="keypoint keys filed per photo")
     parser.add_argument("--query-keys", default="2560", help="keys a vote sends (%(default)s: today's lookups); several, comma-separated, "
                         "are each timed on the same index, alternating in two halves, a row each")
+    parser.add_argument("--merge-max", type=int, default=5_000_000, help="merge the tail only up to this many photos: a merge "
+                        "holds the old postings and the new at once (beyond about 6 million photos more than this machine's 23 GiB)")
     parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
                         "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
     parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
@@ -239,16 +255,20 @@ def main() -> None:
         rng = np.random.default_rng(20261204 + n)
         targets = rng.choice(n, size=WARM_UP + UPLOADS, replace=False)
         hashes, features, ids, kept, f = build(n, args.views, args.keys, rng, targets)
-        # Votes while the tail is full (a running index's worst case, just before a merge), then merged.
-        tailed = {k: lookups(hashes, features, ids, kept, targets, k, rng)["vote"] for k in vote_sizes}
-        started = time.perf_counter()
-        features.rebuild()
-        f["tail merge s"] = time.perf_counter() - started
         timed = {k: lookups(hashes, features, ids, kept, targets, k, rng) for k in vote_sizes}
         if len(vote_sizes) > 1:  # a second half in the other order, so drift in the machine's load falls on each alike
             for k in reversed(vote_sizes):
                 more = lookups(hashes, features, ids, kept, targets, k, rng)
                 timed[k] = {key: timed[k][key] + more[key] for key in more}  # type: ignore[operator]
+        # Votes while the tail is full (a running index's worst case, just before a merge), then merged.
+        for i in range(TAIL_PHOTOS):  # filed one by one, as uploads are
+            features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=args.keys) + KEY_BASE).tolist())
+        tailed = {k: lookups(hashes, features, ids, kept, targets, k, rng)["vote"] for k in vote_sizes}
+        f["tail merge s"] = float("nan")
+        if n <= args.merge_max:  # a merge writes new arrays beside the old: twice the postings for a moment
+            started = time.perf_counter()
+            features.rebuild()
+            f["tail merge s"] = time.perf_counter() - started
         for k, t in timed.items():
             p99 = pct(t["both"], 99)  # type: ignore[arg-type]
             baseline = baseline or p99
@@ -258,7 +278,7 @@ def main() -> None:
                   + " | ".join(f"{pct(t[k2], 50):.2f} / {pct(t[k2], 99):.2f}" for k2 in ("search", "vote", "both"))  # type: ignore[arg-type]
                   + f" | {pct(tailed[k], 50):.2f} / {pct(tailed[k], 99):.2f}"  # type: ignore[arg-type]
                   + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} / "
-                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {f['tail merge s']:.1f} |", flush=True)
+                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {'-' if f['tail merge s'] != f['tail merge s'] else format(f['tail merge s'], '.1f')} |", flush=True)
         unfrozen = collector_pause()
         started = time.perf_counter()
         freeze_loaded()
