@@ -66,9 +66,9 @@ def test_keys_outside_32_bits_are_refused() -> None:
 def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keys of a current scheme fill a range near 2^32 (a table finds them); an older scheme's are
     scattered below it (searched). Votes must count both alike, through merges and a re-sort."""
-    from media_pipeline.hashindex import memory_features
+    from media_pipeline.hashindex import key_table
 
-    monkeypatch.setattr(memory_features, "_DIRECT_MIN_KEYS", 200)
+    monkeypatch.setattr(key_table, "_DIRECT_MIN_KEYS", 200)
     rng = np.random.default_rng(11)
     top = (1 << 32) - 3_000
 
@@ -103,9 +103,9 @@ def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_searc
 def test_sparse_keys_get_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keys spread thinly over their range (a small library) are searched: a table over the range
     would cost 4 bytes a value for nothing."""
-    from media_pipeline.hashindex import memory_features
+    from media_pipeline.hashindex import key_table
 
-    monkeypatch.setattr(memory_features, "_DIRECT_MIN_KEYS", 200)
+    monkeypatch.setattr(key_table, "_DIRECT_MIN_KEYS", 200)
     rng = np.random.default_rng(12)
     index = MemoryFeatureIndex()
     keys = np.unique(rng.integers(0, 1 << 24, size=200_000))  # more than 2^17: starts are sampled

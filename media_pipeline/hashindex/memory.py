@@ -61,9 +61,12 @@ def distances(words: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def pair_distances(words: np.ndarray, rows: np.ndarray, queries: np.ndarray, qids: np.ndarray) -> np.ndarray:
-    """Hamming distance of each ``words[rows[i]]`` to ``queries[qids[i]]``. The four words' counts
-    are added column by column: numpy's sum over an axis of length four took 1.5x as long."""
-    counts = np.bitwise_count(np.bitwise_xor(words[rows], queries[qids]))
+    """Hamming distance of each ``words[rows[i]]`` to ``queries[qids[i]]``. The rows are gathered
+    with ``np.take``: numpy 2.4's fancy indexing of a 2-D array by rows took 7x as long (29.7
+    against 4.3 ms for 327,000 random rows of 50 million, the search's candidates at ten million
+    photos). The four words' counts are added column by column: numpy's sum over an axis of
+    length four took 1.5x as long."""
+    counts = np.bitwise_count(np.bitwise_xor(np.take(words, rows, axis=0), np.take(queries, qids, axis=0)))
     dist = counts[:, 0].astype(np.int32)
     for w in range(1, _WORDS):
         dist += counts[:, w]
@@ -213,13 +216,15 @@ class MemoryHashIndex:
             newer = np.arange(self._built, self._n)
             rows = np.concatenate([rows, np.tile(newer, len(queries))])
             qids = np.concatenate([qids, np.repeat(np.arange(len(queries)), len(newer))])
-            keep = self._alive[rows]
-            if owner is not None:
-                keep &= self._owner_codes[rows] == self._owner_code.get(owner, -1)
-            rows, qids = rows[keep], qids[keep]
+            # Distances first, then the few rows within the radius checked (alive, the owner's):
+            # checking every candidate first cost a random read each (4 ms at ten million photos).
             dist = pair_distances(self._words, rows, query_words, qids)
             within = dist <= radius
             rows, qids, dist = rows[within], qids[within], dist[within]
+            keep = self._alive[rows]
+            if owner is not None:
+                keep &= self._owner_codes[rows] == self._owner_code.get(owner, -1)
+            rows, qids, dist = rows[keep], qids[keep], dist[keep]
             hits: dict[str, IndexHit] = {}
             for i in np.lexsort((qids, dist)).tolist():  # closest first, then the first query
                 row = int(rows[i])
