@@ -17,11 +17,13 @@ Then the pause a full pass of the cycle collector makes with both indexes loaded
 
 With ``--catalog URL``, a process's load of its keypoint index at start: the same photos' keys
 filled in bulk into ``feature_keys`` (one packed row a photo, what the service loads) and, up to
-``--catalog-baseline-max`` photos, into ``feature_postings``, then read each way (the postings the
-way the service read them before the packed rows: the baseline, in the same run). Printed per
-size: seconds and microseconds a photo of each, their ratio, and the RSS the packed load added;
-up to the same size, also the load of the photos' view hashes (``hash_index``), the other part
-of a process's start.
+``--catalog-baseline-max`` photos, into ``feature_postings``, then read each way: the postings the
+way the service read them before the packed rows, the packed rows in one read (every load before
+2026-12-06), and as a process loads them now (``load_feature_index``: past
+``counted_load.ONE_PASS_MAX`` postings, read twice more, keys counted then placed). Printed per
+size: seconds and microseconds a photo of each, the most RSS each held above its start (sampled
+every 10 ms) and the RSS the load left; up to the baseline's size, also the load of the photos'
+view hashes (``hash_index``), the other part of a process's start.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,7 +44,7 @@ from dedupe_index import current_rss_mib, pct, rss_mib, words_to_int  # noqa: E4
 from dedupe_scale import _HASH_COLUMNS, _KEYS_INDEXES, SHARED_KEYS, hash_rows, load, photo_ids  # noqa: E402
 
 from media_pipeline.catalog.sql import SqlCatalog, hash_substring_indexes  # noqa: E402
-from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex  # noqa: E402
+from media_pipeline.hashindex import MemoryFeatureIndex, MemoryHashIndex, counted_load  # noqa: E402
 from media_pipeline.hashindex.synced import freeze_loaded, load_feature_index, load_hash_index, photo_batches  # noqa: E402
 from media_pipeline.hashindex.base import HASH_BITS  # noqa: E402
 from media_pipeline.keypoints import KEY_BASE, KEY_BITS, MIN_VOTES, TABLES  # noqa: E402
@@ -178,14 +181,39 @@ def load_from_postings(catalog: SqlCatalog) -> MemoryFeatureIndex:
     return features
 
 
-def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, float, float]:
-    """(index, seconds, RSS MiB it added)."""
+def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, float, float, float]:
+    """(index, seconds, RSS MiB it added, the most RSS MiB it held above the start meanwhile:
+    sampled every 10 ms by a thread)."""
     gc.collect()
     before, started = current_rss_mib(), time.perf_counter()
-    index = load()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], current_rss_mib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        index = load()
+    finally:
+        done.set()
+        sampler.join()
     took = time.perf_counter() - started
     gc.collect()
-    return index, took, current_rss_mib() - before
+    return index, took, current_rss_mib() - before, max(peak[0], current_rss_mib()) - before
+
+
+def load_in_one_read(catalog: SqlCatalog) -> MemoryFeatureIndex:
+    """The packed rows loaded the way every load was before 2026-12-06: read once, every posting
+    packed in 8 bytes and sorted at the end (the counted load's baseline, in the same run)."""
+    kept = counted_load.ONE_PASS_MAX
+    counted_load.ONE_PASS_MAX = 1 << 62
+    try:
+        return load_feature_index(catalog)
+    finally:
+        counted_load.ONE_PASS_MAX = kept
 
 
 def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> None:
@@ -210,17 +238,21 @@ def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> Non
         del loaded
         rows = ((k, p, "") for p, block in key_blocks(ids, keys, seed) for k in block.tolist())
         load(catalog, "feature_postings", "key, photo_id, owner", rows, ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
-        from_postings, old_s, _ = timed(lambda: load_from_postings(catalog))
+        from_postings, old_s, _, _ = timed(lambda: load_from_postings(catalog))
         old = f"{old_s:.1f} ({old_s / n * 1e6:,.0f})"
-    features, took, grown = timed(lambda: load_feature_index(catalog))
+    one_read, one_s, _, one_peak = timed(lambda: load_in_one_read(catalog))
+    one_postings = one_read.postings()
+    del one_read
+    features, took, grown, peak = timed(lambda: load_feature_index(catalog))
+    assert features.postings() == one_postings
     if baseline:
         probe = [k for _, (_, block) in zip(range(5), key_blocks(ids, keys, seed)) for k in block[:60].tolist()]
         assert features.postings() == from_postings.postings()
         assert features.votes(probe, limit=5, min_votes=2) == from_postings.votes(probe, limit=5, min_votes=2)
         del from_postings
         ratio = f"{old_s / took:.0f}x"
-    print(f"| {catalog.dialect} | {n:,} | {hashes} | {features.postings():,} | {old} | {took:.1f} ({took / n * 1e6:,.0f}) | "
-          f"{ratio if baseline else '-'} | {grown:,.0f} |", flush=True)
+    print(f"| {catalog.dialect} | {n:,} | {hashes} | {features.postings():,} | {old} | {one_s:.1f} ({one_s / n * 1e6:,.0f}) | "
+          f"{took:.1f} ({took / n * 1e6:,.0f}) | {ratio if baseline else '-'} | {one_peak:,.0f} | {peak:,.0f} | {grown:,.0f} |", flush=True)
     with catalog._tx() as cur:
         for table in ("feature_keys", "feature_postings", "hash_index"):
             cur.execute(f"DELETE FROM {table}")
@@ -292,9 +324,10 @@ def main() -> None:
         print("|---|---|---|---|---|")
         print("\n".join(pauses), flush=True)
     if args.catalog:
-        print("\n| catalog | photos | view hashes s (us a photo) | postings loaded | from postings s (us a photo) | from packed rows s (us a photo) | "
-              "postings / packed | RSS MiB added (packed) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| catalog | photos | view hashes s (us a photo) | postings loaded | from postings s (us a photo) | "
+              "from packed rows, one read s (us a photo) | from packed rows, as a process loads s (us a photo) | "
+              "postings / packed | peak RSS MiB above the start: one read | as a process loads | RSS MiB added (packed) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         if not args.catalog.startswith("sqlite"):
             from dedupe_index import ensure_database
 
