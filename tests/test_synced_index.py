@@ -310,3 +310,17 @@ def test_a_photo_filed_between_the_loads_two_reads_is_loaded_the_one_pass_way(ur
     assert features_b.votes(range(29_000, 29_060), limit=3, min_votes=2) == [("p29", 60)]
     catalog_a.close()
     catalog_b.close()
+
+
+def test_a_load_allocates_its_view_hash_rows_once(url: str) -> None:
+    """The rows are counted before they are read: the loaded index holds exactly their room, not
+    a doubling's spare (up to twice the row arrays at a process's start)."""
+    catalog, hashes, _ = process(url)
+    for i in range(700):
+        hashes.add(f"p{i}", None, [("full", i), ("crop", i << 128)])
+    catalog_b, hashes_b, _ = process(url)
+    loaded = hashes_b.indexes.hashes
+    assert loaded.count() == 1_400 and len(loaded._words) == 1_400
+    assert [h.photo_id for h in hashes_b.search([699 << 128], 0)] == ["p699"]
+    catalog.close()
+    catalog_b.close()

@@ -194,8 +194,11 @@ class SyncedFeatureIndex:
 
 
 def load_hash_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryHashIndex:
-    """``hash_index`` read into a new memory index, built."""
+    """``hash_index`` read into a new memory index, built; room for its rows reserved first (a
+    count is one index scan, and growing by doubling would hold up to twice the rows' arrays)."""
     hashes = MemoryHashIndex(rebuild_in_background=True)
+    with catalog._tx(write=False) as cur:
+        hashes.reserve(int(cur.fetchall("SELECT COUNT(*) FROM hash_index")[0][0]))
     for rows in photo_batches(catalog, "hash_index", _HASH_ROW, batch, then="view"):
         hashes.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _words(rows), rebuild=False)
     hashes.rebuild()
