@@ -205,7 +205,7 @@ def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, f
     return index, took, current_rss_mib() - before, max(peak[0], current_rss_mib()) - before
 
 
-def load_in_one_read(catalog: SqlCatalog) -> MemoryFeatureIndex:
+def load_packed_in_one_read(catalog: SqlCatalog) -> MemoryFeatureIndex:
     """The packed rows loaded the way every load was before 2026-12-06: read once, every posting
     packed in 8 bytes and sorted at the end (the counted load's baseline, in the same run)."""
     kept = counted_load.ONE_PASS_MAX
@@ -240,7 +240,7 @@ def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> Non
         load(catalog, "feature_postings", "key, photo_id, owner", rows, ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
         from_postings, old_s, _, _ = timed(lambda: load_from_postings(catalog))
         old = f"{old_s:.1f} ({old_s / n * 1e6:,.0f})"
-    one_read, one_s, _, one_peak = timed(lambda: load_in_one_read(catalog))
+    one_read, one_s, _, one_peak = timed(lambda: load_packed_in_one_read(catalog))
     one_postings = one_read.postings()
     del one_read
     features, took, grown, peak = timed(lambda: load_feature_index(catalog))

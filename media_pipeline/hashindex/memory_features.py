@@ -5,7 +5,7 @@ voted), the built part is ``keys`` (sorted, distinct), ``offsets`` into ``photos
 numbers filed under each key, ascending); photos filed since are in a small tail (a hash table of
 key to numbers in arrays, ``TailPostings``) until it holds ``rebuild_after`` postings, then they
 are merged in. Removal marks the number dead; a rebuild drops dead postings and numbers. A vote
-gathers the postings of its keys and counts them (``np.unique``): its work is the postings read,
+gathers the postings of its keys and counts them (a sort, ``tallied``): its work is the postings read,
 not the index size. About 3 bytes a posting (``PhotoNumbers``), 4 + 4 a distinct key, and the
 photo ids. A large index is loaded in two reads of its source (``load``, ``counted_load``).
 
@@ -116,16 +116,22 @@ class MemoryFeatureIndex:
             except Exception:
                 self._forget_photos()  # empty again, for the caller to load another way
                 raise
-            if tally is None or photos is None:
+            if tally is None or photos is None:  # keys too many and too wide to count
                 self._forget_photos()
-                for batch in batches():
-                    self.add_many(*batch)
-                self.rebuild()
+                self.load_in_one_read(batches)
                 return
             self._keys, counts = tally.filed()
             self._offsets = _offsets(counts, len(photos))
             self._photos = photos
             self._direct = direct_slots(self._keys)
+
+    def load_in_one_read(self, batches: Callable[[], Iterable[counted_load.Batch]]) -> None:
+        """Fill this empty index, built, reading ``batches()`` once (every posting held packed and
+        sorted at the end): what ``load`` falls back on."""
+        with self._lock:
+            for batch in batches():
+                self.add_many(*batch)
+            self.rebuild()
 
     def _forget_photos(self) -> None:
         self._ids, self._numbers, self._bulk = [], {}, []

@@ -5,7 +5,7 @@ billion of them), and a shard's photo numbers fit in 24 bits up to 16.7 million 
 posting is stored as its low 16 bits and its high 8 (16 once a number passes 2^24) in two arrays:
 3 bytes instead of an int32's 4, which is what lets ten million photos' index fit in this
 machine's 23 GiB. Reading them back joins the two halves: at a vote's 450,000 postings that costs
-1 ms more than one int32 gather (2.1 against 1.0 ms, measured with numpy 2.3).
+1 ms more than one int32 gather (2.1 against 1.0 ms, measured with numpy 2.4).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _NARROW_LIMIT = 1 << 24
 
 
 class PhotoNumbers:
-    """An immutable-by-convention column of non-negative photo numbers (``fill`` only while loading)."""
+    """A column of non-negative photo numbers, not changed once built (``put`` only while loading)."""
 
     __slots__ = ("low", "high")
 
@@ -47,8 +47,8 @@ class PhotoNumbers:
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The numbers at ``positions``, as int32: the two halves written into one array's halves."""
-        joined = np.empty(len(positions), dtype=np.int32)
-        halves = joined.view(np.uint16).reshape(-1, 2)  # little-endian: low half first
+        joined = np.empty(len(positions), dtype="<i4")
+        halves = joined.view("<u2").reshape(-1, 2)  # little-endian by its type: the low half first on any machine
         halves[:, 0] = self.low[positions]
         halves[:, 1] = self.high[positions]
         return joined

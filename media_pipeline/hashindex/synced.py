@@ -220,9 +220,7 @@ def load_feature_index(catalog: SqlCatalog, batch: int = 50_000) -> MemoryFeatur
         features.load(batches)
     except ValueError:
         log.info("feature_keys changed between the load's two reads: loading it in one")
-        for photo_ids, owners, counts, keys in batches():
-            features.add_many(photo_ids, owners, counts, keys)
-        features.rebuild()
+        features.load_in_one_read(batches)
     return features
 
 
