@@ -10,7 +10,7 @@ a vote of ``--query-keys`` keys of which 100 are the photo's, as duplicates.py c
 per size: build time, RSS each index added and the feature arrays' bytes, both per photo, and
 p50/p99 of the search, the vote and the two together, with how often the repost was found, and
 the vote's while 2,500 photos filed one by one wait in the tail (a running index's state just
-before it merges them; the merge's seconds last, up to ``--merge-max`` photos). The
+before it merges them; the merge's seconds and the most RSS it held above its start last). The
 baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
 Then the pause a full pass of the cycle collector makes with both indexes loaded, before and after
 ``freeze_loaded`` (what a process does after its load), the median of 5 ``gc.collect()`` each.
@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,7 @@ RADIUS = 31
 CHUNK = 50_000  # photos generated at once, so the generator's temporaries stay small
 LOAD_BATCH = 10_000  # photos a batch of the keypoint index's load: its temporaries stay ~200 MB
 TAIL_PHOTOS = 2_500  # about the default tail (1M postings) a running index merges at a time
+Loaded = TypeVar("Loaded")
 
 
 def build(n: int, views: int, keys: int, rng: np.random.Generator, targets: np.ndarray) -> tuple[MemoryHashIndex, MemoryFeatureIndex, list[str], dict[int, tuple[int, np.ndarray]], dict[str, float]]:
@@ -181,9 +182,9 @@ def load_from_postings(catalog: SqlCatalog) -> MemoryFeatureIndex:
     return features
 
 
-def timed(load: Callable[[], MemoryFeatureIndex]) -> tuple[MemoryFeatureIndex, float, float, float]:
-    """(index, seconds, RSS MiB it added, the most RSS MiB it held above the start meanwhile:
-    sampled every 10 ms by a thread)."""
+def measured(load: Callable[[], Loaded]) -> tuple[Loaded, float, float, float]:
+    """(what ``load`` returned, seconds, RSS MiB it added, the most RSS MiB it held above the start
+    meanwhile: sampled every 10 ms by a thread)."""
     gc.collect()
     before, started = current_rss_mib(), time.perf_counter()
     peak = [before]
@@ -238,12 +239,12 @@ def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> Non
         del loaded
         rows = ((k, p, "") for p, block in key_blocks(ids, keys, seed) for k in block.tolist())
         load(catalog, "feature_postings", "key, photo_id, owner", rows, ("CREATE INDEX feature_postings_photo ON feature_postings (photo_id)",))
-        from_postings, old_s, _, _ = timed(lambda: load_from_postings(catalog))
+        from_postings, old_s, _, _ = measured(lambda: load_from_postings(catalog))
         old = f"{old_s:.1f} ({old_s / n * 1e6:,.0f})"
-    one_read, one_s, _, one_peak = timed(lambda: load_packed_in_one_read(catalog))
+    one_read, one_s, _, one_peak = measured(lambda: load_packed_in_one_read(catalog))
     one_postings = one_read.postings()
     del one_read
-    features, took, grown, peak = timed(lambda: load_feature_index(catalog))
+    features, took, grown, peak = measured(lambda: load_feature_index(catalog))
     assert features.postings() == one_postings
     if baseline:
         probe = [k for _, (_, block) in zip(range(5), key_blocks(ids, keys, seed)) for k in block[:60].tolist()]
@@ -266,8 +267,6 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=400, help="keypoint keys filed per photo")
     parser.add_argument("--query-keys", default="2560", help="keys a vote sends (%(default)s: today's lookups); several, comma-separated, "
                         "are each timed on the same index, alternating in two halves, a row each")
-    parser.add_argument("--merge-max", type=int, default=5_000_000, help="merge the tail only up to this many photos: a merge "
-                        "holds the old postings and the new at once (beyond about 6 million photos more than this machine's 23 GiB)")
     parser.add_argument("--catalog", default="", help="also time loading the indexes from this catalog's tables (filled first; "
                         "e.g. sqlite:///var/bench/memory_load.db or a PostgreSQL URL)")
     parser.add_argument("--catalog-photos", default="10000", help="sizes for --catalog")
@@ -279,7 +278,7 @@ def main() -> None:
           f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
     print("| photos | vote keys | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
           f"search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | vote with {TAIL_PHOTOS:,} photos in the tail p50 / p99 ms | "
-          f"lookup p99 vs first size | found by hash / voted first | merging them s |")
+          f"lookup p99 vs first size | found by hash / voted first | merging them: s, peak RSS above the start; segments after |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     pauses: list[str] = []
@@ -296,11 +295,7 @@ def main() -> None:
         for i in range(TAIL_PHOTOS):  # filed one by one, as uploads are
             features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=args.keys) + KEY_BASE).tolist())
         tailed = {k: lookups(hashes, features, ids, kept, targets, k, rng)["vote"] for k in vote_sizes}
-        f["tail merge s"] = float("nan")
-        if n <= args.merge_max:  # a merge writes new arrays beside the old: twice the postings for a moment
-            started = time.perf_counter()
-            features.rebuild()
-            f["tail merge s"] = time.perf_counter() - started
+        _, f["tail merge s"], _, f["tail merge peak MiB"] = measured(lambda: features.rebuild())  # a segment at a time
         for k, t in timed.items():
             p99 = pct(t["both"], 99)  # type: ignore[arg-type]
             baseline = baseline or p99
@@ -310,7 +305,7 @@ def main() -> None:
                   + " | ".join(f"{pct(t[k2], 50):.2f} / {pct(t[k2], 99):.2f}" for k2 in ("search", "vote", "both"))  # type: ignore[arg-type]
                   + f" | {pct(tailed[k], 50):.2f} / {pct(tailed[k], 99):.2f}"  # type: ignore[arg-type]
                   + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} / "
-                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {'-' if f['tail merge s'] != f['tail merge s'] else format(f['tail merge s'], '.1f')} |", flush=True)
+                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {f['tail merge s']:.1f} s, {f['tail merge peak MiB']:,.0f} MiB; {len(features._segments)} segments |", flush=True)
         unfrozen = collector_pause()
         started = time.perf_counter()
         freeze_loaded()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from media_pipeline.hashindex import MemoryFeatureIndex, counted_load
+from media_pipeline.hashindex.memory_features import SEGMENT_POSTINGS
 
 
 def expected_votes(filed: dict[str, tuple[str, set[int]]], query: list[int], min_votes: int, owner: str | None = None) -> list[tuple[str, int]]:
@@ -16,10 +17,11 @@ def expected_votes(filed: dict[str, tuple[str, set[int]]], query: list[int], min
     return sorted(((p, n) for p, n in counts.items() if n >= min_votes), key=lambda x: (-x[1], x[0]))
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(background: bool) -> None:
+@pytest.mark.parametrize("background, segment_postings", [(False, SEGMENT_POSTINGS), (True, SEGMENT_POSTINGS), (False, 700), (True, 700)])
+def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(background: bool, segment_postings: int) -> None:
+    """In one segment, and in segments of 700 postings (about 17 of them, split as merges grow them)."""
     rng = np.random.default_rng(5)
-    index = MemoryFeatureIndex(rebuild_after=500, merge_in_background=background)
+    index = MemoryFeatureIndex(rebuild_after=500, merge_in_background=background, segment_postings=segment_postings)
     filed: dict[str, tuple[str, set[int]]] = {}
     # Bulk: 300 photos of 40 keys from a small key space, so keys are shared and split across chunks.
     ids = [f"bulk{i:03d}" for i in range(300)]
@@ -54,6 +56,41 @@ def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(backgr
     index.rebuild()  # a quarter dead: sorted afresh without them
     assert index.postings() == sum(len(keys) for _, keys in filed.values())
     assert index.votes(query, limit=9, min_votes=1) == expected_votes(filed, query, 1)[:9]
+    assert (len(index._segments) > 10) == (segment_postings == 700)
+    assert max(len(segment) for segment in index._segments) <= 2 * segment_postings
+
+
+def test_a_vote_during_a_merge_counts_each_posting_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge replaces one segment at a time while lookups go on: before each segment is merged,
+    the tail being merged must count for the keys not yet merged and only for them."""
+    from media_pipeline.hashindex import key_segment
+
+    rng = np.random.default_rng(6)
+    index = MemoryFeatureIndex(rebuild_after=10**9, segment_postings=400)
+    filed: dict[str, tuple[str, set[int]]] = {}
+    ids = [f"bulk{i:03d}" for i in range(200)]
+    keys = np.sort(rng.integers(0, 3_000, size=(200, 40)), axis=1)
+    index.add_many(ids, [None] * 200, np.full(200, 40), keys.ravel())
+    index.rebuild()
+    filed.update({p: ("", set(row.tolist())) for p, row in zip(ids, keys)})
+    for i in range(60):  # filed one by one: in the tail
+        row = set(rng.integers(0, 3_000, size=40).tolist())
+        index.add(f"new{i:02d}", None, sorted(row))
+        filed[f"new{i:02d}"] = ("", row)
+    query = rng.integers(0, 3_000, size=1_500).tolist()
+    want = expected_votes(filed, query, 1)
+    checked = []
+    merged = key_segment.KeySegment.merged
+
+    def checking(segment: key_segment.KeySegment, pending: np.ndarray) -> key_segment.KeySegment:
+        checked.append(index.votes(query, limit=len(want) + 1, min_votes=1) == want)
+        return merged(segment, pending)
+
+    monkeypatch.setattr(key_segment.KeySegment, "merged", checking)
+    segments = len(index._segments)
+    index.rebuild()
+    assert segments > 10 and len(checked) == segments and all(checked)
+    assert index.votes(query, limit=len(want) + 1, min_votes=1) == want
 
 
 def test_keys_outside_32_bits_are_refused() -> None:
@@ -82,7 +119,7 @@ def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_searc
     ids = sorted(filed)
     index.add_many(ids, [None] * len(ids), np.array([len(filed[p][1]) for p in ids]), np.concatenate([sorted(filed[p][1]) for p in ids]))
     index.rebuild()
-    assert index._direct is not None and index._direct.first >= top  # the sparse keys are left to the search
+    assert index._segments[-1].direct is not None and index._segments[-1].direct.first >= top  # the sparse keys are left to the search
     for step in range(60):
         photo_id = ids[int(rng.integers(0, len(ids)))] if step % 3 else f"n{step:02d}"
         if step % 11 == 0:
@@ -97,7 +134,7 @@ def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_searc
             want = expected_votes(filed, query, 2)
             assert index.votes(query, limit=len(want) + 3, min_votes=2) == want
             assert index.votes(old, limit=1, min_votes=1)[0][1] == len(old)
-    assert index._direct is not None
+    assert index._segments[-1].direct is not None
 
 
 def test_sparse_keys_get_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +148,7 @@ def test_sparse_keys_get_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = np.unique(rng.integers(0, 1 << 24, size=200_000))  # more than 2^17: starts are sampled
     index.add_many(["a", "b"], [None, None], np.array([2_500, len(keys) - 2_500]), keys)
     index.rebuild()
-    assert index._direct is None
+    assert index._segments[-1].direct is None
     assert index.votes(keys[:40].tolist(), limit=2, min_votes=1) == [("a", 40)]
 
 
@@ -126,23 +163,26 @@ def _batches(photos: list[tuple[str, str, np.ndarray]], size: int) -> list[tuple
              np.concatenate([k for _, _, k in part])) for part in (photos[i : i + size] for i in range(0, len(photos), size))]
 
 
-@pytest.mark.parametrize("spread, low, sparse_max", [(3_000, 0, 1 << 22), (3_000, 0, 100), (3_000, (1 << 32) - 3_000, 100),
-                                                    (1 << 31, 0, 1 << 22), (1 << 31, 0, 100)])
-def test_a_counted_load_votes_like_a_count_and_goes_on_taking_photos(spread: int, low: int, sparse_max: int,
+@pytest.mark.parametrize("spread, low, sparse_max, segment_postings",
+                         [(3_000, 0, 1 << 22, SEGMENT_POSTINGS), (3_000, 0, 100, SEGMENT_POSTINGS), (3_000, (1 << 32) - 3_000, 100, SEGMENT_POSTINGS),
+                          (1 << 31, 0, 1 << 22, SEGMENT_POSTINGS), (1 << 31, 0, 100, SEGMENT_POSTINGS), (3_000, 0, 1 << 22, 900),
+                          (3_000, (1 << 32) - 3_000, 100, 900), (1 << 31, 0, 100, 900)])
+def test_a_counted_load_votes_like_a_count_and_goes_on_taking_photos(spread: int, low: int, sparse_max: int, segment_postings: int,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Two passes, keys counted then placed: votes as a count of the photos' keys says, with a
     photo's repeated key filed once; keys counted one by one and per value of their range (past
     ``sparse_max`` distinct keys), at either end of the key space, and too many keys spread too
-    wide to count per value (loaded the one-pass way); then photos filed, removed, merged and
-    sorted afresh."""
+    wide to count per value (loaded the one-pass way), in one segment or placed straight into
+    segments of 900 postings; then photos filed, removed, merged and sorted afresh."""
     monkeypatch.setattr(counted_load, "_SPARSE_MAX", sparse_max)
     monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 1_000)  # a few batches: read once more, counted
     photos = _photos(7, 700, spread, low)  # rng draws repeat keys within a photo now and then
     assert spread > 1 << 28 or any(len(np.unique(k)) < len(k) for _, _, k in photos)
     batches = _batches(photos, 64)
     calls = []
-    index = MemoryFeatureIndex(rebuild_after=300)
+    index = MemoryFeatureIndex(rebuild_after=300, segment_postings=segment_postings)
     index.load(lambda: calls.append(1) or iter(batches))
+    assert (len(index._segments) > 10) == (segment_postings == 900)
     assert len(calls) == 3  # a start in one pass, then counted and placed; or counted until too wide, then in one
     filed = {p: (o, set(k.tolist())) for p, o, k in photos}
     assert index.postings() == sum(len(k) for _, k in filed.values())

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from media_pipeline.hashindex.key_segment import piece_bounds
 from media_pipeline.hashindex.photo_numbers import PhotoNumbers
 
 # photo ids, their owners, how many keys each photo has, and the keys, photo after photo
@@ -113,13 +114,17 @@ def count(batches: Iterable[Batch], number_photos: Callable[[Sequence[str], Sequ
     return tally
 
 
-def place(batches: Iterable[Batch], tally: KeyCounts, numbered: Sequence[str]) -> PhotoNumbers:
+def place(batches: Iterable[Batch], tally: KeyCounts, numbered: Sequence[str], most: int) -> tuple[list[PhotoNumbers], list[int]]:
     """The second pass: each posting's photo number put after those of lower numbers under its key
-    (photos come in number order, so each key's run ends ascending). ``numbered``: the photo ids
-    the first pass numbered; a source that changed between the passes is an error, not a wrong index."""
-    cursor = np.zeros(len(tally.counts), dtype=np.int64)
-    np.cumsum(tally.counts[:-1], out=cursor[1:])
-    photos = PhotoNumbers.empty(int(tally.counts.sum()), tally.photos)
+    (photos come in number order, so each key's run ends ascending), in columns of whole keys' runs
+    of about ``most`` postings each (``key_segment.piece_bounds``): (the columns, the positions
+    they start at and the total). ``numbered``: the photo ids the first pass numbered; a source
+    that changed between the passes is an error, not a wrong index."""
+    ends = np.cumsum(tally.counts)
+    offsets = np.concatenate([[0], ends])
+    bounds = sorted({int(offsets[slot]) for slot in piece_bounds(offsets, most)})
+    columns = [PhotoNumbers.empty(end - start, tally.photos) for start, end in zip(bounds[:-1], bounds[1:])]
+    cursor = offsets[:-1].copy()
     first = 0
     for photo_ids, _, counts, keys in batches:
         if list(photo_ids) != list(numbered[first : first + len(photo_ids)]):
@@ -134,13 +139,16 @@ def place(batches: Iterable[Batch], tally: KeyCounts, numbered: Sequence[str]) -
         values = (packed >> np.uint64(32)).astype(np.int64)
         starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
         sizes = np.diff(np.append(starts, len(values)))
-        rank = np.arange(len(values)) - np.repeat(starts, sizes)
+        positions = cursor[values] + np.arange(len(values)) - np.repeat(starts, sizes)  # ascending: slots in order
+        numbers = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64) + first
+        cuts = np.searchsorted(positions, bounds[1:-1])
         try:
-            photos.put(cursor[values] + rank, (packed & np.uint64(0xFFFFFFFF)).astype(np.int64) + first)
+            for column, start, at, put in zip(columns, bounds, np.split(positions, cuts), np.split(numbers, cuts)):
+                column.put(at - start, put)
         except IndexError:  # more postings than counted
             raise ValueError("the second pass over the source gave other keys than the first") from None
         cursor[values[starts]] += sizes
         first += len(photo_ids)
-    if first != tally.photos or not np.array_equal(cursor, np.cumsum(tally.counts)):
+    if first != tally.photos or not np.array_equal(cursor, ends):
         raise ValueError("the second pass over the source gave other postings than the first")
-    return photos
+    return columns, bounds

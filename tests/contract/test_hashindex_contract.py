@@ -121,7 +121,7 @@ def test_empty_queries_and_empty_index(index: Any) -> None:
 
 
 # --------------------------------------------------------------------------- keypoint votes
-@pytest.fixture(params=["memory", "memory-rebuilt", "memory-background", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+@pytest.fixture(params=["memory", "memory-rebuilt", "memory-background", "memory-segmented", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
                         "synced-sqlite", pytest.param("synced-postgresql", marks=pytest.mark.postgres)])
 def features(request: Any, tmp_path: Any) -> Any:
     from media_pipeline.hashindex import MemoryFeatureIndex, SqlFeatureIndex
@@ -134,6 +134,9 @@ def features(request: Any, tmp_path: Any) -> Any:
         return
     if request.param == "memory-background":
         yield MemoryFeatureIndex(rebuild_after=3, merge_in_background=True)  # lookups while a thread merges
+        return
+    if request.param == "memory-segmented":
+        yield MemoryFeatureIndex(rebuild_after=3, merge_in_background=True, segment_postings=4)  # merged a key range at a time
         return
     yield from sql_backend(request, tmp_path, SqlFeatureIndex, "feature_postings", "feature_keys")
 
