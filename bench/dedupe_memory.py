@@ -10,7 +10,8 @@ a vote of ``--query-keys`` keys of which 100 are the photo's, as duplicates.py c
 per size: build time, RSS each index added and the feature arrays' bytes, both per photo, and
 p50/p99 of the search, the vote and the two together, with how often the repost was found, and
 the vote's while 2,500 photos filed one by one wait in the tail (a running index's state just
-before it merges them; the merge's seconds and the most RSS it held above its start last). The
+before it merges them; the merge's seconds and the most RSS it held above its start, then the same
+for the rebuild that drops the postings of an eighth of the photos, deleted). The
 baseline in the same run is the smaller size: the ratios say how the lookup grows with the index.
 Then the pause a full pass of the cycle collector makes with both indexes loaded, before and after
 ``freeze_loaded`` (what a process does after its load), the median of 5 ``gc.collect()`` each.
@@ -278,8 +279,9 @@ def main() -> None:
           f"{UPLOADS} uploads of {QUERY_HASHES} hashes (radius {RADIUS}) and {args.query_keys} vote keys ({SHARED_KEYS} of one photo's)\n")
     print("| photos | vote keys | hashes / postings | build s (hash + features) | RSS MiB (hash + features) | bytes a photo (RSS; feature arrays) | "
           f"search p50 / p99 ms | vote p50 / p99 ms | lookup p50 / p99 ms | vote with {TAIL_PHOTOS:,} photos in the tail p50 / p99 ms | "
-          f"lookup p99 vs first size | found by hash / voted first | merging them: s, peak RSS above the start; segments after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"lookup p99 vs first size | found by hash / voted first | merging them: s, peak RSS above the start; segments after | "
+          "an eighth of the photos deleted, their postings dropped: s, peak RSS above the start |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     pauses: list[str] = []
     for n in [int(x) for x in args.photos.split(",") if x]:
@@ -296,6 +298,9 @@ def main() -> None:
             features.add(f"tail{i}", None, (rng.integers(0, TABLES << KEY_BITS, size=args.keys) + KEY_BASE).tolist())
         tailed = {k: lookups(hashes, features, ids, kept, targets, k, rng)["vote"] for k in vote_sizes}
         _, f["tail merge s"], _, f["tail merge peak MiB"] = measured(lambda: features.rebuild())  # a segment at a time
+        for photo_id in ids[: (n + TAIL_PHOTOS) // 8 + 1]:  # an eighth deleted: the next rebuild drops their postings, a segment at a time
+            features.remove(photo_id)
+        _, f["purge s"], _, f["purge peak MiB"] = measured(lambda: features.rebuild())
         for k, t in timed.items():
             p99 = pct(t["both"], 99)  # type: ignore[arg-type]
             baseline = baseline or p99
@@ -305,7 +310,8 @@ def main() -> None:
                   + " | ".join(f"{pct(t[k2], 50):.2f} / {pct(t[k2], 99):.2f}" for k2 in ("search", "vote", "both"))  # type: ignore[arg-type]
                   + f" | {pct(tailed[k], 50):.2f} / {pct(tailed[k], 99):.2f}"  # type: ignore[arg-type]
                   + f" | {p99 / baseline:.2f}x | {t['found_hash']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} / "
-                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {f['tail merge s']:.1f} s, {f['tail merge peak MiB']:,.0f} MiB; {len(features._segments)} segments |", flush=True)
+                  f"{t['found_vote']}/{UPLOADS * (len(timed[k]['both']) // UPLOADS)} | {f['tail merge s']:.1f} s, {f['tail merge peak MiB']:,.0f} MiB; {len(features._segments)} segments | "
+                  f"{f['purge s']:.1f} s, {f['purge peak MiB']:,.0f} MiB |", flush=True)
         unfrozen = collector_pause()
         started = time.perf_counter()
         freeze_loaded()

@@ -46,10 +46,11 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2,000 |", "| 4,000 |"))]
-    lookups, pauses = [r for r in rows if r.count("|") == 14], [r for r in rows if r.count("|") == 6]
+    lookups, pauses = [r for r in rows if r.count("|") == 15], [r for r in rows if r.count("|") == 6]
     # A row per size and vote size, each timed in two halves: every repost found in both.
     assert [r.split("|")[2].strip() for r in lookups] == ["600", "800"] * 2, rows
     assert all("| 400/400 / 400/400 |" in row for row in lookups), rows
+    assert all(re.search(r"\| [\d.]+ s, -?[\d,]+ MiB; \d+ segments \| [\d.]+ s, -?[\d,]+ MiB \|$", row) for row in lookups), rows  # merged; purged
     assert len(pauses) == 2 and all(int(row.split("|")[2].replace(",", "")) > 0 for row in pauses), rows  # what was alive, frozen
     loads = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 500 |")]
     assert len(loads) == 1 and re.search(r"\| \d+x \|", loads[0]), loads  # both ways loaded the same postings

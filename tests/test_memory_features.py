@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from media_pipeline.hashindex import MemoryFeatureIndex, counted_load
+from media_pipeline.hashindex import MemoryFeatureIndex, counted_load, key_segment
 from media_pipeline.hashindex.memory_features import SEGMENT_POSTINGS
 
 
@@ -18,8 +18,11 @@ def expected_votes(filed: dict[str, tuple[str, set[int]]], query: list[int], min
 
 
 @pytest.mark.parametrize("background, segment_postings", [(False, SEGMENT_POSTINGS), (True, SEGMENT_POSTINGS), (False, 700), (True, 700)])
-def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(background: bool, segment_postings: int) -> None:
-    """In one segment, and in segments of 700 postings (about 17 of them, split as merges grow them)."""
+def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(background: bool, segment_postings: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one segment, and in segments of 700 postings (about 17 of them, split as merges grow
+    them); a re-sort renumbering 97 postings at a time, so its chunks end inside keys' runs."""
+    monkeypatch.setattr(key_segment, "_CHUNK", 97)
     rng = np.random.default_rng(5)
     index = MemoryFeatureIndex(rebuild_after=500, merge_in_background=background, segment_postings=segment_postings)
     filed: dict[str, tuple[str, set[int]]] = {}
@@ -60,11 +63,12 @@ def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(backgr
     assert max(len(segment) for segment in index._segments) <= 2 * segment_postings
 
 
-def test_a_vote_during_a_merge_counts_each_posting_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("removed", [0, 40])
+def test_a_vote_during_a_merge_counts_each_posting_once(removed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A merge replaces one segment at a time while lookups go on: before each segment is merged,
-    the tail being merged must count for the keys not yet merged and only for them."""
-    from media_pipeline.hashindex import key_segment
-
+    the tail being merged must count for the keys not yet merged and only for them. With 40 of
+    260 photos removed (more than an eighth), the same pass drops their postings and keeps every
+    number; past half, the index is sorted afresh and numbered anew."""
     rng = np.random.default_rng(6)
     index = MemoryFeatureIndex(rebuild_after=10**9, segment_postings=400)
     filed: dict[str, tuple[str, set[int]]] = {}
@@ -77,6 +81,9 @@ def test_a_vote_during_a_merge_counts_each_posting_once(monkeypatch: pytest.Monk
         row = set(rng.integers(0, 3_000, size=40).tolist())
         index.add(f"new{i:02d}", None, sorted(row))
         filed[f"new{i:02d}"] = ("", row)
+    for photo_id in sorted(filed)[3 : 3 + 6 * removed : 6]:
+        index.remove(photo_id)
+        del filed[photo_id]
     query = rng.integers(0, 3_000, size=1_500).tolist()
     want = expected_votes(filed, query, 1)
     checked = []
@@ -91,13 +98,16 @@ def test_a_vote_during_a_merge_counts_each_posting_once(monkeypatch: pytest.Monk
     index.rebuild()
     assert segments > 10 and len(checked) == segments and all(checked)
     assert index.votes(query, limit=len(want) + 1, min_votes=1) == want
-
-
-def test_keys_outside_32_bits_are_refused() -> None:
-    index = MemoryFeatureIndex()
-    with pytest.raises(ValueError):
-        index.add("a", None, [1 << 32])
-    assert index.votes([1 << 40, -1], limit=5, min_votes=1) == []
+    live = sum(len(k) for _, k in filed.values())
+    assert index.postings() == live  # the dead photos' postings dropped
+    assert len(index._ids) == 260  # numbers kept: no lookup waited on a renumbering
+    monkeypatch.setattr(key_segment.KeySegment, "merged", merged)
+    for photo_id in sorted(filed)[: len(filed) // 2 + 20]:
+        index.remove(photo_id)
+        del filed[photo_id]
+    index.rebuild()  # over half the numbers dead: numbered anew
+    assert len(index._ids) == len(filed) and index.postings() == sum(len(k) for _, k in filed.values())
+    assert index.votes(query, limit=5, min_votes=1) == expected_votes(filed, query, 1)[:5]
 
 
 def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +185,7 @@ def test_a_counted_load_votes_like_a_count_and_goes_on_taking_photos(spread: int
     wide to count per value (loaded the one-pass way), in one segment or placed straight into
     segments of 900 postings; then photos filed, removed, merged and sorted afresh."""
     monkeypatch.setattr(counted_load, "_SPARSE_MAX", sparse_max)
+    monkeypatch.setattr(key_segment, "_CHUNK", 97)
     monkeypatch.setattr(counted_load, "ONE_PASS_MAX", 1_000)  # a few batches: read once more, counted
     photos = _photos(7, 700, spread, low)  # rng draws repeat keys within a photo now and then
     assert spread > 1 << 28 or any(len(np.unique(k)) < len(k) for _, _, k in photos)

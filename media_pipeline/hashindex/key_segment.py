@@ -5,7 +5,7 @@ The postings are split by key range so that a merge, which writes new arrays bes
 lookups are reading, copies one segment at a time: the memory it adds is a segment's, not the
 whole index's (at ten million photos the postings are 12 GB, and a merge of them all at once
 did not fit in this machine's 23 GiB). A segment is not changed once built; ``merged``,
-``renumbered`` and ``split`` return new ones.
+``live_only`` and ``split`` return new ones.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from media_pipeline.hashindex.photo_numbers import PhotoNumbers
 
 PHOTO_BITS = 32
 PHOTO_MASK = np.uint64((1 << PHOTO_BITS) - 1)
+_CHUNK = 1 << 24  # postings a re-sort renumbers at once
 
 
 def gather(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """The positions ``offsets[s]`` to ``offsets[s + 1] - 1`` of every slot, concatenated, without a Python loop."""
     starts = offsets[slots].astype(np.int64)
-    lengths = offsets[slots + 1].astype(np.int64) - starts
-    total = int(lengths.sum())
-    if total == 0:
+    lengths = offsets[slots + 1] - starts
+    ends = np.cumsum(lengths)
+    if not len(ends) or ends[-1] == 0:
         return np.zeros(0, dtype=np.int64)
-    shifts = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return np.arange(total) + shifts
+    return np.arange(int(ends[-1])) + np.repeat(starts - (ends - lengths), lengths)
 
 
 def piece_bounds(offsets: np.ndarray, most: int) -> list[int]:
@@ -100,15 +100,25 @@ class KeySegment:
         counts[np.searchsorted(keys, distinct)] += added
         return KeySegment.of(keys, counts, photos)
 
-    def renumbered(self, alive: np.ndarray, renumber: np.ndarray) -> KeySegment:
-        """The live photos' postings, each number mapped through ``renumber`` (ascending, so each
-        key's run stays in order); keys left without postings dropped."""
-        numbers = self.photos.range(0, len(self))
-        keep = alive[numbers]
-        counts = np.add.reduceat(keep, self.offsets[:-1].astype(np.int64), dtype=np.int64) if len(self.keys) else np.zeros(0, np.int64)
-        photos = PhotoNumbers.of(renumber[numbers[keep]].astype(np.int32))
+    def live_only(self, alive: np.ndarray, renumber: np.ndarray | None = None) -> KeySegment:
+        """The live photos' postings, each number mapped through ``renumber`` if given (ascending,
+        so each key's run stays in order); keys left without postings dropped. A chunk at a time,
+        so the temporaries stay ~100 MB whatever the segment's size."""
+        if not len(self):
+            return self
+        counts = np.zeros(len(self.keys), dtype=np.int64)
+        lows, highs = [], []
+        for start in range(0, len(self), _CHUNK):
+            end = min(start + _CHUNK, len(self))
+            numbers = self.photos.range(start, end)
+            keep = alive[numbers]
+            first, stop = int(np.searchsorted(self.offsets, start, side="right")) - 1, int(np.searchsorted(self.offsets, end))
+            counts[first:stop] += np.add.reduceat(keep, np.maximum(self.offsets[first:stop], start) - start, dtype=np.int64)
+            part = PhotoNumbers.of(renumber[numbers[keep]] if renumber is not None else numbers[keep])
+            lows.append(part.low)
+            highs.append(part.high)
         held = counts > 0
-        return KeySegment.of(self.keys[held], counts[held], photos)
+        return KeySegment.of(self.keys[held], counts[held], PhotoNumbers(np.concatenate(lows), np.concatenate(highs)))
 
     def split(self, most: int) -> list[KeySegment]:
         """This segment in pieces of whole keys, each of about ``most`` postings or fewer (a key

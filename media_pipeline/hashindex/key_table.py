@@ -49,9 +49,12 @@ def key_slots(keys: np.ndarray, direct: Direct | None, query: np.ndarray) -> np.
     searched = query
     found = np.zeros(0, dtype=np.int64)
     if direct is not None:
-        wide = query.astype(np.int64)  # the range's end may be 2^32, past the keys' type
-        inside = (wide >= direct.first) & (wide < direct.first + len(direct.slots))
-        found = direct.slots[wide[inside] - direct.first].astype(np.int64)
+        wide = query.astype(np.int64) - direct.first  # the range's end may be 2^32, past the keys' type
+        inside = (wide >= 0) & (wide < len(direct.slots))
+        if inside.all():  # the usual case at scale, in as few numpy calls as can be: a vote makes one a segment
+            found = direct.slots[wide]
+            return found[found >= 0]
+        found = direct.slots[wide[inside]].astype(np.int64)
         found, searched = found[found >= 0], query[~inside]
     slots = np.searchsorted(keys, searched)
     slots = slots[(slots < len(keys)) & (keys[np.minimum(slots, len(keys) - 1)] == searched)]
