@@ -63,12 +63,14 @@ def test_votes_match_a_count_across_bulk_loads_adds_removals_and_rebuilds(backgr
     assert max(len(segment) for segment in index._segments) <= 2 * segment_postings
 
 
-@pytest.mark.parametrize("removed", [0, 40])
+@pytest.mark.parametrize("removed", [0, 40, 140])
 def test_a_vote_during_a_merge_counts_each_posting_once(removed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A merge replaces one segment at a time while lookups go on: before each segment is merged,
     the tail being merged must count for the keys not yet merged and only for them. With 40 of
     260 photos removed (more than an eighth), the same pass drops their postings and keeps every
-    number; past half, the index is sorted afresh and numbered anew."""
+    number; with 140 (more than half), it also numbers the photos anew, and the segments not yet
+    rewritten are read through the old numbers' new ones. A photo filed and one removed in the
+    middle of the pass count from then on."""
     rng = np.random.default_rng(6)
     index = MemoryFeatureIndex(rebuild_after=10**9, segment_postings=400)
     filed: dict[str, tuple[str, set[int]]] = {}
@@ -81,33 +83,40 @@ def test_a_vote_during_a_merge_counts_each_posting_once(removed: int, monkeypatc
         row = set(rng.integers(0, 3_000, size=40).tolist())
         index.add(f"new{i:02d}", None, sorted(row))
         filed[f"new{i:02d}"] = ("", row)
-    for photo_id in sorted(filed)[3 : 3 + 6 * removed : 6]:
+    for photo_id in (sorted(filed)[3 : 3 + 6 * removed : 6] if removed < 50 else sorted(filed)[:removed]):
         index.remove(photo_id)
         del filed[photo_id]
     query = rng.integers(0, 3_000, size=1_500).tolist()
-    want = expected_votes(filed, query, 1)
-    checked = []
+    want = [expected_votes(filed, query, 1)]
+    checked: list[bool] = []
+    kept_dead: list[int] = []
     merged = key_segment.KeySegment.merged
 
     def checking(segment: key_segment.KeySegment, pending: np.ndarray) -> key_segment.KeySegment:
-        checked.append(index.votes(query, limit=len(want) + 1, min_votes=1) == want)
+        checked.append(index.votes(query, limit=len(want[0]) + 1, min_votes=1) == want[0])
+        if len(checked) == 5:
+            row = set(rng.integers(0, 3_000, size=40).tolist())
+            index.add("during", "carol", sorted(row))
+            filed["during"] = ("carol", row)
+            gone = sorted(filed)[-2]
+            index.remove(gone)
+            kept_dead.append(len(filed.pop(gone)[1]))  # its postings stay until a later pass
+            want[0] = expected_votes(filed, query, 1)
         return merged(segment, pending)
 
     monkeypatch.setattr(key_segment.KeySegment, "merged", checking)
     segments = len(index._segments)
     index.rebuild()
-    assert segments > 10 and len(checked) == segments and all(checked)
-    assert index.votes(query, limit=len(want) + 1, min_votes=1) == want
-    live = sum(len(k) for _, k in filed.values())
-    assert index.postings() == live  # the dead photos' postings dropped
-    assert len(index._ids) == 260  # numbers kept: no lookup waited on a renumbering
     monkeypatch.setattr(key_segment.KeySegment, "merged", merged)
-    for photo_id in sorted(filed)[: len(filed) // 2 + 20]:
-        index.remove(photo_id)
-        del filed[photo_id]
-    index.rebuild()  # over half the numbers dead: numbered anew
-    assert len(index._ids) == len(filed) and index.postings() == sum(len(k) for _, k in filed.values())
-    assert index.votes(query, limit=5, min_votes=1) == expected_votes(filed, query, 1)[:5]
+    assert segments > 10 and len(checked) == segments and all(checked), checked
+    assert index.votes(query, limit=len(want[0]) + 1, min_votes=1) == want[0]
+    assert index.votes(query, limit=5, min_votes=1, owner="carol") == expected_votes(filed, query, 1, "carol")[:5]
+    assert index.filed_below(1 << 32, 1_000) == sorted((p, o) for p, (o, _) in filed.items())
+    # The postings of the photos dead before the pass dropped; numbered anew only past half.
+    assert index.postings() == sum(len(k) for _, k in filed.values()) + sum(kept_dead)
+    assert len(index._ids) == (261 if removed < 130 else 261 - removed)
+    index.rebuild()
+    assert index.votes(query, limit=len(want[0]) + 1, min_votes=1) == want[0]
 
 
 def test_a_dense_run_of_keys_is_found_through_its_table_and_sparse_keys_by_search(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,9 @@ voted). The built part is split by key range into segments (``KeySegment``: sort
 offsets into the photo numbers filed under each key, ascending), of about ``segment_postings``
 postings each, so a merge copies a segment at a time, not every posting at once. Photos filed
 since are in a small tail (a hash table of key to numbers in arrays, ``TailPostings``) until it
-holds ``rebuild_after`` postings, then they are merged in, segment by segment. Removal marks the
-number dead; a re-sort drops dead postings and numbers, also a segment at a time. A vote gathers
+holds ``rebuild_after`` postings, then they are merged in, segment by segment, while lookups go
+on. Removal marks the number dead; the merge drops dead postings too once there are enough, and
+numbers the photos anew once half are dead, also a segment at a time (``rebuild``). A vote gathers
 the postings of its keys from each segment and counts them (a sort, ``tallied``): its work is the
 postings read, not the index size. About 3 bytes a posting (``PhotoNumbers``), 4 + 4 a distinct
 key, and the photo ids. A large index is loaded in two reads of its source (``load``,
@@ -52,6 +53,7 @@ class MemoryFeatureIndex:
         self._merging = TailPostings()  # the tail a merge under way is putting into the segments
         self._merged_below = 0  # ... which holds its keys below this already
         self._purged = 0  # dead numbers whose postings the segments no longer hold
+        self._renumber: np.ndarray | None = None  # old number -> new, while a rebuild numbers the photos anew
         self._bulk: list[np.ndarray] = []  # packed (key << 32 | number) rows of add_many, sorted in at the next rebuild
         self._ids: list[str] = []  # number -> photo id
         self._numbers: dict[str, int] = {}  # live photo id -> number
@@ -165,28 +167,33 @@ class MemoryFeatureIndex:
         """Bring the tail's and bulk loads' postings into the segments: merged in a segment at a
         time, outside the lock (lookups read the segments not yet replaced, and the tail being
         merged for their keys). Once an eighth of the numbers died since the last such pass, each
-        segment is also rewritten without the dead photos' postings on the way, their numbers
-        kept, so deletions never stop lookups. Sorted afresh under the lock, the live photos
-        numbered anew, at first and once half the numbers are dead (what is left of them then is
-        their ids and flags)."""
+        segment is also rewritten without the dead photos' postings on the way; once half the
+        numbers are dead, the live photos are also numbered anew (at once, under the lock: the
+        ids, flags and owners), and a vote maps what it reads in the segments not yet rewritten
+        through the old numbers' new ones. No pass over the postings holds the lock but the first
+        build."""
         with self._rebuild_lock:
             with self._lock:
-                dead = len(self._ids) - len(self._numbers)
-                if not any(len(segment) for segment in self._segments) or dead * 2 > len(self._ids):
-                    self._resort()
+                count = len(self._ids)
+                dead = count - len(self._numbers)
+                if not any(len(segment) for segment in self._segments):
+                    self._first_build()
                     return
-                purge = (dead - self._purged) * 8 > len(self._ids)
-                alive = self._alive[: len(self._ids)].copy() if purge else None
+                purge = dead * 2 > count or (dead - self._purged) * 8 > count
+                alive = self._alive[:count].copy() if purge else None
                 self._merging, self._tail = self._tail, TailPostings()
                 self._merged_below = 0
                 pending = _sorted_live(self._pending(self._merging), self._alive)
-                lows = self._lows.copy()
+                if dead * 2 > count:
+                    self._renumber = self._number_anew()
+                    pending = _renumbered(pending, self._renumber)
+                renumber, lows = self._renumber, self._lows.copy()
             # Only this thread replaces segments (the rebuild lock): they are read here unlocked.
             for i, part in enumerate(_by_segment(pending, lows)):
                 pieces = None
                 if len(part) or alive is not None:
                     at = int(np.searchsorted(self._lows, lows[i]))  # earlier segments may have been split
-                    segment = self._segments[at] if alive is None else self._segments[at].live_only(alive)
+                    segment = self._segments[at] if alive is None else self._segments[at].live_only(alive, renumber)
                     pieces = segment.merged(part).split(self._most)
                     del segment
                 with self._lock:
@@ -197,32 +204,32 @@ class MemoryFeatureIndex:
             with self._lock:
                 self._merging = TailPostings()
                 self._merged_below = 0
+                self._renumber = None
                 if purge:
-                    self._purged = dead
+                    self._purged = 0 if renumber is not None else dead
 
-    def _resort(self) -> None:
-        """Every segment without its dead postings, the live photos renumbered from 0, the tail
-        and bulk loads merged in; a segment at a time, each old one let go once replaced."""
+    def _number_anew(self) -> np.ndarray:
+        """The live photos numbered from 0 in their order, their ids, flags and owners with them;
+        returns each old number's new one (-1: dead)."""
         count = len(self._ids)
-        renumber = np.cumsum(self._alive[:count], dtype=np.int64) - 1
-        pending = _sorted_live(self._pending(self._tail), self._alive)
-        self._tail = TailPostings()
-        numbers = renumber[(pending & PHOTO_MASK).astype(np.int64)].astype(np.uint64)
-        pending = (pending & ~PHOTO_MASK) | numbers  # renumbering keeps the order: it is ascending
-        old, lows, alive = self._segments, self._lows, self._alive[:count]
-        self._segments = []
-        segments, new_lows = [], []
-        for i, part in enumerate(_by_segment(pending, lows)):
-            pieces = old[i].live_only(alive, renumber).merged(part).split(self._most)
-            old[i] = KeySegment.empty()
-            segments += pieces
-            new_lows += [int(lows[i]), *(int(p.keys[0]) for p in pieces[1:])]
-        self._segments, self._lows = segments, np.array(new_lows, dtype=np.uint32)
+        alive = self._alive[:count]
+        renumber = np.cumsum(alive, dtype=np.int64) - 1
+        renumber[~alive] = -1
         live = np.flatnonzero(alive)
         self._ids = [self._ids[i] for i in live.tolist()]
         self._numbers = {photo_id: n for n, photo_id in enumerate(self._ids)}
         self._owner_codes = self._owner_codes[live].copy()
         self._alive = np.ones(len(live), dtype=bool)
+        return renumber
+
+    def _first_build(self) -> None:
+        """The first build: the bulk loads' and the tail's postings sorted into segments, the live
+        photos numbered anew (under the lock; there is nothing built to read meanwhile)."""
+        pending = _sorted_live(self._pending(self._tail), self._alive)
+        self._tail = TailPostings()
+        pending = _renumbered(pending, self._number_anew())
+        self._segments = KeySegment.from_sorted(pending).split(self._most)
+        self._lows = np.array([0, *(int(segment.keys[0]) for segment in self._segments[1:])], dtype=np.uint32)
         self._purged = 0
 
     def _pending(self, tail: TailPostings) -> np.ndarray:
@@ -242,7 +249,8 @@ class MemoryFeatureIndex:
         with self._lock:
             numbers = self._filed_numbers(query)
             if len(self._merging):  # for the keys the merge under way has not reached
-                numbers = np.concatenate([numbers, self._merging.numbers_of(query[query.astype(np.int64) >= self._merged_below])])
+                merging = self._merging.numbers_of(query[query.astype(np.int64) >= self._merged_below])
+                numbers = np.concatenate([numbers, self._current(merging)])
             if len(self._tail):
                 numbers = np.concatenate([numbers, self._tail.numbers_of(query)])
             # Counted first, then the photos with enough votes checked (alive, the owner's, not the
@@ -264,10 +272,21 @@ class MemoryFeatureIndex:
     def _filed_numbers(self, query: np.ndarray) -> np.ndarray:
         """The numbers the segments file under ``query`` (uint32, sorted, distinct)."""
         if len(self._segments) == 1:
-            return self._segments[0].numbers(query)
-        parts = [segment.numbers(keys) for segment, keys in zip(self._segments, np.split(query, np.searchsorted(query, self._lows[1:])))
+            return self._current(self._segments[0].numbers(query), self._lows[0])
+        parts = [self._current(segment.numbers(keys), low)
+                 for segment, low, keys in zip(self._segments, self._lows, np.split(query, np.searchsorted(query, self._lows[1:])))
                  if len(keys)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+    def _current(self, numbers: np.ndarray, low: int = 1 << 32) -> np.ndarray:
+        """``numbers`` read from the merging tail (``low`` past every key) or from the segment
+        starting at ``low``, in today's numbering: while the photos are being numbered anew, the
+        old numbers of what the pass has not rewritten yet mapped to their new ones (the dead
+        left out)."""
+        if self._renumber is None or int(low) < self._merged_below:
+            return numbers
+        mapped = self._renumber[numbers]
+        return mapped[mapped >= 0]
 
     def filed_below(self, key: int, limit: int) -> list[tuple[str, str]]:
         with self._lock:
@@ -275,13 +294,14 @@ class MemoryFeatureIndex:
             for tail in (self._merging, self._tail):
                 keys, filed = tail.pairs()
                 filed = filed[keys < key] if key < 1 << 32 else filed
+                filed = self._current(filed) if tail is self._merging else filed
                 numbers.update(filed[self._alive[filed]].tolist())
-            for segment in self._segments:
+            for low, segment in zip(self._lows, self._segments):
                 end = len(segment) if key >= 1 << 32 else int(segment.offsets[np.searchsorted(segment.keys, np.uint32(max(key, 0)))])
                 for start in range(0, end, _CHUNK):  # a batch at a time: stop once there are enough
                     if len(numbers) >= limit:
                         break
-                    part = segment.photos.range(start, min(end, start + _CHUNK))
+                    part = self._current(segment.photos.range(start, min(end, start + _CHUNK)), low)
                     numbers.update(np.unique(part[self._alive[part]]).tolist())
                 if end < len(segment) or len(numbers) >= limit:
                     break
@@ -322,6 +342,12 @@ def _sorted_live(pending: np.ndarray, alive: np.ndarray) -> np.ndarray:
     keep = alive[(pending & PHOTO_MASK).astype(np.int64)]
     keep[1:] &= pending[1:] != pending[:-1]
     return pending[keep]
+
+
+def _renumbered(pending: np.ndarray, renumber: np.ndarray) -> np.ndarray:
+    """Packed live postings with their numbers mapped (ascending, so the order holds)."""
+    numbers = renumber[(pending & PHOTO_MASK).astype(np.int64)].astype(np.uint64)
+    return (pending & ~PHOTO_MASK) | numbers
 
 
 def _by_segment(pending: np.ndarray, lows: np.ndarray) -> list[np.ndarray]:
