@@ -84,7 +84,10 @@ def test_crops_cost_bench_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("| photo.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert len(cells) == 8 and float(cells[3]) > 1 and float(cells[7]) > 1  # crops cost something, in both measures
+    # Figures, not verdicts: with --repeat 1 a ratio of two CPU times can land either side of 1 (0.98 once in CI).
+    assert len(cells) == 8 and all(float(cell) > 0 for cell in cells[1:4] + cells[5:]), cells
+    total = re.search(r"^- photo\.jpg: total (\d+);", done.stdout, re.MULTILINE)
+    assert total and int(total.group(1)) > 0, done.stdout  # the crops' own steps were timed
 
 
 def test_events_bench_runs() -> None:
