@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from media_pipeline.hashindex.key_segment import piece_bounds
+from media_pipeline.hashindex.key_segment import piece_bounds, runs
 from media_pipeline.hashindex.photo_numbers import PhotoNumbers
 
 # photo ids, their owners, how many keys each photo has, and the keys, photo after photo
@@ -137,8 +137,7 @@ def place(batches: Iterable[Batch], tally: KeyCounts, numbered: Sequence[str], m
         packed = (slots.astype(np.uint64) << np.uint64(32)) | places.astype(np.uint64)
         packed.sort()
         values = (packed >> np.uint64(32)).astype(np.int64)
-        starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-        sizes = np.diff(np.append(starts, len(values)))
+        starts, sizes = runs(values)
         positions = cursor[values] + np.arange(len(values)) - np.repeat(starts, sizes)  # ascending: slots in order
         numbers = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64) + first
         cuts = np.searchsorted(positions, bounds[1:-1])

@@ -32,6 +32,22 @@ def gather(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return np.arange(int(ends[-1])) + np.repeat(starts - (ends - lengths), lengths)
 
 
+def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal values in ``values`` (sorted) starts, and how long it is."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    change = np.empty(len(values), dtype=bool)
+    change[0] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return starts, np.diff(np.append(starts, len(values)))
+
+
+def segment_lows(pieces: list[KeySegment], low: int) -> list[int]:
+    """The keys consecutive ``pieces`` of one key range start at: the range's ``low``, then each later piece's first key."""
+    return [int(low), *(int(piece.keys[0]) for piece in pieces[1:])]
+
+
 def piece_bounds(offsets: np.ndarray, most: int) -> list[int]:
     """Slots that cut the runs ``offsets`` delimit into pieces of whole runs of about ``most``
     postings or fewer (a longer run is a piece of its own): 0, ..., ``len(offsets) - 1``."""
@@ -62,8 +78,7 @@ class KeySegment:
     def from_sorted(cls, pending: np.ndarray) -> KeySegment:
         """From packed postings (key << 32 | number), sorted and without repeats."""
         keys = (pending >> np.uint64(PHOTO_BITS)).astype(np.uint32)
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else np.zeros(0, np.int64)
-        counts = np.diff(np.append(starts, len(keys)))
+        starts, counts = runs(keys)
         return cls.of(keys[starts], counts, PhotoNumbers.of((pending & PHOTO_MASK).astype(np.int32)))
 
     def __len__(self) -> int:
@@ -85,8 +100,8 @@ class KeySegment:
         if not len(self.keys):
             return KeySegment.from_sorted(pending)
         new_keys, new_photos = (pending >> np.uint64(PHOTO_BITS)).astype(np.uint32), (pending & PHOTO_MASK).astype(np.int32)
-        starts = np.flatnonzero(np.concatenate([[True], new_keys[1:] != new_keys[:-1]]))
-        distinct, added = new_keys[starts], np.diff(np.append(starts, len(new_keys)))
+        starts, added = runs(new_keys)
+        distinct = new_keys[starts]
         slots = np.searchsorted(self.keys, distinct)
         present = self.keys[np.minimum(slots, len(self.keys) - 1)] == distinct
         ends = np.where(present, self.offsets[np.minimum(slots + 1, len(self.keys))], self.offsets[slots])

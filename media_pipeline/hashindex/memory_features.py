@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from media_pipeline.hashindex import counted_load
-from media_pipeline.hashindex.key_segment import PHOTO_BITS, PHOTO_MASK, KeySegment, offsets_of
+from media_pipeline.hashindex.key_segment import PHOTO_BITS, PHOTO_MASK, KeySegment, offsets_of, runs, segment_lows
 from media_pipeline.hashindex.tail_postings import TailPostings
 
 # Postings a segment holds (one is split once it holds twice this): 2^27 is ~400 MB of photo
@@ -120,12 +120,11 @@ class MemoryFeatureIndex:
             keys, counts = tally.filed()
             columns, bounds = placed
             starts = offsets_of(counts, int(bounds[-1]))[:-1]
-            self._segments, lows = [], []
+            self._segments = []
             for column, start, end in zip(columns, bounds[:-1], bounds[1:]):
                 first, stop = np.searchsorted(starts, [start, end])
                 self._segments.append(KeySegment.of(keys[first:stop], counts[first:stop], column))
-                lows.append(keys[first] if lows else 0)
-            self._lows = np.array(lows, dtype=np.uint32)
+            self._lows = np.array(segment_lows(self._segments, 0), dtype=np.uint32)
 
     def load_in_one_read(self, batches: Callable[[], Iterable[counted_load.Batch]]) -> None:
         """Fill this empty index, built, reading ``batches()`` once (every posting held packed and
@@ -179,12 +178,13 @@ class MemoryFeatureIndex:
                 if not any(len(segment) for segment in self._segments):
                     self._first_build()
                     return
-                purge = dead * 2 > count or (dead - self._purged) * 8 > count
+                renumbering = dead * 2 > count
+                purge = renumbering or (dead - self._purged) * 8 > count
                 alive = self._alive[:count].copy() if purge else None
                 self._merging, self._tail = self._tail, TailPostings()
                 self._merged_below = 0
                 pending = _sorted_live(self._pending(self._merging), self._alive)
-                if dead * 2 > count:
+                if renumbering:
                     self._renumber = self._number_anew()
                     pending = _renumbered(pending, self._renumber)
                 renumber, lows = self._renumber, self._lows.copy()
@@ -199,7 +199,7 @@ class MemoryFeatureIndex:
                 with self._lock:
                     if pieces is not None:
                         self._segments[at : at + 1] = pieces
-                        self._lows = np.concatenate([self._lows[:at], [lows[i]], [p.keys[0] for p in pieces[1:]], self._lows[at + 1 :]]).astype(np.uint32)
+                        self._lows = np.concatenate([self._lows[:at], segment_lows(pieces, lows[i]), self._lows[at + 1 :]]).astype(np.uint32)
                     self._merged_below = int(lows[i + 1]) if i + 1 < len(lows) else 1 << 32
             with self._lock:
                 self._merging = TailPostings()
@@ -229,7 +229,7 @@ class MemoryFeatureIndex:
         self._tail = TailPostings()
         pending = _renumbered(pending, self._number_anew())
         self._segments = KeySegment.from_sorted(pending).split(self._most)
-        self._lows = np.array([0, *(int(segment.keys[0]) for segment in self._segments[1:])], dtype=np.uint32)
+        self._lows = np.array(segment_lows(self._segments, 0), dtype=np.uint32)
         self._purged = 0
 
     def _pending(self, tail: TailPostings) -> np.ndarray:
@@ -271,12 +271,10 @@ class MemoryFeatureIndex:
 
     def _filed_numbers(self, query: np.ndarray) -> np.ndarray:
         """The numbers the segments file under ``query`` (uint32, sorted, distinct)."""
-        if len(self._segments) == 1:
-            return self._current(self._segments[0].numbers(query), self._lows[0])
         parts = [self._current(segment.numbers(keys), low)
                  for segment, low, keys in zip(self._segments, self._lows, np.split(query, np.searchsorted(query, self._lows[1:])))
                  if len(keys)]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int32)
 
     def _current(self, numbers: np.ndarray, low: int = 1 << 32) -> np.ndarray:
         """``numbers`` read from the merging tail (``low`` past every key) or from the segment
@@ -324,14 +322,8 @@ class MemoryFeatureIndex:
 
 def tallied(numbers: np.ndarray, min_votes: int) -> tuple[np.ndarray, np.ndarray]:
     """(each number found at least ``min_votes`` times, ascending; how many times)."""
-    if not len(numbers):
-        return numbers, np.zeros(0, dtype=np.int64)
     numbers = np.sort(numbers)
-    change = np.empty(len(numbers), dtype=bool)
-    change[0] = True
-    np.not_equal(numbers[1:], numbers[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    counts = np.diff(np.append(starts, len(numbers)))
+    starts, counts = runs(numbers)
     enough = counts >= min_votes
     return numbers[starts[enough]], counts[enough]
 
