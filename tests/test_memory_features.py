@@ -264,3 +264,53 @@ def test_a_small_source_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     filed = {p: (o, set(k.tolist())) for p, o, k in photos}
     query = sorted(filed[photos[5][0]][1] | filed[photos[250][0]][1])
     assert index.votes(query, limit=5, min_votes=2) == expected_votes(filed, query, 2)[:5]
+
+
+def test_an_add_that_fills_the_tail_while_another_thread_merges_neither_deadlocks_nor_stops_lookups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a background merger, the ``add`` that fills the tail merges it itself. While another
+    thread's ``rebuild`` is half-way (the rebuild lock held, this lock let go for a segment), that
+    add must wait for the rebuild without holding the lock the rebuild needs next, and votes must
+    answer meanwhile; once both are done, every photo is counted once."""
+    import threading
+
+    rng = np.random.default_rng(8)
+    index = MemoryFeatureIndex(rebuild_after=200, segment_postings=300)
+    filed: dict[str, tuple[str, set[int]]] = {}
+    for i in range(40):
+        row = set(rng.integers(0, 2_000, size=30).tolist())
+        index.add(f"p{i:02d}", None, sorted(row))
+        filed[f"p{i:02d}"] = ("", row)
+    index.rebuild()
+    for i in range(40, 45):  # a tail for the other thread's merge, short of the threshold
+        row = set(rng.integers(0, 2_000, size=30).tolist())
+        index.add(f"p{i:02d}", None, sorted(row))
+        filed[f"p{i:02d}"] = ("", row)
+    merging, go_on = threading.Event(), threading.Event()
+    merged = key_segment.KeySegment.merged
+
+    def paused(segment: key_segment.KeySegment, pending: np.ndarray) -> key_segment.KeySegment:
+        merging.set()
+        assert go_on.wait(10)
+        return merged(segment, pending)
+
+    monkeypatch.setattr(key_segment.KeySegment, "merged", paused)
+    other = threading.Thread(target=index.rebuild, daemon=True)
+    other.start()
+    assert merging.wait(10)
+    monkeypatch.setattr(key_segment.KeySegment, "merged", merged)
+    rows = {f"q{i}": set(rng.integers(0, 2_000, size=30).tolist()) for i in range(8)}  # 240 postings: past 200
+    adding = threading.Thread(target=lambda: [index.add(p, None, sorted(r)) for p, r in rows.items()], daemon=True)
+    adding.start()
+    query = rng.integers(0, 2_000, size=600).tolist()
+    answered = threading.Thread(target=index.votes, args=(query, 5, 1), daemon=True)
+    answered.start()
+    answered.join(10)
+    assert not answered.is_alive(), "a vote waited for the merge"
+    go_on.set()
+    other.join(10)
+    adding.join(10)
+    assert not other.is_alive() and not adding.is_alive(), "the add and the rebuild deadlocked"
+    filed.update({p: ("", r) for p, r in rows.items()})
+    assert index.votes(query, limit=len(filed), min_votes=1) == expected_votes(filed, query, 1)
+    assert len(index._tail) <= 200  # the add merged what it filled (390 postings were in the tail)

@@ -47,3 +47,45 @@ def test_room_reserved_for_a_bulk_load_is_allocated_once_and_exactly() -> None:
     index.rebuild()
     assert len(index._words) == 3_000  # no doubling's spare room
     assert [(h.photo_id, h.distance) for h in index.search([values[1_234] ^ 7], 3)] == [("p1234", 3)]
+
+
+def test_an_add_that_fills_the_unbucketed_rows_while_another_thread_buckets_neither_deadlocks_nor_stops_lookups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a background thread, the ``add`` past ``rebuild_after`` buckets the rows itself. While
+    another thread's ``rebuild`` is half-way (the rebuild lock held, the lock let go), that add must
+    wait for it without holding the lock it needs next, and searches must answer meanwhile."""
+    import threading
+
+    from media_pipeline.hashindex import memory
+
+    rng = np.random.default_rng(3)
+    values = {f"p{i:02d}": int.from_bytes(rng.bytes(32), "big") for i in range(31)}  # 11 added: past 10
+    index = MemoryHashIndex(rebuild_after=10)
+    for photo_id, value in list(values.items())[:20]:
+        index.add(photo_id, None, [("full", value)])
+    bucketing, go_on = threading.Event(), threading.Event()
+    column = memory.chunk_column
+
+    def paused(words: np.ndarray, layout: object, i: int) -> np.ndarray:
+        if threading.current_thread() is other:
+            bucketing.set()
+            assert go_on.wait(10)
+        return column(words, layout, i)
+
+    monkeypatch.setattr(memory, "chunk_column", paused)
+    other = threading.Thread(target=index.rebuild, daemon=True)
+    other.start()
+    assert bucketing.wait(10)
+    adding = threading.Thread(target=lambda: [index.add(p, None, [("full", v)]) for p, v in list(values.items())[20:]],
+                              daemon=True)
+    adding.start()
+    searched = threading.Thread(target=index.search, args=([values["p00"]], 0), daemon=True)
+    searched.start()
+    searched.join(10)
+    assert not searched.is_alive(), "a search waited for the bucketing"
+    go_on.set()
+    other.join(10)
+    adding.join(10)
+    assert not other.is_alive() and not adding.is_alive(), "the add and the rebuild deadlocked"
+    assert {h.photo_id for h in index.search(list(values.values()), 0)} == set(values)
+    assert index._built == 31  # the add bucketed what it filled

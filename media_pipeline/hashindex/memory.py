@@ -108,31 +108,46 @@ class MemoryHashIndex:
     def add(self, photo_id: str, owner: str | None, hashes: Sequence[tuple[str, int]]) -> None:
         with self._lock:
             self.remove(photo_id)
-            self.add_many([photo_id] * len(hashes), [owner] * len(hashes), [v for v, _ in hashes], to_words([h for _, h in hashes]))
+            full = self._append([photo_id] * len(hashes), [owner] * len(hashes), [v for v, _ in hashes], to_words([h for _, h in hashes]))
+        self._rebuild_when(full)
 
     def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], views: Sequence[str], words: np.ndarray,
                  rebuild: bool = True) -> None:
         """Append rows in bulk (no replace): for loading from the catalog and for benchmarks;
         ``rebuild=False`` leaves the bucketing to one ``rebuild`` call after the last batch."""
         with self._lock:
-            count = len(photo_ids)
-            self._grow(self._n + count)
-            self._words[self._n : self._n + count] = words
-            self._alive[self._n : self._n + count] = True
-            self._owner_codes[self._n : self._n + count] = [self._owner_code.setdefault(o or "", len(self._owner_code)) for o in owners]
-            self._view_of_row[self._n : self._n + count] = [self._view_number(v) for v in views]
-            at = self._n
-            for photo_id, run in groupby(photo_ids):
-                length = sum(1 for _ in run)
-                self._photo_of_row[at : at + length] = self._file_rows(photo_id, at, length)
-                at += length
-            self._n += count
-            if rebuild and self._n - self._built > self._rebuild_after:
-                if not self._background:
-                    self.rebuild()
-                elif self._rebuilder is None or not self._rebuilder.is_alive():
-                    self._rebuilder = threading.Thread(target=self.rebuild, name="hash-index-rebuild", daemon=True)
-                    self._rebuilder.start()
+            full = self._append(photo_ids, owners, views, words) and rebuild
+        self._rebuild_when(full)
+
+    def _append(self, photo_ids: Sequence[str], owners: Sequence[str | None], views: Sequence[str], words: np.ndarray) -> bool:
+        """The rows appended (under the lock); whether enough rows are unbucketed to bucket them all again."""
+        count = len(photo_ids)
+        self._grow(self._n + count)
+        self._words[self._n : self._n + count] = words
+        self._alive[self._n : self._n + count] = True
+        self._owner_codes[self._n : self._n + count] = [self._owner_code.setdefault(o or "", len(self._owner_code)) for o in owners]
+        self._view_of_row[self._n : self._n + count] = [self._view_number(v) for v in views]
+        at = self._n
+        for photo_id, run in groupby(photo_ids):
+            length = sum(1 for _ in run)
+            self._photo_of_row[at : at + length] = self._file_rows(photo_id, at, length)
+            at += length
+        self._n += count
+        return self._n - self._built > self._rebuild_after
+
+    def _rebuild_when(self, full: bool) -> None:
+        """Bucket again if ``full``: in a thread, or here, with the lock let go (a rebuild takes the
+        rebuild lock and then the lock, so waiting for the first while holding the second, as
+        another thread's rebuild is under way, would deadlock)."""
+        if not full:
+            return
+        if not self._background:
+            self.rebuild(only_if_full=True)
+            return
+        with self._lock:
+            if self._rebuilder is None or not self._rebuilder.is_alive():
+                self._rebuilder = threading.Thread(target=self.rebuild, name="hash-index-rebuild", daemon=True)
+                self._rebuilder.start()
 
     def _view_number(self, view: str) -> int:
         if view not in self._view_code:
@@ -167,11 +182,15 @@ class MemoryHashIndex:
             else:
                 self._alive[self._first_row[number] : self._first_row[number] + self._row_count[number]] = False
 
-    def rebuild(self) -> None:
+    def rebuild(self, only_if_full: bool = False) -> None:
         """Bucket every row so far (counting sort per substring), outside the lock: the rows so
-        far never change (``_grow`` copies them), and lookups use the old buckets meanwhile."""
+        far never change (``_grow`` copies them), and lookups use the old buckets meanwhile.
+        ``only_if_full``: nothing to do unless the unbucketed rows are still past
+        ``rebuild_after`` (another thread's rebuild may have bucketed them meanwhile)."""
         with self._rebuild_lock:
             with self._lock:
+                if only_if_full and self._n - self._built <= self._rebuild_after:
+                    return
                 n, words = self._n, self._words[: self._n]
             layout = self._fixed_layout or layout_for(n)
             buckets = []

@@ -69,12 +69,15 @@ class MemoryFeatureIndex:
             self._remove(photo_id)
             number = self._number_for(photo_id, owner)
             self._tail.add(np.array(distinct, dtype=np.uint32), number)
-            if len(self._tail) > self._rebuild_after:
-                if not self._background:
-                    self.rebuild()
-                elif self._merger is None or not self._merger.is_alive():
-                    self._merger = threading.Thread(target=self.rebuild, name="feature-index-merge", daemon=True)
-                    self._merger.start()
+            full = len(self._tail) > self._rebuild_after
+            if full and self._background and (self._merger is None or not self._merger.is_alive()):
+                self._merger = threading.Thread(target=self.rebuild, name="feature-index-merge", daemon=True)
+                self._merger.start()
+        # Merged here, after the lock is let go: a merge takes the rebuild lock and then this one,
+        # so holding this one while waiting for the other (a rebuild under way in another thread)
+        # would deadlock, and lookups would wait for the whole merge.
+        if full and not self._background:
+            self.rebuild(only_if_full=True)
 
     def add_many(self, photo_ids: Sequence[str], owners: Sequence[str | None], counts: np.ndarray, keys: np.ndarray) -> None:
         """Append photos in bulk (no replace): photo i has the next ``counts[i]`` of ``keys``. For
@@ -162,7 +165,7 @@ class MemoryFeatureIndex:
         self._owner_codes[number] = self._owner_code.setdefault(owner or "", len(self._owner_code))
         return number
 
-    def rebuild(self) -> None:
+    def rebuild(self, only_if_full: bool = False) -> None:
         """Bring the tail's and bulk loads' postings into the segments: merged in a segment at a
         time, outside the lock (lookups read the segments not yet replaced, and the tail being
         merged for their keys). Once an eighth of the numbers died since the last such pass, each
@@ -170,9 +173,12 @@ class MemoryFeatureIndex:
         numbers are dead, the live photos are also numbered anew (at once, under the lock: the
         ids, flags and owners), and a vote maps what it reads in the segments not yet rewritten
         through the old numbers' new ones. No pass over the postings holds the lock but the first
-        build."""
+        build. ``only_if_full``: nothing to do unless the tail is still past ``rebuild_after``
+        (another thread's rebuild may have merged it meanwhile)."""
         with self._rebuild_lock:
             with self._lock:
+                if only_if_full and len(self._tail) <= self._rebuild_after:
+                    return
                 count = len(self._ids)
                 dead = count - len(self._numbers)
                 if not any(len(segment) for segment in self._segments):
