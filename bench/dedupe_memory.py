@@ -218,6 +218,12 @@ def load_packed_in_one_read(catalog: SqlCatalog) -> MemoryFeatureIndex:
         counted_load.ONE_PASS_MAX = kept
 
 
+def fill_packed_keys(catalog: SqlCatalog, ids: list[str], keys: int, seed: int) -> None:
+    """``feature_keys`` filled in bulk with the synthetic photos' keys, a packed row each."""
+    packed = ((p, "", int(k[0]), 0, k.astype("<u4").tobytes()) for p, k in key_blocks(ids, keys, seed))
+    load(catalog, "feature_keys", "photo_id, owner, first_key, posted, keys", packed, _KEYS_INDEXES)
+
+
 def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> None:
     """What a process pays at start with MP_DUPLICATE_INDEX=memory for its keypoint index: n
     synthetic photos' keys filled in bulk into ``feature_keys`` (and, for the baseline, the same
@@ -226,8 +232,7 @@ def catalog_load(url: str, n: int, views: int, keys: int, baseline: bool) -> Non
     catalog = SqlCatalog(url)
     catalog.migrate()
     ids = photo_ids(n, np.random.default_rng(seed))
-    packed = ((p, "", int(k[0]), 0, k.astype("<u4").tobytes()) for p, k in key_blocks(ids, keys, seed))
-    load(catalog, "feature_keys", "photo_id, owner, first_key, posted, keys", packed, _KEYS_INDEXES)
+    fill_packed_keys(catalog, ids, keys, seed)
     old, hashes = "-", "-"
     if baseline:
         rows = hash_rows(ids, views, np.random.default_rng(seed))

@@ -1,5 +1,6 @@
 """``media-pipeline`` commands: serve, api, worker, render, reprocess, check, settings, nginx-config; the
-commands that move the catalog or storage are in ``cli_moves``, the batch jobs (reprocess, import) in ``cli_jobs``."""
+commands that move the catalog or storage are in ``cli_moves``, the batch jobs (reprocess, import) in ``cli_jobs``,
+the near-duplicate indexes' upkeep (index-snapshot, refile-keypoints) in ``cli_index``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from config.settings import ConfigError, Settings, settings_table
+from media_pipeline import cli_index as index_commands
 from media_pipeline import cli_jobs as jobs
 from media_pipeline import cli_moves as moves
 from media_pipeline.cli_jobs import duration, size
@@ -41,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     moves.add_parsers(sub)
     jobs.add_parsers(sub)
     sub.add_parser("webhooks", help="deliver the events outbox to MP_WEBHOOK_URLS until stopped (serve runs it)")
-    sub.add_parser("refile-keypoints", help="file photos indexed under an older format's keypoint keys under the current ones (once, after upgrading), "
-                   "and with MP_DUPLICATE_INDEX=sql write the postings of photos filed while it was memory")
+    index_commands.add_parsers(sub)
     sub.add_parser("cleanup", help="delete renditions retired longer than MP_RENDITION_KEEP_SECONDS ago")
     chk = sub.add_parser("check", help="report where the catalog and storage disagree; exit 1 if they do")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sign": _sign,
         "nginx-config": _nginx_config,
         "cleanup": _cleanup,
-        "refile-keypoints": _refile_keypoints,
+        **index_commands.COMMANDS,
         "reconcile": _reconcile,
         "webhooks": _webhooks,
         "check": _check,
@@ -353,18 +354,6 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     webhooks.run(build_services(settings, queue=RecordingQueue()), stop)
-    return 0
-
-
-def _refile_keypoints(settings: Settings, args: argparse.Namespace) -> int:
-    from media_pipeline.duplicates import refile_keypoints, restore_postings
-    from media_pipeline.queue import RecordingQueue
-    from media_pipeline.service import build_services
-
-    services = build_services(settings, queue=RecordingQueue())
-    print(f"re-filed {refile_keypoints(services)} photos under the current keypoint keys")
-    if restored := restore_postings(services):
-        print(f"wrote the keypoint postings of {restored} photos filed while votes ran in memory")
     return 0
 
 

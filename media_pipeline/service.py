@@ -50,7 +50,7 @@ class Services:
         # The indexes live in the catalog's database unless a caller hands in other backends; with
         # MP_DUPLICATE_INDEX=memory lookups run on arrays loaded from it (hashindex/synced.py).
         if self.hash_index is None and self.feature_index is None and self.settings.duplicate_index == "memory":
-            self.hash_index, self.feature_index = memory_indexes(self.catalog)  # type: ignore[arg-type]
+            self.hash_index, self.feature_index = memory_indexes(self.catalog, self.settings.index_snapshot_dir)  # type: ignore[arg-type]
         if self.hash_index is None:
             self.hash_index = SqlHashIndex(self.catalog)  # type: ignore[arg-type]
         if self.feature_index is None:

@@ -56,6 +56,15 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
     assert len(loads) == 1 and re.search(r"\| \d+x \|", loads[0]), loads  # both ways loaded the same postings
 
 
+def test_snapshot_bench_runs(tmp_path: Path) -> None:
+    """Both starts answer alike (the bench asserts it); the row has its figures."""
+    done = subprocess.run([sys.executable, "bench/index_snapshot.py", "--catalog", f"sqlite:///{tmp_path / 'snapshot.db'}",
+                           "--photos", "1500"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 1,500 |")]
+    assert len(rows) == 1 and re.search(r"\| [\d,]+ / [\d,]+, [\d,]+ / [\d,]+ \| [\d.]+x \|", rows[0]), rows
+
+
 def test_steps_bench_runs(tmp_path: Path) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(images.jpeg(images.scene(900, 600)))

@@ -12,8 +12,9 @@ alive, the offset tables (4 x 2^bits bytes per substring) and per photo its id a
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from itertools import groupby
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -73,6 +74,27 @@ def pair_distances(words: np.ndarray, rows: np.ndarray, queries: np.ndarray, qid
     return dist
 
 
+@dataclass(frozen=True)
+class HashState:
+    """What a bucketed hash index holds (``MemoryHashIndex.state``): what a snapshot writes and
+    ``MemoryHashIndex.restored`` takes back. The row arrays hold its rows, no spare room."""
+
+    words: np.ndarray  # (rows, 4) uint64
+    alive: np.ndarray  # bool, a row each
+    owner_codes: np.ndarray  # int32, a row each
+    photo_of_row: np.ndarray  # int32
+    view_of_row: np.ndarray  # uint16
+    photo_ids: list[str]  # number -> photo id
+    first_row: np.ndarray  # int64, a number each
+    row_count: np.ndarray  # int32, a number each
+    live: np.ndarray  # the numbers of the photos filed now
+    scattered: dict[int, list[int]]  # the rows of a photo bulk-loaded in pieces
+    views: list[str]  # code -> view name
+    owners: list[str]  # code -> owner ("" for none)
+    chunk_bits: int
+    buckets: list[tuple[np.ndarray, np.ndarray]]  # (offsets, order) a substring
+
+
 class MemoryHashIndex:
     def __init__(self, rebuild_after: int = 50_000, chunk_bits: int | None = None, rebuild_in_background: bool = False) -> None:
         """``chunk_bits`` fixes the substring length instead of choosing it from the size;
@@ -103,6 +125,40 @@ class MemoryHashIndex:
         self._buckets: list[tuple[np.ndarray, np.ndarray]] = []
         self._layout = Layout(chunk_bits or 16)
         self._fixed_layout = Layout(chunk_bits) if chunk_bits else None
+
+    @classmethod
+    def restored(cls, state: HashState, **options: Any) -> MemoryHashIndex:
+        """An index holding ``state``, with the constructor's ``options``. The bucket tables are
+        used as they are (memory-mapped ones stay mapped: a rebuild replaces them, never writes
+        them); the row arrays are copied, as removals and new rows write them."""
+        index = cls(**options)
+        rows = len(state.alive)
+        index._words, index._alive = np.array(state.words, dtype=np.uint64).reshape(-1, _WORDS), np.array(state.alive, dtype=bool)
+        index._owner_codes = np.array(state.owner_codes, dtype=np.int32)
+        index._photo_of_row, index._view_of_row = np.array(state.photo_of_row, dtype=np.int32), np.array(state.view_of_row, dtype=np.uint16)
+        index._photo_ids = list(state.photo_ids)
+        index._first_row, index._row_count = np.array(state.first_row, dtype=np.int64), np.array(state.row_count, dtype=np.int32)
+        index._number_of = {index._photo_ids[n]: n for n in np.asarray(state.live).tolist()}
+        index._scattered = {int(n): list(r) for n, r in state.scattered.items()}
+        index._views, index._view_code = list(state.views), {view: code for code, view in enumerate(state.views)}
+        index._owner_code = {owner: code for code, owner in enumerate(state.owners)}
+        index._buckets, index._layout = list(state.buckets), Layout(state.chunk_bits)
+        index._n = index._built = rows
+        return index
+
+    def state(self) -> HashState:
+        """What the index holds, for a snapshot; every row must be bucketed first (``rebuild``)."""
+        with self._lock:
+            if self._built != self._n:
+                raise ValueError("rows are not bucketed: rebuild first")
+            n, photos = self._n, len(self._photo_ids)
+            owners = sorted(self._owner_code, key=self._owner_code.__getitem__)
+            return HashState(self._words[:n].copy(), self._alive[:n].copy(), self._owner_codes[:n].copy(),
+                             self._photo_of_row[:n].copy(), self._view_of_row[:n].copy(), list(self._photo_ids),
+                             self._first_row[:photos].copy(), self._row_count[:photos].copy(),
+                             np.array(sorted(self._number_of.values()), dtype=np.int64),
+                             {n: list(r) for n, r in self._scattered.items()}, list(self._views), owners,
+                             self._layout.chunk_bits, list(self._buckets))
 
     # ------------------------------------------------------------------ writes
     def add(self, photo_id: str, owner: str | None, hashes: Sequence[tuple[str, int]]) -> None:
@@ -164,8 +220,8 @@ class MemoryHashIndex:
             return number
         number = len(self._photo_ids)
         if number >= len(self._first_row):
-            self._first_row = np.resize(self._first_row, 2 * number)
-            self._row_count = np.resize(self._row_count, 2 * number)
+            self._first_row = np.resize(self._first_row, max(2 * number, 1024))
+            self._row_count = np.resize(self._row_count, max(2 * number, 1024))
         self._photo_ids.append(photo_id)
         self._number_of[photo_id] = number
         self._first_row[number], self._row_count[number] = first, count

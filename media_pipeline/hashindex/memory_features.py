@@ -21,7 +21,8 @@ memory read a key, instead of a binary search over tens of millions of keys.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -34,6 +35,20 @@ from media_pipeline.hashindex.tail_postings import TailPostings
 # separate key lookups cost a vote about a millisecond more than one set of arrays.
 SEGMENT_POSTINGS = 1 << 27
 _CHUNK = 1 << 24  # postings read at once by filed_below
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    """What a built feature index holds, its tail merged (``MemoryFeatureIndex.state``): what a
+    snapshot writes and ``MemoryFeatureIndex.restored`` takes back."""
+
+    segments: list[KeySegment]
+    lows: np.ndarray  # uint32: segment i holds the keys from lows[i] to lows[i + 1] - 1
+    ids: list[str]  # number -> photo id, the dead numbers' too
+    alive: np.ndarray  # bool, a number each
+    owner_codes: np.ndarray  # int32, a number each
+    owners: list[str]  # code -> owner ("" for none)
+    purged: int  # dead numbers whose postings the segments no longer hold
 
 
 class MemoryFeatureIndex:
@@ -60,6 +75,28 @@ class MemoryFeatureIndex:
         self._alive = np.zeros(1024, dtype=bool)
         self._owner_codes = np.zeros(1024, dtype=np.int32)
         self._owner_code: dict[str, int] = {"": 0}
+
+    @classmethod
+    def restored(cls, state: FeatureState, **options: Any) -> MemoryFeatureIndex:
+        """An index holding ``state`` (its arrays used as they are: memory-mapped ones stay
+        mapped, since a segment is never changed in place), with the constructor's ``options``."""
+        index = cls(**options)
+        index._segments, index._lows, index._ids = list(state.segments), state.lows, list(state.ids)
+        index._alive, index._owner_codes = np.array(state.alive, dtype=bool), np.array(state.owner_codes, dtype=np.int32)
+        index._numbers = {index._ids[n]: n for n in np.flatnonzero(index._alive).tolist()}
+        index._owner_code = {owner: code for code, owner in enumerate(state.owners)}
+        index._purged = state.purged
+        return index
+
+    def state(self) -> FeatureState:
+        """What the index holds, for a snapshot; its tail must be merged first (``rebuild``)."""
+        with self._lock:
+            if len(self._tail) or len(self._merging) or self._bulk:
+                raise ValueError("the tail is not merged: rebuild first")
+            count = len(self._ids)
+            owners = sorted(self._owner_code, key=self._owner_code.__getitem__)
+            return FeatureState(list(self._segments), self._lows.copy(), list(self._ids), self._alive[:count].copy(),
+                                self._owner_codes[:count].copy(), owners, self._purged)
 
     # ------------------------------------------------------------------ writes
     def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:

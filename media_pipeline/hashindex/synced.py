@@ -19,6 +19,12 @@ A process that still needed a number at or below the mark (idle longer than
 MP_INDEX_CHANGES_KEEP_SECONDS, so the rows of what it missed are gone) cannot tell which photos
 changed: it reads both tables again, as at start, and logs that it did. After each load, what is
 alive is frozen out of the cycle collector's way (``freeze_loaded``).
+
+With a snapshot folder (MP_INDEX_SNAPSHOT_DIR, ``hashindex/snapshot.py``), a load takes the newest
+snapshot the log's pruning has not overtaken instead of the tables, and the log from its number;
+every minute a lookup also looks for a newer snapshot and moves to it the same way, so the copies
+a process's own merges made give way to the mapped ones its host's processes share.
+``write_snapshot`` is what ``media-pipeline index-snapshot`` runs.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import gc
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from media_pipeline.catalog.index_changes import changes_after, last_change, pruned_through
 from media_pipeline.catalog.sql import SqlCatalog
+from media_pipeline.hashindex import snapshot
 from media_pipeline.hashindex.base import IndexHit
 from media_pipeline.hashindex.features import PACKED_KEY, SqlFeatureIndex, unpack_keys
 from media_pipeline.hashindex.memory import MemoryHashIndex, to_words
@@ -46,36 +54,109 @@ _KEYS_ROW = "photo_id, owner, keys"
 log = logging.getLogger(__name__)
 
 
+SNAPSHOT_CHECK_SECONDS = 60.0  # how often a lookup looks for a newer snapshot (a directory listing)
+
+
+class Mapped(NamedTuple):
+    """Indexes taken from a snapshot."""
+
+    path: Path
+    position: snapshot.Position
+    hashes: MemoryHashIndex
+    features: MemoryFeatureIndex
+
+
 class CatalogIndexes:
     """Both memory indexes of one process, loaded from the catalog and kept up with its change log."""
 
     def __init__(self, catalog: SqlCatalog, interval: float = 0.002, gap_seconds: float = 5.0, batch: int = 50_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, snapshots: Path | None = None,
+                 snapshot_every: float = SNAPSHOT_CHECK_SECONDS) -> None:
+        """``snapshots``: a directory of snapshots (MP_INDEX_SNAPSHOT_DIR) to start from, when one
+        is still ahead of the log's pruning, instead of reading both tables; every
+        ``snapshot_every`` seconds a lookup looks there for a newer one and moves to it."""
         self.catalog = catalog
         self.sql_hashes, self.sql_features = SqlHashIndex(catalog), SqlFeatureIndex(catalog, postings=False)
         self._interval, self._gap_seconds, self._batch, self._clock = interval, gap_seconds, batch, clock
+        self._snapshots, self._snapshot_every = snapshots, snapshot_every
+        self._mapped_from: Path | None = None  # the snapshot the indexes were taken from
+        self._snapshot_checked = clock()
+        self._adopting = threading.Lock()  # one thread reads a newer snapshot at a time
         self._lock = threading.Lock()
         self._high = 0  # the highest number applied
         self._gaps: dict[int, float] = {}  # numbers below it not seen yet -> when first missed
         self._checked = float("-inf")
         self.hashes, self.features = self._load()
         freeze_loaded()
+        self.catch_up(force=True)  # what was filed since a snapshot, before the first lookup
+
+    def position(self) -> snapshot.Position:
+        """Where in the change log the indexes stand."""
+        with self._lock:
+            return snapshot.Position(self._high, sorted(self._gaps))
 
     def _load(self) -> tuple[MemoryHashIndex, MemoryFeatureIndex]:
-        """Both tables read into new indexes; the log's numbers they stand at set as applied."""
+        """New indexes from the newest usable snapshot, else both tables read; the log's numbers
+        they stand at set as applied."""
         with self.catalog._tx(write=False) as cur:
             high = last_change(cur)
             pruned = pruned_through(cur)
             recent = {seq for seq, _ in changes_after(cur, max(0, high - _LOOKBACK), _LOOKBACK)}
         now = self._clock()
+        mapped = self._mapped(pruned, at_start=True)
+        if mapped is not None:
+            self._mapped_from, self._high, self._gaps = mapped.path, mapped.position.high, {seq: now for seq in mapped.position.gaps}
+            return mapped.hashes, mapped.features
         # A number missing at or below the mark was pruned after it committed: the tables read
         # below hold its change already.
         gaps = {seq: now for seq in range(max(1, pruned + 1, high - _LOOKBACK + 1), high + 1) if seq not in recent}
         hashes, features = load_hash_index(self.catalog, self._batch), load_feature_index(self.catalog, self._batch)
         # Only now: a reload that fails half-way leaves the old indexes and the old numbers, and the
         # next catch-up finds the mark past them again.
-        self._high, self._gaps = high, gaps
+        self._mapped_from, self._high, self._gaps = None, high, gaps
         return hashes, features
+
+    def _mapped(self, pruned: int, at_start: bool = False, newer_than: str = "") -> Mapped | None:
+        """The indexes of the newest readable snapshot (named after ``newer_than``) the log still
+        holds every change after, or None: none such, and at start the tables are read instead."""
+        if self._snapshots is None:
+            return None
+        for path in snapshot.usable(self._snapshots, lambda position: position.kept_after(pruned)):
+            if path.name <= newer_than:
+                break
+            started = time.monotonic()
+            try:
+                taken = snapshot.read(path)
+            except snapshot.SnapshotError as exc:
+                log.warning("near-duplicate index snapshot unusable: %s", exc)
+                continue
+            hashes = MemoryHashIndex.restored(taken.hashes, rebuild_in_background=True)
+            features = MemoryFeatureIndex.restored(taken.features, merge_in_background=True)
+            log.info("near-duplicate indexes mapped from %s (change %d) in %.1f s", taken.path, taken.position.high,
+                     time.monotonic() - started)
+            return Mapped(taken.path, taken.position, hashes, features)
+        if at_start and snapshot.paths(self._snapshots):  # some, none usable: worth an operator's look
+            log.warning("no near-duplicate index snapshot in %s is usable and newer than the change log's pruning "
+                        "(number %d): reading the tables", self._snapshots, pruned)
+        return None
+
+    def _newer_snapshot(self) -> Mapped | None:
+        """A snapshot written since the indexes were taken, read (outside the lock: lookups go on),
+        when one is due to be looked for (every ``snapshot_every`` seconds) and there is one.
+        Moving to it gives up the process's own copies, which its merges and rebuilds made since
+        (a merge writes new segments in the process's memory), for the mapped ones every process
+        of the host shares."""
+        if self._snapshots is None or self._clock() - self._snapshot_checked < self._snapshot_every:
+            return None
+        if not self._adopting.acquire(blocking=False):
+            return None  # another thread is reading one
+        try:
+            self._snapshot_checked = self._clock()
+            with self.catalog._tx(write=False) as cur:
+                pruned = pruned_through(cur)
+            return self._mapped(pruned, newer_than=self._mapped_from.name if self._mapped_from else "")
+        finally:
+            self._adopting.release()
 
     # ------------------------------------------------------------------ catching up
     def written(self) -> None:
@@ -84,10 +165,15 @@ class CatalogIndexes:
             self._checked = float("-inf")
 
     def catch_up(self, force: bool = False) -> None:
-        """Apply what other processes filed or removed since the last catch-up."""
+        """Apply what other processes filed or removed since the last catch-up; first move to a
+        newer snapshot if one is due and there, then apply the log from where it stands."""
+        newer = self._newer_snapshot()
         with self._lock:
             now = self._clock()
-            if not force and now - self._checked < self._interval:
+            if newer is not None:
+                self.hashes, self.features = newer.hashes, newer.features
+                self._mapped_from, self._high, self._gaps = newer.path, newer.position.high, {seq: now for seq in newer.position.gaps}
+            elif not force and now - self._checked < self._interval:
                 return
             self._checked = now
             # From the oldest number still awaited, those about to be given up included: had
@@ -99,7 +185,9 @@ class CatalogIndexes:
                     pruned = pruned_through(cur)  # read after the rows: a prune that took some of them shows
                 if min(self._gaps, default=self._high + 1) <= pruned:
                     self._reload_everything(pruned)
-                    return
+                    # and on from where that left the indexes (a snapshot's position, or now)
+                    after = min(self._gaps, default=self._high + 1) - 1
+                    continue
                 fresh = [(seq, p) for seq, p in changes if seq > self._high or self._gaps.pop(seq, None) is not None]
                 numbers = {seq for seq, _ in fresh}
                 top = max(numbers, default=self._high)
@@ -110,6 +198,9 @@ class CatalogIndexes:
                     break
                 after = changes[-1][0]
             self._gaps = {seq: seen for seq, seen in self._gaps.items() if now - seen < self._gap_seconds}
+        if newer is not None:
+            freeze_loaded()  # the old indexes' objects back to the collector, the new ones out of its way
+            log.info("near-duplicate indexes moved to the snapshot %s and the change log since", newer.path)
 
     def _reload_everything(self, pruned: int) -> None:
         """Rows this process had not applied were pruned, and with them which photos changed:
@@ -119,7 +210,7 @@ class CatalogIndexes:
         self.hashes, self.features = self._load()
         freeze_loaded()  # the old indexes' objects back to the collector, the new ones out of its way
         log.warning("near-duplicate index reloaded: the change log was pruned up to number %d, this process "
-                    "had applied up to %d; read %d view hashes and %d postings from the tables in %.1f s",
+                    "had applied up to %d; loaded %d view hashes and %d postings anew in %.1f s",
                     pruned, behind, self.hashes.count(), self.features.postings(), time.monotonic() - started)
 
     def _reload(self, photo_ids: list[str]) -> None:
@@ -242,9 +333,21 @@ def photo_batches(catalog: SqlCatalog, table: str, columns: str, batch: int, the
         after = whole[-1][0]
 
 
-def memory_indexes(catalog: SqlCatalog) -> tuple[SyncedHashIndex, SyncedFeatureIndex]:
-    indexes = CatalogIndexes(catalog)
+def memory_indexes(catalog: SqlCatalog, snapshots: Path | None = None) -> tuple[SyncedHashIndex, SyncedFeatureIndex]:
+    indexes = CatalogIndexes(catalog, snapshots=snapshots)
     return SyncedHashIndex(indexes), SyncedFeatureIndex(indexes)
+
+
+def write_snapshot(catalog: SqlCatalog, directory: Path, keep: int = 2) -> tuple[Path, CatalogIndexes]:
+    """A new snapshot in ``directory`` of the indexes as they stand now (loaded from the newest
+    snapshot there and the log since, or from the tables), their tails merged; all but the
+    ``keep`` newest snapshots deleted. Returns its path and the indexes written."""
+    indexes = CatalogIndexes(catalog, snapshots=directory)
+    indexes.hashes.rebuild()
+    indexes.features.rebuild()
+    path = snapshot.write(directory, indexes.hashes.state(), indexes.features.state(), indexes.position())
+    snapshot.prune(directory, keep)
+    return path, indexes
 
 
 def freeze_loaded() -> None:

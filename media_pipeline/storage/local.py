@@ -63,7 +63,7 @@ class LocalStorage:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:
             raise StorageUnavailable(f"local storage write failed for {key}: {exc}") from exc
         return self.stat(key)
@@ -230,7 +230,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a file created or renamed in it) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
