@@ -17,7 +17,7 @@ from config.settings import ConfigError, Settings, settings_table
 from media_pipeline import cli_index as index_commands
 from media_pipeline import cli_jobs as jobs
 from media_pipeline import cli_moves as moves
-from media_pipeline.cli_jobs import duration, size
+from media_pipeline.cli_jobs import duration, next_round, size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,11 +331,7 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             print(f"reconcile: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             if not args.every:
                 return 1
-        if not args.every:
-            return 0
-        try:
-            time.sleep(args.every)
-        except KeyboardInterrupt:
+        if not next_round(args.every):
             return 0
 
 

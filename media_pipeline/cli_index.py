@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from config.settings import Settings
+from media_pipeline.cli_jobs import next_round
 
 
 def add_parsers(sub: Any) -> None:
@@ -18,30 +19,42 @@ def add_parsers(sub: Any) -> None:
                           "processes to start from and share (run it more often than MP_INDEX_CHANGES_KEEP_SECONDS)")
     snap.add_argument("--dir", type=Path, help="where to write it (default MP_INDEX_SNAPSHOT_DIR)")
     snap.add_argument("--keep", type=int, default=2, help="snapshots kept, the new one included (older ones are deleted)")
+    snap.add_argument("--every", type=float, help="write one every N seconds until stopped, the indexes kept between "
+                      "(brought up to date by the change log), instead of once")
     sub.add_parser("refile-keypoints", help="file photos indexed under an older format's keypoint keys under the current ones (once, after upgrading), "
                    "and with MP_DUPLICATE_INDEX=sql write the postings of photos filed while it was memory")
 
 
 def _index_snapshot(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline.catalog.sql import SqlCatalog
+    from media_pipeline.errors import MediaPipelineError
     from media_pipeline.hashindex.synced import write_snapshot
 
     directory = args.dir or settings.index_snapshot_dir
     if directory is None:
         print("index-snapshot: set MP_INDEX_SNAPSHOT_DIR or pass --dir", file=sys.stderr)
         return 2
-    if args.keep < 1:
-        print("index-snapshot: --keep must be at least 1", file=sys.stderr)
+    if args.keep < 1 or (args.every is not None and args.every <= 0):
+        print("index-snapshot: --keep must be at least 1 and --every above 0", file=sys.stderr)
         return 2
-    started = time.monotonic()
     catalog = SqlCatalog(settings.effective_catalog_url)
+    indexes = None
     try:
-        path, indexes = write_snapshot(catalog, directory, args.keep)
+        while True:
+            started = time.monotonic()
+            try:
+                path, indexes = write_snapshot(catalog, directory, args.keep, indexes)
+            except (MediaPipelineError, OSError) as exc:  # the catalog or the disk: try again next round
+                print(f"index-snapshot: {exc}", file=sys.stderr, flush=True)
+                if not args.every:
+                    return 1
+            else:
+                print(f"wrote {path} at change {indexes.position().high}: {indexes.hashes.count()} view hashes, "
+                      f"{indexes.features.postings()} keypoint postings, in {time.monotonic() - started:.1f} s", flush=True)
+            if not next_round(args.every):
+                return 0
     finally:
         catalog.close()
-    print(f"wrote {path} at change {indexes.position().high}: {indexes.hashes.count()} view hashes, "
-          f"{indexes.features.postings()} keypoint postings, in {time.monotonic() - started:.1f} s")
-    return 0
 
 
 def _refile_keypoints(settings: Settings, args: argparse.Namespace) -> int:

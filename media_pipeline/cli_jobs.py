@@ -69,6 +69,18 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def next_round(every: float | None) -> bool:
+    """For a command run ``--every`` seconds: wait for its next round. False when it runs once, or
+    when Ctrl-C stopped the wait."""
+    if not every:
+        return False
+    try:
+        time.sleep(every)
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
 def _reprocess(settings: Settings, args: argparse.Namespace) -> int:
     from media_pipeline import reprocess
     from media_pipeline.jobs import Selection

@@ -231,7 +231,7 @@ def test_a_running_process_moves_to_a_newer_snapshot_and_the_log_since(url: str,
 
 
 def test_the_command_writes_a_snapshot_a_service_starts_from_and_keeps_the_newest(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from config.settings import Settings
     from media_pipeline import cli
     from media_pipeline.queue import RecordingQueue
@@ -255,6 +255,22 @@ def test_the_command_writes_a_snapshot_a_service_starts_from_and_keeps_the_newes
     started = build_services(settings, queue=RecordingQueue())
     assert not read
     assert sorted({h.photo_id for h in started.hash_index.search(values, 0)}) == ["p0", "p1", "p2"]
+    # --every: a snapshot a round, the indexes kept and brought up to date by the log, until stopped.
+    rounds = []
+
+    def between_rounds(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+        services.hash_index.add("p3", None, [("full", values[0] ^ 1)])
+
+    monkeypatch.setattr(time, "sleep", between_rounds)
+    with caplog.at_level(logging.INFO, logger="media_pipeline.hashindex.synced"):
+        assert cli.main(["index-snapshot", "--every", "3600"]) == 0
+    assert caplog.text.count("mapped from") == 1  # mapped once, then kept
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert rounds == [3600.0, 3600.0] and len(wrote) == 2 and "3 view hashes" in wrote[0] and "4 view hashes" in wrote[1], wrote
+    assert not read
     monkeypatch.delenv("MP_INDEX_SNAPSHOT_DIR")
     assert cli.main(["index-snapshot"]) == 2
     assert "set MP_INDEX_SNAPSHOT_DIR or pass --dir" in capsys.readouterr().err

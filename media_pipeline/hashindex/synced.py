@@ -338,11 +338,16 @@ def memory_indexes(catalog: SqlCatalog, snapshots: Path | None = None) -> tuple[
     return SyncedHashIndex(indexes), SyncedFeatureIndex(indexes)
 
 
-def write_snapshot(catalog: SqlCatalog, directory: Path, keep: int = 2) -> tuple[Path, CatalogIndexes]:
-    """A new snapshot in ``directory`` of the indexes as they stand now (loaded from the newest
-    snapshot there and the log since, or from the tables), their tails merged; all but the
-    ``keep`` newest snapshots deleted. Returns its path and the indexes written."""
-    indexes = CatalogIndexes(catalog, snapshots=directory)
+def write_snapshot(catalog: SqlCatalog, directory: Path, keep: int = 2,
+                   indexes: CatalogIndexes | None = None) -> tuple[Path, CatalogIndexes]:
+    """A new snapshot in ``directory`` of the indexes as they stand now, their tails merged; all
+    but the ``keep`` newest snapshots deleted. ``indexes``: those the last call returned, brought
+    up to date by the log (a writer that runs every hour keeps them); else loaded from the newest
+    snapshot there and the log since, or from the tables. Returns its path and the indexes written."""
+    if indexes is None:
+        indexes = CatalogIndexes(catalog, snapshots=directory)
+    else:
+        indexes.catch_up(force=True)
     indexes.hashes.rebuild()
     indexes.features.rebuild()
     path = snapshot.write(directory, indexes.hashes.state(), indexes.features.state(), indexes.position())
