@@ -59,10 +59,13 @@ def test_dedupe_benches_run(tmp_path: Path) -> None:
 def test_snapshot_bench_runs(tmp_path: Path) -> None:
     """Both starts answer alike (the bench asserts it); the row has its figures."""
     done = subprocess.run([sys.executable, "bench/index_snapshot.py", "--catalog", f"sqlite:///{tmp_path / 'snapshot.db'}",
-                           "--photos", "1500"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--photos", "1500", "--built", "3000"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    memory = r"[\d,]+ / [\d,]+ / [\d,]+"  # RSS / PSS / own, each process
     rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 1,500 |")]
-    assert len(rows) == 1 and re.search(r"\| [\d,]+ / [\d,]+, [\d,]+ / [\d,]+ \| [\d.]+x \|", rows[0]), rows
+    assert len(rows) == 1 and re.search(rf"\| {memory}, {memory} \| [\d.]+x \|", rows[0]), rows
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 3,000 |")]
+    assert len(rows) == 1 and re.search(rf"\| {memory}, {memory} \| [\d.]+ / [\d.]+, [\d.]+ \|$", rows[0]), rows
 
 
 def test_steps_bench_runs(tmp_path: Path) -> None:

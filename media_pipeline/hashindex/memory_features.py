@@ -89,14 +89,15 @@ class MemoryFeatureIndex:
         return index
 
     def state(self) -> FeatureState:
-        """What the index holds, for a snapshot; its tail must be merged first (``rebuild``)."""
+        """What the index holds, for a snapshot; its tail must be merged first (``rebuild``). The
+        arrays are views of the index's own: write them out before the index changes again."""
         with self._lock:
             if len(self._tail) or len(self._merging) or self._bulk:
                 raise ValueError("the tail is not merged: rebuild first")
             count = len(self._ids)
             owners = sorted(self._owner_code, key=self._owner_code.__getitem__)
-            return FeatureState(list(self._segments), self._lows.copy(), list(self._ids), self._alive[:count].copy(),
-                                self._owner_codes[:count].copy(), owners, self._purged)
+            return FeatureState(list(self._segments), self._lows, list(self._ids), self._alive[:count],
+                                self._owner_codes[:count], owners, self._purged)
 
     # ------------------------------------------------------------------ writes
     def add(self, photo_id: str, owner: str | None, keys: Sequence[int]) -> None:
