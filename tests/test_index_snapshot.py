@@ -265,6 +265,7 @@ def test_the_command_writes_a_snapshot_a_service_starts_from_and_keeps_the_newes
         services.hash_index.add("p3", None, [("full", values[0] ^ 1)])
 
     monkeypatch.setattr(time, "sleep", between_rounds)
+    caplog.clear()  # what the starts above logged (captured when the CLI's logging setup lets INFO through)
     with caplog.at_level(logging.INFO, logger="media_pipeline.hashindex.synced"):
         assert cli.main(["index-snapshot", "--every", "3600"]) == 0
     assert caplog.text.count("mapped from") == 1  # mapped once, then kept
