@@ -121,7 +121,9 @@ def usable(directory: Path, kept: Callable[[Position], bool]) -> Iterator[Path]:
 
 
 def read(path: Path) -> Snapshot:
-    """The snapshot at ``path``: postings and bucket tables mapped, the rest read."""
+    """The snapshot at ``path``, every array mapped read-only: the postings and bucket tables
+    stay so, and ``restored`` copies the arrays an index writes (reading them from the files once,
+    not into a private array and then again into its copy)."""
     meta, position = _meta(path)
     for name, size in meta["files"].items():
         try:
@@ -134,22 +136,19 @@ def read(path: Path) -> Snapshot:
         def mapped(name: str) -> np.ndarray:  # a plain array over the mapping, which it keeps open
             return np.asarray(np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False))
 
-        def loaded(name: str) -> np.ndarray:
-            return np.load(path / f"{name}.npy", allow_pickle=False)
-
         def listed(name: str) -> Any:
             return json.loads((path / f"{name}.json").read_bytes())
 
         hashes = HashState(
-            loaded("h-words"), loaded("h-alive"), loaded("h-owner_codes"), loaded("h-photo_of_row"), loaded("h-view_of_row"),
-            listed("h-ids"), loaded("h-first_row"), loaded("h-row_count"), loaded("h-live"),
+            mapped("h-words"), mapped("h-alive"), mapped("h-owner_codes"), mapped("h-photo_of_row"), mapped("h-view_of_row"),
+            listed("h-ids"), mapped("h-first_row"), mapped("h-row_count"), mapped("h-live"),
             {int(n): rows for n, rows in listed("h-scattered").items()}, listed("h-views"), listed("h-owners"),
             int(meta["chunk_bits"]), [(mapped(f"h{i}-offsets"), mapped(f"h{i}-order")) for i in range(int(meta["buckets"]))],
         )
         segments = [KeySegment(mapped(f"f{i}-keys"), mapped(f"f{i}-offsets"), PhotoNumbers(mapped(f"f{i}-low"), mapped(f"f{i}-high")),
                                None if first is None else Direct(int(first), mapped(f"f{i}-direct")))
                     for i, first in enumerate(meta["segments"])]
-        features = FeatureState(segments, loaded("f-lows"), listed("f-ids"), loaded("f-alive"), loaded("f-owner_codes"),
+        features = FeatureState(segments, mapped("f-lows"), listed("f-ids"), mapped("f-alive"), mapped("f-owner_codes"),
                                 listed("f-owners"), int(meta["purged"]))
     except (OSError, ValueError, KeyError) as exc:
         raise SnapshotError(f"{path}: {exc}") from exc
